@@ -80,8 +80,23 @@ s_decode(const char *text, size_t len, const char *prefix,
 	}
 	if ((size_t)(colon + 1 - text) != plen ||
 	    memcmp(text, prefix, plen) != 0) {
-		*why = "wrong key type for this field";
+		*why = strcmp(prefix, "ed25519:") == 0
+		    ? "wrong key type: this field needs an Ed25519 key, "
+		      "written 'ed25519:...'"
+		    : strcmp(prefix, "x25519:") == 0
+		    ? "wrong key type: this field needs an X25519 key, "
+		      "written 'x25519:...'"
+		    : "wrong key type for this field";
 		return -1;
+	}
+	for (size_t i = plen; i < len; i++) {
+		char ch = text[i];
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+			(ch >= '0' && ch <= '9') || ch == '-' || ch == '_')) {
+			*why = "the key may only use the base64url characters "
+			       "A-Z, a-z, 0-9, '-' and '_'";
+			return -1;
+		}
 	}
 	if (len - plen != S_B64_LEN ||
 	    sodium_base642bin(key, KEYS_BYTES, text + plen, len - plen, NULL,
@@ -99,29 +114,55 @@ s_decode(const char *text, size_t len, const char *prefix,
 	return 0;
 }
 
-/* Checks that a decoded public key is one a peer could really hold. */
+/* X25519 public keys of small order (with the top bit cleared, which
+ * X25519 ignores): 0, 1, the two points of order 8, and p-1, p, p+1.
+ * A shared secret with any of them is predictable. */
+static const uint8_t s_small_order[][KEYS_BYTES] = {
+    {0},
+    {1},
+    {0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3,
+	0xfa, 0xf1, 0x9f, 0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32,
+	0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00},
+    {0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1,
+	0x55, 0x9c, 0x83, 0xef, 0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c,
+	0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57},
+    {0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+    {0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+    {0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+};
+
+/* Checks that a decoded public key is one a peer could really hold.
+ * This runs for every key of every party at each load, so it avoids
+ * scalar multiplications: a table look-up for X25519, point
+ * decompression (through a point addition) for Ed25519.  libsodium
+ * refuses small-order Ed25519 keys again when it verifies. */
 static int
 s_check_public(enum keys_alg alg, const uint8_t key[KEYS_BYTES],
     const char **why)
 {
-	uint8_t scalar[crypto_scalarmult_SCALARBYTES], q[KEYS_BYTES];
-	int rc;
+	uint8_t k[KEYS_BYTES], sum[KEYS_BYTES];
 
 	if (alg == KEYS_ED25519) {
-		if (crypto_core_ed25519_is_valid_point(key) != 1) {
+		if (crypto_core_ed25519_add(sum, key, key) != 0) {
 			*why = "not a valid Ed25519 public key";
 			return -1;
 		}
 		return 0;
 	}
-	/* crypto_scalarmult refuses points of small order, which would
-	 * make every shared secret predictable. */
-	memset(scalar, 0x5a, sizeof scalar);
-	rc = crypto_scalarmult(q, scalar, key);
-	sodium_memzero(q, sizeof q);
-	if (rc != 0) {
-		*why = "not a usable X25519 public key (small order)";
-		return -1;
+	memcpy(k, key, sizeof k);
+	k[KEYS_BYTES - 1] &= 0x7f;
+	for (size_t i = 0; i < sizeof s_small_order / sizeof s_small_order[0];
+	    i++) {
+		if (memcmp(k, s_small_order[i], KEYS_BYTES) == 0) {
+			*why = "not a usable X25519 public key (small order)";
+			return -1;
+		}
 	}
 	return 0;
 }

@@ -53,7 +53,8 @@ test_encode_roundtrip(void **state)
 	assert_memory_equal(pk, back, 32);
 	/* The same bytes under the other type are refused. */
 	assert_int_equal(keys_decode(text, KEYS_X25519, back, &why), -1);
-	assert_string_equal(why, "wrong key type for this field");
+	assert_string_equal(why, "wrong key type: this field needs an X25519 "
+				"key, written 'x25519:...'");
 	/* One character short. */
 	text[strlen(text) - 1] = '\0';
 	assert_int_equal(keys_decode(text, KEYS_ED25519, back, &why), -1);
@@ -77,6 +78,52 @@ test_decode_refuses_bad_keys(void **state)
 				     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB",
 			     KEYS_X25519, k, &why),
 	    -1);
+}
+
+/* Every key the small-order table refuses really is of small order:
+ * libsodium's scalar multiplication gives the all-zero result for it. */
+static void
+test_small_order_table(void **state)
+{
+	static const char *const refused[] = {
+	    "x25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+	    "x25519:AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+	    "x25519:4Ot6fDtBuK4WVuP68Z_EatoJjeucMrH9hmIFFl9JuAA",
+	    "x25519:X5yVvKNQjCSx0LFVnIPvWwREXMRYHI6G2CJO3dCfEVc",
+	    "x25519:7P_______________________________________38",
+	};
+	uint8_t k[32], scalar[32], q[32], pk[32], sk[32];
+	const char *why;
+	int valid = 0;
+
+	memset(scalar, 0x42, sizeof scalar);
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+		const char *text = refused[i];
+		uint8_t raw[32];
+		size_t len;
+		/* Decode without the check, then show both verdicts agree. */
+		assert_int_equal(sodium_base642bin(raw, 32, text + 7,
+				     strlen(text) - 7, NULL, &len, NULL,
+				     sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+		    0);
+		assert_int_equal(crypto_scalarmult(q, scalar, raw), -1);
+		assert_int_equal(keys_decode(text, KEYS_X25519, k, &why), -1);
+	}
+	for (int i = 0; i < 50; i++) {
+		char text[KEYS_TEXT_MAX];
+		crypto_box_keypair(pk, sk);
+		keys_encode(KEYS_X25519, pk, text);
+		assert_int_equal(keys_decode(text, KEYS_X25519, k, &why), 0);
+	}
+	/* Random bytes are a valid Ed25519 point only about half the time:
+	 * the check really decompresses. */
+	for (int i = 0; i < 64; i++) {
+		char text[KEYS_TEXT_MAX];
+		randombytes_buf(pk, sizeof pk);
+		keys_encode(KEYS_ED25519, pk, text);
+		valid += keys_decode(text, KEYS_ED25519, k, &why) == 0;
+	}
+	assert_in_range(valid, 8, 56);
 }
 
 static void
@@ -160,7 +207,9 @@ test_public_file_errors(void **state)
 	assert_int_equal(keys_public_read(path, KEYS_PARTY, &pub, &err), -1);
 	assert_int_equal(err.line, 3);
 	assert_int_equal(err.col, 7);
-	assert_string_equal(err.msg, "sign key: wrong key type for this field");
+	assert_string_equal(err.msg,
+	    "sign key: wrong key type: this field needs an Ed25519 key, "
+	    "written 'ed25519:...'");
 
 	s_write("unknown.pub", "signing: ed25519:x\n", 0644);
 	s_path(path, sizeof path, "unknown.pub");
@@ -183,6 +232,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_encode_roundtrip),
 	    cmocka_unit_test(test_decode_refuses_bad_keys),
+	    cmocka_unit_test(test_small_order_table),
 	    cmocka_unit_test(test_generate_and_read),
 	    cmocka_unit_test(test_secret_mode_refused),
 	    cmocka_unit_test(test_public_file_errors),
