@@ -14,8 +14,9 @@
 static void
 s_usage(FILE *out)
 {
-	fprintf(out, "usage: schakelctl check FILE\n"
-		     "       schakelctl --version\n");
+	fprintf(out,
+	    "usage: schakelctl check FILE\n"
+	    "       schakelctl --version\n");
 }
 
 static void
@@ -25,8 +26,8 @@ s_summary(const struct conf *c, int32_t today)
 
 	printf("%s: configuration OK (%zu file%s)\n", c->path, c->nfiles,
 	    c->nfiles == 1 ? "" : "s");
-	printf("  broker      %s", c->broker.nendpoints ? c->broker.endpoints[0]
-						       : "-");
+	printf("  broker      %s",
+	    c->broker.nendpoints ? c->broker.endpoints[0] : "-");
 	for (size_t i = 1; i < c->broker.nendpoints; i++)
 		printf(", %s", c->broker.endpoints[i]);
 	printf("; data in %s\n", c->broker.data_dir);

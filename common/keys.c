@@ -14,19 +14,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define S_B64_LEN 43      /* base64url, no padding, of 32 bytes */
-#define S_FILE_MAX 4096   /* a key file is a few lines */
+#define S_B64_LEN 43    /* base64url, no padding, of 32 bytes */
+#define S_FILE_MAX 4096 /* a key file is a few lines */
 #define S_NAMES 3
 
 static const char *const s_names[S_NAMES] = {"sign", "box", "transport"};
 
-static void
-s_err(struct keys_error *err, unsigned line, unsigned col, const char *fmt,
-    ...) __attribute__((format(printf, 4, 5)));
+static void s_err(struct keys_error *err, unsigned line, unsigned col,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 static void
-s_err(struct keys_error *err, unsigned line, unsigned col, const char *fmt,
-    ...)
+s_err(struct keys_error *err, unsigned line, unsigned col, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -102,8 +100,9 @@ s_decode(const char *text, size_t len, const char *prefix,
 	    sodium_base642bin(key, KEYS_BYTES, text + plen, len - plen, NULL,
 		&binlen, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
 	    binlen != KEYS_BYTES) {
-		*why = "the key must be 43 characters of base64url (no padding) "
-		       "after the type";
+		*why =
+		    "the key must be 43 characters of base64url (no padding) "
+		    "after the type";
 		return -1;
 	}
 	s_encode(prefix, key, again);
@@ -120,21 +119,21 @@ s_decode(const char *text, size_t len, const char *prefix,
 static const uint8_t s_small_order[][KEYS_BYTES] = {
     {0},
     {1},
-    {0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3,
-	0xfa, 0xf1, 0x9f, 0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32,
-	0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00},
-    {0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1,
-	0x55, 0x9c, 0x83, 0xef, 0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c,
-	0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57},
-    {0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
-    {0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
-    {0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+    {0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa,
+	0xf1, 0x9f, 0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd,
+	0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00},
+    {0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55,
+	0x9c, 0x83, 0xef, 0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86,
+	0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57},
+    {0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+    {0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+    {0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
 };
 
 /* Checks that a decoded public key is one a peer could really hold.
@@ -143,8 +142,8 @@ static const uint8_t s_small_order[][KEYS_BYTES] = {
  * decompression (through a point addition) for Ed25519.  libsodium
  * refuses small-order Ed25519 keys again when it verifies. */
 static int
-s_check_public(enum keys_alg alg, const uint8_t key[KEYS_BYTES],
-    const char **why)
+s_check_public(
+    enum keys_alg alg, const uint8_t key[KEYS_BYTES], const char **why)
 {
 	uint8_t k[KEYS_BYTES], sum[KEYS_BYTES];
 
@@ -158,7 +157,7 @@ s_check_public(enum keys_alg alg, const uint8_t key[KEYS_BYTES],
 	memcpy(k, key, sizeof k);
 	k[KEYS_BYTES - 1] &= 0x7f;
 	for (size_t i = 0; i < sizeof s_small_order / sizeof s_small_order[0];
-	    i++) {
+	     i++) {
 		if (memcmp(k, s_small_order[i], KEYS_BYTES) == 0) {
 			*why = "not a usable X25519 public key (small order)";
 			return -1;
@@ -230,7 +229,8 @@ s_split(const char *buf, size_t len, struct s_field fields[S_NAMES],
 		vstart = i + nlen + 1;
 		while (vstart < llen && (l[vstart] == ' ' || l[vstart] == '\t'))
 			vstart++;
-		while (llen > vstart && (l[llen - 1] == ' ' || l[llen - 1] == '\t'))
+		while (llen > vstart &&
+		    (l[llen - 1] == ' ' || l[llen - 1] == '\t'))
 			llen--;
 		fields[which].value = l + vstart;
 		fields[which].len = llen - vstart;
@@ -242,8 +242,8 @@ s_split(const char *buf, size_t len, struct s_field fields[S_NAMES],
 
 /* Reads a whole small file into buf; returns its length or -1. */
 static ssize_t
-s_read_fd(int fd, char *buf, size_t max, const char *path,
-    struct keys_error *err)
+s_read_fd(
+    int fd, char *buf, size_t max, const char *path, struct keys_error *err)
 {
 	size_t len = 0;
 
@@ -396,8 +396,8 @@ s_derive(struct keys_secret *s, const uint8_t seed[KEYS_BYTES],
 }
 
 struct keys_secret *
-keys_secret_read(const char *path, enum keys_owner owner,
-    struct keys_error *err)
+keys_secret_read(
+    const char *path, enum keys_owner owner, struct keys_error *err)
 {
 	struct {
 		char buf[S_FILE_MAX];
@@ -526,8 +526,8 @@ s_format(char *out, size_t outlen, const char *name, enum keys_owner owner,
 		if (!s_wanted(owner, k))
 			continue;
 		s_encode(s_prefix(s_algs[k], secret), keys[k], text);
-		n = snprintf(out + off, outlen - off, "%s: %s\n", s_names[k],
-		    text);
+		n = snprintf(
+		    out + off, outlen - off, "%s: %s\n", s_names[k], text);
 		if (n < 0 || (size_t)n >= outlen - off)
 			return -1;
 		off += (size_t)n;
@@ -544,7 +544,7 @@ keys_generate(const char *dir, const char *name, enum keys_owner owner,
 		uint8_t seed[KEYS_BYTES];
 		char text[1024];
 		struct keys_secret s;
-	} *t;
+	} * t;
 	char path_sk[4096], path_pk[4096], text_pk[1024];
 	int n, rc = -1;
 
@@ -575,8 +575,10 @@ keys_generate(const char *dir, const char *name, enum keys_owner owner,
 		    t->seed, t->s.box_sk, t->s.transport_sk};
 		const uint8_t *pk[S_NAMES] = {
 		    t->s.pub.sign, t->s.pub.box, t->s.pub.transport};
-		int sl = s_format(t->text, sizeof t->text, name, owner, true, sk);
-		int pl = s_format(text_pk, sizeof text_pk, name, owner, false, pk);
+		int sl =
+		    s_format(t->text, sizeof t->text, name, owner, true, sk);
+		int pl =
+		    s_format(text_pk, sizeof text_pk, name, owner, false, pk);
 		if (sl < 0 || pl < 0) {
 			s_err(err, 0, 0, "the name is too long");
 			goto out;

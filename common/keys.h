@@ -78,8 +78,8 @@ int keys_secret_check_mode(const char *path, struct keys_error *err);
 
 /* Reads a secret key file after the same mode check.  Returns an owned
  * keys_secret or NULL with *err filled in. */
-struct keys_secret *keys_secret_read(const char *path, enum keys_owner owner,
-    struct keys_error *err);
+struct keys_secret *keys_secret_read(
+    const char *path, enum keys_owner owner, struct keys_error *err);
 
 /* Wipes and frees; accepts NULL; sets *sp to NULL. */
 void keys_secret_destroy(struct keys_secret **sp);

@@ -42,21 +42,21 @@ s_vlog(enum log_level level, int errnum, const char *fmt, va_list ap)
 	if (s_prefix)
 		fprintf(stderr, "<%d>", (int)level);
 	if (errnum != 0)
-		fprintf(stderr, "%s: %s: %s\n", s_progname, line,
-		    strerror(errnum));
+		fprintf(
+		    stderr, "%s: %s: %s\n", s_progname, line, strerror(errnum));
 	else
 		fprintf(stderr, "%s: %s\n", s_progname, line);
 }
 
-#define S_DEFINE_LOG(name, level, with_errno)                           \
-	void name(const char *fmt, ...)                                 \
-	{                                                               \
-		int saved = errno;                                      \
-		va_list ap;                                             \
-		va_start(ap, fmt);                                      \
-		s_vlog(level, with_errno ? saved : 0, fmt, ap);         \
-		va_end(ap);                                             \
-		errno = saved;                                          \
+#define S_DEFINE_LOG(name, level, with_errno) \
+	void name(const char *fmt, ...) \
+	{ \
+		int saved = errno; \
+		va_list ap; \
+		va_start(ap, fmt); \
+		s_vlog(level, with_errno ? saved : 0, fmt, ap); \
+		va_end(ap); \
+		errno = saved; \
 	}
 
 S_DEFINE_LOG(log_warn, LOG_LEVEL_WARNING, 1)

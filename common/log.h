@@ -31,9 +31,9 @@ void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Setup failures: log at error level and exit(1).  fatal appends errno. */
-void fatal(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
-void fatalx(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
+void
+fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void
+fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 #endif

@@ -53,8 +53,9 @@ test_encode_roundtrip(void **state)
 	assert_memory_equal(pk, back, 32);
 	/* The same bytes under the other type are refused. */
 	assert_int_equal(keys_decode(text, KEYS_X25519, back, &why), -1);
-	assert_string_equal(why, "wrong key type: this field needs an X25519 "
-				"key, written 'x25519:...'");
+	assert_string_equal(why,
+	    "wrong key type: this field needs an X25519 "
+	    "key, written 'x25519:...'");
 	/* One character short. */
 	text[strlen(text) - 1] = '\0';
 	assert_int_equal(keys_decode(text, KEYS_ED25519, back, &why), -1);
@@ -67,16 +68,19 @@ test_decode_refuses_bad_keys(void **state)
 	const char *why;
 
 	/* All zeros is a small-order X25519 point. */
-	assert_int_equal(keys_decode("x25519:"
-				     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-			     KEYS_X25519, k, &why),
+	assert_int_equal(
+	    keys_decode("x25519:"
+			"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		KEYS_X25519, k, &why),
 	    -1);
-	assert_string_equal(why, "not a usable X25519 public key (small order)");
+	assert_string_equal(
+	    why, "not a usable X25519 public key (small order)");
 	assert_int_equal(keys_decode("nokeyhere", KEYS_X25519, k, &why), -1);
 	/* Last character with non-zero trailing bits: not canonical. */
-	assert_int_equal(keys_decode("x25519:"
-				     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB",
-			     KEYS_X25519, k, &why),
+	assert_int_equal(
+	    keys_decode("x25519:"
+			"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB",
+		KEYS_X25519, k, &why),
 	    -1);
 }
 
@@ -102,9 +106,9 @@ test_small_order_table(void **state)
 		uint8_t raw[32];
 		size_t len;
 		/* Decode without the check, then show both verdicts agree. */
-		assert_int_equal(sodium_base642bin(raw, 32, text + 7,
-				     strlen(text) - 7, NULL, &len, NULL,
-				     sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+		assert_int_equal(
+		    sodium_base642bin(raw, 32, text + 7, strlen(text) - 7, NULL,
+			&len, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING),
 		    0);
 		assert_int_equal(crypto_scalarmult(q, scalar, raw), -1);
 		assert_int_equal(keys_decode(text, KEYS_X25519, k, &why), -1);
@@ -164,8 +168,8 @@ test_secret_mode_refused(void **state)
 	struct keys_error err;
 	char path[256], want[1024];
 
-	assert_int_equal(keys_generate(s_dir, "broker", KEYS_BROKER, &pub, &err),
-	    0);
+	assert_int_equal(
+	    keys_generate(s_dir, "broker", KEYS_BROKER, &pub, &err), 0);
 	s_path(path, sizeof path, "broker.key");
 	assert_int_equal(chmod(path, 0640), 0);
 	assert_null(keys_secret_read(path, KEYS_BROKER, &err));
@@ -180,7 +184,8 @@ test_secret_mode_refused(void **state)
 	assert_int_equal(chmod(path, 0400), 0);
 	assert_int_equal(keys_secret_check_mode(path, &err), 0);
 	{
-		struct keys_secret *s = keys_secret_read(path, KEYS_BROKER, &err);
+		struct keys_secret *s =
+		    keys_secret_read(path, KEYS_BROKER, &err);
 		assert_non_null(s);
 		assert_memory_equal(s->pub.sign, pub.sign, 32);
 		keys_secret_destroy(&s);

@@ -40,10 +40,12 @@ test_duration_refused(void **state)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		bool wd = i == 11 || i == 12;
 		why = NULL;
-		assert_int_equal(units_parse_duration(bad[i], wd, &d, &why), -1);
+		assert_int_equal(
+		    units_parse_duration(bad[i], wd, &d, &why), -1);
 		assert_non_null(why);
 	}
-	assert_int_equal(units_parse_duration("3 workdays", false, &d, &why), -1);
+	assert_int_equal(
+	    units_parse_duration("3 workdays", false, &d, &why), -1);
 	assert_string_equal(why, "working days are only allowed in deadlines");
 }
 

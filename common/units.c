@@ -29,8 +29,7 @@ s_digits(const char *s, uint64_t max, uint64_t *out)
 }
 
 int
-units_parse_uint(const char *s, uint64_t max, uint64_t *out,
-    const char **why)
+units_parse_uint(const char *s, uint64_t max, uint64_t *out, const char **why)
 {
 	size_t n;
 

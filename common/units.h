@@ -27,8 +27,8 @@ int units_parse_size(const char *s, uint64_t *out, const char **why);
 
 /* Parses an unsigned decimal integer no larger than `max`, without sign,
  * spaces or leading zeros.  Returns 0 or -1 with *why. */
-int units_parse_uint(const char *s, uint64_t max, uint64_t *out,
-    const char **why);
+int
+units_parse_uint(const char *s, uint64_t max, uint64_t *out, const char **why);
 
 /* Parses an ISO 8601 calendar date "YYYY-MM-DD" (years 1970-9999) into
  * days since 1970-01-01.  Returns 0 or -1 with *why. */

@@ -35,12 +35,12 @@ struct conf_limits {
 	uint64_t max_queue_depth;  /* messages per recipient */
 	uint64_t submit_rate;      /* messages per second per party */
 	uint64_t submit_burst;
-	uint64_t clock_skew;       /* seconds */
-	uint64_t ack_timeout;      /* seconds */
-	uint64_t heartbeat;        /* seconds */
+	uint64_t clock_skew;  /* seconds */
+	uint64_t ack_timeout; /* seconds */
+	uint64_t heartbeat;   /* seconds */
 	uint64_t max_deliveries;
-	uint64_t map_size;         /* bytes */
-	uint64_t dedup_window;     /* seconds */
+	uint64_t map_size;     /* bytes */
+	uint64_t dedup_window; /* seconds */
 };
 
 struct conf_broker {
@@ -87,8 +87,8 @@ struct conf_party {
 struct conf_type {
 	const char *id;
 	const char *description;
-	uint64_t max_size; /* bytes of ciphertext */
-	uint64_t ttl;      /* seconds */
+	uint64_t max_size;                      /* bytes of ciphertext */
+	uint64_t ttl;                           /* seconds */
 	const struct conf_stage *opens;         /* or NULL */
 	const struct conf_stage *const *closes; /* ncloses entries */
 	size_t ncloses;
@@ -224,8 +224,8 @@ struct conf {
 	size_t nagreements;
 	const struct conf_route *routes;
 	size_t nroutes;
-	size_t nflows;  /* all agreements' flows */
-	size_t nfiles;  /* files read, the top one included */
+	size_t nflows; /* all agreements' flows */
+	size_t nfiles; /* files read, the top one included */
 	struct conf_index *index;
 	struct arena *arena;
 };
@@ -239,16 +239,14 @@ struct conf *conf_load(const char *path, int32_t today, struct diags *d);
 /* Frees; accepts NULL; sets *cp to NULL. */
 void conf_destroy(struct conf **cp);
 
-const struct conf_party *conf_party_by_id(const struct conf *c,
-    const char *id);
-const struct conf_party *conf_party_by_transport_key(const struct conf *c,
-    const uint8_t key[CONF_KEY_BYTES]);
+const struct conf_party *conf_party_by_id(const struct conf *c, const char *id);
+const struct conf_party *conf_party_by_transport_key(
+    const struct conf *c, const uint8_t key[CONF_KEY_BYTES]);
 const struct conf_role *conf_role_by_id(const struct conf *c, const char *id);
 const struct conf_type *conf_type_by_id(const struct conf *c, const char *id);
-const struct conf_stage *conf_stage_by_id(const struct conf *c,
-    const char *id);
-const struct conf_agreement *conf_agreement_by_id(const struct conf *c,
-    const char *id);
+const struct conf_stage *conf_stage_by_id(const struct conf *c, const char *id);
+const struct conf_agreement *
+conf_agreement_by_id(const struct conf *c, const char *id);
 
 /* Fills `out` with up to `max` flows whose agreement binds both parties
  * and which allow `sender` to send `type` to `recipient`, whatever the
@@ -262,8 +260,8 @@ size_t conf_flows_for(const struct conf *c, const struct conf_party *sender,
 bool conf_agreement_active(const struct conf_agreement *a, int32_t day);
 
 /* Returns true when agreement `a` binds party `p`. */
-bool conf_agreement_binds(const struct conf_agreement *a,
-    const struct conf_party *p);
+bool conf_agreement_binds(
+    const struct conf_agreement *a, const struct conf_party *p);
 
 /* Returns true when a flow selector covers party `p` (for a role: `p`
  * has the role and is bound by the flow's agreement). */
@@ -271,8 +269,8 @@ bool conf_selector_covers(const struct conf_flow *f,
     const struct conf_selector *s, const struct conf_party *p);
 
 /* Returns true when `pattern` matches message type `t`. */
-bool conf_pattern_matches(const struct conf_type_pattern *pattern,
-    const struct conf_type *t);
+bool conf_pattern_matches(
+    const struct conf_type_pattern *pattern, const struct conf_type *t);
 
 /* Returns true when `p` has region code `region` (GM0344 -> 344). */
 bool conf_party_in_region(const struct conf_party *p, uint16_t region);

@@ -30,8 +30,8 @@ s_route_sender(const struct conf_route *r, const struct conf_party *p)
 /* True when some sender allowed by flow selector `from` passes the
  * route's sender criteria. */
 static bool
-s_route_sender_flow(const struct conf *c, const struct conf_route *r,
-    const struct conf_flow *f)
+s_route_sender_flow(
+    const struct conf *c, const struct conf_route *r, const struct conf_flow *f)
 {
 	const struct conf_selector *from = &f->from;
 
@@ -124,7 +124,7 @@ s_buckets_build(const struct conf *c, struct s_buckets *b)
 			const struct conf_flow *fl = &c->agreements[a].flows[f];
 			for (size_t t = 0; t < fl->ntypes; t++) {
 				b->start[s_to_role(fl)->index * c->ntypes +
-					 fl->types[t]->index + 1]++;
+				    fl->types[t]->index + 1]++;
 				total++;
 			}
 		}
@@ -138,7 +138,7 @@ s_buckets_build(const struct conf *c, struct s_buckets *b)
 			const struct conf_flow *fl = &c->agreements[a].flows[f];
 			for (size_t t = 0; t < fl->ntypes; t++) {
 				size_t k = s_to_role(fl)->index * c->ntypes +
-					   fl->types[t]->index;
+				    fl->types[t]->index;
 				b->flow[b->start[k] + fill[k]++] = fl;
 			}
 		}
@@ -207,8 +207,8 @@ s_check_targets(const struct conf *c, const struct s_buckets *b,
 			break;
 		case CONF_TARGET_ONE_OF:
 			for (size_t m = 0; !allowed && m < t->nmembers; m++)
-				allowed = s_role_allows(c, b, r, t,
-				    t->members[m]->role);
+				allowed = s_role_allows(
+				    c, b, r, t, t->members[m]->role);
 			break;
 		default:
 			allowed = s_role_allows(c, b, r, t, t->role);
@@ -294,8 +294,8 @@ s_senders_cover(const struct conf *c, const struct conf_route *a,
 		for (size_t j = 0; j < b->nsender_roles; j++) {
 			bool found = false;
 			for (size_t i = 0; i < a->nsender_roles; i++)
-				found = found || a->sender_roles[i] ==
-						     b->sender_roles[j];
+				found = found ||
+				    a->sender_roles[i] == b->sender_roles[j];
 			if (!found)
 				return false;
 		}
@@ -353,8 +353,7 @@ s_check_shadowed(const struct conf *c, struct diags *d)
 /* Warns about agreement flows that no route carries: the agreement
  * allows them, but nothing will ever be delivered under them. */
 static void
-s_check_flows(const struct conf *c, const struct s_buckets *b,
-    struct diags *d)
+s_check_flows(const struct conf *c, const struct s_buckets *b, struct diags *d)
 {
 	for (size_t a = 0; a < c->nagreements; a++) {
 		const struct conf_agreement *ag = &c->agreements[a];
@@ -364,17 +363,20 @@ s_check_flows(const struct conf *c, const struct s_buckets *b,
 				size_t ty = fl->types[t]->index;
 				bool used = false;
 				for (size_t i = b->rstart[ty];
-				    !used && i < b->rstart[ty + 1]; i++) {
-					const struct conf_route *ro = b->route[i];
+				     !used && i < b->rstart[ty + 1]; i++) {
+					const struct conf_route *ro =
+					    b->route[i];
 					if (!s_route_sender_flow(c, ro, fl))
 						continue;
-					for (size_t k = 0;
-					    !used && k < ro->nto + ro->nfallback;
-					    k++)
-						used = s_target_meets(k < ro->nto
-							? &ro->to[k]
-							: &ro->fallback[k - ro->nto],
-						    fl);
+					for (size_t k = 0; !used &&
+					     k < ro->nto + ro->nfallback;
+					     k++)
+						used =
+						    s_target_meets(k < ro->nto
+							    ? &ro->to[k]
+							    : &ro->fallback[k -
+								  ro->nto],
+							fl);
 				}
 				if (!used)
 					diags_add(d, DIAG_WARNING, &fl->mark,

@@ -51,7 +51,7 @@ idmap_put(struct idmap *m, const void *key, size_t len, void *val, void **old)
 	if ((m->len + 1) * 4 > m->cap * 3 && s_grow(m) != 0)
 		return -1;
 	for (i = s_hash(key, len) & (m->cap - 1); m->keys[i] != NULL;
-	    i = (i + 1) & (m->cap - 1)) {
+	     i = (i + 1) & (m->cap - 1)) {
 		if (m->lens[i] == len && memcmp(m->keys[i], key, len) == 0) {
 			*old = m->vals[i];
 			return 1;
@@ -70,7 +70,7 @@ idmap_get(const struct idmap *m, const void *key, size_t len)
 	if (m->cap == 0)
 		return NULL;
 	for (size_t i = s_hash(key, len) & (m->cap - 1); m->keys[i] != NULL;
-	    i = (i + 1) & (m->cap - 1))
+	     i = (i + 1) & (m->cap - 1))
 		if (m->lens[i] == len && memcmp(m->keys[i], key, len) == 0)
 			return m->vals[i];
 	return NULL;
@@ -105,19 +105,20 @@ s_key(const struct conf_selector *from, const struct conf_selector *to,
 {
 	uint64_t f = from->kind == CONF_SEL_PARTY ? from->party->index
 						  : from->role->index;
-	uint64_t r = to->kind == CONF_SEL_PARTY ? to->party->index
-						: to->role->index;
+	uint64_t r =
+	    to->kind == CONF_SEL_PARTY ? to->party->index : to->role->index;
 
-	return UINT64_C(1) << 63 | (uint64_t)(from->kind == CONF_SEL_ROLE) << 62 |
-	       (uint64_t)(to->kind == CONF_SEL_ROLE) << 61 | f << 40 | r << 20 |
-	       t->index;
+	return UINT64_C(1) << 63 |
+	    (uint64_t)(from->kind == CONF_SEL_ROLE) << 62 |
+	    (uint64_t)(to->kind == CONF_SEL_ROLE) << 61 | f << 40 | r << 20 |
+	    t->index;
 }
 
 static size_t
 s_slot(const struct idmap_u64 *m, uint64_t key)
 {
-	size_t i = (size_t)((key * UINT64_C(0x9E3779B97F4A7C15)) >> 20) &
-		   (m->cap - 1);
+	size_t i =
+	    (size_t)((key * UINT64_C(0x9E3779B97F4A7C15)) >> 20) & (m->cap - 1);
 
 	while (m->keys[i] != 0 && m->keys[i] != key)
 		i = (i + 1) & (m->cap - 1);
@@ -150,8 +151,8 @@ conf_index_flows(struct conf *c)
 		for (size_t f = 0; f < ag->nflows; f++) {
 			const struct conf_flow *fl = &ag->flows[f];
 			for (size_t t = 0; t < fl->ntypes; t++) {
-				uint64_t key = s_key(&fl->from, &fl->to,
-				    fl->types[t]);
+				uint64_t key =
+				    s_key(&fl->from, &fl->to, fl->types[t]);
 				size_t i = s_slot(m, key);
 				m->keys[i] = key;
 				m->links[m->nlinks].flow = fl;
@@ -211,13 +212,16 @@ conf_flows_for(const struct conf *c, const struct conf_party *sender,
 		for (int j = 0; j < 2; j++) {
 			size_t slot = s_slot(m, s_key(&from[i], &to[j], type));
 			for (uint32_t l = m->heads[slot]; l != 0;
-			    l = m->links[l - 1].next) {
-				const struct conf_flow *f = m->links[l - 1].flow;
+			     l = m->links[l - 1].next) {
+				const struct conf_flow *f =
+				    m->links[l - 1].flow;
 				/* A party selector was checked against the
 				 * agreement at load; a role needs both
 				 * parties bound. */
-				if (!conf_agreement_binds(f->agreement, sender) ||
-				    !conf_agreement_binds(f->agreement, recipient))
+				if (!conf_agreement_binds(
+					f->agreement, sender) ||
+				    !conf_agreement_binds(
+					f->agreement, recipient))
 					continue;
 				if (n < max)
 					out[n] = f;
@@ -241,8 +245,8 @@ conf_party_by_id(const struct conf *c, const char *id)
 }
 
 const struct conf_party *
-conf_party_by_transport_key(const struct conf *c,
-    const uint8_t key[CONF_KEY_BYTES])
+conf_party_by_transport_key(
+    const struct conf *c, const uint8_t key[CONF_KEY_BYTES])
 {
 	return idmap_get(&c->index->transport_keys, key, CONF_KEY_BYTES);
 }
@@ -278,8 +282,7 @@ conf_agreement_active(const struct conf_agreement *a, int32_t day)
 }
 
 bool
-conf_agreement_binds(const struct conf_agreement *a,
-    const struct conf_party *p)
+conf_agreement_binds(const struct conf_agreement *a, const struct conf_party *p)
 {
 	size_t lo = 0, hi = a->nparties;
 
@@ -305,8 +308,8 @@ conf_selector_covers(const struct conf_flow *f, const struct conf_selector *s,
 }
 
 bool
-conf_pattern_matches(const struct conf_type_pattern *pattern,
-    const struct conf_type *t)
+conf_pattern_matches(
+    const struct conf_type_pattern *pattern, const struct conf_type *t)
 {
 	if (pattern->any)
 		return true;

@@ -23,8 +23,8 @@ struct idmap {
 /* Inserts key -> val.  Returns 0, 1 when the key was present (*old is set
  * and nothing changes), or -1 when out of memory.  The key is borrowed
  * and must outlive the map. */
-int idmap_put(struct idmap *m, const void *key, size_t len, void *val,
-    void **old);
+int
+idmap_put(struct idmap *m, const void *key, size_t len, void *val, void **old);
 void *idmap_get(const struct idmap *m, const void *key, size_t len);
 void idmap_free(struct idmap *m);
 

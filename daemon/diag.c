@@ -38,8 +38,8 @@ diags_destroy(struct diags **dp)
 }
 
 void
-diags_add(struct diags *d, enum diag_severity sev,
-    const struct diag_mark *mark, const char *fmt, ...)
+diags_add(struct diags *d, enum diag_severity sev, const struct diag_mark *mark,
+    const char *fmt, ...)
 {
 	char buf[1024];
 	va_list ap;
@@ -137,7 +137,8 @@ diags_print(struct diags *d, FILE *out)
 	s_sort(d);
 	for (size_t i = 0; i < d->len; i++) {
 		const struct diag *x = &d->items[i];
-		const char *sev = x->severity == DIAG_ERROR ? "error" : "warning";
+		const char *sev =
+		    x->severity == DIAG_ERROR ? "error" : "warning";
 		if (x->mark.line == 0)
 			fprintf(out, "%s: %s: %s\n", x->mark.file, sev, x->msg);
 		else
@@ -181,8 +182,8 @@ s_distance(const char *a, const char *b, size_t limit)
 }
 
 void
-diags_suggest(const char *word, const char *const *names, size_t n,
-    char *out, size_t len)
+diags_suggest(
+    const char *word, const char *const *names, size_t n, char *out, size_t len)
 {
 	size_t wlen = strlen(word), limit = wlen < 4 ? 1 : wlen < 9 ? 2 : 3;
 	size_t best = limit + 1;

@@ -45,9 +45,9 @@ void diags_destroy(struct diags **dp);
  * but not kept.  Out of memory is remembered and reported by
  * diags_print. */
 #define DIAGS_MAX 1000
-void diags_add(struct diags *d, enum diag_severity sev,
-    const struct diag_mark *mark, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+void
+diags_add(struct diags *d, enum diag_severity sev, const struct diag_mark *mark,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Returns the number of problems of severity `sev` added so far. */
 size_t diags_count(const struct diags *d, enum diag_severity sev);

@@ -15,11 +15,12 @@
 static void
 s_usage(FILE *out)
 {
-	fprintf(out, "usage: schakeld [-n] [-d] -c FILE\n"
-		     "  -c FILE  the configuration file\n"
-		     "  -n       check the configuration and exit\n"
-		     "  -d       log debug messages\n"
-		     "  -V       print the version and exit\n");
+	fprintf(out,
+	    "usage: schakeld [-n] [-d] -c FILE\n"
+	    "  -c FILE  the configuration file\n"
+	    "  -n       check the configuration and exit\n"
+	    "  -d       log debug messages\n"
+	    "  -V       print the version and exit\n");
 }
 
 int
@@ -69,8 +70,8 @@ main(int argc, char **argv)
 		if (check_only)
 			fprintf(stderr, "%s: configuration has errors\n", path);
 		else
-			log_warnx("%s: configuration has errors, not starting",
-			    path);
+			log_warnx(
+			    "%s: configuration has errors, not starting", path);
 		return 1;
 	}
 	diags_destroy(&d);

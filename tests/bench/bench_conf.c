@@ -43,8 +43,8 @@ main(int argc, char **argv)
 
 	if ((argc > 1 && units_parse_uint(argv[1], 1000000, &parties, &why)) ||
 	    (argc > 2 && units_parse_uint(argv[2], 10000000, &flows, &why)) ||
-	    (argc > 3 && (units_parse_uint(argv[3], 16, &runs, &why) ||
-			     runs == 0))) {
+	    (argc > 3 &&
+		(units_parse_uint(argv[3], 16, &runs, &why) || runs == 0))) {
 		fprintf(stderr, "usage: bench_conf [PARTIES [FLOWS [RUNS]]]\n");
 		return 2;
 	}
@@ -60,8 +60,9 @@ main(int argc, char **argv)
 		t[i] = s_now() - t0;
 		if (c == NULL || diags_len(d) != 0) {
 			diags_print(d, stderr);
-			fprintf(stderr, "bench_conf: the generated configuration "
-					"does not load clean\n");
+			fprintf(stderr,
+			    "bench_conf: the generated configuration "
+			    "does not load clean\n");
 			return 1;
 		}
 		conf_destroy(&c);

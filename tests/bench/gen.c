@@ -59,10 +59,10 @@ static void
 s_party_id(char *out, size_t len, size_t region, int role, int k)
 {
 	snprintf(out, len, "%s-r%zu-%d",
-	    role == R_MUN    ? "gemeente"
-	    : role == R_DC   ? "schuldhulp"
-	    : role == R_CRED ? "schuldeiser"
-			     : "huisarts",
+	    role == R_MUN        ? "gemeente"
+		: role == R_DC   ? "schuldhulp"
+		: role == R_CRED ? "schuldeiser"
+				 : "huisarts",
 	    region, k);
 }
 
@@ -91,17 +91,19 @@ gen_write(const char *dir, size_t parties, size_t flows, struct gen_stats *st)
 	f = s_open(dir, "schakel.yaml");
 	if (f == NULL)
 		return -1;
-	fprintf(f, "broker:\n  endpoints: [tcp://127.0.0.1:7450]\n"
-		   "  data_dir: data\n  key_file: keys/broker.key\n"
-		   "include: [parties.yaml, agreements.yaml, routes.yaml]\n"
-		   "roles:\n");
+	fprintf(f,
+	    "broker:\n  endpoints: [tcp://127.0.0.1:7450]\n"
+	    "  data_dir: data\n  key_file: keys/broker.key\n"
+	    "include: [parties.yaml, agreements.yaml, routes.yaml]\n"
+	    "roles:\n");
 	for (int r = 0; r < R_NROLES; r++)
 		fprintf(f, "  - {id: %s, description: role %s}\n", s_roles[r],
 		    s_roles[r]);
 	fprintf(f, "message_types:\n");
 	for (size_t k = 0; k < S_NKINDS; k++)
-		fprintf(f, "  - id: %s\n    description: type %zu\n    "
-			   "max_size: 64KiB\n    ttl: 14d\n",
+		fprintf(f,
+		    "  - id: %s\n    description: type %zu\n    "
+		    "max_size: 64KiB\n    ttl: 14d\n",
 		    s_kinds[k].type, k);
 	st->types = S_NKINDS;
 	fclose(f);
@@ -154,18 +156,19 @@ gen_write(const char *dir, size_t parties, size_t flows, struct gen_stats *st)
 				s_party_id(id, sizeof id, g, r, k);
 				fprintf(f, "%s%s", first ? "" : ", ", id);
 			}
-		fprintf(f, "]\n    purpose: schuldhulpverlening\n"
-			   "    legal_basis: Wgs art. 8\n"
-			   "    valid_from: 2026-01-01\n"
-			   "    retention_days: 365\n    flows:\n");
+		fprintf(f,
+		    "]\n    purpose: schuldhulpverlening\n"
+		    "    legal_basis: Wgs art. 8\n"
+		    "    valid_from: 2026-01-01\n"
+		    "    retention_days: 365\n    flows:\n");
 		st->agreements++;
 		for (size_t round = 0; done < want && made < flows; round++) {
 			size_t before = done;
-			for (size_t k = 0; k < S_NKINDS && done < want &&
-			     made < flows;
-			    k++) {
+			for (size_t k = 0;
+			     k < S_NKINDS && done < want && made < flows; k++) {
 				int fr = s_kinds[k].from, to = s_kinds[k].to;
-				size_t pairs = (size_t)s_mix[fr] * (size_t)s_mix[to];
+				size_t pairs =
+				    (size_t)s_mix[fr] * (size_t)s_mix[to];
 				if (round >= pairs)
 					continue;
 				s_party_id(id, sizeof id, g, fr,
@@ -195,9 +198,10 @@ gen_write(const char *dir, size_t parties, size_t flows, struct gen_stats *st)
 	fprintf(f, "routes:\n");
 	for (size_t g = 0; g < regions; g++) {
 		s_party_id(id, sizeof id, g, R_MUN, 0);
-		fprintf(f, "  - id: melding-regio-%zu\n    match: {type: "
-			   "shv.melding.v1, sender: %s}\n    to:\n"
-			   "      - one_of: [",
+		fprintf(f,
+		    "  - id: melding-regio-%zu\n    match: {type: "
+		    "shv.melding.v1, sender: %s}\n    to:\n"
+		    "      - one_of: [",
 		    g + 1, id);
 		for (int k = 0; k < s_mix[R_DC]; k++) {
 			s_party_id(id2, sizeof id2, g, R_DC, k);

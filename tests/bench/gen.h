@@ -19,7 +19,7 @@ struct gen_stats {
 /* Writes DIR/schakel.yaml and the files it includes, with about
  * `parties` parties and exactly `flows` agreement flows, and a broker key
  * in DIR/keys.  Returns 0 or -1 (errno set). */
-int gen_write(const char *dir, size_t parties, size_t flows,
-    struct gen_stats *st);
+int
+gen_write(const char *dir, size_t parties, size_t flows, struct gen_stats *st);
 
 #endif
