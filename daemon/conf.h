@@ -272,6 +272,17 @@ bool conf_selector_covers(const struct conf_flow *f,
 bool conf_pattern_matches(
     const struct conf_type_pattern *pattern, const struct conf_type *t);
 
+/* Returns the day (since 1970-01-01) on which a limit of `d` that starts
+ * on `day` ends: `d.seconds` later in calendar time, or after `d.workdays`
+ * working days (Monday to Friday, skipping the configuration's holidays);
+ * the start day itself never counts.  Only `holidays` and `nholidays` of
+ * `c` are used. */
+int32_t conf_limit_end(
+    const struct conf *c, int32_t day, const struct units_duration *d);
+
+/* Returns true when `day` is a declared holiday. */
+bool conf_is_holiday(const struct conf *c, int32_t day);
+
 /* Returns true when `p` has region code `region` (GM0344 -> 344). */
 bool conf_party_in_region(const struct conf_party *p, uint16_t region);
 

@@ -326,3 +326,36 @@ conf_party_in_region(const struct conf_party *p, uint16_t region)
 			return true;
 	return false;
 }
+
+bool
+conf_is_holiday(const struct conf *c, int32_t day)
+{
+	size_t lo = 0, hi = c->nholidays;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (c->holidays[mid].day == day)
+			return true;
+		if (c->holidays[mid].day < day)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+int32_t
+conf_limit_end(
+    const struct conf *c, int32_t day, const struct units_duration *d)
+{
+	uint32_t left = d->workdays;
+
+	if (left == 0)
+		return day + (int32_t)((d->seconds + 86399) / 86400);
+	while (left > 0) {
+		day++;
+		if (units_weekday(day) < 5 && !conf_is_holiday(c, day))
+			left--;
+	}
+	return day;
+}
