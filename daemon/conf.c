@@ -31,12 +31,11 @@ enum s_section {
 };
 
 static const char *const s_section_keys[S_NSECTIONS] = {"roles", "parties",
-    "stages", "message_types", "deadlines", "holidays", "agreements",
-    "routes"};
+    "stages", "message_types", "deadlines", "holidays", "agreements", "routes"};
 
 static const char *const s_top_keys[] = {"include", "broker", "roles",
-    "parties", "message_types", "stages", "deadlines", "holidays",
-    "agreements", "routes"};
+    "parties", "message_types", "stages", "deadlines", "holidays", "agreements",
+    "routes"};
 
 #define S_NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define S_MAX_INCLUDES 256
@@ -68,11 +67,14 @@ struct s_ctx {
 	const char *chain_real[S_MAX_INCLUDES];
 	int chain_len;
 	uint32_t nfiles;
+	/* A file could not be read or parsed: what is missing from it would
+	 * only show up as misleading follow-on problems elsewhere. */
+	bool incomplete;
 	struct diag_mark top;
 };
 
-static void s_err(struct s_ctx *x, const struct diag_mark *m,
-    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void s_err(struct s_ctx *x, const struct diag_mark *m, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
 
 static void
 s_err(struct s_ctx *x, const struct diag_mark *m, const char *fmt, ...)
@@ -163,8 +165,9 @@ s_fields(struct s_ctx *x, const struct ynode *n, const char *what,
 	for (size_t i = 0; i < count; i++)
 		out[i] = NULL;
 	if (n == NULL || n->kind != YNODE_MAP) {
-		s_err(x, &n->mark, "%s must be a mapping of keys to values, "
-				   "found %s",
+		s_err(x, &n->mark,
+		    "%s must be a mapping of keys to values, "
+		    "found %s",
 		    what, ytree_kind_name(n));
 		return false;
 	}
@@ -247,7 +250,12 @@ s_bool(struct s_ctx *x, const struct ynode *n, const char *what, bool dflt)
 		if (strcmp(n->str, "false") == 0)
 			return false;
 	}
-	s_err(x, &n->mark, "%s must be true or false", what);
+	if (n->kind == YNODE_SCALAR)
+		s_err(x, &n->mark, "%s must be true or false, found '%s'", what,
+		    n->str);
+	else
+		s_err(x, &n->mark, "%s must be true or false, found %s", what,
+		    ytree_kind_name(n));
 	return dflt;
 }
 
@@ -260,8 +268,8 @@ s_is_slug(const char *s, size_t max)
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		bool ok = (s[i] >= 'a' && s[i] <= 'z') ||
-			  (s[i] >= '0' && s[i] <= '9') ||
-			  (s[i] == '-' && s[i + 1] != '-');
+		    (s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] == '-' && s[i + 1] != '-');
 		if (!ok)
 			return false;
 	}
@@ -364,7 +372,7 @@ s_register(struct s_ctx *x, struct idmap *map, const char *id, void *item,
 	if (rc == 1) {
 		const struct diag_mark *first =
 		    (const struct diag_mark *)(const void *)((const char *)old +
-							     mark_off);
+			mark_off);
 		s_err(x, mark, "%s '%s' is declared twice (first at %s)", what,
 		    id, s_where(first, where, sizeof where));
 		return false;
@@ -389,8 +397,7 @@ s_nth(const struct ynode *n, size_t i)
 
 /* Collects the names of a map's keys for "did you mean" hints. */
 static void
-s_suggest_from(const struct idmap *m, const char *word, char *hint,
-    size_t len)
+s_suggest_from(const struct idmap *m, const char *word, char *hint, size_t len)
 {
 	const char **names;
 	size_t n = 0;
@@ -476,8 +483,9 @@ s_regions(struct s_ctx *x, const struct ynode *n, size_t *count)
 		for (size_t j = 0; j < k; j++)
 			dup = dup || r[j] == v;
 		if (dup) {
-			s_err(x, &s_nth(n, i)->mark, "region '%s' is listed "
-						     "twice",
+			s_err(x, &s_nth(n, i)->mark,
+			    "region '%s' is listed "
+			    "twice",
 			    s_nth(n, i)->str);
 			continue;
 		}
@@ -503,8 +511,7 @@ s_duration(struct s_ctx *x, const struct ynode *n, bool workdays,
 }
 
 static bool
-s_date(struct s_ctx *x, const struct ynode *n, const char *what,
-    int32_t *out)
+s_date(struct s_ctx *x, const struct ynode *n, const char *what, int32_t *out)
 {
 	const char *s = s_scalar(x, n, what), *why;
 
@@ -520,8 +527,8 @@ s_date(struct s_ctx *x, const struct ynode *n, const char *what,
 /* ------------------------------------------------------------------ */
 /* Includes                                                           */
 
-static void s_load_file(struct s_ctx *x, const char *path,
-    const struct diag_mark *from);
+static void
+s_load_file(struct s_ctx *x, const char *path, const struct diag_mark *from);
 
 static int
 s_name_cmp(const void *a, const void *b)
@@ -541,6 +548,7 @@ s_load_dir(struct s_ctx *x, const char *dir, const struct diag_mark *from)
 	if (dp == NULL) {
 		s_err(x, from, "cannot read folder '%s': %s", dir,
 		    strerror(errno));
+		x->incomplete = true;
 		return;
 	}
 	while ((de = readdir(dp)) != NULL) {
@@ -584,7 +592,8 @@ s_includes(struct s_ctx *x, const struct ynode *inc, const char *dir)
 		if (rel == NULL)
 			continue;
 		if (rel[0] == '\0') {
-			s_err(x, &e->mark, "an include must name a file or folder");
+			s_err(x, &e->mark,
+			    "an include must name a file or folder");
 			continue;
 		}
 		path = s_resolve(x, dir, rel);
@@ -595,6 +604,7 @@ s_includes(struct s_ctx *x, const struct ynode *inc, const char *dir)
 		if (stat(path, &st) != 0) {
 			s_err(x, &e->mark, "cannot include '%s': %s", path,
 			    strerror(errno));
+			x->incomplete = true;
 			continue;
 		}
 		if (S_ISDIR(st.st_mode))
@@ -606,15 +616,15 @@ s_includes(struct s_ctx *x, const struct ynode *inc, const char *dir)
 
 /* Reports an include cycle as the chain of file names. */
 static void
-s_cycle(struct s_ctx *x, int start, const char *path,
-    const struct diag_mark *from)
+s_cycle(
+    struct s_ctx *x, int start, const char *path, const struct diag_mark *from)
 {
 	char msg[700];
 	size_t off = 0;
 
 	for (int i = start; i < x->chain_len && off < sizeof msg; i++) {
-		int n = snprintf(msg + off, sizeof msg - off, "'%s' includes ",
-		    x->chain[i]);
+		int n = snprintf(
+		    msg + off, sizeof msg - off, "'%s' includes ", x->chain[i]);
 		if (n < 0)
 			break;
 		off += (size_t)n;
@@ -637,6 +647,7 @@ s_load_file(struct s_ctx *x, const char *path, const struct diag_mark *from)
 
 	if (realpath(path, real) == NULL) {
 		s_err(x, from, "cannot open '%s': %s", path, strerror(errno));
+		x->incomplete = true;
 		return;
 	}
 	for (int i = 0; i < x->chain_len; i++) {
@@ -647,8 +658,9 @@ s_load_file(struct s_ctx *x, const char *path, const struct diag_mark *from)
 	}
 	first = idmap_get(&x->files, real, strlen(real));
 	if (first != NULL) {
-		s_err(x, from, "'%s' is already included (at %s); include each "
-			       "file once",
+		s_err(x, from,
+		    "'%s' is already included (at %s); include each "
+		    "file once",
 		    path, s_where(first, where, sizeof where));
 		return;
 	}
@@ -672,9 +684,12 @@ s_load_file(struct s_ctx *x, const char *path, const struct diag_mark *from)
 	}
 	seq = x->nfiles++;
 	root = ytree_load(x->tree, path, name, seq, x->d, &ok);
+	if (!ok)
+		x->incomplete = true;
 	if (!ok || root == NULL)
 		return;
 	if (root->kind != YNODE_MAP) {
+		x->incomplete = true;
 		s_err(x, &root->mark,
 		    "a configuration file is a mapping of sections (broker, "
 		    "parties, ...), found %s",
@@ -698,10 +713,11 @@ s_load_file(struct s_ctx *x, const char *path, const struct diag_mark *from)
 		}
 		if (strcmp(k->str, "broker") == 0) {
 			if (x->broker != NULL) {
-				s_err(x, &k->mark, "'broker' is declared twice "
-						   "(first at %s)",
-				    s_where(&x->broker->mark, where,
-					sizeof where));
+				s_err(x, &k->mark,
+				    "'broker' is declared twice "
+				    "(first at %s)",
+				    s_where(
+					&x->broker->mark, where, sizeof where));
 				continue;
 			}
 			x->broker = v;
@@ -766,21 +782,20 @@ static const struct {
 	true},
     {"submit_rate", S_LIM_UINT, offsetof(struct conf_limits, submit_rate), 1,
 	10000000, 1000, true},
-    {"submit_burst", S_LIM_UINT, offsetof(struct conf_limits, submit_burst),
-	1, 100000000, 0, true},
-    {"clock_skew", S_LIM_DURATION, offsetof(struct conf_limits, clock_skew),
-	1, 86400, 300, false},
+    {"submit_burst", S_LIM_UINT, offsetof(struct conf_limits, submit_burst), 1,
+	100000000, 0, true},
+    {"clock_skew", S_LIM_DURATION, offsetof(struct conf_limits, clock_skew), 1,
+	86400, 300, false},
     {"ack_timeout", S_LIM_DURATION, offsetof(struct conf_limits, ack_timeout),
 	1, 86400, 60, false},
     {"heartbeat", S_LIM_DURATION, offsetof(struct conf_limits, heartbeat), 1,
 	3600, 10, false},
-    {"max_deliveries", S_LIM_UINT,
-	offsetof(struct conf_limits, max_deliveries), 1, 1000, 10, false},
-    {"map_size", S_LIM_SIZE, offsetof(struct conf_limits, map_size),
-	16u << 20, UINT64_C(1) << 42, UINT64_C(1) << 30, false},
-    {"dedup_window", S_LIM_DURATION,
-	offsetof(struct conf_limits, dedup_window), 60,
-	UINT64_C(3660) * 86400, 30 * 86400, false},
+    {"max_deliveries", S_LIM_UINT, offsetof(struct conf_limits, max_deliveries),
+	1, 1000, 10, false},
+    {"map_size", S_LIM_SIZE, offsetof(struct conf_limits, map_size), 16u << 20,
+	UINT64_C(1) << 42, UINT64_C(1) << 30, false},
+    {"dedup_window", S_LIM_DURATION, offsetof(struct conf_limits, dedup_window),
+	60, UINT64_C(3660) * 86400, 30 * 86400, false},
 };
 
 /* Reads a `limits` mapping into `out` (which holds the defaults).  With
@@ -838,13 +853,15 @@ s_parse_limits(struct s_ctx *x, const struct ynode *n, bool party,
 			    (unsigned long long)(val < s_limits[i].min
 				    ? s_limits[i].min
 				    : s_limits[i].max));
-			s_err(x, &v[j]->mark, "%s '%s' is %s than allowed (%s %s%s)",
+			s_err(x, &v[j]->mark,
+			    "%s '%s' is %s than allowed (%s %s%s)",
 			    s_limits[i].name, s,
 			    val < s_limits[i].min ? "smaller" : "larger",
 			    val < s_limits[i].min ? "at least" : "at most", lim,
-			    s_limits[i].kind == S_LIM_SIZE	   ? " bytes"
-			    : s_limits[i].kind == S_LIM_DURATION ? " seconds"
-								 : "");
+			    s_limits[i].kind == S_LIM_SIZE ? " bytes"
+				: s_limits[i].kind == S_LIM_DURATION
+				? " seconds"
+				: "");
 			continue;
 		}
 		*(uint64_t *)(void *)((char *)out + s_limits[i].offset) = val;
@@ -869,7 +886,7 @@ s_endpoint_ok(const char *s)
 		uint64_t port;
 		const char *why;
 		return units_parse_uint(colon + 1, 65535, &port, &why) == 0 &&
-		       port > 0;
+		    port > 0;
 	}
 }
 
@@ -887,8 +904,9 @@ s_parse_broker(struct s_ctx *x)
 		*(uint64_t *)(void *)((char *)&b->limits + s_limits[i].offset) =
 		    s_limits[i].dflt;
 	if (n == NULL) {
-		s_err(x, &x->top, "there is no 'broker' section; it says where "
-				  "the broker listens and keeps its data");
+		s_err(x, &x->top,
+		    "there is no 'broker' section; it says where "
+		    "the broker listens and keeps its data");
 		return;
 	}
 	b->mark = n->mark;
@@ -916,8 +934,9 @@ s_parse_broker(struct s_ctx *x)
 			eps[k++] = arena_strdup(x->a, s);
 		}
 		if (count == 0)
-			s_err(x, &v[0]->mark, "the broker needs at least one "
-					      "endpoint");
+			s_err(x, &v[0]->mark,
+			    "the broker needs at least one "
+			    "endpoint");
 		b->endpoints = eps;
 		b->nendpoints = k;
 	}
@@ -930,6 +949,7 @@ s_parse_broker(struct s_ctx *x)
 		s = s_text(x, v[2], "key_file");
 		if (s != NULL) {
 			b->key_file = s_resolve(x, x->broker_dir, s);
+			errno = 0; /* ENOENT below must come from this check */
 			if (b->key_file != NULL &&
 			    keys_secret_check_mode(b->key_file, &kerr) != 0)
 				s_err(x, &v[2]->mark, "%s%s", kerr.msg,
@@ -958,7 +978,8 @@ s_parse_broker(struct s_ctx *x)
 		b->metrics = arena_strdup(x->a, s);
 	}
 	if (v[5] != NULL)
-		s_parse_limits(x, v[5], false, &b->limits, "the broker's limits");
+		s_parse_limits(
+		    x, v[5], false, &b->limits, "the broker's limits");
 	if (b->limits.submit_burst == 0)
 		b->limits.submit_burst = 2 * b->limits.submit_rate;
 }
@@ -983,7 +1004,8 @@ s_parse_named(struct s_ctx *x, enum s_section sec, struct idmap *map,
 	for (size_t i = 0; i < vec->len; i++) {
 		const struct ynode *n = vec->v[i].node, *v[2];
 		/* struct conf_role and struct conf_stage share a layout. */
-		struct conf_role *r = (struct conf_role *)(void *)(arr + k * elem);
+		struct conf_role *r =
+		    (struct conf_role *)(void *)(arr + k * elem);
 		if (!s_fields(x, n, what, names, 2, v))
 			continue;
 		if (!s_need(x, n, v[0], "id", what))
@@ -994,8 +1016,9 @@ s_parse_named(struct s_ctx *x, enum s_section sec, struct idmap *map,
 		r->mark = n->mark;
 		r->index = (uint32_t)k;
 		if (r->id == NULL ||
-		    !s_register(x, map, r->id, r, offsetof(struct conf_role, mark),
-			&v[0]->mark, what + 2))
+		    !s_register(x, map, r->id, r,
+			offsetof(struct conf_role, mark), &v[0]->mark,
+			what + 2))
 			continue;
 		k++;
 	}
@@ -1006,9 +1029,11 @@ s_parse_named(struct s_ctx *x, enum s_section sec, struct idmap *map,
 /* ------------------------------------------------------------------ */
 /* parties                                                            */
 
+/* Reads a party's keys, inline or from a public key file, and sets
+ * marks[sign, box, transport] to where each key is written. */
 static void
 s_party_keys(struct s_ctx *x, struct conf_party *p, const struct ynode *n,
-    const char *dir)
+    const char *dir, const struct diag_mark *marks[3])
 {
 	static const char *const names[] = {"sign", "box", "transport"};
 	const struct ynode *v[3];
@@ -1017,6 +1042,8 @@ s_party_keys(struct s_ctx *x, struct conf_party *p, const struct ynode *n,
 	struct keys_error err;
 	const char *why;
 
+	for (int i = 0; i < 3; i++)
+		marks[i] = &n->mark;
 	if (n->kind == YNODE_SCALAR) {
 		const char *path = s_resolve(x, dir, n->str);
 		if (path == NULL) {
@@ -1049,6 +1076,7 @@ s_party_keys(struct s_ctx *x, struct conf_party *p, const struct ynode *n,
 		const char *s;
 		if (!s_need(x, n, v[i], names[i], "a party's keys"))
 			continue;
+		marks[i] = &v[i]->mark;
 		s = s_scalar(x, v[i], names[i]);
 		if (s != NULL &&
 		    keys_decode(s, i == 0 ? KEYS_ED25519 : KEYS_X25519, dst[i],
@@ -1064,19 +1092,26 @@ s_unique_key(struct s_ctx *x, struct idmap *map, const struct conf_party *p,
     const uint8_t *key, const char *which, const struct diag_mark *mark)
 {
 	static const uint8_t zero[CONF_KEY_BYTES];
+	const struct conf_party *other;
 	void *old = NULL;
+	char where[512];
 	int rc;
 
 	if (memcmp(key, zero, CONF_KEY_BYTES) == 0)
 		return; /* not read: already reported */
 	rc = idmap_put(map, key, CONF_KEY_BYTES, (void *)p, &old);
-	if (rc < 0)
+	if (rc < 0) {
 		s_oom(x);
-	else if (rc == 1)
-		s_err(x, mark,
-		    "party '%s' has the same %s key as party '%s'; every party "
-		    "needs keys of its own",
-		    p->id, which, ((const struct conf_party *)old)->id);
+		return;
+	}
+	if (rc == 0)
+		return;
+	other = old;
+	s_err(x, mark,
+	    "party '%s' has the same %s key as party '%s' (%s); every party "
+	    "needs keys of its own",
+	    p->id, which, other->id,
+	    s_where(&other->mark, where, sizeof where));
 }
 
 static void
@@ -1102,6 +1137,8 @@ s_parse_parties(struct s_ctx *x)
 		const struct ynode *n = vec->v[i].node, *v[S_NELEM(names)];
 		struct conf_party *p = &arr[k];
 		struct conf_limits lim = x->c->broker.limits;
+		const struct diag_mark *kmarks[3] = {
+		    &n->mark, &n->mark, &n->mark};
 		char what[128];
 
 		lim.submit_burst = 0;
@@ -1121,7 +1158,7 @@ s_parse_parties(struct s_ctx *x)
 			p->role = s_ref(x, &ix->roles, v[2], "role");
 		p->regions = s_regions(x, v[3], &p->nregions);
 		if (s_need(x, n, v[4], "keys", what))
-			s_party_keys(x, p, v[4], vec->v[i].dir);
+			s_party_keys(x, p, v[4], vec->v[i].dir, kmarks);
 		if (v[5] != NULL)
 			s_parse_limits(x, v[5], true, &lim, "a party's limits");
 		p->max_queue_depth = lim.max_queue_depth;
@@ -1129,17 +1166,17 @@ s_parse_parties(struct s_ctx *x)
 		/* A party's own rate without a burst gets twice its rate. */
 		p->submit_burst = lim.submit_burst != 0 ? lim.submit_burst
 		    : lim.submit_rate != x->c->broker.limits.submit_rate
-			? 2 * lim.submit_rate
-			: x->c->broker.limits.submit_burst;
+		    ? 2 * lim.submit_rate
+		    : x->c->broker.limits.submit_burst;
 		if (!s_register(x, &ix->parties, p->id, p,
-			offsetof(struct conf_party, mark), &v[0]->mark, "party"))
+			offsetof(struct conf_party, mark), &v[0]->mark,
+			"party"))
 			continue;
 		s_unique_key(x, &ix->transport_keys, p, p->transport_key,
-		    "transport", &v[4]->mark);
-		s_unique_key(x, &ix->sign_keys, p, p->sign_key, "sign",
-		    &v[4]->mark);
-		s_unique_key(x, &ix->box_keys, p, p->box_key, "box",
-		    &v[4]->mark);
+		    "transport", kmarks[2]);
+		s_unique_key(
+		    x, &ix->sign_keys, p, p->sign_key, "sign", kmarks[0]);
+		s_unique_key(x, &ix->box_keys, p, p->box_key, "box", kmarks[1]);
 		k++;
 	}
 	x->c->parties = arr;
@@ -1189,9 +1226,10 @@ s_parse_types(struct s_ctx *x)
 		t->max_size = x->c->broker.limits.max_message_size;
 		if (v[2] != NULL) {
 			const char *s = s_scalar(x, v[2], "max_size"), *why;
-			if (s != NULL && units_parse_size(s, &t->max_size, &why) != 0)
-				s_err(x, &v[2]->mark, "invalid max_size '%s': %s",
-				    s, why);
+			if (s != NULL &&
+			    units_parse_size(s, &t->max_size, &why) != 0)
+				s_err(x, &v[2]->mark,
+				    "invalid max_size '%s': %s", s, why);
 			else if (s != NULL &&
 			    t->max_size > x->c->broker.limits.max_message_size)
 				s_err(x, &v[2]->mark,
@@ -1215,16 +1253,16 @@ s_parse_types(struct s_ctx *x)
 				return;
 			}
 			for (size_t c = 0; c < nc; c++) {
-				const struct conf_stage *st = s_ref(x,
-				    &ix->stages, s_nth(v[5], c), "stage");
+				const struct conf_stage *st = s_ref(
+				    x, &ix->stages, s_nth(v[5], c), "stage");
 				if (st != NULL)
 					cl[kc++] = st;
 			}
 			t->closes = cl;
 			t->ncloses = kc;
 		}
-		t->special_categories = s_bool(x, v[6], "special_categories",
-		    false);
+		t->special_categories =
+		    s_bool(x, v[6], "special_categories", false);
 		if (!s_register(x, &ix->types, t->id, t,
 			offsetof(struct conf_type, mark), &v[0]->mark,
 			"message type"))
@@ -1249,8 +1287,8 @@ s_type_list(struct s_ctx *x, const struct ynode *n, size_t *count)
 		return NULL;
 	}
 	for (size_t i = 0; i < total; i++) {
-		const struct conf_type *t = s_ref(x, &x->c->index->types,
-		    s_nth(n, i), "message type");
+		const struct conf_type *t =
+		    s_ref(x, &x->c->index->types, s_nth(n, i), "message type");
 		bool dup = false;
 		if (t == NULL)
 			continue;
@@ -1313,9 +1351,11 @@ s_parse_holidays(struct s_ctx *x)
 		if (arr[i].day == arr[i - 1].day) {
 			char where[512], date[11];
 			units_format_date(arr[i].day, date);
-			s_err(x, &arr[i].mark, "holiday %s is listed twice "
-					       "(also at %s)",
-			    date, s_where(&arr[i - 1].mark, where, sizeof where));
+			s_err(x, &arr[i].mark,
+			    "holiday %s is listed twice "
+			    "(also at %s)",
+			    date,
+			    s_where(&arr[i - 1].mark, where, sizeof where));
 		}
 	}
 	x->c->holidays = arr;
@@ -1373,12 +1413,13 @@ s_parse_deadlines(struct s_ctx *x)
 		if (s_need(x, n, v[4], "within", what))
 			s_duration(x, v[4], true, "within", &dl->within);
 		if (v[5] != NULL &&
-		    s_duration(x, v[5], true, "urgent_within",
-			&dl->urgent_within) &&
+		    s_duration(
+			x, v[5], true, "urgent_within", &dl->urgent_within) &&
 		    (dl->within.seconds || dl->within.workdays) &&
 		    !s_shorter(&dl->urgent_within, &dl->within))
-			s_err(x, &v[5]->mark, "urgent_within '%s' must be shorter "
-					      "than within '%s'",
+			s_err(x, &v[5]->mark,
+			    "urgent_within '%s' must be shorter "
+			    "than within '%s'",
 			    v[5]->str, v[4]->str);
 		if (v[6] != NULL)
 			dl->source = s_text(x, v[6], "a source");
@@ -1457,15 +1498,15 @@ s_selector(struct s_ctx *x, const struct ynode *n, const char *side,
 }
 
 static void
-s_parse_flows(struct s_ctx *x, struct conf_agreement *ag,
-    const struct ynode *n)
+s_parse_flows(struct s_ctx *x, struct conf_agreement *ag, const struct ynode *n)
 {
 	static const char *const names[] = {"from", "to", "types"};
 	struct conf_flow *arr;
 	size_t total, k = 0;
 
 	if (n->kind != YNODE_SEQ || n->n == 0) {
-		s_err(x, &n->mark, "'flows' must be a list of at least one flow");
+		s_err(
+		    x, &n->mark, "'flows' must be a list of at least one flow");
 		return;
 	}
 	total = n->n;
@@ -1484,9 +1525,9 @@ s_parse_flows(struct s_ctx *x, struct conf_agreement *ag,
 		fl->mark = f->mark;
 		fl->agreement = ag;
 		ok = s_need(x, f, v[0], "from", "a flow") &&
-		     s_selector(x, v[0], "from", ag, &fl->from);
+		    s_selector(x, v[0], "from", ag, &fl->from);
 		ok = s_need(x, f, v[1], "to", "a flow") &&
-		     s_selector(x, v[1], "to", ag, &fl->to) && ok;
+		    s_selector(x, v[1], "to", ag, &fl->to) && ok;
 		if (s_need(x, f, v[2], "types", "a flow"))
 			fl->types = s_type_list(x, v[2], &fl->ntypes);
 		if (ok && fl->ntypes > 0)
@@ -1539,8 +1580,8 @@ s_parse_agreements(struct s_ctx *x)
 				return;
 			}
 			for (size_t p = 0; p < np; p++) {
-				const struct conf_party *pa = s_ref(x,
-				    &ix->parties, s_nth(v[2], p), "party");
+				const struct conf_party *pa = s_ref(
+				    x, &ix->parties, s_nth(v[2], p), "party");
 				bool dup = false;
 				if (pa == NULL)
 					continue;
@@ -1573,7 +1614,8 @@ s_parse_agreements(struct s_ctx *x)
 			    "valid_until %s is before valid_from %s", v[6]->str,
 			    v[5]->str);
 		if (s_need(x, n, v[7], "retention_days", what)) {
-			const char *s = s_scalar(x, v[7], "retention_days"), *why;
+			const char *s = s_scalar(x, v[7], "retention_days"),
+				   *why;
 			uint64_t days;
 			if (s != NULL &&
 			    (units_parse_uint(s, 36600, &days, &why) != 0 ||
@@ -1585,7 +1627,8 @@ s_parse_agreements(struct s_ctx *x)
 			else if (s != NULL)
 				ag->retention_days = (uint32_t)days;
 		}
-		ag->consent_required = s_bool(x, v[8], "consent_required", false);
+		ag->consent_required =
+		    s_bool(x, v[8], "consent_required", false);
 		if (!s_register(x, &ix->agreements, ag->id, ag,
 			offsetof(struct conf_agreement, mark), &v[0]->mark,
 			"agreement"))
@@ -1622,8 +1665,8 @@ s_pattern(struct s_ctx *x, const struct ynode *n, struct conf_type_pattern *p)
 		for (size_t i = 0; i < x->c->ntypes; i++)
 			if (conf_pattern_matches(p, &x->c->types[i]))
 				return true;
-		s_err(x, &n->mark, "pattern '%s' matches no declared message type",
-		    s);
+		s_err(x, &n->mark,
+		    "pattern '%s' matches no declared message type", s);
 		return false;
 	}
 	if (strchr(s, '*') != NULL) {
@@ -1655,16 +1698,16 @@ s_party_list(struct s_ctx *x, const struct ynode *n, size_t *count)
 		return NULL;
 	}
 	for (size_t i = 0; i < total; i++) {
-		const struct conf_party *p = s_ref(x, &x->c->index->parties,
-		    s_nth(n, i), "party");
+		const struct conf_party *p =
+		    s_ref(x, &x->c->index->parties, s_nth(n, i), "party");
 		bool dup = false;
 		if (p == NULL)
 			continue;
 		for (size_t j = 0; j < k; j++)
 			dup = dup || arr[j] == p;
 		if (dup) {
-			s_err(x, &s_nth(n, i)->mark, "party '%s' is listed twice",
-			    p->id);
+			s_err(x, &s_nth(n, i)->mark,
+			    "party '%s' is listed twice", p->id);
 			continue;
 		}
 		arr[k++] = p;
@@ -1725,8 +1768,8 @@ s_target(struct s_ctx *x, const struct ynode *n, struct conf_target *t)
 }
 
 static const struct conf_target *
-s_targets(struct s_ctx *x, const struct ynode *n, const char *key,
-    size_t *count)
+s_targets(
+    struct s_ctx *x, const struct ynode *n, const char *key, size_t *count)
 {
 	struct conf_target *arr;
 	size_t k = 0;
@@ -1783,8 +1826,8 @@ s_route_match(struct s_ctx *x, struct conf_route *r, const struct ynode *n)
 			return;
 		}
 		for (size_t i = 0; i < total; i++) {
-			const struct conf_role *ro = s_ref(x, &x->c->index->roles,
-			    s_nth(v[2], i), "role");
+			const struct conf_role *ro = s_ref(
+			    x, &x->c->index->roles, s_nth(v[2], i), "role");
 			if (ro != NULL)
 				roles[k++] = ro;
 		}
@@ -1834,10 +1877,11 @@ s_parse_routes(struct s_ctx *x)
 		if (s_need(x, n, v[3], "to", what))
 			r->to = s_targets(x, v[3], "to", &r->nto);
 		if (v[4] != NULL)
-			r->fallback = s_targets(x, v[4], "fallback",
-			    &r->nfallback);
+			r->fallback =
+			    s_targets(x, v[4], "fallback", &r->nfallback);
 		if (!s_register(x, &x->c->index->routes, r->id, r,
-			offsetof(struct conf_route, mark), &v[0]->mark, "route"))
+			offsetof(struct conf_route, mark), &v[0]->mark,
+			"route"))
 			continue;
 		k++;
 	}
@@ -1870,8 +1914,8 @@ conf_load(const char *path, int32_t today, struct diags *d)
 	x.c = c;
 	s_load_file(&x, path, &x.top);
 	c->nfiles = x.nfiles;
-	if (x.nfiles == 0)
-		goto fail; /* the top file could not be read */
+	if (x.nfiles == 0 || x.incomplete)
+		goto fail; /* reported; checking the rest would mislead */
 	s_parse_broker(&x);
 	c->roles = s_parse_named(&x, S_ROLES, &c->index->roles,
 	    sizeof(struct conf_role), "a role", &count);

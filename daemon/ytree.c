@@ -80,7 +80,8 @@ s_attach(struct s_loader *l, const struct ynode *n)
 		}
 		for (size_t i = 0; i < f->len; i += 2) {
 			const struct ynode *k = f->items[i];
-			if (k->len == n->len && memcmp(k->str, n->str, n->len) == 0) {
+			if (k->len == n->len &&
+			    memcmp(k->str, n->str, n->len) == 0) {
 				diags_add(l->d, DIAG_ERROR, &n->mark,
 				    "key '%s' appears twice in this mapping "
 				    "(first at line %u)",
@@ -126,15 +127,15 @@ s_close(struct s_loader *l)
 
 	if (n->kind == YNODE_SEQ) {
 		n->n = f->len;
-		n->items = arena_calloc(l->arena, f->len ? f->len : 1,
-		    sizeof(*n->items));
+		n->items = arena_calloc(
+		    l->arena, f->len ? f->len : 1, sizeof(*n->items));
 		if (n->items == NULL)
 			rc = -1;
 		else
 			memcpy(n->items, f->items, f->len * sizeof(void *));
 	} else {
-		struct ypair *p = arena_calloc(l->arena,
-		    f->len / 2 ? f->len / 2 : 1, sizeof(*p));
+		struct ypair *p = arena_calloc(
+		    l->arena, f->len / 2 ? f->len / 2 : 1, sizeof(*p));
 		n->n = f->len / 2;
 		if (p == NULL)
 			rc = -1;
@@ -158,8 +159,8 @@ s_scalar(struct s_loader *l, const yaml_event_t *ev)
 	struct diag_mark mk = s_mark(l, &ev->start_mark);
 
 	if (ev->data.scalar.length > YTREE_MAX_SCALAR) {
-		diags_add(l->d, DIAG_ERROR, &mk,
-		    "text longer than %u bytes", YTREE_MAX_SCALAR);
+		diags_add(l->d, DIAG_ERROR, &mk, "text longer than %u bytes",
+		    YTREE_MAX_SCALAR);
 		return -1;
 	}
 	if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length)) {
@@ -195,7 +196,8 @@ s_plain_node(struct s_loader *l, const yaml_event_t *ev,
 	}
 	if (tag != NULL && !implicit) {
 		diags_add(l->d, DIAG_ERROR, &mk,
-		    "tags (%s) are not supported", (const char *)tag);
+		    "tags (%s) are not supported; remove the tag",
+		    (const char *)tag);
 		return -1;
 	}
 	return 0;
@@ -259,7 +261,8 @@ s_slurp(const char *path, size_t *len, const char *mark_file, uint32_t seq,
 
 	*len = 0;
 	if (f == NULL) {
-		diags_add(d, DIAG_ERROR, &mk, "cannot open: %s", strerror(errno));
+		diags_add(
+		    d, DIAG_ERROR, &mk, "cannot open: %s", strerror(errno));
 		return NULL;
 	}
 	for (;;) {
@@ -285,7 +288,8 @@ s_slurp(const char *path, size_t *len, const char *mark_file, uint32_t seq,
 			break;
 	}
 	if (ferror(f)) {
-		diags_add(d, DIAG_ERROR, &mk, "cannot read: %s", strerror(errno));
+		diags_add(
+		    d, DIAG_ERROR, &mk, "cannot read: %s", strerror(errno));
 		goto fail;
 	}
 	fclose(f);
@@ -320,10 +324,18 @@ ytree_load(struct arena *arena, const char *path, const char *mark_file,
 	while (!done && !l.failed) {
 		if (!yaml_parser_parse(&parser, &ev)) {
 			struct diag_mark mk = s_mark(&l, &parser.problem_mark);
-			diags_add(d, DIAG_ERROR, &mk, "YAML syntax error: %s%s%s",
-			    parser.problem ? parser.problem : "unknown problem",
-			    parser.context ? " " : "",
-			    parser.context ? parser.context : "");
+			const char *problem =
+			    parser.problem ? parser.problem : "unknown problem";
+			unsigned long from = parser.context_mark.line + 1;
+			if (parser.context != NULL)
+				diags_add(d, DIAG_ERROR, &mk,
+				    "YAML syntax error: %s %s that starts at "
+				    "line %lu; check the indentation and "
+				    "punctuation",
+				    problem, parser.context, from);
+			else
+				diags_add(d, DIAG_ERROR, &mk,
+				    "YAML syntax error: %s", problem);
 			l.failed = true;
 			break;
 		}
@@ -352,8 +364,8 @@ ytree_is_null(const struct ynode *n)
 	if (n->kind != YNODE_SCALAR || !n->plain)
 		return false;
 	return n->len == 0 || strcmp(n->str, "~") == 0 ||
-	       strcmp(n->str, "null") == 0 || strcmp(n->str, "Null") == 0 ||
-	       strcmp(n->str, "NULL") == 0;
+	    strcmp(n->str, "null") == 0 || strcmp(n->str, "Null") == 0 ||
+	    strcmp(n->str, "NULL") == 0;
 }
 
 const char *
