@@ -313,6 +313,23 @@ test_every_bitflip_refused(void **state)
 	codec_buf_clear(&b);
 }
 
+/* Found by fuzzing: an envelope without header_bytes made the wire walk
+ * compute NULL + 0 (undefined behaviour; caught under -Dsanitize=true). */
+static void
+test_missing_fields(void **state)
+{
+	/* Only field 4 (ciphertext), 40 zero bytes. */
+	uint8_t only_ct[42] = {0x22, 40};
+	struct env *e = NULL;
+
+	(void)state;
+	assert_int_equal(
+	    env_decode(only_ct, sizeof only_ct, 0, &e), SCHAKEL_E_BAD_FIELD);
+	assert_null(e);
+	assert_int_equal(env_decode(NULL, 0, 0, &e), SCHAKEL_E_BAD_FIELD);
+	assert_int_equal(env_decode(NULL, 1, 0, &e), SCHAKEL_E_BAD_ARGUMENT);
+}
+
 static void
 test_bad_drafts(void **state)
 {
@@ -426,6 +443,7 @@ main(void)
 	    cmocka_unit_test(test_roundtrip),
 	    cmocka_unit_test(test_truncated_and_trailing),
 	    cmocka_unit_test(test_every_bitflip_refused),
+	    cmocka_unit_test(test_missing_fields),
 	    cmocka_unit_test(test_bad_drafts),
 	    cmocka_unit_test(test_receipts),
 	    cmocka_unit_test(test_bsn),

@@ -46,13 +46,19 @@ s_find(const struct wire_msg *m, uint64_t num, size_t *idx)
 int
 wire_check(const struct wire_msg *m, const uint8_t *buf, size_t len, int depth)
 {
-	const uint8_t *p = buf, *end = buf + len;
+	const uint8_t *p, *end;
 	uint32_t counts[S_MAX_FIELDS] = {0};
 	int oneofs = 0;
 	int rc;
 
 	if (depth <= 0 || m->nfields > S_MAX_FIELDS)
 		return SCHAKEL_E_MALFORMED;
+	/* An absent bytes field arrives as (NULL, 0); NULL + 0 is undefined
+	 * in C, so an empty message returns before any pointer arithmetic. */
+	if (len == 0)
+		return SCHAKEL_OK;
+	p = buf;
+	end = buf + len;
 	while (p < end) {
 		const struct wire_field *f;
 		uint64_t key, v;

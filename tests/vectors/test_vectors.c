@@ -452,8 +452,8 @@ s_write(const char *dir, const char *name, const uint8_t *p, size_t n)
 	return fclose(f);
 }
 
-/* Seeds for the fuzzer: the first byte selects the fuzz target's mode
- * (see tests/fuzz/fuzz_envelope.c), the rest is the committed input. */
+/* Seeds for the fuzzer (tests/fuzz/fuzz_envelope.c tries every input
+ * both as an envelope and as a receipt): each committed input as is. */
 static int
 s_corpus(const char *dir)
 {
