@@ -19,10 +19,10 @@ codec_buf_clear(struct codec_buf *b)
 {
 	if (b == NULL)
 		return;
-	if (b->data != NULL) {
-		sodium_memzero(b->data, b->len);
-		free(b->data);
-	}
+	/* Encoded messages are public by design (ciphertext, signed headers,
+	 * receipts), so they are freed without wiping; secrets never live in
+	 * a codec_buf. */
+	free(b->data);
 	b->data = NULL;
 	b->len = 0;
 }

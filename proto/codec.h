@@ -12,7 +12,8 @@
 
 #include "schakel_err.h"
 
-/* An encoded message owned by the caller; free it with codec_buf_clear. */
+/* An encoded message (never secret) owned by the caller; free it with
+ * codec_buf_clear. */
 struct codec_buf {
 	uint8_t *data;
 	size_t len;
@@ -22,7 +23,8 @@ struct codec_buf {
  * Returns SCHAKEL_OK or SCHAKEL_E_INTERNAL. */
 int codec_init(void);
 
-/* Free the buffer's data (wiped first) and zero the struct; NULL-safe. */
+/* Free the buffer's data and zero the struct; NULL-safe.  Encoded
+ * messages are public, so they are not wiped. */
 void codec_buf_clear(struct codec_buf *b);
 
 #endif

@@ -218,20 +218,15 @@ s_seal(uint8_t out[ENV_SEALED_LEN], const uint8_t ck[ENV_CONTENT_KEY_LEN],
 
 /* ---- build ------------------------------------------------------------ */
 
+/* What env_build keeps per message between sealing and signing.  The
+ * ciphertext is written straight into the final envelope buffer, at
+ * offset `prefix`: a batch of large payloads is then allocated and
+ * written once, not twice. */
 struct s_item {
 	struct codec_buf header;
-	struct codec_buf ct;
+	size_t prefix;
 	uint8_t (*sealed)[ENV_SEALED_LEN];
 };
-
-static void
-s_item_clear(struct s_item *it)
-{
-	codec_buf_clear(&it->header);
-	codec_buf_clear(&it->ct);
-	free(it->sealed);
-	it->sealed = NULL;
-}
 
 void
 env_new_id(uint8_t id[ENV_ID_LEN])
@@ -267,12 +262,15 @@ s_sort_recipients(struct env_draft *d, size_t order[ENV_MAX_RECIPIENTS])
 	return SCHAKEL_OK;
 }
 
+/* Lay out, encrypt and seal draft `index` of `count` into *out; the
+ * prefix before the ciphertext is written later by s_finish. */
 static int
-s_seal_one(struct env_draft *d, struct s_item *it)
+s_seal_one(struct env_draft *d, uint32_t index, uint32_t count,
+    struct pb_envelope *pe, struct s_item *it, struct codec_buf *out)
 {
 	uint8_t ck[ENV_CONTENT_KEY_LEN], ad[S_AD_MAX];
-	size_t order[ENV_MAX_RECIPIENTS], adlen;
-	uint8_t *nonce;
+	size_t order[ENV_MAX_RECIPIENTS], adlen, ctlen;
+	uint8_t *ct;
 	int rc;
 
 	if (d->payload_len > ENV_MAX_PAYLOAD_LEN)
@@ -285,24 +283,38 @@ s_seal_one(struct env_draft *d, struct s_item *it)
 	rc = s_header_check(&d->hdr);
 	if (rc)
 		return rc;
-	it->ct.len = ENV_NONCE_LEN + d->payload_len + ENV_TAG_LEN;
-	it->ct.data = malloc(it->ct.len);
+	/* Only lengths and the proof's shape decide the prefix's size. */
+	ctlen = ENV_NONCE_LEN + d->payload_len + ENV_TAG_LEN;
+	memset(pe, 0, sizeof *pe);
+	pe->header_len = pb_header_size(&d->hdr);
+	pe->sig.leaf_index = index;
+	pe->sig.leaf_count = count;
+	pe->sig.proof_len = merkle_proof_len(index, count);
+	pe->n_keys = d->n_recipients;
+	memcpy(pe->key_recipient, d->hdr.recipients,
+	    d->n_recipients * sizeof pe->key_recipient[0]);
+	pe->ciphertext_len = ctlen;
+	it->prefix = pb_envelope_prefix_size(pe);
+	if (pe->header_len == SIZE_MAX || it->prefix == SIZE_MAX)
+		return SCHAKEL_E_INTERNAL;
+	out->len = it->prefix + ctlen;
+	out->data = malloc(out->len);
 	it->sealed = malloc(d->n_recipients * sizeof *it->sealed);
-	if (it->ct.data == NULL || it->sealed == NULL)
+	if (out->data == NULL || it->sealed == NULL)
 		return SCHAKEL_E_NO_MEMORY;
-	nonce = it->ct.data;
+	ct = out->data + it->prefix;
 	if (d->fixed != NULL) {
 		memcpy(ck, d->fixed->content_key, sizeof ck);
-		memcpy(nonce, d->fixed->nonce, ENV_NONCE_LEN);
+		memcpy(ct, d->fixed->nonce, ENV_NONCE_LEN);
 	} else {
 		crypto_aead_xchacha20poly1305_ietf_keygen(ck);
-		randombytes_buf(nonce, ENV_NONCE_LEN);
+		randombytes_buf(ct, ENV_NONCE_LEN);
 	}
 	adlen = s_ad(&d->hdr, ad);
-	crypto_aead_xchacha20poly1305_ietf_encrypt(nonce + ENV_NONCE_LEN, NULL,
-	    d->payload, d->payload_len, ad, adlen, NULL, nonce, ck);
-	crypto_generichash(d->hdr.ciphertext_hash, ENV_HASH_LEN, it->ct.data,
-	    it->ct.len, NULL, 0);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(ct + ENV_NONCE_LEN, NULL,
+	    d->payload, d->payload_len, ad, adlen, NULL, ct, ck);
+	crypto_generichash(
+	    d->hdr.ciphertext_hash, ENV_HASH_LEN, ct, ctlen, NULL, 0);
 	s_key_commitment(ck, d->hdr.key_commitment);
 	for (size_t i = 0; i < d->n_recipients && rc == SCHAKEL_OK; i++)
 		rc = s_seal(it->sealed[i], ck, d->recipients[order[i]].box_pk,
@@ -310,7 +322,31 @@ s_seal_one(struct env_draft *d, struct s_item *it)
 	sodium_memzero(ck, sizeof ck);
 	if (rc)
 		return rc;
-	return pb_header_encode(&d->hdr, &it->header);
+	rc = pb_header_encode(&d->hdr, &it->header);
+	if (rc == SCHAKEL_OK && it->header.len != pe->header_len)
+		rc = SCHAKEL_E_INTERNAL;
+	return rc;
+}
+
+/* Write the envelope's prefix (header, signature, proof, sealed keys and
+ * the ciphertext field's key and length) in front of its ciphertext. */
+static int
+s_finish(const struct env_draft *d, const struct s_item *it,
+    const struct merkle_tree *tree, uint32_t index, struct pb_envelope *pe,
+    struct codec_buf *out)
+{
+	merkle_tree_proof(tree, index, &pe->sig);
+	pe->header = it->header.data;
+	pe->header_len = it->header.len;
+	pe->n_keys = d->hdr.n_recipients;
+	for (size_t k = 0; k < pe->n_keys; k++) {
+		memcpy(pe->key_recipient[k], d->hdr.recipients[k],
+		    sizeof pe->key_recipient[k]);
+		memcpy(pe->key_sealed[k], it->sealed[k], ENV_SEALED_LEN);
+	}
+	pe->ciphertext = out->data + it->prefix;
+	pe->ciphertext_len = out->len - it->prefix;
+	return pb_envelope_pack_prefix(pe, out->data, it->prefix);
 }
 
 int
@@ -321,18 +357,19 @@ env_build(struct env_draft *drafts, size_t n,
 	struct merkle_tree *tree = NULL;
 	uint8_t(*leaves)[MERKLE_HASH_LEN] = NULL;
 	struct s_item *items;
-	size_t done = 0;
 	int rc = SCHAKEL_OK;
 
 	if (drafts == NULL || out == NULL || n == 0 || n > MERKLE_MAX_LEAVES)
 		return SCHAKEL_E_BAD_ARGUMENT;
+	memset(out, 0, n * sizeof *out);
 	items = calloc(n, sizeof *items);
 	leaves = calloc(n, sizeof *leaves);
 	pe = calloc(1, sizeof *pe);
 	if (items == NULL || leaves == NULL || pe == NULL)
 		rc = SCHAKEL_E_NO_MEMORY;
 	for (size_t i = 0; i < n && rc == SCHAKEL_OK; i++) {
-		rc = s_seal_one(&drafts[i], &items[i]);
+		rc = s_seal_one(&drafts[i], (uint32_t)i, (uint32_t)n, pe,
+		    &items[i], &out[i]);
 		if (rc == SCHAKEL_OK)
 			merkle_leaf_hash(items[i].header.data,
 			    items[i].header.len, leaves[i]);
@@ -347,29 +384,15 @@ env_build(struct env_draft *drafts, size_t n,
 		merkle_tree_proof(tree, 0, &pe->sig);
 		rc = merkle_sign(MERKLE_DOMAIN_BATCH, sender_sk, &pe->sig);
 	}
-	for (; done < n && rc == SCHAKEL_OK; done++) {
-		struct env_draft *d = &drafts[done];
-		struct s_item *it = &items[done];
-
-		merkle_tree_proof(tree, (uint32_t)done, &pe->sig);
-		pe->header = it->header.data;
-		pe->header_len = it->header.len;
-		pe->n_keys = d->hdr.n_recipients;
-		for (size_t k = 0; k < pe->n_keys; k++) {
-			memcpy(pe->key_recipient[k], d->hdr.recipients[k],
-			    sizeof pe->key_recipient[k]);
-			memcpy(
-			    pe->key_sealed[k], it->sealed[k], ENV_SEALED_LEN);
-		}
-		pe->ciphertext = it->ct.data;
-		pe->ciphertext_len = it->ct.len;
-		rc = pb_envelope_encode(pe, &out[done]);
+	for (size_t i = 0; i < n && rc == SCHAKEL_OK; i++)
+		rc = s_finish(
+		    &drafts[i], &items[i], tree, (uint32_t)i, pe, &out[i]);
+	for (size_t i = 0; items != NULL && i < n; i++) {
+		codec_buf_clear(&items[i].header);
+		free(items[i].sealed);
+		if (rc)
+			codec_buf_clear(&out[i]);
 	}
-	if (rc)
-		while (done > 0)
-			codec_buf_clear(&out[--done]);
-	for (size_t i = 0; items != NULL && i < n; i++)
-		s_item_clear(&items[i]);
 	merkle_tree_destroy(&tree);
 	free(items);
 	free(leaves);

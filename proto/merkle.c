@@ -211,14 +211,21 @@ merkle_sign(
 	return SCHAKEL_OK;
 }
 
+/* One verified tuple, stored whole: a hit is an exact match of every
+ * input the verdict depends on, so the cache can never say yes to
+ * something that was not verified. */
 struct s_slot {
-	uint8_t digest[MERKLE_HASH_LEN];
 	bool used;
+	uint8_t domain;
+	uint32_t count;
+	uint8_t pk[MERKLE_PK_LEN];
+	uint8_t root[MERKLE_HASH_LEN];
+	uint8_t sig[MERKLE_SIG_LEN];
 };
 
 struct merkle_cache {
 	size_t mask;
-	uint8_t key[crypto_generichash_KEYBYTES];
+	uint8_t key[crypto_shorthash_KEYBYTES];
 	uint64_t hits, misses;
 	struct s_slot *slots;
 };
@@ -240,8 +247,8 @@ merkle_cache_new(size_t slots)
 		return NULL;
 	}
 	c->mask = n - 1;
-	/* A secret per-cache key makes slot choice unpredictable to peers,
-	 * so nobody can aim evictions at another party's batch. */
+	/* A secret per-cache SipHash key makes slot choice unpredictable to
+	 * peers, so nobody can grind roots to evict another party's batch. */
 	randombytes_buf(c->key, sizeof c->key);
 	return c;
 }
@@ -265,39 +272,46 @@ merkle_cache_stats(
 	*misses = c->misses;
 }
 
+static bool
+s_slot_match(const struct s_slot *sl, enum merkle_domain d,
+    const uint8_t pk[MERKLE_PK_LEN], const struct merkle_sig *s)
+{
+	return sl->used && sl->domain == (uint8_t)d &&
+	    sl->count == s->leaf_count &&
+	    memcmp(sl->root, s->root, MERKLE_HASH_LEN) == 0 &&
+	    memcmp(sl->pk, pk, MERKLE_PK_LEN) == 0 &&
+	    memcmp(sl->sig, s->sig, MERKLE_SIG_LEN) == 0;
+}
+
 int
 merkle_sig_check(enum merkle_domain d, const uint8_t pk[MERKLE_PK_LEN],
     const struct merkle_sig *s, struct merkle_cache *cache)
 {
-	uint8_t msg[MERKLE_SIGMSG_MAX], digest[MERKLE_HASH_LEN];
-	size_t n = merkle_sig_message(d, s->leaf_count, s->root, msg);
+	uint8_t msg[MERKLE_SIGMSG_MAX], h[crypto_shorthash_BYTES];
 	struct s_slot *slot = NULL;
-	crypto_generichash_state st;
 	uint64_t idx;
+	size_t n;
 
 	if (cache != NULL) {
-		/* The entry is a hash of everything the verdict depends on:
-		 * key, signed message (domain, count, root) and signature. */
-		crypto_generichash_init(
-		    &st, cache->key, sizeof cache->key, sizeof digest);
-		crypto_generichash_update(&st, pk, MERKLE_PK_LEN);
-		crypto_generichash_update(&st, msg, n);
-		crypto_generichash_update(&st, s->sig, MERKLE_SIG_LEN);
-		crypto_generichash_final(&st, digest, sizeof digest);
-		memcpy(&idx, digest, sizeof idx);
+		crypto_shorthash(h, s->root, MERKLE_HASH_LEN, cache->key);
+		memcpy(&idx, h, sizeof idx);
 		slot = &cache->slots[idx & cache->mask];
-		if (slot->used &&
-		    sodium_memcmp(slot->digest, digest, sizeof digest) == 0) {
+		if (s_slot_match(slot, d, pk, s)) {
 			cache->hits++;
 			return SCHAKEL_OK;
 		}
 		cache->misses++;
 	}
+	n = merkle_sig_message(d, s->leaf_count, s->root, msg);
 	if (crypto_sign_verify_detached(s->sig, msg, n, pk) != 0)
 		return SCHAKEL_E_BAD_SIGNATURE;
 	if (slot != NULL) {
-		memcpy(slot->digest, digest, sizeof digest);
 		slot->used = true;
+		slot->domain = (uint8_t)d;
+		slot->count = s->leaf_count;
+		memcpy(slot->pk, pk, MERKLE_PK_LEN);
+		memcpy(slot->root, s->root, MERKLE_HASH_LEN);
+		memcpy(slot->sig, s->sig, MERKLE_SIG_LEN);
 	}
 	return SCHAKEL_OK;
 }

@@ -6,6 +6,7 @@
  */
 #include "pb.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -178,42 +179,69 @@ s_exact(uint8_t *dst, size_t n, ProtobufCBinaryData b)
 
 /* ---- Header --------------------------------------------------------- */
 
-int
-pb_header_encode(const struct env_header *h, struct codec_buf *out)
-{
-	Schakel__V1__Header m = SCHAKEL__V1__HEADER__INIT;
+/* Storage for a Header message that points into a plain header. */
+struct s_header_pb {
+	Schakel__V1__Header m;
 	Schakel__V1__Attribute attrs[ENV_MAX_ATTRS];
 	Schakel__V1__Attribute *attrp[ENV_MAX_ATTRS];
 	char *rcpt[ENV_MAX_RECIPIENTS];
+};
+
+static int
+s_header_fill(const struct env_header *h, struct s_header_pb *x)
+{
+	Schakel__V1__Header *m = &x->m;
 
 	if (h->n_recipients > ENV_MAX_RECIPIENTS || h->n_attrs > ENV_MAX_ATTRS)
 		return SCHAKEL_E_TOO_LARGE;
-	m.message_id = s_bin(h->id, ENV_ID_LEN);
-	m.sender = s_str(h->sender);
+	schakel__v1__header__init(m);
+	m->message_id = s_bin(h->id, ENV_ID_LEN);
+	m->sender = s_str(h->sender);
 	for (size_t i = 0; i < h->n_recipients; i++)
-		rcpt[i] = s_str(h->recipients[i]);
-	m.n_recipients = h->n_recipients;
-	m.recipients = rcpt;
-	m.message_type = s_str(h->type);
-	m.case_ref = s_str(h->case_ref);
-	m.purpose = s_str(h->purpose);
-	m.created_ms = h->created_ms;
-	m.expires_ms = h->expires_ms;
-	m.urgent = h->urgent;
-	m.region = s_str(h->region);
+		x->rcpt[i] = s_str(h->recipients[i]);
+	m->n_recipients = h->n_recipients;
+	m->recipients = x->rcpt;
+	m->message_type = s_str(h->type);
+	m->case_ref = s_str(h->case_ref);
+	m->purpose = s_str(h->purpose);
+	m->created_ms = h->created_ms;
+	m->expires_ms = h->expires_ms;
+	m->urgent = h->urgent;
+	m->region = s_str(h->region);
 	for (size_t i = 0; i < h->n_attrs; i++) {
-		schakel__v1__attribute__init(&attrs[i]);
-		attrs[i].key = s_str(h->attrs[i].key);
-		attrs[i].value = s_str(h->attrs[i].value);
-		attrp[i] = &attrs[i];
+		schakel__v1__attribute__init(&x->attrs[i]);
+		x->attrs[i].key = s_str(h->attrs[i].key);
+		x->attrs[i].value = s_str(h->attrs[i].value);
+		x->attrp[i] = &x->attrs[i];
 	}
-	m.n_attributes = h->n_attrs;
-	m.attributes = attrp;
-	m.ciphertext_hash = s_bin(h->ciphertext_hash, ENV_HASH_LEN);
-	m.key_commitment = s_bin(h->key_commitment, ENV_HASH_LEN);
-	m.consent_ref = s_str(h->consent_ref);
-	m.notify_delivered = h->notify_delivered;
-	return s_pack(&m.base, out);
+	m->n_attributes = h->n_attrs;
+	m->attributes = x->attrp;
+	m->ciphertext_hash = s_bin(h->ciphertext_hash, ENV_HASH_LEN);
+	m->key_commitment = s_bin(h->key_commitment, ENV_HASH_LEN);
+	m->consent_ref = s_str(h->consent_ref);
+	m->notify_delivered = h->notify_delivered;
+	return SCHAKEL_OK;
+}
+
+size_t
+pb_header_size(const struct env_header *h)
+{
+	struct s_header_pb x;
+
+	if (s_header_fill(h, &x) != SCHAKEL_OK)
+		return SIZE_MAX;
+	return protobuf_c_message_get_packed_size(&x.m.base);
+}
+
+int
+pb_header_encode(const struct env_header *h, struct codec_buf *out)
+{
+	struct s_header_pb x;
+	int rc = s_header_fill(h, &x);
+
+	if (rc)
+		return rc;
+	return s_pack(&x.m.base, out);
 }
 
 int
@@ -308,31 +336,93 @@ s_bsig_from_pb(const Schakel__V1__BatchSignature *m, struct merkle_sig *s)
 
 /* ---- Envelope ------------------------------------------------------- */
 
-int
-pb_envelope_encode(const struct pb_envelope *e, struct codec_buf *out)
-{
-	Schakel__V1__Envelope m = SCHAKEL__V1__ENVELOPE__INIT;
+/* Storage for an Envelope message that points into the parts. */
+struct s_env_pb {
+	Schakel__V1__Envelope m;
 	Schakel__V1__BatchSignature bs;
 	ProtobufCBinaryData proof[MERKLE_MAX_PROOF];
 	Schakel__V1__SealedKey keys[ENV_MAX_RECIPIENTS];
 	Schakel__V1__SealedKey *keyp[ENV_MAX_RECIPIENTS];
+};
 
+static int
+s_env_fill(const struct pb_envelope *e, struct s_env_pb *x, bool with_ct)
+{
 	if (e->n_keys > ENV_MAX_RECIPIENTS ||
 	    e->sig.proof_len > MERKLE_MAX_PROOF)
 		return SCHAKEL_E_TOO_LARGE;
-	m.header_bytes = s_bin(e->header, e->header_len);
-	s_bsig_to_pb(&e->sig, &bs, proof);
-	m.signature = &bs;
+	schakel__v1__envelope__init(&x->m);
+	x->m.header_bytes = s_bin(e->header, e->header_len);
+	s_bsig_to_pb(&e->sig, &x->bs, x->proof);
+	x->m.signature = &x->bs;
 	for (size_t i = 0; i < e->n_keys; i++) {
-		schakel__v1__sealed_key__init(&keys[i]);
-		keys[i].recipient = s_str(e->key_recipient[i]);
-		keys[i].sealed = s_bin(e->key_sealed[i], ENV_SEALED_LEN);
-		keyp[i] = &keys[i];
+		schakel__v1__sealed_key__init(&x->keys[i]);
+		x->keys[i].recipient = s_str(e->key_recipient[i]);
+		x->keys[i].sealed = s_bin(e->key_sealed[i], ENV_SEALED_LEN);
+		x->keyp[i] = &x->keys[i];
 	}
-	m.n_keys = e->n_keys;
-	m.keys = keyp;
-	m.ciphertext = s_bin(e->ciphertext, e->ciphertext_len);
-	return s_pack(&m.base, out);
+	x->m.n_keys = e->n_keys;
+	x->m.keys = x->keyp;
+	if (with_ct)
+		x->m.ciphertext = s_bin(e->ciphertext, e->ciphertext_len);
+	return SCHAKEL_OK;
+}
+
+int
+pb_envelope_encode(const struct pb_envelope *e, struct codec_buf *out)
+{
+	struct s_env_pb x;
+	int rc = s_env_fill(e, &x, true);
+
+	if (rc)
+		return rc;
+	return s_pack(&x.m.base, out);
+}
+
+/* Key of field 4 (ciphertext), wire type 2. */
+#define S_CT_KEY 0x22
+
+static size_t
+s_varint_len(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+size_t
+pb_envelope_prefix_size(const struct pb_envelope *e)
+{
+	struct s_env_pb x;
+
+	if (s_env_fill(e, &x, false) != SCHAKEL_OK || e->ciphertext_len == 0)
+		return SIZE_MAX;
+	return protobuf_c_message_get_packed_size(&x.m.base) + 1 +
+	    s_varint_len(e->ciphertext_len);
+}
+
+int
+pb_envelope_pack_prefix(const struct pb_envelope *e, uint8_t *out, size_t size)
+{
+	struct s_env_pb x;
+	size_t n;
+	uint64_t v;
+
+	if (s_env_fill(e, &x, false) != SCHAKEL_OK || e->ciphertext_len == 0)
+		return SCHAKEL_E_INTERNAL;
+	n = protobuf_c_message_get_packed_size(&x.m.base);
+	if (n + 1 + s_varint_len(e->ciphertext_len) != size)
+		return SCHAKEL_E_INTERNAL;
+	n = protobuf_c_message_pack(&x.m.base, out);
+	out[n++] = S_CT_KEY;
+	for (v = e->ciphertext_len; v >= 0x80; v >>= 7)
+		out[n++] = (uint8_t)(v | 0x80);
+	out[n++] = (uint8_t)v;
+	return n == size ? SCHAKEL_OK : SCHAKEL_E_INTERNAL;
 }
 
 int

@@ -34,8 +34,22 @@ struct pb_envelope {
 int pb_header_encode(const struct env_header *h, struct codec_buf *out);
 int pb_header_decode(const uint8_t *buf, size_t len, struct env_header *h);
 
+/* Encoded size of a header; it does not depend on the hash values, so
+ * it is known before the payload is encrypted. */
+size_t pb_header_size(const struct env_header *h);
+
 /* Envelope: the parts <-> bytes (owner is ignored when encoding). */
 int pb_envelope_encode(const struct pb_envelope *e, struct codec_buf *out);
+
+/* The ciphertext is the envelope's last field, so an envelope is
+ * prefix || ciphertext.  These let env_build encrypt straight into the
+ * final buffer: the prefix size needs only lengths, counts and the
+ * proof's shape (e->header and e->ciphertext may still be NULL), and the
+ * prefix is written once everything is known.  pack returns SCHAKEL_OK or
+ * SCHAKEL_E_INTERNAL when `size` is not the size the prefix has. */
+size_t pb_envelope_prefix_size(const struct pb_envelope *e);
+int
+pb_envelope_pack_prefix(const struct pb_envelope *e, uint8_t *out, size_t size);
 int pb_envelope_decode(const uint8_t *buf, size_t len, struct pb_envelope *e);
 /* Free what pb_envelope_decode allocated; NULL-safe. */
 void pb_release(struct pb_envelope *e);
