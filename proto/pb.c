@@ -88,35 +88,71 @@ static const struct wire_field s_sreceipt_f[] = {
 };
 static const struct wire_msg s_sreceipt_m = {s_sreceipt_f, 2, 0, 0};
 
-/* ---- a budgeted allocator ------------------------------------------ */
+/* ---- an arena for protobuf-c ------------------------------------------ */
 
 /* protobuf-c allocates as it unpacks.  The wire walk has already bounded
- * every count and length; the budget is a second fence, sized from the
- * input, so no input can make one decode take more than a small multiple
- * of its own size. */
-struct s_budget {
-	size_t left;
+ * every count and length, so what it can allocate is bounded too: copies
+ * of the bytes and strings (never more than the input) plus structs and
+ * pointer arrays for at most the counts in the limits tables (a few KiB)
+ * plus alignment.  One block of len + S_ARENA_SLACK therefore always
+ * suffices; unpack gets a bump allocator over it, and the whole block is
+ * freed at once.  Running out is a bug, reported as SCHAKEL_E_NO_MEMORY. */
+#define S_ARENA_SLACK 32768
+#define S_ALIGN 16
+
+struct s_arena {
+	uint8_t *base;
+	size_t used, cap;
+	bool exhausted;
 };
 
 static void *
-s_alloc(void *ctx, size_t n)
+s_arena_alloc(void *ctx, size_t n)
 {
-	struct s_budget *b = ctx;
+	struct s_arena *a = ctx;
+	size_t need = (n + S_ALIGN - 1) & ~(size_t)(S_ALIGN - 1);
+	void *p;
 
-	if (n > b->left)
+	if (need < n || need > a->cap - a->used) {
+		a->exhausted = true;
 		return NULL;
-	b->left -= n;
-	return malloc(n);
+	}
+	p = a->base + a->used;
+	a->used += need;
+	return p;
 }
 
 static void
-s_free(void *ctx, void *p)
+s_arena_free(void *ctx, void *p)
 {
 	(void)ctx;
-	free(p);
+	(void)p; /* the block is freed whole */
 }
 
-#define S_BUDGET(len) ((len)*2 + 65536)
+/* Why unpack failed after the wire walk passed: the arena bound was
+ * wrong (a bug) or protobuf-c refused something the walk allowed. */
+static int
+s_unpack_failed(struct s_arena *a)
+{
+	int rc = a->exhausted ? SCHAKEL_E_NO_MEMORY : SCHAKEL_E_MALFORMED;
+
+	free(a->base);
+	a->base = NULL;
+	return rc;
+}
+
+static int
+s_arena_init(struct s_arena *a, ProtobufCAllocator *pa, size_t len)
+{
+	a->used = 0;
+	a->exhausted = false;
+	a->cap = len + S_ARENA_SLACK;
+	a->base = malloc(a->cap);
+	pa->alloc = s_arena_alloc;
+	pa->free = s_arena_free;
+	pa->allocator_data = a;
+	return a->base != NULL ? SCHAKEL_OK : SCHAKEL_E_NO_MEMORY;
+}
 
 /* ---- helpers -------------------------------------------------------- */
 
@@ -247,8 +283,8 @@ pb_header_encode(const struct env_header *h, struct codec_buf *out)
 int
 pb_header_decode(const uint8_t *buf, size_t len, struct env_header *h)
 {
-	struct s_budget b = {S_BUDGET(len)};
-	ProtobufCAllocator a = {s_alloc, s_free, &b};
+	struct s_arena ar;
+	ProtobufCAllocator a;
 	Schakel__V1__Header *m;
 	int rc;
 
@@ -257,10 +293,12 @@ pb_header_decode(const uint8_t *buf, size_t len, struct env_header *h)
 	rc = wire_check(&s_header_m, buf, len, S_DEPTH);
 	if (rc)
 		return rc;
+	rc = s_arena_init(&ar, &a, len);
+	if (rc)
+		return rc;
 	m = schakel__v1__header__unpack(&a, len, buf);
 	if (m == NULL)
-		return b.left < 65536 ? SCHAKEL_E_NO_MEMORY
-				      : SCHAKEL_E_MALFORMED;
+		return s_unpack_failed(&ar);
 	memset(h, 0, sizeof *h);
 	rc = s_exact(h->id, ENV_ID_LEN, m->message_id);
 	if (rc == SCHAKEL_OK)
@@ -290,7 +328,7 @@ pb_header_decode(const uint8_t *buf, size_t len, struct env_header *h)
 	}
 	s_copy(h->consent_ref, sizeof h->consent_ref, m->consent_ref);
 	h->notify_delivered = m->notify_delivered;
-	schakel__v1__header__free_unpacked(m, &a);
+	free(ar.base);
 	return rc;
 }
 
@@ -428,8 +466,8 @@ pb_envelope_pack_prefix(const struct pb_envelope *e, uint8_t *out, size_t size)
 int
 pb_envelope_decode(const uint8_t *buf, size_t len, struct pb_envelope *e)
 {
-	struct s_budget b = {S_BUDGET(len)};
-	ProtobufCAllocator a = {s_alloc, s_free, &b};
+	struct s_arena ar;
+	ProtobufCAllocator a;
 	Schakel__V1__Envelope *m;
 	int rc;
 
@@ -437,12 +475,14 @@ pb_envelope_decode(const uint8_t *buf, size_t len, struct pb_envelope *e)
 	rc = wire_check(&s_env_m, buf, len, S_DEPTH);
 	if (rc)
 		return rc;
-	/* The allocator lives on this stack frame, so the unpacked message
-	 * is freed with the default allocator later; s_free ignores ctx. */
+	rc = s_arena_init(&ar, &a, len);
+	if (rc)
+		return rc;
 	m = schakel__v1__envelope__unpack(&a, len, buf);
 	if (m == NULL)
-		return SCHAKEL_E_NO_MEMORY;
-	e->owner = m;
+		return s_unpack_failed(&ar);
+	/* Everything unpacked lives in the arena, which e now owns. */
+	e->owner = ar.base;
 	e->header = m->header_bytes.data;
 	e->header_len = m->header_bytes.len;
 	e->ciphertext = m->ciphertext.data;
@@ -468,11 +508,9 @@ pb_envelope_decode(const uint8_t *buf, size_t len, struct pb_envelope *e)
 void
 pb_release(struct pb_envelope *e)
 {
-	ProtobufCAllocator a = {s_alloc, s_free, NULL};
-
 	if (e == NULL || e->owner == NULL)
 		return;
-	schakel__v1__envelope__free_unpacked(e->owner, &a);
+	free(e->owner);
 	e->owner = NULL;
 	e->header = e->ciphertext = NULL;
 }
@@ -505,8 +543,8 @@ pb_receipt_encode(const struct receipt *r, struct codec_buf *out)
 int
 pb_receipt_decode(const uint8_t *buf, size_t len, struct receipt *r)
 {
-	struct s_budget b = {S_BUDGET(len)};
-	ProtobufCAllocator a = {s_alloc, s_free, &b};
+	struct s_arena ar;
+	ProtobufCAllocator a;
 	Schakel__V1__Receipt *m;
 	int rc;
 
@@ -515,9 +553,12 @@ pb_receipt_decode(const uint8_t *buf, size_t len, struct receipt *r)
 	rc = wire_check(&s_receipt_m, buf, len, S_DEPTH);
 	if (rc)
 		return rc;
+	rc = s_arena_init(&ar, &a, len);
+	if (rc)
+		return rc;
 	m = schakel__v1__receipt__unpack(&a, len, buf);
 	if (m == NULL)
-		return SCHAKEL_E_NO_MEMORY;
+		return s_unpack_failed(&ar);
 	memset(r, 0, sizeof *r);
 	rc = s_exact(r->message_id, ENV_ID_LEN, m->message_id);
 	if (rc == SCHAKEL_OK)
@@ -535,7 +576,7 @@ pb_receipt_decode(const uint8_t *buf, size_t len, struct receipt *r)
 		s_copy(r->agreement_ids[i], sizeof r->agreement_ids[i],
 		    m->agreement_ids[i]);
 	s_copy(r->sender, sizeof r->sender, m->sender);
-	schakel__v1__receipt__free_unpacked(m, &a);
+	free(ar.base);
 	return rc;
 }
 
@@ -560,8 +601,8 @@ pb_signed_receipt_decode(const uint8_t *buf, size_t len,
     uint8_t receipt[RECEIPT_MAX_LEN], size_t *receipt_len,
     struct merkle_sig *sig)
 {
-	struct s_budget b = {S_BUDGET(len)};
-	ProtobufCAllocator a = {s_alloc, s_free, &b};
+	struct s_arena ar;
+	ProtobufCAllocator a;
 	Schakel__V1__SignedReceipt *m;
 	int rc;
 
@@ -570,13 +611,16 @@ pb_signed_receipt_decode(const uint8_t *buf, size_t len,
 	rc = wire_check(&s_sreceipt_m, buf, len, S_DEPTH);
 	if (rc)
 		return rc;
+	rc = s_arena_init(&ar, &a, len);
+	if (rc)
+		return rc;
 	m = schakel__v1__signed_receipt__unpack(&a, len, buf);
 	if (m == NULL)
-		return SCHAKEL_E_NO_MEMORY;
+		return s_unpack_failed(&ar);
 	if (m->receipt_bytes.len > 0)
 		memcpy(receipt, m->receipt_bytes.data, m->receipt_bytes.len);
 	*receipt_len = m->receipt_bytes.len;
 	rc = s_bsig_from_pb(m->signature, sig);
-	schakel__v1__signed_receipt__free_unpacked(m, &a);
+	free(ar.base);
 	return rc;
 }

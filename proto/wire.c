@@ -24,6 +24,11 @@ s_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 		if (shift == 63 && b > 1)
 			return SCHAKEL_E_MALFORMED;
 		r |= (uint64_t)(b & 0x7f) << shift;
+		/* Only minimal encodings: a last byte of zero after others is
+		 * padding, which protobuf-c refuses in lengths (found by
+		 * fuzzing) and no honest encoder writes. */
+		if (b == 0 && shift > 0)
+			return SCHAKEL_E_MALFORMED;
 		if (!(b & 0x80)) {
 			*v = r;
 			return SCHAKEL_OK;

@@ -87,8 +87,14 @@ s_envelope(const uint8_t *data, size_t size)
 	struct env *e = NULL;
 	uint8_t hash[ENV_HASH_LEN];
 	size_t hlen;
+	int rc;
 
-	if (env_decode(data, size, 0, &e) != SCHAKEL_OK) {
+	rc = env_decode(data, size, 0, &e);
+	/* The decode arena is sized from the limits tables; running out of
+	 * it would mean the bound in proto/pb.c is wrong. */
+	if (rc == SCHAKEL_E_NO_MEMORY)
+		abort();
+	if (rc != SCHAKEL_OK) {
 		if (e != NULL)
 			abort(); /* a failed decode must not hand out an object */
 		return;
@@ -108,7 +114,6 @@ s_envelope(const uint8_t *data, size_t size)
 			const struct s_party *r = s_find(h->recipients[i]);
 			uint8_t *pt = NULL;
 			size_t ptlen = 0;
-			int rc;
 
 			if (r == NULL)
 				continue;
@@ -134,8 +139,9 @@ s_receipt(const uint8_t *data, size_t size)
 	struct receipt r;
 	struct merkle_sig sig;
 
-	(void)receipt_verify(
-	    data, size, s_parties[4].sign_pk, s_cache, &r, &sig);
+	if (receipt_verify(data, size, s_parties[4].sign_pk, s_cache, &r,
+		&sig) == SCHAKEL_E_NO_MEMORY)
+		abort();
 }
 
 int

@@ -929,6 +929,28 @@ s_negatives(struct s_msg *b1, struct s_msg *b2, struct s_msg *b3,
 	    "envelope", big, m1->env.len + 1, GM->id, NULL, 0,
 	    SCHAKEL_E_MALFORMED);
 	free(big);
+	{
+		/* Found by fuzzing: header_bytes' length as a non-minimal
+		 * varint (one 0x80 continuation and a padding 0x00 byte). */
+		size_t hl = 0, k = 1;
+		int sh = 0;
+		uint8_t *o = malloc(m1->env.len + 1);
+
+		while (m1->env.data[k] & 0x80)
+			hl |= (size_t)(m1->env.data[k++] & 0x7f) << (7 * sh++);
+		hl |= (size_t)m1->env.data[k++] << (7 * sh);
+		(void)hl;
+		memcpy(o, m1->env.data, k);
+		o[k - 1] |= 0x80;
+		o[k] = 0x00;
+		memcpy(o + k + 1, m1->env.data + k, m1->env.len - k);
+		s_neg("overlong-varint",
+		    "batch-1's envelope with header_bytes' length padded to a "
+		    "non-minimal varint",
+		    "envelope", o, m1->env.len + 1, GM->id, NULL, 0,
+		    SCHAKEL_E_MALFORMED);
+		free(o);
+	}
 	s_neg("empty", "zero bytes", "envelope", (const uint8_t *)"", 0, GM->id,
 	    NULL, 0, SCHAKEL_E_BAD_FIELD);
 	s_neg("over-configured-limit",
