@@ -1,0 +1,68 @@
+/*
+ * pb: the only bridge to the protobuf-c generated code.  It turns plain C
+ * structs into schakel.v1 wire bytes and back, checking every length and
+ * count before protobuf-c allocates.  Internal to the codec.
+ */
+#ifndef SCHAKEL_PB_H
+#define SCHAKEL_PB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "env.h"
+#include "merkle.h"
+#include "receipt.h"
+
+/* An Envelope's parts.  header and ciphertext point into memory owned by
+ * `owner` (see pb_release). */
+struct pb_envelope {
+	const uint8_t *header;
+	size_t header_len;
+	struct merkle_sig sig;
+	size_t n_keys;
+	char key_recipient[ENV_MAX_RECIPIENTS][ENV_MAX_NAME_LEN + 1];
+	uint8_t key_sealed[ENV_MAX_RECIPIENTS][ENV_SEALED_LEN];
+	const uint8_t *ciphertext;
+	size_t ciphertext_len;
+	void *owner;
+};
+
+/* Header: plain struct <-> bytes.  Encoding assumes a valid header;
+ * decoding checks the wire format and lengths, not the field syntax
+ * (env_header_check does that). */
+int pb_header_encode(const struct env_header *h, struct codec_buf *out);
+int pb_header_decode(const uint8_t *buf, size_t len, struct env_header *h);
+
+/* Encoded size of a header; it does not depend on the hash values, so
+ * it is known before the payload is encrypted. */
+size_t pb_header_size(const struct env_header *h);
+
+/* Envelope: the parts <-> bytes (owner is ignored when encoding). */
+int pb_envelope_encode(const struct pb_envelope *e, struct codec_buf *out);
+
+/* The ciphertext is the envelope's last field, so an envelope is
+ * prefix || ciphertext.  These let env_build encrypt straight into the
+ * final buffer: the prefix size needs only lengths, counts and the
+ * proof's shape (e->header and e->ciphertext may still be NULL), and the
+ * prefix is written once everything is known.  pack returns SCHAKEL_OK or
+ * SCHAKEL_E_INTERNAL when `size` is not the size the prefix has. */
+size_t pb_envelope_prefix_size(const struct pb_envelope *e);
+int
+pb_envelope_pack_prefix(const struct pb_envelope *e, uint8_t *out, size_t size);
+int pb_envelope_decode(const uint8_t *buf, size_t len, struct pb_envelope *e);
+/* Free what pb_envelope_decode allocated; NULL-safe. */
+void pb_release(struct pb_envelope *e);
+
+int pb_receipt_encode(const struct receipt *r, struct codec_buf *out);
+int pb_receipt_decode(const uint8_t *buf, size_t len, struct receipt *r);
+/* SignedReceipt: receipt bytes and signature <-> bytes.  On decode the
+ * receipt bytes are copied to receipt[0..*receipt_len), which has room
+ * for RECEIPT_MAX_LEN bytes. */
+int pb_signed_receipt_encode(const uint8_t *receipt, size_t receipt_len,
+    const struct merkle_sig *sig, struct codec_buf *out);
+int pb_signed_receipt_decode(const uint8_t *buf, size_t len,
+    uint8_t receipt[RECEIPT_MAX_LEN], size_t *receipt_len,
+    struct merkle_sig *sig);
+
+#endif

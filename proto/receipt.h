@@ -1,0 +1,47 @@
+/*
+ * receipt: the broker's signed proof that it accepted a message.  The
+ * broker signs each commit group once (a Merkle root over its receipts);
+ * each receipt carries its own proof and verifies alone.
+ */
+#ifndef SCHAKEL_RECEIPT_H
+#define SCHAKEL_RECEIPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "env.h"
+#include "merkle.h"
+
+#define RECEIPT_MAX_LEN 16384
+
+/* schakel.v1.Receipt as plain C. */
+struct receipt {
+	uint8_t message_id[ENV_ID_LEN];
+	uint64_t accepted_ms;
+	size_t n_recipients;
+	char recipients[ENV_MAX_RECIPIENTS][ENV_MAX_NAME_LEN + 1];
+	/* agreement_ids[i] is the agreement that let recipients[i] get it */
+	char agreement_ids[ENV_MAX_RECIPIENTS][ENV_MAX_NAME_LEN + 1];
+	uint64_t store_seq;
+	uint8_t header_hash[ENV_HASH_LEN];
+	char sender[ENV_MAX_NAME_LEN + 1];
+};
+
+/* Sign `n` receipts (one commit group) with the broker's Ed25519 secret
+ * key.  Recipients must already be in ascending order.  On success out[i]
+ * holds the owned SignedReceipt for r[i].  Returns SCHAKEL_OK,
+ * SCHAKEL_E_BAD_FIELD, SCHAKEL_E_BAD_ARGUMENT or SCHAKEL_E_NO_MEMORY. */
+int receipt_build(const struct receipt *r, size_t n,
+    const uint8_t broker_sk[MERKLE_SK_LEN], struct codec_buf *out);
+
+/* Decode a SignedReceipt and check it against the broker's public key;
+ * `cache` may be NULL.  On success *out holds the receipt and, when sig is
+ * not NULL, *sig its batch signature.  Returns SCHAKEL_OK,
+ * SCHAKEL_E_TOO_LARGE, SCHAKEL_E_MALFORMED, SCHAKEL_E_BAD_FIELD,
+ * SCHAKEL_E_BAD_PROOF, SCHAKEL_E_BAD_SIGNATURE, SCHAKEL_E_NO_MEMORY. */
+int receipt_verify(const uint8_t *buf, size_t len,
+    const uint8_t broker_pk[MERKLE_PK_LEN], struct merkle_cache *cache,
+    struct receipt *out, struct merkle_sig *sig);
+
+#endif

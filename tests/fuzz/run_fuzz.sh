@@ -1,0 +1,16 @@
+#!/bin/sh
+# run_fuzz.sh FUZZER SEEDS SECONDS: run a libFuzzer target for a fixed
+# time, starting from the committed seeds, with a scratch corpus in a
+# temporary directory so the source tree is never written to.
+set -eu
+fuzzer=$1 seeds=$2 seconds=${3:-60}
+work=$(mktemp -d "${TMPDIR:-/tmp}/schakel-fuzz.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+# Crash reproducers go to the current directory (artifact_prefix) so CI
+# can upload them.
+# libFuzzer's default error exit code is 77, which meson reads as "skipped";
+# a finding must fail the test.
+exec "$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    -error_exitcode=1 -timeout_exitcode=1 \
+    -max_len=70000 -print_final_stats=1 -artifact_prefix=./fuzz- \
+    "$work" "$seeds"
