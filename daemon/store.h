@@ -1,0 +1,197 @@
+/*
+ * store: everything the broker keeps across restarts, behind one
+ * interface so that a second backend (PostgreSQL, for several broker
+ * nodes) can be added without touching routing or delivery.  The default
+ * backend is LMDB (store_lmdb.c): one data directory, crash-safe.
+ *
+ * What is kept:
+ *   messages     by store sequence: the envelope exactly as submitted, its
+ *                signed receipt, and routing metadata (never a payload in
+ *                clear: the broker cannot read one)
+ *   queues       per recipient, in acceptance order: the messages it has
+ *                not acknowledged yet, each with its delivery count
+ *   dedup        message id -> sequence, for the dedup window
+ *   dead letters per recipient: messages that expired or failed too often
+ *   participants case reference -> parties that sent or were routed a
+ *                message on that case
+ *   audit        the hash-chained audit records, in order
+ *   meta         the last sequence numbers and the audit chain head
+ *
+ * Writes happen in a transaction; store_commit makes them durable (fsync)
+ * before it returns, so a caller answers a client only after that.  Many
+ * messages share one transaction: that is the group commit.  One writer at
+ * a time (the broker's main thread); readers may run at any time.
+ */
+#ifndef SCHAKEL_STORE_H
+#define SCHAKEL_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_ID_LEN 16
+#define STORE_HASH_LEN 32
+#define STORE_NAME_MAX 64     /* party ids, types, case references */
+#define STORE_MAX_RECIPIENTS 32
+
+/* Results of store calls.  STORE_FULL: the map or the disk is full; the
+ * caller refuses new submissions with SCHAKEL_E_STORE_FULL and keeps
+ * delivering.  STORE_NOT_FOUND: no such record.  STORE_ERROR: anything
+ * else (the message in store_error() says what). */
+enum store_rc {
+	STORE_OK = 0,
+	STORE_NOT_FOUND = 1,
+	STORE_FULL = 2,
+	STORE_ERROR = 3,
+};
+
+struct store_opts {
+	const char *dir;   /* created (mode 0700) when missing */
+	uint64_t map_size; /* bytes; the most the store may grow to */
+	bool no_sync;      /* tests only: skip fsync (never in production) */
+};
+
+/* One accepted message, as stored.  Pointers are borrowed for the call
+ * (store_put) or valid until the read transaction ends (store_get). */
+struct store_msg {
+	uint64_t seq;
+	uint8_t id[STORE_ID_LEN];
+	char sender[STORE_NAME_MAX + 1];
+	char type[STORE_NAME_MAX + 1];
+	char case_ref[STORE_NAME_MAX + 1];
+	uint64_t accepted_ms;
+	uint64_t expires_ms;
+	bool notify_delivered;
+	size_t n_recipients;
+	char recipients[STORE_MAX_RECIPIENTS][STORE_NAME_MAX + 1];
+	char agreements[STORE_MAX_RECIPIENTS][STORE_NAME_MAX + 1];
+	const uint8_t *envelope;
+	size_t envelope_len;
+	const uint8_t *receipt;
+	size_t receipt_len;
+};
+
+/* One entry of a recipient's queue. */
+struct store_entry {
+	uint64_t seq;
+	uint32_t deliveries; /* how often it was handed out so far */
+};
+
+/* One dead letter (metadata only). */
+struct store_dead {
+	uint64_t seq;
+	char recipient[STORE_NAME_MAX + 1];
+	uint32_t code; /* SCHAKEL_E_* why it died */
+	uint64_t time_ms;
+};
+
+struct store;
+struct store_txn;
+
+/* Opens (creating if needed) the store in opts->dir.  Returns an owned
+ * store, or NULL with a sentence in err. */
+struct store *store_open(const struct store_opts *opts, char *err,
+    size_t errlen);
+
+/* Closes; accepts NULL; sets *sp to NULL.  No transaction may be open. */
+void store_close(struct store **sp);
+
+/* The last error's sentence (for logs; never contains payload). */
+const char *store_error(const struct store *s);
+
+/* ---- writing: one transaction at a time ---- */
+
+int store_begin(struct store *s, struct store_txn **out);
+
+/* Makes everything in the transaction durable, then frees it.  On
+ * STORE_FULL or STORE_ERROR nothing of it was stored. */
+int store_commit(struct store_txn **tp);
+
+/* Drops the transaction; accepts NULL; sets *tp to NULL. */
+void store_abort(struct store_txn **tp);
+
+/* The next message sequence number (1, 2, ...), reserved in this
+ * transaction. */
+uint64_t store_next_seq(struct store_txn *t);
+
+/* Stores a message under m->seq: the message, an entry at the tail of
+ * each recipient's queue, the dedup id (kept until `dedup_until_ms`), and
+ * the sender and recipients as participants of the case. */
+int store_put(struct store_txn *t, const struct store_msg *m,
+    uint64_t dedup_until_ms);
+
+/* Records that `recipient` was handed message `seq` once more; the new
+ * count is written to *deliveries. */
+int store_delivered(struct store_txn *t, const char *recipient, uint64_t seq,
+    uint32_t *deliveries);
+
+/* Removes `seq` from `recipient`'s queue (an acknowledgement).  When no
+ * recipient holds the message any more, the message itself is removed.
+ * STORE_NOT_FOUND when it was not queued for that recipient. */
+int store_ack(struct store_txn *t, const char *recipient, uint64_t seq);
+
+/* Moves `seq` from `recipient`'s queue to its dead letters with `code`.
+ * The message is kept while a dead letter refers to it. */
+int store_dead_letter(struct store_txn *t, const char *recipient,
+    uint64_t seq, uint32_t code, uint64_t time_ms);
+
+/* Puts a dead letter back at the tail of the recipient's queue with a
+ * delivery count of 0 (schakelctl deadletters redeliver). */
+int store_redeliver(struct store_txn *t, const char *recipient, uint64_t seq);
+
+/* Removes a dead letter for good (schakelctl deadletters purge), and the
+ * message when nothing refers to it any more. */
+int store_purge(struct store_txn *t, const char *recipient, uint64_t seq);
+
+/* Forgets dedup ids whose window ended before `now_ms`; at most `max` in
+ * one call; *removed tells how many. */
+int store_expire_dedup(struct store_txn *t, uint64_t now_ms, size_t max,
+    size_t *removed);
+
+/* Appends an audit record (already serialized, with its chain hash in it)
+ * under the next audit sequence, and makes `head` the chain head. */
+int store_audit_append(struct store_txn *t, const uint8_t *rec, size_t len,
+    const uint8_t head[STORE_HASH_LEN], uint64_t *audit_seq);
+
+/* ---- reading: each call reads a consistent snapshot ---- */
+
+/* Looks up a message id: STORE_OK with *seq, or STORE_NOT_FOUND. */
+int store_seen(struct store *s, const uint8_t id[STORE_ID_LEN],
+    uint64_t *seq);
+
+/* Reads message `seq` into *m.  Its envelope and receipt are returned as
+ * owned copies in *envelope and *receipt (free() them); m->envelope and
+ * m->receipt point at those copies. */
+int store_get(struct store *s, uint64_t seq, struct store_msg *m,
+    uint8_t **envelope, uint8_t **receipt);
+
+/* Fills up to `max` queue entries of `recipient` with sequence > `after`,
+ * in order; *n says how many.  The delivery loop pages through a queue
+ * with this. */
+int store_queue(struct store *s, const char *recipient, uint64_t after,
+    struct store_entry *out, size_t max, size_t *n);
+
+/* The number of messages queued for `recipient`. */
+int store_queue_depth(struct store *s, const char *recipient,
+    uint64_t *depth);
+
+/* Fills up to `max` party ids (each STORE_NAME_MAX + 1 bytes) that take
+ * part in case `case_ref`; *n says how many. */
+int store_participants(struct store *s, const char *case_ref,
+    char (*out)[STORE_NAME_MAX + 1], size_t max, size_t *n);
+
+/* Fills up to `max` dead letters of `recipient` (all recipients when
+ * NULL) with sequence > `after`; *n says how many. */
+int store_dead_letters(struct store *s, const char *recipient,
+    uint64_t after, struct store_dead *out, size_t max, size_t *n);
+
+/* Calls fn for each audit record with sequence > `after`, in order,
+ * until fn returns non-zero; *head gets the stored chain head. */
+int store_audit_each(struct store *s, uint64_t after,
+    int (*fn)(void *arg, uint64_t seq, const uint8_t *rec, size_t len),
+    void *arg, uint8_t head[STORE_HASH_LEN]);
+
+/* Bytes used and the map size, for status and metrics. */
+int store_usage(struct store *s, uint64_t *used, uint64_t *size);
+
+#endif
