@@ -1,0 +1,297 @@
+/*
+ * transport: the only daemon file that includes zmq.h.  It binds the
+ * ROUTER socket as a CURVE server, answers ZAP requests on the broker's
+ * own thread (so admission reads the configuration in force), and moves
+ * frames in and out.  It knows nothing of what the frames mean.
+ */
+#include "transport.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "log.h"
+
+#define S_ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define S_MAX_ENDPOINTS 16
+
+struct transport {
+	void *ctx;
+	void *router;
+	void *zap;
+	transport_admit_fn admit;
+	void *admit_arg;
+	zmq_msg_t in; /* the last message received, kept until the next */
+	bool in_live;
+	uint64_t refused;
+	size_t nendpoints;
+	char endpoints[S_MAX_ENDPOINTS][256];
+};
+
+static void
+s_err(char *err, size_t len, const char *what, const char *detail)
+{
+	snprintf(err, len, "%s: %s", what, detail);
+}
+
+struct transport *
+transport_new(const struct transport_opts *opts, char *err, size_t errlen)
+{
+	struct transport *t = calloc(1, sizeof(*t));
+	int one = 1, zero = 0, linger = 200;
+	int64_t maxmsg = (int64_t)opts->max_message;
+
+	if (t == NULL) {
+		s_err(err, errlen, "transport", "out of memory");
+		return NULL;
+	}
+	if (opts->nendpoints == 0 || opts->nendpoints > S_MAX_ENDPOINTS) {
+		s_err(err, errlen, "transport", "between 1 and 16 endpoints");
+		free(t);
+		return NULL;
+	}
+	t->admit = opts->admit;
+	t->admit_arg = opts->admit_arg;
+	t->ctx = zmq_ctx_new();
+	if (t->ctx == NULL)
+		goto fail;
+	/* The ZAP handler must be bound before any CURVE socket binds. */
+	t->zap = zmq_socket(t->ctx, ZMQ_REP);
+	if (t->zap == NULL || zmq_bind(t->zap, S_ZAP_ENDPOINT) != 0)
+		goto fail;
+	t->router = zmq_socket(t->ctx, ZMQ_ROUTER);
+	if (t->router == NULL)
+		goto fail;
+	if (zmq_setsockopt(t->router, ZMQ_CURVE_SERVER, &one, sizeof one) !=
+		0 ||
+	    zmq_setsockopt(t->router, ZMQ_CURVE_SECRETKEY, opts->server_secret,
+		TRANSPORT_KEY_LEN) != 0 ||
+	    zmq_setsockopt(t->router, ZMQ_ZAP_DOMAIN, "schakel", 7) != 0 ||
+	    zmq_setsockopt(t->router, ZMQ_LINGER, &linger, sizeof linger) !=
+		0 ||
+	    zmq_setsockopt(t->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) !=
+		0 ||
+	    zmq_setsockopt(t->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) !=
+		0 ||
+	    zmq_setsockopt(t->zap, ZMQ_LINGER, &zero, sizeof zero) != 0)
+		goto fail;
+	for (size_t i = 0; i < opts->nendpoints; i++) {
+		size_t len = sizeof t->endpoints[0];
+		if (zmq_bind(t->router, opts->endpoints[i]) != 0) {
+			snprintf(err, errlen, "cannot bind %s: %s",
+			    opts->endpoints[i], zmq_strerror(zmq_errno()));
+			transport_destroy(&t);
+			return NULL;
+		}
+		if (zmq_getsockopt(t->router, ZMQ_LAST_ENDPOINT,
+			t->endpoints[i], &len) != 0)
+			goto fail;
+		t->nendpoints++;
+	}
+	return t;
+fail:
+	s_err(err, errlen, "cannot set up ZeroMQ", zmq_strerror(zmq_errno()));
+	transport_destroy(&t);
+	return NULL;
+}
+
+void
+transport_destroy(struct transport **tp)
+{
+	struct transport *t;
+
+	if (tp == NULL || *tp == NULL)
+		return;
+	t = *tp;
+	if (t->in_live)
+		zmq_msg_close(&t->in);
+	if (t->router != NULL)
+		zmq_close(t->router);
+	if (t->zap != NULL)
+		zmq_close(t->zap);
+	if (t->ctx != NULL)
+		zmq_ctx_term(t->ctx);
+	free(t);
+	*tp = NULL;
+}
+
+int
+transport_endpoint(const struct transport *t, size_t i, char *out, size_t len)
+{
+	if (i >= t->nendpoints)
+		return -1;
+	return snprintf(out, len, "%s", t->endpoints[i]) < (int)len ? 0 : -1;
+}
+
+/* Receives all parts of one ZAP request into parts (at most 8). */
+static int
+s_zap_recv(void *zap, zmq_msg_t *parts, int *n)
+{
+	int more = 1;
+
+	*n = 0;
+	while (more) {
+		size_t sz = sizeof more;
+		if (*n == 8) {
+			/* Drain anything beyond; a ZAP request has 7 parts. */
+			zmq_msg_t junk;
+			zmq_msg_init(&junk);
+			zmq_msg_recv(&junk, zap, 0);
+			zmq_msg_close(&junk);
+		} else {
+			zmq_msg_init(&parts[*n]);
+			if (zmq_msg_recv(&parts[*n], zap, 0) < 0) {
+				zmq_msg_close(&parts[*n]);
+				return -1;
+			}
+			(*n)++;
+		}
+		if (zmq_getsockopt(zap, ZMQ_RCVMORE, &more, &sz) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void
+s_send_str(void *s, const char *str, size_t len, int more)
+{
+	zmq_send(s, str, len, more ? ZMQ_SNDMORE : 0);
+}
+
+/* Answers one ZAP request: 200 with the party id as User-Id for a
+ * declared transport key, 400 for anything else. */
+static void
+s_zap(struct transport *t)
+{
+	zmq_msg_t p[8];
+	int n = 0;
+	char party[TRANSPORT_PARTY_MAX + 1] = "";
+	bool ok = false;
+
+	if (s_zap_recv(t->zap, p, &n) != 0) {
+		for (int i = 0; i < n; i++)
+			zmq_msg_close(&p[i]);
+		return;
+	}
+	/* version, request id, domain, address, identity, mechanism,
+	 * credentials (the client's 32-byte public key). */
+	if (n == 7 && zmq_msg_size(&p[5]) == 5 &&
+	    memcmp(zmq_msg_data(&p[5]), "CURVE", 5) == 0 &&
+	    zmq_msg_size(&p[6]) == TRANSPORT_KEY_LEN)
+		ok = t->admit(t->admit_arg, zmq_msg_data(&p[6]), party);
+	if (!ok)
+		t->refused++;
+	s_send_str(t->zap, "1.0", 3, 1);
+	if (n >= 2)
+		zmq_send(t->zap, zmq_msg_data(&p[1]), zmq_msg_size(&p[1]),
+		    ZMQ_SNDMORE);
+	else
+		s_send_str(t->zap, "", 0, 1);
+	s_send_str(t->zap, ok ? "200" : "400", 3, 1);
+	s_send_str(t->zap, ok ? "OK" : "unknown transport key", ok ? 2 : 21, 1);
+	s_send_str(t->zap, party, ok ? strlen(party) : 0, 1);
+	s_send_str(t->zap, "", 0, 0);
+	for (int i = 0; i < n; i++)
+		zmq_msg_close(&p[i]);
+}
+
+int
+transport_poll(struct transport *t, long timeout_ms)
+{
+	zmq_pollitem_t items[2] = {
+	    {.socket = t->router, .events = ZMQ_POLLIN},
+	    {.socket = t->zap, .events = ZMQ_POLLIN},
+	};
+
+	for (;;) {
+		int rc = zmq_poll(items, 2, timeout_ms);
+		if (rc < 0)
+			return -1;
+		if (items[1].revents & ZMQ_POLLIN) {
+			s_zap(t);
+			/* Answering ZAP does not use up the wait for data. */
+			if (!(items[0].revents & ZMQ_POLLIN)) {
+				timeout_ms = 0;
+				continue;
+			}
+		}
+		return (items[0].revents & ZMQ_POLLIN) ? 1 : 0;
+	}
+}
+
+int
+transport_recv(struct transport *t, struct transport_msg *m)
+{
+	zmq_msg_t id;
+	int more = 0;
+	size_t sz = sizeof more;
+	const char *uid;
+
+	for (;;) {
+		if (t->in_live) {
+			zmq_msg_close(&t->in);
+			t->in_live = false;
+		}
+		zmq_msg_init(&id);
+		if (zmq_msg_recv(&id, t->router, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&id);
+			return 0;
+		}
+		if (zmq_msg_size(&id) > TRANSPORT_PEER_MAX) {
+			zmq_msg_close(&id);
+			continue;
+		}
+		m->peer.len = zmq_msg_size(&id);
+		memcpy(m->peer.id, zmq_msg_data(&id), m->peer.len);
+		zmq_msg_close(&id);
+		zmq_msg_init(&t->in);
+		t->in_live = true;
+		if (zmq_msg_recv(&t->in, t->router, ZMQ_DONTWAIT) < 0)
+			continue;
+		/* One frame per message; anything more is dropped whole. */
+		if (zmq_getsockopt(t->router, ZMQ_RCVMORE, &more, &sz) == 0 &&
+		    more) {
+			while (more) {
+				zmq_msg_t junk;
+				zmq_msg_init(&junk);
+				zmq_msg_recv(&junk, t->router, 0);
+				zmq_msg_close(&junk);
+				sz = sizeof more;
+				if (zmq_getsockopt(t->router, ZMQ_RCVMORE,
+					&more, &sz) != 0)
+					break;
+			}
+			continue;
+		}
+		uid = zmq_msg_gets(&t->in, "User-Id");
+		if (uid == NULL || strlen(uid) > TRANSPORT_PARTY_MAX)
+			continue;
+		memcpy(m->party, uid, strlen(uid) + 1);
+		m->data = zmq_msg_data(&t->in);
+		m->len = zmq_msg_size(&t->in);
+		return 1;
+	}
+}
+
+int
+transport_send(struct transport *t, const struct transport_peer *peer,
+    const uint8_t *data, size_t len)
+{
+	if (zmq_send(
+		t->router, peer->id, peer->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+		return -1;
+	if (zmq_send(t->router, data, len, ZMQ_DONTWAIT) < 0)
+		return -1;
+	return 0;
+}
+
+uint64_t
+transport_take_refused(struct transport *t)
+{
+	uint64_t n = t->refused;
+
+	t->refused = 0;
+	return n;
+}

@@ -1,0 +1,86 @@
+/*
+ * transport: the broker's ZeroMQ side.  A ROUTER socket bound with the
+ * broker's CURVE server key, and a ZAP handler that admits only the
+ * transport keys of declared parties and tags each connection with the
+ * party's id.  The rest of the daemon sees peers and byte frames, never
+ * libzmq.
+ */
+#ifndef SCHAKEL_TRANSPORT_H
+#define SCHAKEL_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TRANSPORT_KEY_LEN 32
+#define TRANSPORT_PEER_MAX 256 /* a ZeroMQ routing id */
+#define TRANSPORT_PARTY_MAX 64
+
+/* Decides whether a CURVE client key belongs to a declared party; on
+ * success writes the party id (at most TRANSPORT_PARTY_MAX bytes and a
+ * NUL) into party_id and returns true.  Called from transport_poll on the
+ * broker's thread, so it may read the current configuration. */
+typedef bool (*transport_admit_fn)(
+    void *arg, const uint8_t key[TRANSPORT_KEY_LEN], char *party_id);
+
+struct transport_opts {
+	const char *const *endpoints; /* tcp://... or ipc://... */
+	size_t nendpoints;
+	const uint8_t *server_secret; /* CURVE server secret key, 32 bytes */
+	transport_admit_fn admit;
+	void *admit_arg;
+	size_t max_message; /* larger inbound messages are dropped by libzmq */
+};
+
+/* A peer: the ROUTER routing id of one connection. */
+struct transport_peer {
+	uint8_t id[TRANSPORT_PEER_MAX];
+	size_t len;
+};
+
+/* One inbound message.  `data` is owned by the transport and valid until
+ * the next transport_recv or transport_destroy. */
+struct transport_msg {
+	struct transport_peer peer;
+	char party[TRANSPORT_PARTY_MAX + 1]; /* as tagged by ZAP */
+	const uint8_t *data;
+	size_t len;
+};
+
+struct transport;
+
+/* Binds every endpoint.  Returns an owned transport or NULL with a
+ * sentence in err. */
+struct transport *
+transport_new(const struct transport_opts *opts, char *err, size_t errlen);
+
+/* Closes the sockets (unsent messages are dropped after a short linger);
+ * accepts NULL; sets *tp to NULL. */
+void transport_destroy(struct transport **tp);
+
+/* The endpoint the i-th bind really got (a "*" port resolved), written
+ * into out.  Returns 0 or -1. */
+int
+transport_endpoint(const struct transport *t, size_t i, char *out, size_t len);
+
+/* Waits up to timeout_ms (-1: forever) for inbound traffic, answering
+ * ZAP requests on the way.  Returns 1 when a message is ready for
+ * transport_recv, 0 on timeout, -1 on error (EINTR included: the caller
+ * checks its signal flags and calls again). */
+int transport_poll(struct transport *t, long timeout_ms);
+
+/* Takes one inbound message without waiting.  Returns 1 with *m filled
+ * in, 0 when there is none. */
+int transport_recv(struct transport *t, struct transport_msg *m);
+
+/* Sends one message to a peer.  A peer that is gone or cannot take more
+ * is not an error for the broker: returns 0 when queued, -1 when
+ * dropped (the caller keeps whatever it would have delivered). */
+int transport_send(struct transport *t, const struct transport_peer *peer,
+    const uint8_t *data, size_t len);
+
+/* Connections refused by ZAP since the last call (for the rate-limited
+ * summary in the log and for metrics). */
+uint64_t transport_take_refused(struct transport *t);
+
+#endif
