@@ -1,0 +1,161 @@
+/* Unit tests of audit records: round trip of every field, escaping of
+ * peer-supplied text, and the hash chain catching a changed, removed or
+ * reordered record. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "audit.h"
+
+static void
+s_event(struct audit_event *ev, enum audit_event_kind kind, uint64_t t)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = kind;
+	ev->time_ms = t;
+	ev->seq = t / 10;
+	ev->has_id = true;
+	memset(ev->id, 0xab, sizeof ev->id);
+	snprintf(ev->from, sizeof(ev->from), "%s", "gemeente-utrecht");
+	ev->n_to = 2;
+	snprintf(ev->to[0], sizeof(ev->to[0]), "%s", "buurtteam-west");
+	snprintf(ev->to[1], sizeof(ev->to[1]), "%s", "kredietbank-midden");
+	snprintf(ev->type, sizeof(ev->type), "%s", "shv.melding.v1");
+	snprintf(ev->case_ref, sizeof(ev->case_ref), "%s", "zaak 2026/0042=x");
+	snprintf(ev->purpose, sizeof(ev->purpose), "%s", "wgs.intake");
+	ev->n_agreements = 2;
+	snprintf(ev->agreements[0], sizeof(ev->agreements[0]), "%s",
+	    "schuldhulp-utrecht-2026");
+	snprintf(ev->agreements[1], sizeof(ev->agreements[1]), "%s",
+	    "schuldhulp-utrecht-2026");
+}
+
+static void
+test_round_trip(void **state)
+{
+	struct audit_event ev, back;
+	uint8_t prev[AUDIT_HASH_LEN], got[AUDIT_HASH_LEN];
+	char rec[AUDIT_RECORD_MAX];
+	size_t len;
+
+	s_event(&ev, AUDIT_ACCEPTED, 1764400000123);
+	ev.code = 0;
+	ev.count = 3;
+	memset(prev, 7, sizeof prev);
+	len = audit_encode(&ev, prev, rec);
+	assert_true(len > 0);
+	assert_int_equal(strlen(rec), len);
+	/* One line, readable, escaped. */
+	assert_null(strchr(rec, '\n'));
+	assert_non_null(strstr(rec, " ev=accepted "));
+	assert_non_null(strstr(rec, " case=zaak%202026%2F0042%3Dx"));
+	assert_int_equal(audit_decode(rec, len, &back, got), 0);
+	assert_memory_equal(got, prev, sizeof prev);
+	assert_int_equal(back.kind, AUDIT_ACCEPTED);
+	assert_int_equal(back.time_ms, ev.time_ms);
+	assert_int_equal(back.seq, ev.seq);
+	assert_true(back.has_id);
+	assert_memory_equal(back.id, ev.id, sizeof ev.id);
+	assert_string_equal(back.from, ev.from);
+	assert_int_equal(back.n_to, 2);
+	assert_string_equal(back.to[1], "kredietbank-midden");
+	assert_string_equal(back.type, ev.type);
+	assert_string_equal(back.case_ref, ev.case_ref);
+	assert_string_equal(back.purpose, ev.purpose);
+	assert_int_equal(back.n_agreements, 2);
+	assert_int_equal(back.count, 3);
+}
+
+static void
+test_refusal_has_code_and_no_payload_field(void **state)
+{
+	struct audit_event ev, back;
+	uint8_t prev[AUDIT_HASH_LEN] = {0}, got[AUDIT_HASH_LEN];
+	char rec[AUDIT_RECORD_MAX];
+	size_t len;
+
+	s_event(&ev, AUDIT_REFUSED, 5);
+	ev.code = 25;
+	ev.n_to = 0;
+	ev.n_agreements = 0;
+	len = audit_encode(&ev, prev, rec);
+	assert_non_null(strstr(rec, " code=25"));
+	assert_null(strstr(rec, " to="));
+	assert_int_equal(audit_decode(rec, len, &back, got), 0);
+	assert_int_equal(back.code, 25);
+	/* Unknown fields, bad escapes and junk are refused. */
+	assert_int_equal(
+	    audit_decode("v1 prev=00 t=1 ev=accepted", 26, &back, got), -1);
+	{
+		char bad[AUDIT_RECORD_MAX];
+		memcpy(bad, rec, len);
+		memcpy(bad + len, " payload=x", 10);
+		assert_int_equal(audit_decode(bad, len + 10, &back, got), -1);
+		memcpy(bad, rec, len);
+		memcpy(bad + len, " from=a%2", 9);
+		assert_int_equal(audit_decode(bad, len + 9, &back, got), -1);
+	}
+}
+
+static void
+test_chain(void **state)
+{
+	char recs[5][AUDIT_RECORD_MAX];
+	size_t lens[5];
+	uint8_t head[AUDIT_HASH_LEN] = {0};
+	struct audit_verifier v;
+
+	for (int i = 0; i < 5; i++) {
+		struct audit_event ev;
+		s_event(&ev, AUDIT_DELIVERED, 1000 + (uint64_t)i);
+		lens[i] = audit_encode(&ev, head, recs[i]);
+		assert_true(lens[i] > 0);
+		audit_hash(recs[i], lens[i], head);
+	}
+	memset(&v, 0, sizeof v);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(audit_verify_next(&v, recs[i], lens[i]), 0);
+	assert_memory_equal(v.head, head, sizeof head);
+	assert_int_equal(v.records, 5);
+
+	/* A changed record: the NEXT record's prev no longer matches. */
+	memset(&v, 0, sizeof v);
+	recs[2][lens[2] - 1] ^= 1;
+	assert_int_equal(audit_verify_next(&v, recs[0], lens[0]), 0);
+	assert_int_equal(audit_verify_next(&v, recs[1], lens[1]), 0);
+	audit_verify_next(&v, recs[2], lens[2]);
+	assert_int_equal(audit_verify_next(&v, recs[3], lens[3]), -1);
+	assert_int_equal(v.first_bad, 4);
+	recs[2][lens[2] - 1] ^= 1;
+
+	/* A removed record. */
+	memset(&v, 0, sizeof v);
+	assert_int_equal(audit_verify_next(&v, recs[0], lens[0]), 0);
+	assert_int_equal(audit_verify_next(&v, recs[2], lens[2]), -1);
+	assert_int_equal(v.first_bad, 2);
+
+	/* Reordered. */
+	memset(&v, 0, sizeof v);
+	assert_int_equal(audit_verify_next(&v, recs[1], lens[1]), -1);
+	assert_int_equal(v.first_bad, 1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_refusal_has_code_and_no_payload_field),
+	    cmocka_unit_test(test_chain),
+	};
+
+	if (sodium_init() < 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
