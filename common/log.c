@@ -25,6 +25,9 @@ log_init(const char *progname, enum log_level max, bool prefix)
 
 /* Write one line; control characters in the formatted text are replaced
  * so that peer-supplied text can never forge a second log line. */
+static void s_vlog(enum log_level level, int errnum, const char *fmt,
+    va_list ap) __attribute__((format(printf, 3, 0)));
+
 static void
 s_vlog(enum log_level level, int errnum, const char *fmt, va_list ap)
 {

@@ -20,7 +20,16 @@
  * Writes happen in a transaction; store_commit makes them durable (fsync)
  * before it returns, so a caller answers a client only after that.  Many
  * messages share one transaction: that is the group commit.  One writer at
- * a time (the broker's main thread); readers may run at any time.
+ * a time (the broker's main thread); readers may run at any time, from any
+ * thread, also while the writer's transaction is open (they do not see
+ * its uncommitted writes).
+ *
+ * A write call that refuses without changing anything (STORE_NOT_FOUND,
+ * STORE_EXISTS, and STORE_FULL from store_put's space check) leaves the
+ * transaction usable: the caller refuses that one request and goes on.
+ * STORE_ERROR, or STORE_FULL met while writing, spoils the transaction:
+ * later calls return the same code and store_commit stores nothing and
+ * returns it, so every request in the group is refused.
  */
 #ifndef SCHAKEL_STORE_H
 #define SCHAKEL_STORE_H
@@ -31,7 +40,7 @@
 
 #define STORE_ID_LEN 16
 #define STORE_HASH_LEN 32
-#define STORE_NAME_MAX 64     /* party ids, types, case references */
+#define STORE_NAME_MAX 64 /* party ids, types, case references */
 #define STORE_MAX_RECIPIENTS 32
 
 /* Results of store calls.  STORE_FULL: the map or the disk is full; the
@@ -43,16 +52,19 @@ enum store_rc {
 	STORE_NOT_FOUND = 1,
 	STORE_FULL = 2,
 	STORE_ERROR = 3,
+	STORE_EXISTS = 4, /* store_put: the message id is already stored */
 };
 
 struct store_opts {
-	const char *dir;   /* created (mode 0700) when missing */
-	uint64_t map_size; /* bytes; the most the store may grow to */
-	bool no_sync;      /* tests only: skip fsync (never in production) */
+	const char *backend; /* "lmdb" (also when NULL) */
+	const char *dir;     /* created (mode 0700) when missing; refused
+	                      * when group or others may write to it */
+	uint64_t map_size;   /* bytes; the most the store may grow to */
+	bool no_sync;        /* tests only: skip fsync (never in production) */
 };
 
-/* One accepted message, as stored.  Pointers are borrowed for the call
- * (store_put) or valid until the read transaction ends (store_get). */
+/* One accepted message, as stored.  For store_put the pointers are
+ * borrowed for the call; store_get points them at owned copies. */
 struct store_msg {
 	uint64_t seq;
 	uint8_t id[STORE_ID_LEN];
@@ -90,13 +102,15 @@ struct store_txn;
 
 /* Opens (creating if needed) the store in opts->dir.  Returns an owned
  * store, or NULL with a sentence in err. */
-struct store *store_open(const struct store_opts *opts, char *err,
-    size_t errlen);
+struct store *
+store_open(const struct store_opts *opts, char *err, size_t errlen);
 
 /* Closes; accepts NULL; sets *sp to NULL.  No transaction may be open. */
 void store_close(struct store **sp);
 
-/* The last error's sentence (for logs; never contains payload). */
+/* The sentence of the last failure of a call on `s` made by the calling
+ * thread (for logs; never contains payload).  Valid until that thread's
+ * next failing store call. */
 const char *store_error(const struct store *s);
 
 /* ---- writing: one transaction at a time ---- */
@@ -111,14 +125,21 @@ int store_commit(struct store_txn **tp);
 void store_abort(struct store_txn **tp);
 
 /* The next message sequence number (1, 2, ...), reserved in this
- * transaction. */
+ * transaction.  Numbers are persisted by store_commit; an aborted or
+ * failed transaction gives its numbers out again. */
 uint64_t store_next_seq(struct store_txn *t);
 
-/* Stores a message under m->seq: the message, an entry at the tail of
- * each recipient's queue, the dedup id (kept until `dedup_until_ms`), and
- * the sender and recipients as participants of the case. */
-int store_put(struct store_txn *t, const struct store_msg *m,
-    uint64_t dedup_until_ms);
+/* Stores a message under m->seq (reserved with store_next_seq in this
+ * transaction): the message, an entry at the tail of each recipient's
+ * queue, the dedup id (kept until `dedup_until_ms`), and the sender and
+ * recipients as participants of the case.  STORE_EXISTS when the id is
+ * stored already (also earlier in this transaction); STORE_FULL when the
+ * store has no room left for new messages (room is kept back so that
+ * acknowledgements and dead-lettering go on working); STORE_ERROR for an
+ * invalid message (empty or over-long names, a recipient twice).  On
+ * these three nothing of the message was written. */
+int store_put(
+    struct store_txn *t, const struct store_msg *m, uint64_t dedup_until_ms);
 
 /* Records that `recipient` was handed message `seq` once more; the new
  * count is written to *deliveries. */
@@ -132,11 +153,14 @@ int store_ack(struct store_txn *t, const char *recipient, uint64_t seq);
 
 /* Moves `seq` from `recipient`'s queue to its dead letters with `code`.
  * The message is kept while a dead letter refers to it. */
-int store_dead_letter(struct store_txn *t, const char *recipient,
-    uint64_t seq, uint32_t code, uint64_t time_ms);
+int store_dead_letter(struct store_txn *t, const char *recipient, uint64_t seq,
+    uint32_t code, uint64_t time_ms);
 
-/* Puts a dead letter back at the tail of the recipient's queue with a
- * delivery count of 0 (schakelctl deadletters redeliver). */
+/* Puts a dead letter back in the recipient's queue with a delivery count
+ * of 0 (schakelctl deadletters redeliver).  Queues are ordered by
+ * sequence, so it goes back in its place and the order per case holds;
+ * a delivery loop paging with `after` sees it when it starts from the
+ * head again. */
 int store_redeliver(struct store_txn *t, const char *recipient, uint64_t seq);
 
 /* Removes a dead letter for good (schakelctl deadletters purge), and the
@@ -145,8 +169,8 @@ int store_purge(struct store_txn *t, const char *recipient, uint64_t seq);
 
 /* Forgets dedup ids whose window ended before `now_ms`; at most `max` in
  * one call; *removed tells how many. */
-int store_expire_dedup(struct store_txn *t, uint64_t now_ms, size_t max,
-    size_t *removed);
+int store_expire_dedup(
+    struct store_txn *t, uint64_t now_ms, size_t max, size_t *removed);
 
 /* Appends an audit record (already serialized, with its chain hash in it)
  * under the next audit sequence, and makes `head` the chain head. */
@@ -156,8 +180,7 @@ int store_audit_append(struct store_txn *t, const uint8_t *rec, size_t len,
 /* ---- reading: each call reads a consistent snapshot ---- */
 
 /* Looks up a message id: STORE_OK with *seq, or STORE_NOT_FOUND. */
-int store_seen(struct store *s, const uint8_t id[STORE_ID_LEN],
-    uint64_t *seq);
+int store_seen(struct store *s, const uint8_t id[STORE_ID_LEN], uint64_t *seq);
 
 /* Reads message `seq` into *m.  Its envelope and receipt are returned as
  * owned copies in *envelope and *receipt (free() them); m->envelope and
@@ -172,8 +195,7 @@ int store_queue(struct store *s, const char *recipient, uint64_t after,
     struct store_entry *out, size_t max, size_t *n);
 
 /* The number of messages queued for `recipient`. */
-int store_queue_depth(struct store *s, const char *recipient,
-    uint64_t *depth);
+int store_queue_depth(struct store *s, const char *recipient, uint64_t *depth);
 
 /* Fills up to `max` party ids (each STORE_NAME_MAX + 1 bytes) that take
  * part in case `case_ref`; *n says how many. */
@@ -181,9 +203,12 @@ int store_participants(struct store *s, const char *case_ref,
     char (*out)[STORE_NAME_MAX + 1], size_t max, size_t *n);
 
 /* Fills up to `max` dead letters of `recipient` (all recipients when
- * NULL) with sequence > `after`; *n says how many. */
-int store_dead_letters(struct store *s, const char *recipient,
-    uint64_t after, struct store_dead *out, size_t max, size_t *n);
+ * NULL) with sequence > `after`, in sequence order; *n says how many.
+ * With NULL a page never ends inside the dead letters of one sequence
+ * (unless max is smaller than their number), so paging with the last
+ * sequence as `after` skips nothing. */
+int store_dead_letters(struct store *s, const char *recipient, uint64_t after,
+    struct store_dead *out, size_t max, size_t *n);
 
 /* Calls fn for each audit record with sequence > `after`, in order,
  * until fn returns non-zero; *head gets the stored chain head. */
@@ -191,7 +216,8 @@ int store_audit_each(struct store *s, uint64_t after,
     int (*fn)(void *arg, uint64_t seq, const uint8_t *rec, size_t len),
     void *arg, uint8_t head[STORE_HASH_LEN]);
 
-/* Bytes used and the map size, for status and metrics. */
+/* Bytes used (the pages in use: the file's high-water mark less the free
+ * pages) and the map size, for status and metrics. */
 int store_usage(struct store *s, uint64_t *used, uint64_t *size);
 
 #endif

@@ -1,0 +1,1451 @@
+/*
+ * store_lmdb: the LMDB backend of the store, and the only file that
+ * includes lmdb.h.  It lays out the records and keeps them consistent
+ * inside one write transaction; it must not decide policy (limits,
+ * retries, what to refuse) beyond keeping room for acknowledgements.
+ */
+#include "store_backend.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+/*
+ * Layout (all integers big-endian, so keys sort by number):
+ *   msgs      seq -> record (s_rec_size, s_encode)
+ *   queue     recipient -> seq . deliveries u32   (DUPSORT, DUPFIXED)
+ *   dead      seq . recipient -> code u32 . time u64
+ *   dedup     id -> seq . until u64
+ *   dedup_exp until . id -> ""
+ *   cases     case reference -> party              (DUPSORT)
+ *   audit     audit seq -> record
+ *   meta      "layout", "last_seq", "audit_seq", "audit_head"
+ * A message has no reference count: it is removed when none of its
+ * recipients still holds it in a queue or as a dead letter, which is
+ * looked up at the time, so a count can never drift.
+ */
+#define S_LAYOUT 1
+#define S_REC_VERSION 1
+#define S_QVAL_LEN 12
+#define S_DEADVAL_LEN 12
+#define S_DEDUPVAL_LEN 16
+#define S_MIN_MAP ((uint64_t)256 * 1024)
+#define S_RESERVE_MAX ((uint64_t)256 * 1024 * 1024)
+#define S_RESERVE_PAGES 64
+
+struct s_env {
+	MDB_env *env;
+	MDB_dbi msgs, queue, dead, dedup, dedup_exp, cases, audit, meta;
+	uint64_t last_seq;   /* committed */
+	uint64_t last_audit; /* committed */
+	uint8_t head[STORE_HASH_LEN];
+	uint64_t psize;
+	uint64_t reserve; /* bytes store_put leaves for acks and dead letters */
+};
+
+struct s_txn {
+	struct s_env *e;
+	MDB_txn *txn;
+	int spoiled; /* STORE_OK, or the code every later call returns */
+	char why[160];
+	uint64_t last_seq, put_max, last_audit;
+	uint8_t head[STORE_HASH_LEN];
+	bool audit_changed;
+	uint64_t high;   /* the map's high-water mark at begin, bytes */
+	uint64_t free_b; /* free bytes at begin; UINT64_MAX: not counted */
+	uint64_t added;  /* what this transaction's puts may take, bytes */
+};
+
+/* ---- encoding --------------------------------------------------------- */
+
+static void
+s_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static void
+s_be32(uint8_t *p, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static uint64_t
+s_get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint32_t
+s_get32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 0; i < 4; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/*
+ * A message record: version u8, flags u8 (bit 0: notify delivered),
+ * recipients u8, zero u8, accepted u64, expires u64, id[16], sender,
+ * type and case reference as (len u8, bytes), per recipient its id and
+ * agreement as (len u8, bytes), envelope (len u32, bytes), receipt
+ * (len u32, bytes).  Nothing may follow.
+ */
+static size_t
+s_rec_size(const struct store_msg *m)
+{
+	size_t n = 4 + 8 + 8 + STORE_ID_LEN;
+
+	n += 3 + strlen(m->sender) + strlen(m->type) + strlen(m->case_ref);
+	for (size_t i = 0; i < m->n_recipients; i++)
+		n += 2 + strlen(m->recipients[i]) + strlen(m->agreements[i]);
+	return n + 4 + m->envelope_len + 4 + m->receipt_len;
+}
+
+static uint8_t *
+s_put_str(uint8_t *p, const char *str)
+{
+	size_t len = strlen(str);
+
+	*p++ = (uint8_t)len;
+	memcpy(p, str, len);
+	return p + len;
+}
+
+static uint8_t *
+s_put_blob(uint8_t *p, const uint8_t *b, size_t len)
+{
+	s_be32(p, (uint32_t)len);
+	if (len > 0)
+		memcpy(p + 4, b, len);
+	return p + 4 + len;
+}
+
+static void
+s_encode(uint8_t *p, const struct store_msg *m)
+{
+	*p++ = S_REC_VERSION;
+	*p++ = m->notify_delivered ? 1 : 0;
+	*p++ = (uint8_t)m->n_recipients;
+	*p++ = 0;
+	s_be64(p, m->accepted_ms);
+	s_be64(p + 8, m->expires_ms);
+	memcpy(p + 16, m->id, STORE_ID_LEN);
+	p += 16 + STORE_ID_LEN;
+	p = s_put_str(p, m->sender);
+	p = s_put_str(p, m->type);
+	p = s_put_str(p, m->case_ref);
+	for (size_t i = 0; i < m->n_recipients; i++) {
+		p = s_put_str(p, m->recipients[i]);
+		p = s_put_str(p, m->agreements[i]);
+	}
+	p = s_put_blob(p, m->envelope, m->envelope_len);
+	s_put_blob(p, m->receipt, m->receipt_len);
+}
+
+/* A bounded reader: any short read sets bad and yields nothing. */
+struct s_rd {
+	const uint8_t *p;
+	size_t left;
+	bool bad;
+};
+
+static const uint8_t *
+s_take(struct s_rd *r, size_t n)
+{
+	const uint8_t *p = r->p;
+
+	if (r->bad || n > r->left) {
+		r->bad = true;
+		return NULL;
+	}
+	r->p += n;
+	r->left -= n;
+	return p;
+}
+
+static void
+s_take_str(struct s_rd *r, char out[STORE_NAME_MAX + 1])
+{
+	const uint8_t *lp = s_take(r, 1);
+	const uint8_t *p;
+
+	out[0] = '\0';
+	if (lp == NULL)
+		return;
+	if (*lp == 0 || *lp > STORE_NAME_MAX) {
+		r->bad = true;
+		return;
+	}
+	p = s_take(r, *lp);
+	if (p == NULL)
+		return;
+	if (memchr(p, '\0', *lp) != NULL) {
+		r->bad = true;
+		return;
+	}
+	memcpy(out, p, *lp);
+	out[*lp] = '\0';
+}
+
+static const uint8_t *
+s_take_blob(struct s_rd *r, size_t *len)
+{
+	const uint8_t *lp = s_take(r, 4);
+
+	*len = 0;
+	if (lp == NULL)
+		return NULL;
+	*len = s_get32(lp);
+	return s_take(r, *len);
+}
+
+/* Decodes a record into *m; envelope and receipt point into `v`.
+ * Returns false when the record is damaged. */
+static bool
+s_decode(const MDB_val *v, uint64_t seq, struct store_msg *m)
+{
+	struct s_rd r = {v->mv_data, v->mv_size, false};
+	const uint8_t *h = s_take(&r, 4 + 16 + STORE_ID_LEN);
+
+	memset(m, 0, sizeof(*m));
+	m->seq = seq;
+	if (h == NULL || h[0] != S_REC_VERSION || h[1] > 1 || h[2] == 0 ||
+	    h[2] > STORE_MAX_RECIPIENTS || h[3] != 0)
+		return false;
+	m->notify_delivered = h[1] == 1;
+	m->n_recipients = h[2];
+	m->accepted_ms = s_get64(h + 4);
+	m->expires_ms = s_get64(h + 12);
+	memcpy(m->id, h + 20, STORE_ID_LEN);
+	s_take_str(&r, m->sender);
+	s_take_str(&r, m->type);
+	s_take_str(&r, m->case_ref);
+	for (size_t i = 0; i < m->n_recipients; i++) {
+		s_take_str(&r, m->recipients[i]);
+		s_take_str(&r, m->agreements[i]);
+	}
+	m->envelope = s_take_blob(&r, &m->envelope_len);
+	m->receipt = s_take_blob(&r, &m->receipt_len);
+	return !r.bad && r.left == 0;
+}
+
+/* Key of a dead letter: seq . recipient. */
+static size_t
+s_dead_key(uint8_t out[8 + STORE_NAME_MAX], uint64_t seq, const char *rcpt)
+{
+	size_t len = strlen(rcpt);
+
+	s_be64(out, seq);
+	memcpy(out + 8, rcpt, len);
+	return 8 + len;
+}
+
+/* ---- failures --------------------------------------------------------- */
+
+static bool
+s_is_full(int rc)
+{
+	return rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT;
+}
+
+/* An LMDB failure outside a write transaction. */
+static int
+s_fail(const struct store *s, int rc, const char *what)
+{
+	if (s_is_full(rc))
+		return store_fail(s, STORE_FULL, "the store is full (%s: %s)",
+		    what, mdb_strerror(rc));
+	return store_fail(
+	    s, STORE_ERROR, "store: %s: %s", what, mdb_strerror(rc));
+}
+
+/* An LMDB failure while writing: it spoils the transaction. */
+static int
+s_wfail(struct store_txn *t, int rc, const char *what)
+{
+	struct s_txn *bt = t->be;
+	int code = s_fail(t->s, rc, what);
+
+	bt->spoiled = code;
+	snprintf(bt->why, sizeof bt->why, "%s", store_error(t->s));
+	return code;
+}
+
+/* STORE_OK, or the code of the failure that spoiled the transaction. */
+static int
+s_check(struct store_txn *t)
+{
+	struct s_txn *bt = t->be;
+
+	if (bt->spoiled == STORE_OK)
+		return STORE_OK;
+	return store_fail(t->s, bt->spoiled,
+	    "an earlier failure spoiled this store transaction (%s)", bt->why);
+}
+
+/* ---- opening ---------------------------------------------------------- */
+
+static int
+s_dir(struct store *s, const char *dir)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return store_fail(s, STORE_ERROR,
+		    "cannot create store directory %s: %s", dir,
+		    strerror(errno));
+	if (stat(dir, &st) != 0)
+		return store_fail(s, STORE_ERROR,
+		    "cannot use store directory %s: %s", dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return store_fail(s, STORE_ERROR,
+		    "store directory %s is not a directory", dir);
+	if (st.st_uid != geteuid())
+		return store_fail(s, STORE_ERROR,
+		    "store directory %s belongs to another user", dir);
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+		return store_fail(s, STORE_ERROR,
+		    "store directory %s may be written by group or others; "
+		    "make it mode 0700",
+		    dir);
+	return STORE_OK;
+}
+
+static int
+s_meta_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *v)
+{
+	MDB_val k = {strlen(name), (void *)name}, d;
+	int rc = mdb_get(txn, dbi, &k, &d);
+
+	*v = 0;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if (d.mv_size != 8)
+		return MDB_CORRUPTED;
+	*v = s_get64(d.mv_data);
+	return 0;
+}
+
+static int
+s_meta_put(
+    MDB_txn *txn, MDB_dbi dbi, const char *name, const void *p, size_t len)
+{
+	MDB_val k = {strlen(name), (void *)name}, d = {len, (void *)p};
+
+	return mdb_put(txn, dbi, &k, &d, 0);
+}
+
+static int
+s_meta_put64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t v)
+{
+	uint8_t b[8];
+
+	s_be64(b, v);
+	return s_meta_put(txn, dbi, name, b, sizeof b);
+}
+
+/* Opens the named databases and reads meta; returns an LMDB code. */
+static int
+s_open_dbs(struct s_env *e, MDB_txn *txn, const char **what)
+{
+	static const struct {
+		const char *name;
+		unsigned flags;
+		size_t off;
+	} dbs[] = {
+	    {"msgs", 0, offsetof(struct s_env, msgs)},
+	    {"queue", MDB_DUPSORT | MDB_DUPFIXED,
+		offsetof(struct s_env, queue)},
+	    {"dead", 0, offsetof(struct s_env, dead)},
+	    {"dedup", 0, offsetof(struct s_env, dedup)},
+	    {"dedup_exp", 0, offsetof(struct s_env, dedup_exp)},
+	    {"cases", MDB_DUPSORT, offsetof(struct s_env, cases)},
+	    {"audit", 0, offsetof(struct s_env, audit)},
+	    {"meta", 0, offsetof(struct s_env, meta)},
+	};
+	uint64_t layout;
+	MDB_val k = {10, (void *)"audit_head"}, d;
+	int rc;
+
+	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+		MDB_dbi *dbi = (MDB_dbi *)((char *)e + dbs[i].off);
+
+		*what = dbs[i].name;
+		rc = mdb_dbi_open(
+		    txn, dbs[i].name, dbs[i].flags | MDB_CREATE, dbi);
+		if (rc != 0)
+			return rc;
+	}
+	*what = "meta";
+	rc = s_meta_u64(txn, e->meta, "layout", &layout);
+	if (rc != 0)
+		return rc;
+	if (layout == 0) {
+		rc = s_meta_put64(txn, e->meta, "layout", S_LAYOUT);
+		if (rc != 0)
+			return rc;
+	} else if (layout != S_LAYOUT) {
+		return MDB_VERSION_MISMATCH;
+	}
+	rc = s_meta_u64(txn, e->meta, "last_seq", &e->last_seq);
+	if (rc == 0)
+		rc = s_meta_u64(txn, e->meta, "audit_seq", &e->last_audit);
+	if (rc != 0)
+		return rc;
+	rc = mdb_get(txn, e->meta, &k, &d);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if (d.mv_size != STORE_HASH_LEN)
+		return MDB_CORRUPTED;
+	memcpy(e->head, d.mv_data, STORE_HASH_LEN);
+	return 0;
+}
+
+static int
+s_open(struct store *s, const struct store_opts *opts)
+{
+	struct s_env *e;
+	MDB_txn *txn = NULL;
+	MDB_envinfo info;
+	MDB_stat st;
+	const char *what = "creating the environment";
+	int dead, rc;
+
+	if (opts->map_size < S_MIN_MAP)
+		return store_fail(s, STORE_ERROR,
+		    "the store map size must be at least %llu bytes",
+		    (unsigned long long)S_MIN_MAP);
+	rc = s_dir(s, opts->dir);
+	if (rc != STORE_OK)
+		return rc;
+	e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return store_fail(
+		    s, STORE_ERROR, "out of memory opening the store");
+	rc = mdb_env_create(&e->env);
+	if (rc != 0) {
+		free(e);
+		return s_fail(s, rc, what);
+	}
+	what = "setting up the environment";
+	rc = mdb_env_set_maxdbs(e->env, 8);
+	if (rc == 0)
+		rc = mdb_env_set_mapsize(e->env, (size_t)opts->map_size);
+	if (rc == 0) {
+		what = opts->dir;
+		rc = mdb_env_open(e->env, opts->dir,
+		    MDB_NOTLS | (opts->no_sync ? MDB_NOSYNC : 0), 0600);
+	}
+	if (rc == 0) {
+		what = "clearing stale readers";
+		rc = mdb_reader_check(e->env, &dead);
+	}
+	if (rc == 0) {
+		what = "opening the databases";
+		rc = mdb_txn_begin(e->env, NULL, 0, &txn);
+	}
+	if (rc == 0) {
+		rc = s_open_dbs(e, txn, &what);
+		if (rc == 0) {
+			what = "creating the databases";
+			rc = mdb_txn_commit(txn);
+		} else {
+			mdb_txn_abort(txn);
+		}
+	}
+	if (rc == 0) {
+		what = "reading the environment";
+		rc = mdb_env_info(e->env, &info);
+	}
+	if (rc == 0)
+		rc = mdb_env_stat(e->env, &st);
+	if (rc != 0) {
+		mdb_env_close(e->env);
+		free(e);
+		if (rc == MDB_VERSION_MISMATCH)
+			return store_fail(s, STORE_ERROR,
+			    "the store in %s has an unknown layout", opts->dir);
+		return s_fail(s, rc, what);
+	}
+	e->psize = st.ms_psize;
+	e->reserve = info.me_mapsize / 16;
+	if (e->reserve < S_RESERVE_PAGES * e->psize)
+		e->reserve = S_RESERVE_PAGES * e->psize;
+	if (e->reserve > S_RESERVE_MAX)
+		e->reserve = S_RESERVE_MAX;
+	if (e->reserve > info.me_mapsize / 2)
+		e->reserve = info.me_mapsize / 2;
+	s->be = e;
+	return STORE_OK;
+}
+
+static void
+s_close(struct store *s)
+{
+	struct s_env *e = s->be;
+
+	mdb_env_close(e->env);
+	free(e);
+	s->be = NULL;
+}
+
+/* ---- space ------------------------------------------------------------ */
+
+/* Bytes in pages on the free list of the last commit; an LMDB code. */
+static int
+s_free_bytes(struct s_env *e, uint64_t *out)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	MDB_val k, d;
+	uint64_t pages = 0;
+	int rc;
+
+	*out = 0;
+	rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return rc;
+	rc = mdb_cursor_open(txn, 0, &c); /* 0 is LMDB's free-page DB */
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	while ((rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) == 0) {
+		size_t n;
+
+		if (d.mv_size < sizeof n)
+			continue;
+		memcpy(&n, d.mv_data, sizeof n); /* the list's length */
+		pages += n;
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	*out = pages * e->psize;
+	return 0;
+}
+
+/* The map's high-water mark, bytes. */
+static int
+s_high(struct s_env *e, uint64_t *out)
+{
+	MDB_envinfo info;
+	int rc = mdb_env_info(e->env, &info);
+
+	*out = 0;
+	if (rc != 0)
+		return rc;
+	*out = ((uint64_t)info.me_last_pgno + 1) * e->psize;
+	return 0;
+}
+
+/* Whether `more` bytes fit below the map size less the reserve.  Pages
+ * are counted only near the limit; `more` is a generous estimate. */
+static int
+s_room(struct store_txn *t, uint64_t more)
+{
+	struct s_txn *bt = t->be;
+	struct s_env *e = bt->e;
+	uint64_t limit, used;
+	MDB_envinfo info;
+	int rc = mdb_env_info(e->env, &info);
+
+	if (rc != 0)
+		return s_fail(t->s, rc, "reading the map size");
+	limit = info.me_mapsize - e->reserve;
+	if (bt->high + bt->added + more <= limit)
+		return STORE_OK;
+	if (bt->free_b == UINT64_MAX) {
+		rc = s_free_bytes(e, &bt->free_b);
+		if (rc != 0) {
+			bt->free_b = UINT64_MAX;
+			return s_fail(t->s, rc, "counting free pages");
+		}
+	}
+	used = bt->high > bt->free_b ? bt->high - bt->free_b : 0;
+	if (used + bt->added + more <= limit)
+		return STORE_OK;
+	return store_fail(t->s, STORE_FULL,
+	    "the store is full: %llu of %llu bytes used, %llu kept back for "
+	    "deliveries",
+	    (unsigned long long)(used + bt->added),
+	    (unsigned long long)info.me_mapsize,
+	    (unsigned long long)e->reserve);
+}
+
+/* ---- write transactions ----------------------------------------------- */
+
+static int
+s_begin(struct store_txn *t)
+{
+	struct s_env *e = t->s->be;
+	struct s_txn *bt = calloc(1, sizeof(*bt));
+	int rc;
+
+	if (bt == NULL)
+		return store_fail(t->s, STORE_ERROR,
+		    "out of memory starting a store transaction");
+	rc = s_high(e, &bt->high);
+	if (rc == 0)
+		rc = mdb_txn_begin(e->env, NULL, 0, &bt->txn);
+	if (rc != 0) {
+		free(bt);
+		return s_fail(t->s, rc, "starting a write transaction");
+	}
+	bt->e = e;
+	bt->last_seq = e->last_seq;
+	bt->put_max = e->last_seq;
+	bt->last_audit = e->last_audit;
+	memcpy(bt->head, e->head, STORE_HASH_LEN);
+	bt->free_b = UINT64_MAX;
+	t->be = bt;
+	return STORE_OK;
+}
+
+static void
+s_abort(struct store_txn *t)
+{
+	struct s_txn *bt = t->be;
+
+	mdb_txn_abort(bt->txn);
+	free(bt);
+	t->be = NULL;
+}
+
+static int
+s_commit(struct store_txn *t)
+{
+	struct s_txn *bt = t->be;
+	struct s_env *e = bt->e;
+	const char *what = "writing the sequence";
+	int rc = s_check(t);
+
+	if (rc != STORE_OK) {
+		s_abort(t);
+		return rc;
+	}
+	rc = 0;
+	if (bt->last_seq != e->last_seq)
+		rc = s_meta_put64(bt->txn, e->meta, "last_seq", bt->last_seq);
+	if (rc == 0 && bt->audit_changed) {
+		what = "writing the audit head";
+		rc =
+		    s_meta_put64(bt->txn, e->meta, "audit_seq", bt->last_audit);
+		if (rc == 0)
+			rc = s_meta_put(bt->txn, e->meta, "audit_head",
+			    bt->head, STORE_HASH_LEN);
+	}
+	if (rc != 0) {
+		s_abort(t);
+		return s_fail(t->s, rc, what);
+	}
+	rc = mdb_txn_commit(bt->txn); /* frees the txn, also on failure */
+	if (rc == 0) {
+		e->last_seq = bt->last_seq;
+		e->last_audit = bt->last_audit;
+		memcpy(e->head, bt->head, STORE_HASH_LEN);
+	}
+	free(bt);
+	t->be = NULL;
+	if (rc != 0)
+		return s_fail(t->s, rc, "committing");
+	return STORE_OK;
+}
+
+static uint64_t
+s_next_seq(struct store_txn *t)
+{
+	struct s_txn *bt = t->be;
+
+	return ++bt->last_seq;
+}
+
+static int
+s_put_case(struct store_txn *t, const char *case_ref, const char *party)
+{
+	struct s_txn *bt = t->be;
+	MDB_val k = {strlen(case_ref), (void *)case_ref};
+	MDB_val d = {strlen(party), (void *)party};
+	int rc = mdb_put(bt->txn, bt->e->cases, &k, &d, MDB_NODUPDATA);
+
+	if (rc != 0 && rc != MDB_KEYEXIST)
+		return s_wfail(t, rc, "storing a case participant");
+	return STORE_OK;
+}
+
+static int
+s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
+{
+	struct s_txn *bt = t->be;
+	struct s_env *e = bt->e;
+	uint8_t sk[8], qv[S_QVAL_LEN], dv[S_DEDUPVAL_LEN];
+	uint8_t xk[8 + STORE_ID_LEN];
+	size_t size = s_rec_size(m);
+	uint64_t more = 2 * (uint64_t)size + 128 * (m->n_recipients + 4);
+	MDB_val k = {sizeof sk, sk}, d, ik = {STORE_ID_LEN, (void *)m->id};
+	bool append = m->seq > bt->put_max;
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	if (m->seq <= e->last_seq || m->seq > bt->last_seq)
+		return store_fail(t->s, STORE_ERROR,
+		    "message sequence %llu was not reserved in this transaction",
+		    (unsigned long long)m->seq);
+	rc = mdb_get(bt->txn, e->dedup, &ik, &d);
+	if (rc == 0)
+		return store_fail(
+		    t->s, STORE_EXISTS, "this message id is stored already");
+	if (rc != MDB_NOTFOUND)
+		return s_wfail(t, rc, "looking up a message id");
+	rc = s_room(t, more);
+	if (rc != STORE_OK)
+		return rc;
+
+	s_be64(sk, m->seq);
+	d.mv_size = size;
+	d.mv_data = NULL;
+	rc = mdb_put(bt->txn, e->msgs, &k, &d,
+	    MDB_RESERVE | (append ? MDB_APPEND : MDB_NOOVERWRITE));
+	if (rc == MDB_KEYEXIST)
+		return store_fail(t->s, STORE_ERROR,
+		    "message sequence %llu is stored already",
+		    (unsigned long long)m->seq);
+	if (rc != 0)
+		return s_wfail(t, rc, "storing a message");
+	s_encode(d.mv_data, m);
+
+	memcpy(qv, sk, 8);
+	s_be32(qv + 8, 0);
+	for (size_t i = 0; i < m->n_recipients; i++) {
+		MDB_val qk = {
+		    strlen(m->recipients[i]), (void *)m->recipients[i]};
+		MDB_val qd = {sizeof qv, qv};
+
+		rc = mdb_put(bt->txn, e->queue, &qk, &qd, MDB_NODUPDATA);
+		if (rc != 0)
+			return s_wfail(t, rc, "queueing a message");
+	}
+
+	memcpy(dv, sk, 8);
+	s_be64(dv + 8, until);
+	d.mv_size = sizeof dv;
+	d.mv_data = dv;
+	rc = mdb_put(bt->txn, e->dedup, &ik, &d, MDB_NOOVERWRITE);
+	if (rc != 0)
+		return s_wfail(t, rc, "storing a message id");
+	s_be64(xk, until);
+	memcpy(xk + 8, m->id, STORE_ID_LEN);
+	k.mv_size = sizeof xk;
+	k.mv_data = xk;
+	d.mv_size = 0;
+	d.mv_data = NULL;
+	rc = mdb_put(bt->txn, e->dedup_exp, &k, &d, 0);
+	if (rc != 0)
+		return s_wfail(t, rc, "storing a message id's expiry");
+
+	rc = s_put_case(t, m->case_ref, m->sender);
+	for (size_t i = 0; rc == STORE_OK && i < m->n_recipients; i++)
+		rc = s_put_case(t, m->case_ref, m->recipients[i]);
+	if (rc != STORE_OK)
+		return rc;
+	if (append)
+		bt->put_max = m->seq;
+	bt->added += more;
+	return STORE_OK;
+}
+
+/* Positions c on `seq` in `rcpt`'s queue; 0, MDB_NOTFOUND or an LMDB
+ * code.  *deliveries gets the entry's count. */
+static int
+s_q_find(MDB_cursor *c, const char *rcpt, uint64_t seq, uint32_t *deliveries)
+{
+	uint8_t qv[S_QVAL_LEN];
+	MDB_val k = {strlen(rcpt), (void *)rcpt}, d = {sizeof qv, qv};
+	int rc;
+
+	s_be64(qv, seq);
+	s_be32(qv + 8, 0);
+	rc = mdb_cursor_get(c, &k, &d, MDB_GET_BOTH_RANGE);
+	if (rc != 0)
+		return rc;
+	if (d.mv_size != S_QVAL_LEN || memcmp(d.mv_data, qv, 8) != 0)
+		return MDB_NOTFOUND;
+	if (deliveries != NULL)
+		*deliveries = s_get32((const uint8_t *)d.mv_data + 8);
+	return 0;
+}
+
+/* Whether `rcpt` holds `seq` in its queue (*held); an LMDB code. */
+static int
+s_q_has(MDB_txn *txn, MDB_dbi dbi, const char *rcpt, uint64_t seq, bool *held)
+{
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(txn, dbi, &c);
+
+	*held = false;
+	if (rc != 0)
+		return rc;
+	rc = s_q_find(c, rcpt, seq, NULL);
+	mdb_cursor_close(c);
+	if (rc == 0)
+		*held = true;
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Removes message `seq` when no recipient holds it any more (queued or
+ * dead).  A damaged record is left alone: it cannot say who holds it. */
+static int
+s_release(struct store_txn *t, uint64_t seq)
+{
+	struct s_txn *bt = t->be;
+	struct s_env *e = bt->e;
+	struct store_msg m;
+	uint8_t sk[8], dk[8 + STORE_NAME_MAX];
+	MDB_val k = {sizeof sk, sk}, d;
+	int rc;
+
+	s_be64(sk, seq);
+	rc = mdb_get(bt->txn, e->msgs, &k, &d);
+	if (rc == MDB_NOTFOUND)
+		return STORE_OK;
+	if (rc != 0)
+		return s_wfail(t, rc, "reading a message");
+	if (!s_decode(&d, seq, &m))
+		return STORE_OK;
+	for (size_t i = 0; i < m.n_recipients; i++) {
+		bool held;
+		MDB_val xk = {s_dead_key(dk, seq, m.recipients[i]), dk}, xd;
+
+		rc = s_q_has(bt->txn, e->queue, m.recipients[i], seq, &held);
+		if (rc != 0)
+			return s_wfail(t, rc, "reading a queue");
+		if (held)
+			return STORE_OK;
+		rc = mdb_get(bt->txn, e->dead, &xk, &xd);
+		if (rc == 0)
+			return STORE_OK;
+		if (rc != MDB_NOTFOUND)
+			return s_wfail(t, rc, "reading dead letters");
+	}
+	rc = mdb_del(bt->txn, e->msgs, &k, NULL);
+	if (rc != 0)
+		return s_wfail(t, rc, "removing a message");
+	return STORE_OK;
+}
+
+/* Opens a cursor on the queue positioned on (rcpt, seq): STORE_OK,
+ * STORE_NOT_FOUND (nothing written, cursor closed) or a spoiling code. */
+static int
+s_q_open(struct store_txn *t, const char *rcpt, uint64_t seq, MDB_cursor **c,
+    uint32_t *deliveries)
+{
+	struct s_txn *bt = t->be;
+	int rc = mdb_cursor_open(bt->txn, bt->e->queue, c);
+
+	if (rc != 0)
+		return s_wfail(t, rc, "opening a queue");
+	rc = s_q_find(*c, rcpt, seq, deliveries);
+	if (rc == 0)
+		return STORE_OK;
+	mdb_cursor_close(*c);
+	*c = NULL;
+	if (rc == MDB_NOTFOUND)
+		return store_fail(t->s, STORE_NOT_FOUND,
+		    "message %llu is not queued for %s",
+		    (unsigned long long)seq, rcpt);
+	return s_wfail(t, rc, "reading a queue");
+}
+
+static int
+s_delivered(
+    struct store_txn *t, const char *rcpt, uint64_t seq, uint32_t *deliveries)
+{
+	struct s_txn *bt = t->be;
+	MDB_cursor *c;
+	uint8_t qv[S_QVAL_LEN];
+	MDB_val k = {strlen(rcpt), (void *)rcpt}, d = {sizeof qv, qv};
+	uint32_t n = 0;
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = s_q_open(t, rcpt, seq, &c, &n);
+	if (rc != STORE_OK)
+		return rc;
+	if (n < UINT32_MAX)
+		n++;
+	rc = mdb_cursor_del(c, 0);
+	mdb_cursor_close(c);
+	if (rc != 0)
+		return s_wfail(t, rc, "updating a queue");
+	s_be64(qv, seq);
+	s_be32(qv + 8, n);
+	rc = mdb_put(bt->txn, bt->e->queue, &k, &d, MDB_NODUPDATA);
+	if (rc != 0)
+		return s_wfail(t, rc, "updating a queue");
+	*deliveries = n;
+	return STORE_OK;
+}
+
+static int
+s_ack(struct store_txn *t, const char *rcpt, uint64_t seq)
+{
+	MDB_cursor *c;
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = s_q_open(t, rcpt, seq, &c, NULL);
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_cursor_del(c, 0);
+	mdb_cursor_close(c);
+	if (rc != 0)
+		return s_wfail(t, rc, "removing from a queue");
+	return s_release(t, seq);
+}
+
+static int
+s_dead_letter(struct store_txn *t, const char *rcpt, uint64_t seq,
+    uint32_t code, uint64_t time_ms)
+{
+	struct s_txn *bt = t->be;
+	MDB_cursor *c;
+	uint8_t dk[8 + STORE_NAME_MAX], dv[S_DEADVAL_LEN];
+	MDB_val k = {s_dead_key(dk, seq, rcpt), dk}, d = {sizeof dv, dv};
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = s_q_open(t, rcpt, seq, &c, NULL);
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_cursor_del(c, 0);
+	mdb_cursor_close(c);
+	if (rc != 0)
+		return s_wfail(t, rc, "removing from a queue");
+	s_be32(dv, code);
+	s_be64(dv + 4, time_ms);
+	rc = mdb_put(bt->txn, bt->e->dead, &k, &d, 0);
+	if (rc != 0)
+		return s_wfail(t, rc, "storing a dead letter");
+	return STORE_OK;
+}
+
+/* Finds a dead letter: STORE_OK, STORE_NOT_FOUND or a spoiling code. */
+static int
+s_dead_find(struct store_txn *t, MDB_val *k, const char *rcpt, uint64_t seq)
+{
+	struct s_txn *bt = t->be;
+	MDB_val d;
+	int rc = mdb_get(bt->txn, bt->e->dead, k, &d);
+
+	if (rc == MDB_NOTFOUND)
+		return store_fail(t->s, STORE_NOT_FOUND,
+		    "message %llu is no dead letter of %s",
+		    (unsigned long long)seq, rcpt);
+	if (rc != 0)
+		return s_wfail(t, rc, "reading dead letters");
+	return STORE_OK;
+}
+
+static int
+s_redeliver(struct store_txn *t, const char *rcpt, uint64_t seq)
+{
+	struct s_txn *bt = t->be;
+	uint8_t dk[8 + STORE_NAME_MAX], qv[S_QVAL_LEN];
+	MDB_val k = {s_dead_key(dk, seq, rcpt), dk};
+	MDB_val qk = {strlen(rcpt), (void *)rcpt}, qd = {sizeof qv, qv};
+	bool held;
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = s_dead_find(t, &k, rcpt, seq);
+	if (rc != STORE_OK)
+		return rc;
+	rc = s_q_has(bt->txn, bt->e->queue, rcpt, seq, &held);
+	if (rc != 0)
+		return s_wfail(t, rc, "reading a queue");
+	rc = mdb_del(bt->txn, bt->e->dead, &k, NULL);
+	if (rc != 0)
+		return s_wfail(t, rc, "removing a dead letter");
+	if (held)
+		return STORE_OK;
+	s_be64(qv, seq);
+	s_be32(qv + 8, 0);
+	rc = mdb_put(bt->txn, bt->e->queue, &qk, &qd, MDB_NODUPDATA);
+	if (rc != 0)
+		return s_wfail(t, rc, "queueing a message");
+	return STORE_OK;
+}
+
+static int
+s_purge(struct store_txn *t, const char *rcpt, uint64_t seq)
+{
+	struct s_txn *bt = t->be;
+	uint8_t dk[8 + STORE_NAME_MAX];
+	MDB_val k = {s_dead_key(dk, seq, rcpt), dk};
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = s_dead_find(t, &k, rcpt, seq);
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_del(bt->txn, bt->e->dead, &k, NULL);
+	if (rc != 0)
+		return s_wfail(t, rc, "removing a dead letter");
+	return s_release(t, seq);
+}
+
+static int
+s_expire_dedup(
+    struct store_txn *t, uint64_t now_ms, size_t max, size_t *removed)
+{
+	struct s_txn *bt = t->be;
+	MDB_cursor *c;
+	MDB_val k, d;
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_cursor_open(bt->txn, bt->e->dedup_exp, &c);
+	if (rc != 0)
+		return s_wfail(t, rc, "opening the message ids");
+	while (*removed < max) {
+		MDB_val ik;
+
+		rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
+		if (rc != 0)
+			break;
+		if (k.mv_size != 8 + STORE_ID_LEN ||
+		    s_get64(k.mv_data) >= now_ms)
+			break;
+		ik.mv_size = STORE_ID_LEN;
+		ik.mv_data = (uint8_t *)k.mv_data + 8;
+		/* Only the id whose window this entry records. */
+		rc = mdb_get(bt->txn, bt->e->dedup, &ik, &d);
+		if (rc == 0 && d.mv_size == S_DEDUPVAL_LEN &&
+		    memcmp((uint8_t *)d.mv_data + 8, k.mv_data, 8) == 0)
+			rc = mdb_del(bt->txn, bt->e->dedup, &ik, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			break;
+		rc = mdb_cursor_del(c, 0);
+		if (rc != 0)
+			break;
+		(*removed)++;
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return s_wfail(t, rc, "expiring message ids");
+	return STORE_OK;
+}
+
+static int
+s_audit_append(struct store_txn *t, const uint8_t *rec, size_t len,
+    const uint8_t head[STORE_HASH_LEN], uint64_t *audit_seq)
+{
+	struct s_txn *bt = t->be;
+	uint8_t sk[8];
+	MDB_val k = {sizeof sk, sk}, d = {len, (void *)rec};
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	s_be64(sk, bt->last_audit + 1);
+	rc = mdb_put(bt->txn, bt->e->audit, &k, &d, MDB_APPEND);
+	if (rc != 0)
+		return s_wfail(t, rc, "appending an audit record");
+	bt->last_audit++;
+	memcpy(bt->head, head, STORE_HASH_LEN);
+	bt->audit_changed = true;
+	*audit_seq = bt->last_audit;
+	return STORE_OK;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static int
+s_rbegin(struct store *s, MDB_txn **txn)
+{
+	struct s_env *e = s->be;
+	int rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, txn);
+
+	if (rc != 0)
+		return s_fail(s, rc, "starting a read transaction");
+	return STORE_OK;
+}
+
+static int
+s_seen(struct store *s, const uint8_t id[STORE_ID_LEN], uint64_t *seq)
+{
+	struct s_env *e = s->be;
+	MDB_txn *txn;
+	MDB_val k = {STORE_ID_LEN, (void *)id}, d;
+	int rc = s_rbegin(s, &txn);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_get(txn, e->dedup, &k, &d);
+	if (rc == 0 && d.mv_size == S_DEDUPVAL_LEN)
+		*seq = s_get64(d.mv_data);
+	mdb_txn_abort(txn);
+	if (rc == MDB_NOTFOUND)
+		return store_fail(s, STORE_NOT_FOUND, "message id not seen");
+	if (rc != 0)
+		return s_fail(s, rc, "looking up a message id");
+	if (d.mv_size != S_DEDUPVAL_LEN)
+		return store_fail(s, STORE_ERROR,
+		    "a message id record is damaged in the store");
+	return STORE_OK;
+}
+
+static uint8_t *
+s_dup(const uint8_t *p, size_t len)
+{
+	uint8_t *q = malloc(len > 0 ? len : 1);
+
+	if (q != NULL && len > 0)
+		memcpy(q, p, len);
+	return q;
+}
+
+static int
+s_get(struct store *s, uint64_t seq, struct store_msg *m, uint8_t **envelope,
+    uint8_t **receipt)
+{
+	struct s_env *e = s->be;
+	MDB_txn *txn;
+	uint8_t sk[8];
+	MDB_val k = {sizeof sk, sk}, d;
+	int rc = s_rbegin(s, &txn);
+
+	if (rc != STORE_OK)
+		return rc;
+	s_be64(sk, seq);
+	rc = mdb_get(txn, e->msgs, &k, &d);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		if (rc == MDB_NOTFOUND)
+			return store_fail(s, STORE_NOT_FOUND,
+			    "message %llu is not in the store",
+			    (unsigned long long)seq);
+		return s_fail(s, rc, "reading a message");
+	}
+	if (!s_decode(&d, seq, m)) {
+		mdb_txn_abort(txn);
+		memset(m, 0, sizeof(*m));
+		return store_fail(s, STORE_ERROR,
+		    "message %llu is damaged in the store",
+		    (unsigned long long)seq);
+	}
+	*envelope = s_dup(m->envelope, m->envelope_len);
+	*receipt = s_dup(m->receipt, m->receipt_len);
+	mdb_txn_abort(txn);
+	m->envelope = *envelope;
+	m->receipt = *receipt;
+	if (*envelope == NULL || *receipt == NULL) {
+		free(*envelope);
+		free(*receipt);
+		*envelope = NULL;
+		*receipt = NULL;
+		memset(m, 0, sizeof(*m));
+		return store_fail(s, STORE_ERROR,
+		    "out of memory reading message %llu",
+		    (unsigned long long)seq);
+	}
+	return STORE_OK;
+}
+
+static int
+s_queue(struct store *s, const char *rcpt, uint64_t after,
+    struct store_entry *out, size_t max, size_t *n)
+{
+	struct s_env *e = s->be;
+	MDB_txn *txn;
+	MDB_cursor *c;
+	uint8_t qv[S_QVAL_LEN];
+	MDB_val k = {strlen(rcpt), (void *)rcpt}, d = {sizeof qv, qv};
+	int rc;
+
+	if (after == UINT64_MAX)
+		return STORE_OK;
+	rc = s_rbegin(s, &txn);
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_cursor_open(txn, e->queue, &c);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return s_fail(s, rc, "opening a queue");
+	}
+	s_be64(qv, after + 1);
+	s_be32(qv + 8, 0);
+	rc = mdb_cursor_get(c, &k, &d, MDB_GET_BOTH_RANGE);
+	while (rc == 0 && *n < max) {
+		if (d.mv_size != S_QVAL_LEN) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		out[*n].seq = s_get64(d.mv_data);
+		out[*n].deliveries = s_get32((const uint8_t *)d.mv_data + 8);
+		(*n)++;
+		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT_DUP);
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		*n = 0;
+		return s_fail(s, rc, "reading a queue");
+	}
+	return STORE_OK;
+}
+
+static int
+s_queue_depth(struct store *s, const char *rcpt, uint64_t *depth)
+{
+	struct s_env *e = s->be;
+	MDB_txn *txn;
+	MDB_cursor *c;
+	MDB_val k = {strlen(rcpt), (void *)rcpt}, d;
+	size_t count = 0;
+	int rc = s_rbegin(s, &txn);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_cursor_open(txn, e->queue, &c);
+	if (rc == 0) {
+		rc = mdb_cursor_get(c, &k, &d, MDB_SET);
+		if (rc == 0)
+			rc = mdb_cursor_count(c, &count);
+		mdb_cursor_close(c);
+	}
+	mdb_txn_abort(txn);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return s_fail(s, rc, "counting a queue");
+	*depth = count;
+	return STORE_OK;
+}
+
+static int
+s_participants(struct store *s, const char *case_ref,
+    char (*out)[STORE_NAME_MAX + 1], size_t max, size_t *n)
+{
+	struct s_env *e = s->be;
+	MDB_txn *txn;
+	MDB_cursor *c;
+	MDB_val k = {strlen(case_ref), (void *)case_ref}, d;
+	int rc = s_rbegin(s, &txn);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_cursor_open(txn, e->cases, &c);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return s_fail(s, rc, "opening the cases");
+	}
+	rc = mdb_cursor_get(c, &k, &d, MDB_SET);
+	while (rc == 0 && *n < max) {
+		if (d.mv_size == 0 || d.mv_size > STORE_NAME_MAX) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		memcpy(out[*n], d.mv_data, d.mv_size);
+		out[*n][d.mv_size] = '\0';
+		(*n)++;
+		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT_DUP);
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		*n = 0;
+		return s_fail(s, rc, "reading a case's participants");
+	}
+	return STORE_OK;
+}
+
+static int
+s_dead_letters(struct store *s, const char *rcpt, uint64_t after,
+    struct store_dead *out, size_t max, size_t *n)
+{
+	struct s_env *e = s->be;
+	MDB_txn *txn;
+	MDB_cursor *c;
+	uint8_t sk[8];
+	MDB_val k = {sizeof sk, sk}, d;
+	size_t rlen = rcpt != NULL ? strlen(rcpt) : 0;
+	bool more = false;
+	int rc;
+
+	if (after == UINT64_MAX)
+		return STORE_OK;
+	rc = s_rbegin(s, &txn);
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_cursor_open(txn, e->dead, &c);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return s_fail(s, rc, "opening the dead letters");
+	}
+	s_be64(sk, after + 1);
+	rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE);
+	for (; rc == 0; rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+		const uint8_t *kp = k.mv_data, *dp = d.mv_data;
+		size_t nl = k.mv_size - 8;
+		struct store_dead *x;
+
+		if (k.mv_size <= 8 || nl > STORE_NAME_MAX ||
+		    d.mv_size != S_DEADVAL_LEN) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		if (rcpt != NULL &&
+		    (nl != rlen || memcmp(kp + 8, rcpt, nl) != 0))
+			continue;
+		if (*n == max) {
+			more = s_get64(kp) == out[max - 1].seq;
+			break;
+		}
+		x = &out[(*n)++];
+		x->seq = s_get64(kp);
+		memcpy(x->recipient, kp + 8, nl);
+		x->recipient[nl] = '\0';
+		x->code = s_get32(dp);
+		x->time_ms = s_get64(dp + 4);
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		*n = 0;
+		return s_fail(s, rc, "reading the dead letters");
+	}
+	if (more) {
+		/* Do not end the page inside one sequence's dead letters. */
+		size_t keep = *n;
+
+		while (keep > 0 && out[keep - 1].seq == out[max - 1].seq)
+			keep--;
+		if (keep > 0)
+			*n = keep;
+	}
+	return STORE_OK;
+}
+
+static int
+s_audit_each(struct store *s, uint64_t after,
+    int (*fn)(void *arg, uint64_t seq, const uint8_t *rec, size_t len),
+    void *arg, uint8_t head[STORE_HASH_LEN])
+{
+	struct s_env *e = s->be;
+	MDB_txn *txn;
+	MDB_cursor *c;
+	uint8_t sk[8];
+	MDB_val k = {10, (void *)"audit_head"}, d;
+	int rc = s_rbegin(s, &txn);
+
+	if (rc != STORE_OK)
+		return rc;
+	memset(head, 0, STORE_HASH_LEN);
+	rc = mdb_get(txn, e->meta, &k, &d);
+	if (rc == 0 && d.mv_size == STORE_HASH_LEN)
+		memcpy(head, d.mv_data, STORE_HASH_LEN);
+	else if (rc == 0)
+		rc = MDB_CORRUPTED;
+	else if (rc == MDB_NOTFOUND)
+		rc = 0;
+	if (rc == 0)
+		rc = mdb_cursor_open(txn, e->audit, &c);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return s_fail(s, rc, "reading the audit log");
+	}
+	if (after == UINT64_MAX) {
+		rc = MDB_NOTFOUND;
+	} else {
+		s_be64(sk, after + 1);
+		k.mv_size = sizeof sk;
+		k.mv_data = sk;
+		rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE);
+	}
+	for (; rc == 0; rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+		if (k.mv_size != 8) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		if (fn(arg, s_get64(k.mv_data), d.mv_data, d.mv_size) != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return s_fail(s, rc, "reading the audit log");
+	return STORE_OK;
+}
+
+static int
+s_usage(struct store *s, uint64_t *used, uint64_t *size)
+{
+	struct s_env *e = s->be;
+	MDB_envinfo info;
+	uint64_t high, free_b;
+	int rc = mdb_env_info(e->env, &info);
+
+	if (rc == 0)
+		rc = s_free_bytes(e, &free_b);
+	if (rc != 0)
+		return s_fail(s, rc, "reading the store's size");
+	high = ((uint64_t)info.me_last_pgno + 1) * e->psize;
+	*used = high > free_b ? high - free_b : 0;
+	*size = info.me_mapsize;
+	return STORE_OK;
+}
+
+const struct store_ops store_lmdb_ops = {
+    .name = "lmdb",
+    .open = s_open,
+    .close = s_close,
+    .begin = s_begin,
+    .commit = s_commit,
+    .abort = s_abort,
+    .next_seq = s_next_seq,
+    .put = s_put,
+    .delivered = s_delivered,
+    .ack = s_ack,
+    .dead_letter = s_dead_letter,
+    .redeliver = s_redeliver,
+    .purge = s_purge,
+    .expire_dedup = s_expire_dedup,
+    .audit_append = s_audit_append,
+    .seen = s_seen,
+    .get = s_get,
+    .queue = s_queue,
+    .queue_depth = s_queue_depth,
+    .participants = s_participants,
+    .dead_letters = s_dead_letters,
+    .audit_each = s_audit_each,
+    .usage = s_usage,
+};
