@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "pb.h"
+#include "syntax.h"
 
 #define S_AD_LABEL "schakel.v1 payload"
 #define S_KC_LABEL "schakel.v1 content key"
@@ -24,74 +25,7 @@ struct env {
 	struct env_header hdr;
 };
 
-/* ---- field syntax ---------------------------------------------------- */
-
-/* Names (party ids, types, purposes, attribute keys): lowercase letters,
- * digits, '.', '_', '-', starting with a letter or digit. */
-static bool
-s_is_name(const char *s, size_t cap)
-{
-	size_t n = strnlen(s, cap);
-
-	if (n == 0 || n >= cap)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-
-		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-			return false;
-	}
-	return true;
-}
-
-/* References (case, consent): letters of both cases, digits, '.', '_',
- * '-', ':', starting with a letter or digit.  Empty is allowed here. */
-static bool
-s_is_ref(const char *s, size_t cap)
-{
-	size_t n = strnlen(s, cap);
-
-	if (n >= cap)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9');
-
-		if (!alnum &&
-		    (i == 0 || (c != '.' && c != '_' && c != '-' && c != ':')))
-			return false;
-	}
-	return true;
-}
-
-static bool
-s_is_printable(const char *s, size_t cap)
-{
-	size_t n = strnlen(s, cap);
-
-	if (n >= cap)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
-			return false;
-	return true;
-}
-
-static bool
-s_is_region(const char *s, size_t cap)
-{
-	size_t n = strnlen(s, cap);
-
-	if (n >= cap)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'A' && s[i] <= 'Z') ||
-			(s[i] >= '0' && s[i] <= '9')))
-			return false;
-	return true;
-}
+/* ---- field syntax ------------------------------------------------------- */
 
 /* Everything but the two hashes, which only env_build can fill. */
 static int
@@ -100,26 +34,26 @@ s_header_check(const struct env_header *h)
 	if (h->n_recipients == 0 || h->n_recipients > ENV_MAX_RECIPIENTS ||
 	    h->n_attrs > ENV_MAX_ATTRS)
 		return SCHAKEL_E_BAD_FIELD;
-	if (!s_is_name(h->sender, sizeof h->sender) ||
-	    !s_is_name(h->type, sizeof h->type) ||
-	    !s_is_name(h->purpose, sizeof h->purpose) ||
-	    !s_is_ref(h->case_ref, sizeof h->case_ref) ||
+	if (!syntax_is_name(h->sender, sizeof h->sender) ||
+	    !syntax_is_name(h->type, sizeof h->type) ||
+	    !syntax_is_name(h->purpose, sizeof h->purpose) ||
+	    !syntax_is_ref(h->case_ref, sizeof h->case_ref) ||
 	    h->case_ref[0] == '\0' ||
-	    !s_is_ref(h->consent_ref, sizeof h->consent_ref) ||
-	    !s_is_region(h->region, sizeof h->region))
+	    !syntax_is_ref(h->consent_ref, sizeof h->consent_ref) ||
+	    !syntax_is_region(h->region, sizeof h->region))
 		return SCHAKEL_E_BAD_FIELD;
 	/* Strictly ascending lists make the header, and the AEAD's
 	 * associated data, one exact byte string for one set. */
 	for (size_t i = 0; i < h->n_recipients; i++) {
-		if (!s_is_name(h->recipients[i], sizeof h->recipients[i]))
+		if (!syntax_is_name(h->recipients[i], sizeof h->recipients[i]))
 			return SCHAKEL_E_BAD_FIELD;
 		if (i > 0 &&
 		    strcmp(h->recipients[i - 1], h->recipients[i]) >= 0)
 			return SCHAKEL_E_BAD_FIELD;
 	}
 	for (size_t i = 0; i < h->n_attrs; i++) {
-		if (!s_is_name(h->attrs[i].key, sizeof h->attrs[i].key) ||
-		    !s_is_printable(
+		if (!syntax_is_name(h->attrs[i].key, sizeof h->attrs[i].key) ||
+		    !syntax_is_printable(
 			h->attrs[i].value, sizeof h->attrs[i].value))
 			return SCHAKEL_E_BAD_FIELD;
 		if (i > 0 && strcmp(h->attrs[i - 1].key, h->attrs[i].key) >= 0)

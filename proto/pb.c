@@ -624,3 +624,494 @@ pb_signed_receipt_decode(const uint8_t *buf, size_t len,
 	free(ar.base);
 	return rc;
 }
+
+/* ---- Frame ------------------------------------------------------------- */
+
+#define S_SRECEIPT_MAX (RECEIPT_MAX_LEN + S_BSIG_MAX + 16)
+
+static const struct wire_field s_hello_f[] = {
+    {1, WIRE_STR, 1, FRAME_MAX_PROTOCOL_LEN, NULL},
+    {2, WIRE_STR, 1, ENV_MAX_NAME_LEN, NULL},
+    {3, WIRE_STR, 1, FRAME_MAX_TEXT_LEN, NULL},
+};
+static const struct wire_msg s_hello_m = {s_hello_f, 3, 0, 0};
+
+static const struct wire_field s_welcome_f[] = {
+    {1, WIRE_STR, 1, FRAME_MAX_PROTOCOL_LEN, NULL},
+    {2, WIRE_STR, 1, ENV_MAX_NAME_LEN, NULL},
+    {3, WIRE_LEN, 1, FRAME_KEY_LEN, NULL},
+    {4, WIRE_U64, 1, 0, NULL},
+    {5, WIRE_U32, 1, 0, NULL},
+    {6, WIRE_U32, 1, 0, NULL},
+    {7, WIRE_U32, 1, 0, NULL},
+};
+static const struct wire_msg s_welcome_m = {s_welcome_f, 7, 0, 0};
+
+static const struct wire_field s_resolve_f[] = {
+    {1, WIRE_STR, 1, ENV_MAX_NAME_LEN, NULL},
+    {2, WIRE_STR, 1, ENV_MAX_NAME_LEN, NULL},
+    {3, WIRE_STR, 1, ENV_MAX_NAME_LEN, NULL},
+    {4, WIRE_STR, 1, ENV_MAX_REGION_LEN, NULL},
+    {5, WIRE_MSG, ENV_MAX_ATTRS,
+	ENV_MAX_ATTR_KEY_LEN + ENV_MAX_ATTR_VALUE_LEN + 6, &s_attr_m},
+    {6, WIRE_BOOL, 1, 0, NULL},
+};
+static const struct wire_msg s_resolve_m = {s_resolve_f, 6, 0, 0};
+
+static const struct wire_field s_recipient_f[] = {
+    {1, WIRE_STR, 1, ENV_MAX_NAME_LEN, NULL},
+    {2, WIRE_LEN, 1, FRAME_KEY_LEN, NULL},
+    {3, WIRE_LEN, 1, FRAME_KEY_LEN, NULL},
+    {4, WIRE_STR, 1, ENV_MAX_NAME_LEN, NULL},
+};
+static const struct wire_msg s_recipient_m = {s_recipient_f, 4, 0, 0};
+
+static const struct wire_field s_resolved_f[] = {
+    {1, WIRE_MSG, ENV_MAX_RECIPIENTS, 256, &s_recipient_m},
+    {2, WIRE_U64, 1, 0, NULL},
+    {3, WIRE_U64, 1, 0, NULL},
+};
+static const struct wire_msg s_resolved_m = {s_resolved_f, 3, 0, 0};
+
+static const struct wire_field s_submit_f[] = {
+    {1, WIRE_LEN, 1, ENV_MAX_LEN, NULL},
+};
+static const struct wire_msg s_submit_m = {s_submit_f, 1, 0, 0};
+
+static const struct wire_field s_accepted_f[] = {
+    {1, WIRE_LEN, 1, S_SRECEIPT_MAX, NULL},
+};
+static const struct wire_msg s_accepted_m = {s_accepted_f, 1, 0, 0};
+
+static const struct wire_field s_refusal_f[] = {
+    {1, WIRE_U32, 1, 0, NULL},
+    {2, WIRE_STR, 1, FRAME_MAX_TEXT_LEN, NULL},
+    {3, WIRE_LEN, 1, ENV_ID_LEN, NULL},
+};
+static const struct wire_msg s_refusal_m = {s_refusal_f, 3, 0, 0};
+
+static const struct wire_field s_credit_f[] = {
+    {1, WIRE_U32, 1, 0, NULL},
+};
+static const struct wire_msg s_credit_m = {s_credit_f, 1, 0, 0};
+
+static const struct wire_field s_deliver_f[] = {
+    {1, WIRE_U64, 1, 0, NULL},
+    {2, WIRE_U32, 1, 0, NULL},
+    {3, WIRE_LEN, 1, ENV_MAX_LEN, NULL},
+    {4, WIRE_LEN, 1, S_SRECEIPT_MAX, NULL},
+};
+static const struct wire_msg s_deliver_m = {s_deliver_f, 4, 0, 0};
+
+static const struct wire_field s_ack_f[] = {
+    {1, WIRE_U64, 1, 0, NULL}, {2, WIRE_LEN, 1, ENV_ID_LEN, NULL},
+    {3, WIRE_U32, 1, 0, NULL}, /* Nack only */
+};
+static const struct wire_msg s_ack_m = {s_ack_f, 2, 0, 0};
+static const struct wire_msg s_nack_m = {s_ack_f, 3, 0, 0};
+
+static const struct wire_field s_ping_f[] = {
+    {1, WIRE_U64, 1, 0, NULL},
+};
+static const struct wire_msg s_ping_m = {s_ping_f, 1, 0, 0};
+
+static const struct wire_field s_notice_f[] = {
+    {1, WIRE_U32, 1, 0, NULL},
+    {2, WIRE_LEN, 1, ENV_ID_LEN, NULL},
+    {3, WIRE_STR, 1, ENV_MAX_NAME_LEN, NULL},
+    {4, WIRE_U64, 1, 0, NULL},
+    {5, WIRE_U32, 1, 0, NULL},
+    {6, WIRE_U64, 1, 0, NULL},
+};
+static const struct wire_msg s_notice_m = {s_notice_f, 6, 0, 0};
+
+#define S_BIG (ENV_MAX_LEN + 64)
+static const struct wire_field s_frame_f[] = {
+    {1, WIRE_U64, 1, 0, NULL},
+    {10, WIRE_MSG, 1, 512, &s_hello_m},
+    {11, WIRE_MSG, 1, 256, &s_welcome_m},
+    {12, WIRE_MSG, 1, 4096, &s_resolve_m},
+    {13, WIRE_MSG, 1, 16384, &s_resolved_m},
+    {14, WIRE_MSG, 1, S_BIG, &s_submit_m},
+    {15, WIRE_MSG, 1, S_SRECEIPT_MAX + 16, &s_accepted_m},
+    {16, WIRE_MSG, 1, 512, &s_refusal_m},
+    {17, WIRE_MSG, 1, 16, &s_credit_m},
+    {18, WIRE_MSG, 1, S_BIG + S_SRECEIPT_MAX, &s_deliver_m},
+    {19, WIRE_MSG, 1, 64, &s_ack_m},
+    {20, WIRE_MSG, 1, 64, &s_nack_m},
+    {21, WIRE_MSG, 1, 16, &s_ping_m},
+    {22, WIRE_MSG, 1, 16, &s_ping_m},
+    {23, WIRE_MSG, 1, 256, &s_notice_m},
+};
+static const struct wire_msg s_frame_m = {s_frame_f, 15, 10, 23};
+
+/* Storage for every body a Frame can carry, pointing into a struct frame. */
+struct s_frame_pb {
+	Schakel__V1__Frame m;
+	union {
+		Schakel__V1__Hello hello;
+		Schakel__V1__Welcome welcome;
+		Schakel__V1__Resolve resolve;
+		Schakel__V1__Resolved resolved;
+		Schakel__V1__Submit submit;
+		Schakel__V1__Accepted accepted;
+		Schakel__V1__Refusal refusal;
+		Schakel__V1__Credit credit;
+		Schakel__V1__Deliver deliver;
+		Schakel__V1__Ack ack;
+		Schakel__V1__Nack nack;
+		Schakel__V1__Ping ping;
+		Schakel__V1__Pong pong;
+		Schakel__V1__Notice notice;
+	} b;
+	Schakel__V1__Attribute attrs[ENV_MAX_ATTRS];
+	Schakel__V1__Attribute *attrp[ENV_MAX_ATTRS];
+	Schakel__V1__Recipient rcpt[ENV_MAX_RECIPIENTS];
+	Schakel__V1__Recipient *rcptp[ENV_MAX_RECIPIENTS];
+};
+
+static void
+s_frame_resolve_to_pb(const struct frame_resolve *r, struct s_frame_pb *x)
+{
+	Schakel__V1__Resolve *m = &x->b.resolve;
+
+	schakel__v1__resolve__init(m);
+	m->message_type = s_str(r->type);
+	m->case_ref = s_str(r->case_ref);
+	m->purpose = s_str(r->purpose);
+	m->region = s_str(r->region);
+	for (size_t i = 0; i < r->n_attrs; i++) {
+		schakel__v1__attribute__init(&x->attrs[i]);
+		x->attrs[i].key = s_str(r->attrs[i].key);
+		x->attrs[i].value = s_str(r->attrs[i].value);
+		x->attrp[i] = &x->attrs[i];
+	}
+	m->n_attributes = r->n_attrs;
+	m->attributes = x->attrp;
+	m->urgent = r->urgent;
+	x->m.resolve = m;
+}
+
+static void
+s_frame_resolved_to_pb(const struct frame_resolved *r, struct s_frame_pb *x)
+{
+	Schakel__V1__Resolved *m = &x->b.resolved;
+
+	schakel__v1__resolved__init(m);
+	for (size_t i = 0; i < r->n_recipients; i++) {
+		const struct frame_recipient *fr = &r->recipients[i];
+
+		schakel__v1__recipient__init(&x->rcpt[i]);
+		x->rcpt[i].party_id = s_str(fr->party_id);
+		x->rcpt[i].box_key = s_bin(fr->box_key, FRAME_KEY_LEN);
+		x->rcpt[i].sign_key = s_bin(fr->sign_key, FRAME_KEY_LEN);
+		x->rcpt[i].agreement_id = s_str(fr->agreement_id);
+		x->rcptp[i] = &x->rcpt[i];
+	}
+	m->n_recipients = r->n_recipients;
+	m->recipients = x->rcptp;
+	m->config_version = r->config_version;
+	m->default_ttl_ms = r->default_ttl_ms;
+	x->m.resolved = m;
+}
+
+int
+pb_frame_encode(const struct frame *f, struct codec_buf *out)
+{
+	struct s_frame_pb *x = calloc(1, sizeof *x);
+	int rc;
+
+	if (x == NULL)
+		return SCHAKEL_E_NO_MEMORY;
+	schakel__v1__frame__init(&x->m);
+	x->m.corr_id = f->corr_id;
+	x->m.body_case = (Schakel__V1__Frame__BodyCase)f->kind;
+	switch (f->kind) {
+	case FRAME_HELLO:
+		schakel__v1__hello__init(&x->b.hello);
+		x->b.hello.protocol = s_str(f->u.hello.protocol);
+		x->b.hello.party_id = s_str(f->u.hello.party_id);
+		x->b.hello.software = s_str(f->u.hello.software);
+		x->m.hello = &x->b.hello;
+		break;
+	case FRAME_WELCOME:
+		schakel__v1__welcome__init(&x->b.welcome);
+		x->b.welcome.protocol = s_str(f->u.welcome.protocol);
+		x->b.welcome.broker_id = s_str(f->u.welcome.broker_id);
+		x->b.welcome.broker_sign_key =
+		    s_bin(f->u.welcome.broker_sign_key, FRAME_KEY_LEN);
+		x->b.welcome.server_time_ms = f->u.welcome.server_time_ms;
+		x->b.welcome.heartbeat_ms = f->u.welcome.heartbeat_ms;
+		x->b.welcome.max_message_bytes = f->u.welcome.max_message_bytes;
+		x->b.welcome.max_credit = f->u.welcome.max_credit;
+		x->m.welcome = &x->b.welcome;
+		break;
+	case FRAME_RESOLVE:
+		s_frame_resolve_to_pb(&f->u.resolve, x);
+		break;
+	case FRAME_RESOLVED:
+		s_frame_resolved_to_pb(&f->u.resolved, x);
+		break;
+	case FRAME_SUBMIT:
+		schakel__v1__submit__init(&x->b.submit);
+		x->b.submit.envelope = s_bin(f->u.submit.data, f->u.submit.len);
+		x->m.submit = &x->b.submit;
+		break;
+	case FRAME_ACCEPTED:
+		schakel__v1__accepted__init(&x->b.accepted);
+		x->b.accepted.receipt =
+		    s_bin(f->u.accepted.data, f->u.accepted.len);
+		x->m.accepted = &x->b.accepted;
+		break;
+	case FRAME_REFUSAL:
+		schakel__v1__refusal__init(&x->b.refusal);
+		x->b.refusal.code = f->u.refusal.code;
+		x->b.refusal.reason = s_str(f->u.refusal.reason);
+		if (f->u.refusal.has_message_id)
+			x->b.refusal.message_id =
+			    s_bin(f->u.refusal.message_id, ENV_ID_LEN);
+		x->m.refusal = &x->b.refusal;
+		break;
+	case FRAME_CREDIT:
+		schakel__v1__credit__init(&x->b.credit);
+		x->b.credit.messages = f->u.credit;
+		x->m.credit = &x->b.credit;
+		break;
+	case FRAME_DELIVER:
+		schakel__v1__deliver__init(&x->b.deliver);
+		x->b.deliver.store_seq = f->u.deliver.store_seq;
+		x->b.deliver.delivery_count = f->u.deliver.delivery_count;
+		x->b.deliver.envelope = s_bin(
+		    f->u.deliver.envelope.data, f->u.deliver.envelope.len);
+		x->b.deliver.receipt =
+		    s_bin(f->u.deliver.receipt.data, f->u.deliver.receipt.len);
+		x->m.deliver = &x->b.deliver;
+		break;
+	case FRAME_ACK:
+		schakel__v1__ack__init(&x->b.ack);
+		x->b.ack.store_seq = f->u.ack.store_seq;
+		x->b.ack.message_id = s_bin(f->u.ack.message_id, ENV_ID_LEN);
+		x->m.ack = &x->b.ack;
+		break;
+	case FRAME_NACK:
+		schakel__v1__nack__init(&x->b.nack);
+		x->b.nack.store_seq = f->u.ack.store_seq;
+		x->b.nack.message_id = s_bin(f->u.ack.message_id, ENV_ID_LEN);
+		x->b.nack.code = f->u.ack.code;
+		x->m.nack = &x->b.nack;
+		break;
+	case FRAME_PING:
+		schakel__v1__ping__init(&x->b.ping);
+		x->b.ping.time_ms = f->u.ping_ms;
+		x->m.ping = &x->b.ping;
+		break;
+	case FRAME_PONG:
+		schakel__v1__pong__init(&x->b.pong);
+		x->b.pong.time_ms = f->u.ping_ms;
+		x->m.pong = &x->b.pong;
+		break;
+	case FRAME_NOTICE:
+		schakel__v1__notice__init(&x->b.notice);
+		x->b.notice.kind = (Schakel__V1__NoticeKind)f->u.notice.kind;
+		x->b.notice.message_id =
+		    s_bin(f->u.notice.message_id, ENV_ID_LEN);
+		x->b.notice.recipient = s_str(f->u.notice.recipient);
+		x->b.notice.time_ms = f->u.notice.time_ms;
+		x->b.notice.code = f->u.notice.code;
+		x->b.notice.store_seq = f->u.notice.store_seq;
+		x->m.notice = &x->b.notice;
+		break;
+	default:
+		free(x);
+		return SCHAKEL_E_BAD_ARGUMENT;
+	}
+	rc = s_pack(&x->m.base, out);
+	free(x);
+	return rc;
+}
+
+/* Copy a string, or report that it did not fit (the wire walk bounds
+ * them, so this is a second fence, not the limit itself). */
+static int
+s_fit(char *dst, size_t cap, const char *src)
+{
+	if (src != NULL && strlen(src) >= cap)
+		return SCHAKEL_E_TOO_LARGE;
+	s_copy(dst, cap, src);
+	return SCHAKEL_OK;
+}
+
+static int
+s_frame_from_pb(const Schakel__V1__Frame *m, struct frame *f)
+{
+	int rc = SCHAKEL_OK;
+
+	f->corr_id = m->corr_id;
+	f->kind = (enum frame_kind)m->body_case;
+	switch (m->body_case) {
+	case SCHAKEL__V1__FRAME__BODY_HELLO:
+		rc = s_fit(f->u.hello.protocol, sizeof f->u.hello.protocol,
+		    m->hello->protocol);
+		if (rc == SCHAKEL_OK)
+			rc = s_fit(f->u.hello.party_id,
+			    sizeof f->u.hello.party_id, m->hello->party_id);
+		if (rc == SCHAKEL_OK)
+			rc = s_fit(f->u.hello.software,
+			    sizeof f->u.hello.software, m->hello->software);
+		return rc;
+	case SCHAKEL__V1__FRAME__BODY_WELCOME:
+		rc = s_fit(f->u.welcome.protocol, sizeof f->u.welcome.protocol,
+		    m->welcome->protocol);
+		if (rc == SCHAKEL_OK)
+			rc = s_fit(f->u.welcome.broker_id,
+			    sizeof f->u.welcome.broker_id,
+			    m->welcome->broker_id);
+		if (rc == SCHAKEL_OK)
+			rc = s_exact(f->u.welcome.broker_sign_key,
+			    FRAME_KEY_LEN, m->welcome->broker_sign_key);
+		f->u.welcome.server_time_ms = m->welcome->server_time_ms;
+		f->u.welcome.heartbeat_ms = m->welcome->heartbeat_ms;
+		f->u.welcome.max_message_bytes = m->welcome->max_message_bytes;
+		f->u.welcome.max_credit = m->welcome->max_credit;
+		return rc;
+	case SCHAKEL__V1__FRAME__BODY_RESOLVE: {
+		const Schakel__V1__Resolve *r = m->resolve;
+		struct frame_resolve *o = &f->u.resolve;
+
+		rc = s_fit(o->type, sizeof o->type, r->message_type);
+		if (rc == SCHAKEL_OK)
+			rc =
+			    s_fit(o->case_ref, sizeof o->case_ref, r->case_ref);
+		if (rc == SCHAKEL_OK)
+			rc = s_fit(o->purpose, sizeof o->purpose, r->purpose);
+		if (rc == SCHAKEL_OK)
+			rc = s_fit(o->region, sizeof o->region, r->region);
+		o->n_attrs = r->n_attributes;
+		for (size_t i = 0; rc == SCHAKEL_OK && i < r->n_attributes &&
+		     i < ENV_MAX_ATTRS;
+		     i++) {
+			rc = s_fit(o->attrs[i].key, sizeof o->attrs[i].key,
+			    r->attributes[i]->key);
+			if (rc == SCHAKEL_OK)
+				rc = s_fit(o->attrs[i].value,
+				    sizeof o->attrs[i].value,
+				    r->attributes[i]->value);
+		}
+		o->urgent = r->urgent;
+		return rc;
+	}
+	case SCHAKEL__V1__FRAME__BODY_RESOLVED: {
+		const Schakel__V1__Resolved *r = m->resolved;
+		struct frame_resolved *o = &f->u.resolved;
+
+		o->n_recipients = r->n_recipients;
+		for (size_t i = 0; rc == SCHAKEL_OK && i < r->n_recipients &&
+		     i < ENV_MAX_RECIPIENTS;
+		     i++) {
+			const Schakel__V1__Recipient *p = r->recipients[i];
+
+			rc = s_fit(o->recipients[i].party_id,
+			    sizeof o->recipients[i].party_id, p->party_id);
+			if (rc == SCHAKEL_OK)
+				rc = s_fit(o->recipients[i].agreement_id,
+				    sizeof o->recipients[i].agreement_id,
+				    p->agreement_id);
+			if (rc == SCHAKEL_OK)
+				rc = s_exact(o->recipients[i].box_key,
+				    FRAME_KEY_LEN, p->box_key);
+			if (rc == SCHAKEL_OK)
+				rc = s_exact(o->recipients[i].sign_key,
+				    FRAME_KEY_LEN, p->sign_key);
+		}
+		o->config_version = r->config_version;
+		o->default_ttl_ms = r->default_ttl_ms;
+		return rc;
+	}
+	case SCHAKEL__V1__FRAME__BODY_SUBMIT:
+		f->u.submit.data = m->submit->envelope.data;
+		f->u.submit.len = m->submit->envelope.len;
+		return SCHAKEL_OK;
+	case SCHAKEL__V1__FRAME__BODY_ACCEPTED:
+		f->u.accepted.data = m->accepted->receipt.data;
+		f->u.accepted.len = m->accepted->receipt.len;
+		return SCHAKEL_OK;
+	case SCHAKEL__V1__FRAME__BODY_REFUSAL:
+		f->u.refusal.code = m->refusal->code;
+		rc = s_fit(f->u.refusal.reason, sizeof f->u.refusal.reason,
+		    m->refusal->reason);
+		f->u.refusal.has_message_id = m->refusal->message_id.len > 0;
+		if (rc == SCHAKEL_OK && f->u.refusal.has_message_id)
+			rc = s_exact(f->u.refusal.message_id, ENV_ID_LEN,
+			    m->refusal->message_id);
+		return rc;
+	case SCHAKEL__V1__FRAME__BODY_CREDIT:
+		f->u.credit = m->credit->messages;
+		return SCHAKEL_OK;
+	case SCHAKEL__V1__FRAME__BODY_DELIVER:
+		f->u.deliver.store_seq = m->deliver->store_seq;
+		f->u.deliver.delivery_count = m->deliver->delivery_count;
+		f->u.deliver.envelope.data = m->deliver->envelope.data;
+		f->u.deliver.envelope.len = m->deliver->envelope.len;
+		f->u.deliver.receipt.data = m->deliver->receipt.data;
+		f->u.deliver.receipt.len = m->deliver->receipt.len;
+		return SCHAKEL_OK;
+	case SCHAKEL__V1__FRAME__BODY_ACK:
+		f->u.ack.store_seq = m->ack->store_seq;
+		f->u.ack.code = 0;
+		return s_exact(
+		    f->u.ack.message_id, ENV_ID_LEN, m->ack->message_id);
+	case SCHAKEL__V1__FRAME__BODY_NACK:
+		f->u.ack.store_seq = m->nack->store_seq;
+		f->u.ack.code = m->nack->code;
+		return s_exact(
+		    f->u.ack.message_id, ENV_ID_LEN, m->nack->message_id);
+	case SCHAKEL__V1__FRAME__BODY_PING:
+		f->u.ping_ms = m->ping->time_ms;
+		return SCHAKEL_OK;
+	case SCHAKEL__V1__FRAME__BODY_PONG:
+		f->u.ping_ms = m->pong->time_ms;
+		return SCHAKEL_OK;
+	case SCHAKEL__V1__FRAME__BODY_NOTICE:
+		f->u.notice.kind = (enum frame_notice_kind)m->notice->kind;
+		f->u.notice.time_ms = m->notice->time_ms;
+		f->u.notice.code = m->notice->code;
+		f->u.notice.store_seq = m->notice->store_seq;
+		rc = s_fit(f->u.notice.recipient, sizeof f->u.notice.recipient,
+		    m->notice->recipient);
+		if (rc == SCHAKEL_OK)
+			rc = s_exact(f->u.notice.message_id, ENV_ID_LEN,
+			    m->notice->message_id);
+		return rc;
+	default:
+		/* A frame must carry exactly one body. */
+		return SCHAKEL_E_MALFORMED;
+	}
+}
+
+int
+pb_frame_decode(const uint8_t *buf, size_t len, struct frame *f)
+{
+	struct s_arena ar;
+	ProtobufCAllocator a;
+	Schakel__V1__Frame *m;
+	int rc;
+
+	memset(f, 0, sizeof *f);
+	rc = wire_check(&s_frame_m, buf, len, S_DEPTH);
+	if (rc)
+		return rc;
+	rc = s_arena_init(&ar, &a, len);
+	if (rc)
+		return rc;
+	m = schakel__v1__frame__unpack(&a, len, buf);
+	if (m == NULL)
+		return s_unpack_failed(&ar);
+	rc = s_frame_from_pb(m, f);
+	if (rc) {
+		free(ar.base);
+		memset(f, 0, sizeof *f);
+		return rc;
+	}
+	f->owner = ar.base;
+	return SCHAKEL_OK;
+}

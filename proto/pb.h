@@ -11,6 +11,7 @@
 
 #include "codec.h"
 #include "env.h"
+#include "frame.h"
 #include "merkle.h"
 #include "receipt.h"
 
@@ -64,5 +65,11 @@ int pb_signed_receipt_encode(const uint8_t *receipt, size_t receipt_len,
 int pb_signed_receipt_decode(const uint8_t *buf, size_t len,
     uint8_t receipt[RECEIPT_MAX_LEN], size_t *receipt_len,
     struct merkle_sig *sig);
+
+/* Frame: plain struct <-> bytes.  Decoding checks the wire format and
+ * lengths and sets f->owner to the memory the byte fields point into (free
+ * it with free()); frame.c checks the fields' syntax. */
+int pb_frame_encode(const struct frame *f, struct codec_buf *out);
+int pb_frame_decode(const uint8_t *buf, size_t len, struct frame *f);
 
 #endif

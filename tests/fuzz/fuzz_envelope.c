@@ -1,7 +1,8 @@
 /*
  * fuzz_envelope: libFuzzer target for everything the codec reads from a
  * peer.  Each input is tried as an envelope (decode, verify, open as every
- * named recipient whose keys we hold) and as a signed receipt.  The keys
+ * named recipient whose keys we hold), as a signed receipt and as a broker
+ * frame (decode, re-encode, decode again).  The keys
  * are the test-vector parties', so seeds from tests/vectors verify and
  * open, and mutations start deep inside the codec.
  */
@@ -13,6 +14,7 @@
 #include <sodium.h>
 
 #include "env.h"
+#include "frame.h"
 #include "merkle.h"
 #include "receipt.h"
 
@@ -144,6 +146,32 @@ s_receipt(const uint8_t *data, size_t size)
 		abort();
 }
 
+/* A frame that decodes must encode again, to one that decodes the same. */
+static void
+s_frame(const uint8_t *data, size_t size)
+{
+	struct frame f, g;
+	struct codec_buf b = {0};
+	int rc = frame_decode(data, size, 0, &f);
+
+	if (rc == SCHAKEL_E_NO_MEMORY)
+		abort();
+	if (rc != SCHAKEL_OK) {
+		if (f.owner != NULL)
+			abort();
+		return;
+	}
+	if (frame_encode(&f, &b) != SCHAKEL_OK ||
+	    frame_decode(b.data, b.len, 0, &g) != SCHAKEL_OK ||
+	    g.kind != f.kind || g.corr_id != f.corr_id)
+		abort();
+	if (f.kind == FRAME_SUBMIT)
+		s_envelope(f.u.submit.data, f.u.submit.len);
+	frame_clear(&g);
+	frame_clear(&f);
+	codec_buf_clear(&b);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -155,5 +183,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	s_envelope(data, size);
 	s_receipt(data, size);
+	s_frame(data, size);
 	return 0;
 }

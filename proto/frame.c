@@ -1,0 +1,193 @@
+/*
+ * frame: checks the meaning of broker commands and replies (field syntax,
+ * exact key lengths, sort order) around pb.c's encoding.  It decides
+ * nothing about whether a command is allowed now; that is the broker's and
+ * the client library's business.
+ */
+#include "frame.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pb.h"
+#include "syntax.h"
+
+#define S_MAX_FRAME (ENV_MAX_LEN + 32768)
+
+static int
+s_check_attrs(const struct env_attr *a, size_t n)
+{
+	if (n > ENV_MAX_ATTRS)
+		return SCHAKEL_E_TOO_LARGE;
+	for (size_t i = 0; i < n; i++) {
+		if (!syntax_is_name(a[i].key, sizeof a[i].key) ||
+		    !syntax_is_printable(a[i].value, sizeof a[i].value))
+			return SCHAKEL_E_BAD_FIELD;
+		if (i > 0 && strcmp(a[i - 1].key, a[i].key) >= 0)
+			return SCHAKEL_E_BAD_FIELD;
+	}
+	return SCHAKEL_OK;
+}
+
+/* The rules both directions share; lengths beyond the buffers cannot
+ * occur in a decoded frame and are refused when encoding. */
+static int
+s_check(const struct frame *f)
+{
+	switch (f->kind) {
+	case FRAME_HELLO: {
+		const struct frame_hello *h = &f->u.hello;
+
+		if (h->protocol[0] == '\0' ||
+		    !syntax_is_printable(h->protocol, sizeof h->protocol) ||
+		    !syntax_is_name(h->party_id, sizeof h->party_id) ||
+		    !syntax_is_printable(h->software, sizeof h->software))
+			return SCHAKEL_E_BAD_FIELD;
+		return SCHAKEL_OK;
+	}
+	case FRAME_WELCOME: {
+		const struct frame_welcome *w = &f->u.welcome;
+
+		if (w->protocol[0] == '\0' ||
+		    !syntax_is_printable(w->protocol, sizeof w->protocol) ||
+		    !syntax_is_name(w->broker_id, sizeof w->broker_id))
+			return SCHAKEL_E_BAD_FIELD;
+		return SCHAKEL_OK;
+	}
+	case FRAME_RESOLVE: {
+		const struct frame_resolve *r = &f->u.resolve;
+
+		if (!syntax_is_name(r->type, sizeof r->type) ||
+		    !syntax_is_ref(r->case_ref, sizeof r->case_ref) ||
+		    r->case_ref[0] == '\0' ||
+		    !syntax_is_name(r->purpose, sizeof r->purpose) ||
+		    !syntax_is_region(r->region, sizeof r->region))
+			return SCHAKEL_E_BAD_FIELD;
+		return s_check_attrs(r->attrs, r->n_attrs);
+	}
+	case FRAME_RESOLVED: {
+		const struct frame_resolved *r = &f->u.resolved;
+
+		if (r->n_recipients > ENV_MAX_RECIPIENTS)
+			return SCHAKEL_E_TOO_LARGE;
+		for (size_t i = 0; i < r->n_recipients; i++) {
+			const struct frame_recipient *p = &r->recipients[i];
+
+			if (!syntax_is_name(p->party_id, sizeof p->party_id) ||
+			    !syntax_is_name(
+				p->agreement_id, sizeof p->agreement_id))
+				return SCHAKEL_E_BAD_FIELD;
+			if (i > 0 &&
+			    strcmp(r->recipients[i - 1].party_id,
+				p->party_id) >= 0)
+				return SCHAKEL_E_BAD_FIELD;
+		}
+		return SCHAKEL_OK;
+	}
+	case FRAME_SUBMIT:
+	case FRAME_ACCEPTED:
+		if (f->u.submit.len == 0 || f->u.submit.data == NULL)
+			return SCHAKEL_E_BAD_FIELD;
+		if (f->u.submit.len > ENV_MAX_LEN)
+			return SCHAKEL_E_TOO_LARGE;
+		return SCHAKEL_OK;
+	case FRAME_REFUSAL:
+		if (!syntax_is_printable(
+			f->u.refusal.reason, sizeof f->u.refusal.reason))
+			return SCHAKEL_E_BAD_FIELD;
+		return SCHAKEL_OK;
+	case FRAME_DELIVER:
+		if (f->u.deliver.envelope.len == 0 ||
+		    f->u.deliver.envelope.data == NULL ||
+		    (f->u.deliver.receipt.len > 0 &&
+			f->u.deliver.receipt.data == NULL))
+			return SCHAKEL_E_BAD_FIELD;
+		if (f->u.deliver.envelope.len > ENV_MAX_LEN ||
+		    f->u.deliver.receipt.len > RECEIPT_MAX_LEN + 1024)
+			return SCHAKEL_E_TOO_LARGE;
+		return SCHAKEL_OK;
+	case FRAME_NOTICE:
+		if (f->u.notice.kind < FRAME_NOTICE_DELIVERED ||
+		    f->u.notice.kind > FRAME_NOTICE_DEAD_LETTERED ||
+		    !syntax_is_name(
+			f->u.notice.recipient, sizeof f->u.notice.recipient))
+			return SCHAKEL_E_BAD_FIELD;
+		return SCHAKEL_OK;
+	case FRAME_CREDIT:
+	case FRAME_ACK:
+	case FRAME_NACK:
+	case FRAME_PING:
+	case FRAME_PONG:
+		return SCHAKEL_OK;
+	case FRAME_NONE:
+		break;
+	}
+	return SCHAKEL_E_BAD_ARGUMENT;
+}
+
+int
+frame_encode(const struct frame *f, struct codec_buf *out)
+{
+	int rc;
+
+	if (f == NULL || out == NULL)
+		return SCHAKEL_E_BAD_ARGUMENT;
+	out->data = NULL;
+	out->len = 0;
+	rc = s_check(f);
+	if (rc)
+		return rc;
+	return pb_frame_encode(f, out);
+}
+
+int
+frame_decode(const uint8_t *buf, size_t len, size_t max_len, struct frame *f)
+{
+	int rc;
+
+	memset(f, 0, sizeof *f);
+	if (max_len == 0 || max_len > S_MAX_FRAME)
+		max_len = S_MAX_FRAME;
+	if (len > max_len)
+		return SCHAKEL_E_TOO_LARGE;
+	if (buf == NULL && len > 0)
+		return SCHAKEL_E_BAD_ARGUMENT;
+	rc = pb_frame_decode(buf, len, f);
+	if (rc)
+		return rc;
+	rc = s_check(f);
+	if (rc == SCHAKEL_E_BAD_ARGUMENT)
+		rc = SCHAKEL_E_MALFORMED;
+	if (rc)
+		frame_clear(f);
+	return rc;
+}
+
+void
+frame_clear(struct frame *f)
+{
+	if (f == NULL)
+		return;
+	free(f->owner);
+	memset(f, 0, sizeof *f);
+}
+
+void
+frame_refusal(
+    struct frame *f, uint64_t corr_id, int code, const uint8_t *message_id)
+{
+	const char *reason = schakel_strerror(code);
+	size_t n = strlen(reason);
+
+	memset(f, 0, sizeof *f);
+	f->corr_id = corr_id;
+	f->kind = FRAME_REFUSAL;
+	f->u.refusal.code = (uint32_t)code;
+	if (n >= sizeof f->u.refusal.reason)
+		n = sizeof f->u.refusal.reason - 1;
+	memcpy(f->u.refusal.reason, reason, n);
+	if (message_id != NULL) {
+		f->u.refusal.has_message_id = true;
+		memcpy(f->u.refusal.message_id, message_id, ENV_ID_LEN);
+	}
+}
