@@ -6,27 +6,11 @@
 #define SCHAKEL_CONF_PRIV_H
 
 #include "arena.h"
+#include "idmap.h"
 #include "conf.h"
 
 /* Parties and message types are numbered in 20 bits in the flow index. */
 #define CONF_MAX_ITEMS ((1u << 20) - 1)
-
-/* An open-addressing hash map from byte strings to pointers. */
-struct idmap {
-	const void **keys;
-	size_t *lens;
-	void **vals;
-	size_t cap;
-	size_t len;
-};
-
-/* Inserts key -> val.  Returns 0, 1 when the key was present (*old is set
- * and nothing changes), or -1 when out of memory.  The key is borrowed
- * and must outlive the map. */
-int
-idmap_put(struct idmap *m, const void *key, size_t len, void *val, void **old);
-void *idmap_get(const struct idmap *m, const void *key, size_t len);
-void idmap_free(struct idmap *m);
 
 struct idmap_u64;
 

@@ -1,0 +1,33 @@
+/*
+ * idmap: an open-addressing hash map from byte strings to pointers, for
+ * look-ups by id or key.  Keys are borrowed: they must outlive the map.
+ * Not for keys an attacker chooses in bulk (FNV-1a, no seed).
+ */
+#ifndef SCHAKEL_IDMAP_H
+#define SCHAKEL_IDMAP_H
+
+#include <stddef.h>
+
+struct idmap {
+	const void **keys;
+	size_t *lens;
+	void **vals;
+	size_t cap;
+	size_t len;
+};
+
+/* Inserts key -> val.  Returns 0, 1 when the key was present (*old is set
+ * and nothing changes), or -1 when out of memory. */
+int
+idmap_put(struct idmap *m, const void *key, size_t len, void *val, void **old);
+
+/* Returns the value of key, or NULL. */
+void *idmap_get(const struct idmap *m, const void *key, size_t len);
+
+/* Removes key; returns its value, or NULL when it was not there. */
+void *idmap_del(struct idmap *m, const void *key, size_t len);
+
+/* Frees the map's tables (not keys or values); the map is empty after. */
+void idmap_free(struct idmap *m);
+
+#endif
