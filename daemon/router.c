@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conf_priv.h"
+#include "idmap.h"
 #include "schakel_err.h"
 
 /* The key of the (role, region) index: role index then CBS code. */

@@ -1,0 +1,456 @@
+/*
+ * broker: the serving loop.  Each turn it waits for traffic, handles up
+ * to BROKER_DRAIN_MAX inbound frames, then commits everything those
+ * frames decided in ONE store transaction (the group commit, with fsync)
+ * and only then answers submitters and hands out deliveries.  It must
+ * never answer Accepted before the commit is durable.
+ */
+#include "broker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "schakel_err.h"
+
+static uint64_t
+s_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ZAP: a CURVE key is admitted when it is a declared party's transport
+ * key in the configuration in force. */
+static bool
+s_admit(void *arg, const uint8_t key[TRANSPORT_KEY_LEN], char *party_id)
+{
+	struct broker *b = arg;
+	const struct conf_party *p = conf_party_by_transport_key(b->conf, key);
+
+	if (p == NULL)
+		return false;
+	memcpy(party_id, p->id, strlen(p->id) + 1);
+	return true;
+}
+
+/* Writes the bound endpoints, one a line, for tests and scripts. */
+static int
+s_write_endpoints(struct broker *b)
+{
+	char tmp[4096], ep[256];
+	FILE *f;
+
+	if (b->opts.endpoint_file == NULL)
+		return 0;
+	if (snprintf(tmp, sizeof tmp, "%s.tmp", b->opts.endpoint_file) >=
+	    (int)sizeof tmp)
+		return -1;
+	f = fopen(tmp, "w");
+	if (f == NULL)
+		return -1;
+	for (size_t i = 0; transport_endpoint(b->tp, i, ep, sizeof ep) == 0;
+	     i++)
+		fprintf(f, "%s\n", ep);
+	if (fclose(f) != 0)
+		return -1;
+	return rename(tmp, b->opts.endpoint_file);
+}
+
+static int
+s_head(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
+{
+	(void)arg;
+	(void)seq;
+	(void)rec;
+	(void)len;
+	return 1;
+}
+
+struct broker *
+broker_new(const struct broker_opts *opts)
+{
+	struct broker *b = calloc(1, sizeof(*b));
+	struct diags *d = diags_new();
+	struct keys_error kerr;
+	struct store_opts so = {0};
+	struct transport_opts to = {0};
+	char err[512];
+
+	if (b == NULL || d == NULL)
+		fatalx("out of memory");
+	b->opts = *opts;
+	b->now_ms = b->started_ms = s_now_ms();
+	b->conf =
+	    conf_load(opts->conf_path, (int32_t)(b->now_ms / 86400000), d);
+	diags_print(d, stderr);
+	diags_destroy(&d);
+	if (b->conf == NULL)
+		fatalx("%s: configuration has errors, not starting",
+		    opts->conf_path);
+	b->keys =
+	    keys_secret_read(b->conf->broker.key_file, KEYS_BROKER, &kerr);
+	if (b->keys == NULL)
+		fatalx("%s", kerr.msg);
+	b->router = router_new(b->conf);
+	b->cache = merkle_cache_new(4096);
+	b->rates = calloc(b->conf->nparties + 1, sizeof(*b->rates));
+	b->pend = calloc(BROKER_DRAIN_MAX, sizeof(*b->pend));
+	if (b->router == NULL || b->cache == NULL || b->rates == NULL ||
+	    b->pend == NULL)
+		fatalx("out of memory");
+	so.dir = b->conf->broker.data_dir;
+	so.map_size = b->conf->broker.limits.map_size;
+	so.no_sync = opts->no_sync;
+	b->store = store_open(&so, err, sizeof err);
+	if (b->store == NULL)
+		fatalx("store: %s", err);
+	if (store_audit_each(
+		b->store, UINT64_MAX, s_head, NULL, b->audit_head) != STORE_OK)
+		fatalx("store: cannot read the audit chain: %s",
+		    store_error(b->store));
+	memcpy(b->audit_durable, b->audit_head, AUDIT_HASH_LEN);
+	to.endpoints = b->conf->broker.endpoints;
+	to.nendpoints = b->conf->broker.nendpoints;
+	to.server_secret = b->keys->transport_sk;
+	to.admit = s_admit;
+	to.admit_arg = b;
+	/* An envelope plus the frame around it. */
+	to.max_message = b->conf->broker.limits.max_message_size + 65536;
+	b->tp = transport_new(&to, err, sizeof err);
+	if (b->tp == NULL)
+		fatalx("%s", err);
+	for (size_t i = 0; transport_endpoint(b->tp, i, err, sizeof err) == 0;
+	     i++)
+		log_info("listening endpoint=%s", err);
+	if (s_write_endpoints(b) != 0)
+		fatal("cannot write %s", opts->endpoint_file);
+	log_notice("ready parties=%zu routes=%zu agreements=%zu data=%s",
+	    b->conf->nparties, b->conf->nroutes, b->conf->nagreements,
+	    b->conf->broker.data_dir);
+	return b;
+}
+
+static void
+s_free_session(struct session *s)
+{
+	free(s->inflight);
+	free(s);
+}
+
+void
+broker_destroy(struct broker **bp)
+{
+	struct broker *b;
+
+	if (bp == NULL || *bp == NULL)
+		return;
+	b = *bp;
+	store_abort(&b->txn);
+	for (size_t i = 0; i < b->npend; i++) {
+		free((void *)b->pend[i].msg.envelope);
+		codec_buf_clear(&b->pend[i].signed_receipt);
+	}
+	free(b->pend);
+	idmap_free(&b->pend_ids);
+	for (size_t i = 0; i < b->sessions.cap; i++)
+		if (b->sessions.keys != NULL && b->sessions.keys[i] != NULL)
+			s_free_session(b->sessions.vals[i]);
+	idmap_free(&b->sessions);
+	idmap_free(&b->peers);
+	transport_destroy(&b->tp);
+	store_close(&b->store);
+	router_destroy(&b->router);
+	merkle_cache_destroy(&b->cache);
+	keys_secret_destroy(&b->keys);
+	conf_destroy(&b->conf);
+	free(b->rates);
+	free(b);
+	*bp = NULL;
+}
+
+struct store_txn *
+broker_txn(struct broker *b)
+{
+	if (b->txn == NULL && store_begin(b->store, &b->txn) != STORE_OK) {
+		log_warnx("store: cannot begin a transaction: %s",
+		    store_error(b->store));
+		b->txn = NULL;
+	}
+	return b->txn;
+}
+
+void
+broker_audit(struct broker *b, const struct audit_event *ev)
+{
+	char rec[AUDIT_RECORD_MAX];
+	size_t len = audit_encode(ev, b->audit_head, rec);
+	uint8_t next[AUDIT_HASH_LEN];
+	uint64_t aseq;
+	struct store_txn *t = broker_txn(b);
+
+	if (len == 0 || t == NULL) {
+		log_warnx(
+		    "audit: cannot record event=%s", audit_kind_name(ev->kind));
+		return;
+	}
+	audit_hash(rec, len, next);
+	if (store_audit_append(t, (const uint8_t *)rec, len, next, &aseq) !=
+	    STORE_OK) {
+		log_warnx("audit: cannot append: %s", store_error(b->store));
+		return;
+	}
+	memcpy(b->audit_head, next, AUDIT_HASH_LEN);
+}
+
+void
+broker_send(
+    struct broker *b, const struct transport_peer *peer, const struct frame *f)
+{
+	struct codec_buf buf = {0};
+	int rc = frame_encode(f, &buf);
+
+	if (rc != SCHAKEL_OK) {
+		log_warnx("cannot encode a frame kind=%d: %s", (int)f->kind,
+		    schakel_errname(rc));
+		return;
+	}
+	(void)transport_send(b->tp, peer, buf.data, buf.len);
+	codec_buf_clear(&buf);
+}
+
+void
+broker_refuse(struct broker *b, const struct transport_peer *peer,
+    uint64_t corr_id, int code, const uint8_t *message_id)
+{
+	struct frame f;
+
+	frame_refusal(&f, corr_id, code, message_id);
+	broker_send(b, peer, &f);
+	if (code >= 0 && code < 64)
+		b->stats.refused[code]++;
+}
+
+struct session *
+broker_session(struct broker *b, const char *party)
+{
+	return idmap_get(&b->sessions, party, strlen(party));
+}
+
+/* Ends a session: its deliveries go back to waiting in the store. */
+static void
+s_drop_session(struct broker *b, struct session *s, const char *why)
+{
+	struct audit_event ev = {
+	    .kind = AUDIT_DISCONNECTED, .time_ms = b->now_ms};
+
+	log_info("disconnected party=%s reason=%s", s->party, why);
+	snprintf(ev.from, sizeof ev.from, "%s", s->party);
+	broker_audit(b, &ev);
+	deliver_forget(b, s);
+	idmap_del(&b->peers, s->peer.id, s->peer.len);
+	idmap_del(&b->sessions, s->party, strlen(s->party));
+	s_free_session(s);
+}
+
+static void
+s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
+{
+	const struct frame_hello *h = &f->u.hello;
+	struct session *s, *old;
+	struct frame w = {.corr_id = f->corr_id, .kind = FRAME_WELCOME};
+	struct audit_event ev = {.kind = AUDIT_CONNECTED, .time_ms = b->now_ms};
+	void *dup;
+
+	if (strcmp(h->protocol, FRAME_PROTOCOL) != 0) {
+		broker_refuse(
+		    b, &m->peer, f->corr_id, SCHAKEL_E_PROTOCOL, NULL);
+		return;
+	}
+	if (strcmp(h->party_id, m->party) != 0) {
+		broker_refuse(b, &m->peer, f->corr_id,
+		    conf_party_by_id(b->conf, h->party_id) != NULL
+			? SCHAKEL_E_FORGED_SENDER
+			: SCHAKEL_E_UNKNOWN_PARTY,
+		    NULL);
+		return;
+	}
+	/* A party has one session; a new Hello replaces the old one. */
+	old = broker_session(b, m->party);
+	if (old != NULL)
+		s_drop_session(b, old, "replaced by a new connection");
+	old = idmap_get(&b->peers, m->peer.id, m->peer.len);
+	if (old != NULL)
+		s_drop_session(b, old, "hello again");
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		broker_refuse(
+		    b, &m->peer, f->corr_id, SCHAKEL_E_NO_MEMORY, NULL);
+		return;
+	}
+	snprintf(s->party, sizeof s->party, "%s", m->party);
+	s->peer = m->peer;
+	s->last_seen_ms = s->last_sent_ms = b->now_ms;
+	if (idmap_put(&b->sessions, s->party, strlen(s->party), s, &dup) != 0 ||
+	    idmap_put(&b->peers, s->peer.id, s->peer.len, s, &dup) != 0) {
+		idmap_del(&b->sessions, s->party, strlen(s->party));
+		s_free_session(s);
+		broker_refuse(
+		    b, &m->peer, f->corr_id, SCHAKEL_E_NO_MEMORY, NULL);
+		return;
+	}
+	log_info("connected party=%s software=%s", s->party, h->software);
+	snprintf(ev.from, sizeof ev.from, "%s", s->party);
+	broker_audit(b, &ev);
+	snprintf(w.u.welcome.protocol, sizeof w.u.welcome.protocol, "%s",
+	    FRAME_PROTOCOL);
+	snprintf(
+	    w.u.welcome.broker_id, sizeof w.u.welcome.broker_id, "schakel");
+	memcpy(w.u.welcome.broker_sign_key, b->keys->pub.sign, FRAME_KEY_LEN);
+	w.u.welcome.server_time_ms = b->now_ms;
+	w.u.welcome.heartbeat_ms =
+	    (uint32_t)(b->conf->broker.limits.heartbeat * 1000);
+	w.u.welcome.max_message_bytes =
+	    (uint32_t)b->conf->broker.limits.max_message_size;
+	w.u.welcome.max_credit = BROKER_MAX_CREDIT;
+	broker_send(b, &s->peer, &w);
+}
+
+/* Handles one inbound frame. */
+static void
+s_dispatch(struct broker *b, const struct transport_msg *m)
+{
+	struct frame f;
+	struct session *s;
+	int rc;
+
+	rc = frame_decode(m->data, m->len,
+	    b->conf->broker.limits.max_message_size + 65536, &f);
+	if (rc != SCHAKEL_OK) {
+		log_info("refused frame party=%s code=%s", m->party,
+		    schakel_errname(rc));
+		broker_refuse(b, &m->peer, 0, rc, NULL);
+		return;
+	}
+	if (f.kind == FRAME_HELLO) {
+		s_hello(b, m, &f);
+		frame_clear(&f);
+		return;
+	}
+	s = idmap_get(&b->peers, m->peer.id, m->peer.len);
+	if (s == NULL || strcmp(s->party, m->party) != 0) {
+		broker_refuse(b, &m->peer, f.corr_id, SCHAKEL_E_PROTOCOL, NULL);
+		frame_clear(&f);
+		return;
+	}
+	s->last_seen_ms = b->now_ms;
+	switch (f.kind) {
+	case FRAME_RESOLVE:
+		submit_resolve(b, m, &f);
+		break;
+	case FRAME_SUBMIT:
+		submit_envelope(b, m, &f);
+		break;
+	case FRAME_CREDIT:
+		deliver_credit(b, s, f.u.credit);
+		break;
+	case FRAME_ACK:
+	case FRAME_NACK:
+		deliver_ack(b, s, &f, f.kind == FRAME_NACK);
+		break;
+	case FRAME_PING: {
+		struct frame p = {.corr_id = f.corr_id, .kind = FRAME_PONG};
+		p.u.ping_ms = f.u.ping_ms;
+		broker_send(b, &m->peer, &p);
+		break;
+	}
+	case FRAME_PONG:
+		break;
+	default:
+		broker_refuse(b, &m->peer, f.corr_id, SCHAKEL_E_PROTOCOL, NULL);
+		break;
+	}
+	frame_clear(&f);
+}
+
+/* Commits what this turn decided and answers those who wait for it. */
+static void
+s_flush(struct broker *b)
+{
+	int code = SCHAKEL_OK, rc;
+
+	if (b->npend > 0)
+		code = submit_prepare_group(b);
+	if (b->txn != NULL) {
+		rc = store_commit(&b->txn);
+		if (rc != STORE_OK) {
+			log_warnx(
+			    "store: commit failed: %s", store_error(b->store));
+			/* The audit records of this group were not kept. */
+			memcpy(b->audit_head, b->audit_durable, AUDIT_HASH_LEN);
+			if (code == SCHAKEL_OK)
+				code = rc == STORE_FULL ? SCHAKEL_E_STORE_FULL
+							: SCHAKEL_E_UNAVAILABLE;
+		} else {
+			memcpy(b->audit_durable, b->audit_head, AUDIT_HASH_LEN);
+			b->stats.commits++;
+		}
+	}
+	if (b->npend > 0)
+		submit_finish_group(b, code);
+}
+
+int
+broker_run(struct broker *b, volatile sig_atomic_t *stop)
+{
+	uint64_t next_timers = 0;
+
+	while (!*stop) {
+		struct transport_msg m;
+		int n = 0, rc;
+
+		rc = transport_poll(b->tp, 100);
+		b->now_ms = s_now_ms();
+		if (rc < 0 && errno != EINTR) {
+			log_warn("transport: poll failed");
+			return 1;
+		}
+		while (n < BROKER_DRAIN_MAX && transport_recv(b->tp, &m) == 1) {
+			s_dispatch(b, &m);
+			n++;
+		}
+		s_flush(b);
+		if (b->now_ms >= next_timers) {
+			deliver_timers(b);
+			next_timers = b->now_ms + 100;
+			/* One summary line a minute, not a line per try. */
+			b->refused_conns += transport_take_refused(b->tp);
+			if (b->refused_conns > 0 &&
+			    b->now_ms >= b->refused_logged_ms + 60000) {
+				log_warnx("refused %llu connection attempts "
+					  "with unknown transport keys",
+				    (unsigned long long)b->refused_conns);
+				b->refused_conns = 0;
+				b->refused_logged_ms = b->now_ms;
+			}
+		}
+		deliver_pump(b);
+		/* Delivery counts and dead letters of the pump. */
+		if (b->txn != NULL)
+			s_flush(b);
+	}
+	log_notice("stopping: finishing the commit in progress");
+	s_flush(b);
+	return 0;
+}
+
+void
+broker_drop(struct broker *b, struct session *s, const char *why)
+{
+	s_drop_session(b, s, why);
+}

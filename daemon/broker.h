@@ -1,0 +1,155 @@
+/*
+ * broker: the serving broker's state, shared by the files that serve:
+ * broker.c (the loop, connections, the group commit), submit.c (resolve
+ * and the checks on every submitted message) and deliver.c (credit,
+ * delivery, acknowledgements, redelivery, expiry).  main.c only builds
+ * it.  Everything runs on one thread; nothing here is locked.
+ */
+#ifndef SCHAKEL_BROKER_H
+#define SCHAKEL_BROKER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit.h"
+#include "conf.h"
+#include "frame.h"
+#include "idmap.h"
+#include "keys.h"
+#include "merkle.h"
+#include "receipt.h"
+#include "router.h"
+#include "store.h"
+#include "transport.h"
+
+#define BROKER_MAX_CREDIT 1024
+#define BROKER_MAX_INFLIGHT BROKER_MAX_CREDIT
+#define BROKER_DRAIN_MAX 4096 /* inbound frames handled per turn */
+
+struct broker_opts {
+	const char *conf_path;
+	const char *endpoint_file; /* written when ready, or NULL */
+	bool no_sync;              /* tests of logic only: no fsync */
+};
+
+/* A message handed to a recipient and not acknowledged yet. */
+struct inflight {
+	uint64_t seq;
+	uint64_t deadline_ms; /* the ack timeout */
+	uint32_t count;       /* delivery count of this delivery */
+	char case_ref[STORE_NAME_MAX + 1];
+};
+
+/* One party's connection, after Hello. */
+struct session {
+	char party[STORE_NAME_MAX + 1];
+	struct transport_peer peer;
+	uint32_t credit;
+	uint64_t last_seen_ms;
+	uint64_t last_sent_ms;
+	bool dirty; /* something new may be deliverable */
+	size_t ninflight;
+	size_t capinflight;
+	struct inflight *inflight; /* grows with the credit granted */
+};
+
+/* An accepted submission waiting for the group commit. */
+struct pending {
+	struct transport_peer peer;
+	uint64_t corr_id;
+	int code;             /* SCHAKEL_OK, or why it failed in the group */
+	struct store_msg msg; /* msg.envelope is an owned copy */
+	struct receipt receipt;
+	struct codec_buf signed_receipt;
+	char purpose[STORE_NAME_MAX + 1];
+};
+
+/* A token bucket per party (submit rate limit). */
+struct rate {
+	double tokens;
+	uint64_t at_ms;
+};
+
+struct broker_stats {
+	uint64_t accepted;
+	uint64_t refused[64]; /* by schakel_err code */
+	uint64_t delivered;
+	uint64_t acked;
+	uint64_t dead_lettered;
+	uint64_t commits;
+};
+
+struct broker {
+	struct broker_opts opts;
+	struct conf *conf;
+	struct router *router;
+	struct store *store;
+	struct transport *tp;
+	struct keys_secret *keys;
+	struct merkle_cache *cache;
+	struct idmap sessions; /* party id -> struct session * */
+	struct idmap peers;    /* routing id -> struct session * */
+	struct store_txn *txn; /* the open group, or NULL */
+	struct pending *pend;  /* BROKER_DRAIN_MAX slots, never moved */
+	size_t npend;
+	struct idmap pend_ids; /* message id -> pending, this group */
+	struct rate *rates;    /* by conf party index */
+	uint8_t audit_head[AUDIT_HASH_LEN];    /* including the open group */
+	uint8_t audit_durable[AUDIT_HASH_LEN]; /* as last committed */
+	uint64_t now_ms;
+	uint64_t started_ms;
+	uint64_t refused_conns; /* unknown transport keys, not yet logged */
+	uint64_t refused_logged_ms;
+	struct broker_stats stats;
+};
+
+/* broker.c */
+struct broker *broker_new(const struct broker_opts *opts);
+void broker_destroy(struct broker **bp);
+/* Serves until *stop becomes non-zero; returns 0 after a clean stop. */
+int broker_run(struct broker *b, volatile sig_atomic_t *stop);
+/* Opens the group transaction if needed; returns it or NULL. */
+struct store_txn *broker_txn(struct broker *b);
+/* Appends an audit record to the open group. */
+void broker_audit(struct broker *b, const struct audit_event *ev);
+/* Encodes and sends a frame to a peer; failures are counted, not fatal. */
+void broker_send(
+    struct broker *b, const struct transport_peer *peer, const struct frame *f);
+/* Sends a Refusal (and audits refusals of messages). */
+void broker_refuse(struct broker *b, const struct transport_peer *peer,
+    uint64_t corr_id, int code, const uint8_t *message_id);
+struct session *broker_session(struct broker *b, const char *party);
+/* Ends a session; its deliveries wait in the store for the next one. */
+void broker_drop(struct broker *b, struct session *s, const char *why);
+
+/* submit.c */
+void submit_resolve(
+    struct broker *b, const struct transport_msg *m, const struct frame *f);
+void submit_envelope(
+    struct broker *b, const struct transport_msg *m, const struct frame *f);
+/* Writes the group's messages and receipts into the open transaction;
+ * returns 0, or the refusal code for every message of the group. */
+int submit_prepare_group(struct broker *b);
+/* After the commit: answers each pending submission (Accepted, or a
+ * refusal with `code`) and frees them. */
+void submit_finish_group(struct broker *b, int code);
+/* Case participants for the router. */
+size_t submit_participants(void *arg, const char *case_ref,
+    const struct conf_role *role, const struct conf_party **out, size_t max);
+
+/* deliver.c */
+void deliver_credit(struct broker *b, struct session *s, uint32_t n);
+void deliver_ack(
+    struct broker *b, struct session *s, const struct frame *f, bool nack);
+/* Hands out what each session's credit allows. */
+void deliver_pump(struct broker *b);
+/* Ack timeouts and idle connections. */
+void deliver_timers(struct broker *b);
+/* Marks sessions of these recipients as having new work. */
+void deliver_notify(struct broker *b, const struct store_msg *m);
+/* Forgets a session's deliveries (they stay queued in the store). */
+void deliver_forget(struct broker *b, struct session *s);
+
+#endif

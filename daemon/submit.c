@@ -1,0 +1,485 @@
+/*
+ * submit: resolve, and the checks on every submitted message in the order
+ * the protocol gives (docs/protocol.md 10.4), up to the point where an
+ * accepted message joins the group commit.  It never reads a payload and
+ * never logs a case reference that could be a BSN.
+ */
+#include "broker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "env.h"
+#include "log.h"
+#include "schakel_err.h"
+
+static int32_t
+s_today(const struct broker *b)
+{
+	return (int32_t)(b->now_ms / 86400000);
+}
+
+/* "GM0344" -> 344; "" -> 0; anything else -> -1. */
+static int
+s_region(const char *s)
+{
+	int v = 0;
+
+	if (s[0] == '\0')
+		return 0;
+	if (strlen(s) != 6 || s[0] != 'G' || s[1] != 'M')
+		return -1;
+	for (int i = 2; i < 6; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v > 0 ? v : -1;
+}
+
+size_t
+submit_participants(void *arg, const char *case_ref,
+    const struct conf_role *role, const struct conf_party **out, size_t max)
+{
+	struct broker *b = arg;
+	char ids[ROUTER_MAX][STORE_NAME_MAX + 1];
+	size_t n = 0, k = 0;
+
+	if (store_participants(b->store, case_ref, ids, ROUTER_MAX, &n) !=
+	    STORE_OK)
+		return 0;
+	for (size_t i = 0; i < n && k < max; i++) {
+		const struct conf_party *p = conf_party_by_id(b->conf, ids[i]);
+		if (p != NULL && p->role == role)
+			out[k++] = p;
+	}
+	return k;
+}
+
+/* Routes a message and finds the agreement for each routed recipient.
+ * Returns SCHAKEL_OK with *res and agreements[] filled in, or the refusal
+ * code. */
+static int
+s_route(struct broker *b, const struct conf_party *sender,
+    const struct conf_type *type, const char *region, bool urgent,
+    const char *case_ref, const char *purpose, bool has_consent,
+    struct router_result *res,
+    const struct conf_agreement *agreements[ROUTER_MAX])
+{
+	struct router_query q = {.sender = sender,
+	    .type = type,
+	    .urgent = urgent,
+	    .case_ref = case_ref};
+	int reg = s_region(region), rc;
+
+	if (reg < 0)
+		return SCHAKEL_E_BAD_FIELD;
+	q.region = (uint16_t)reg;
+	rc = router_match(b->router, &q, submit_participants, b, res);
+	if (rc < 0)
+		return SCHAKEL_E_TOO_LARGE;
+	if (rc == 0)
+		return SCHAKEL_E_NO_ROUTE;
+	for (size_t i = 0; i < res->n; i++) {
+		rc = router_agreement(b->conf, sender, res->slot[i].party, type,
+		    purpose, has_consent, s_today(b), &agreements[i]);
+		if (rc != SCHAKEL_OK)
+			return rc;
+	}
+	return SCHAKEL_OK;
+}
+
+void
+submit_resolve(
+    struct broker *b, const struct transport_msg *m, const struct frame *f)
+{
+	const struct frame_resolve *r = &f->u.resolve;
+	const struct conf_party *sender = conf_party_by_id(b->conf, m->party);
+	const struct conf_type *type;
+	const struct conf_agreement *ag[ROUTER_MAX];
+	struct router_result res;
+	struct frame out = {.corr_id = f->corr_id, .kind = FRAME_RESOLVED};
+	int rc;
+
+	if (sender == NULL) {
+		broker_refuse(
+		    b, &m->peer, f->corr_id, SCHAKEL_E_UNKNOWN_PARTY, NULL);
+		return;
+	}
+	if (env_is_bsn(r->case_ref)) {
+		broker_refuse(
+		    b, &m->peer, f->corr_id, SCHAKEL_E_BSN_AS_CASE, NULL);
+		return;
+	}
+	type = conf_type_by_id(b->conf, r->type);
+	if (type == NULL) {
+		broker_refuse(
+		    b, &m->peer, f->corr_id, SCHAKEL_E_UNKNOWN_TYPE, NULL);
+		return;
+	}
+	/* A resolve cannot carry consent; the submit is checked for it. */
+	rc = s_route(b, sender, type, r->region, r->urgent, r->case_ref,
+	    r->purpose, true, &res, ag);
+	if (rc != SCHAKEL_OK) {
+		broker_refuse(b, &m->peer, f->corr_id, rc, NULL);
+		return;
+	}
+	out.u.resolved.n_recipients = res.n;
+	for (size_t i = 0; i < res.n; i++) {
+		struct frame_recipient *fr = &out.u.resolved.recipients[i];
+		const struct conf_party *p = res.slot[i].party;
+		snprintf(fr->party_id, sizeof fr->party_id, "%s", p->id);
+		memcpy(fr->box_key, p->box_key, FRAME_KEY_LEN);
+		memcpy(fr->sign_key, p->sign_key, FRAME_KEY_LEN);
+		snprintf(
+		    fr->agreement_id, sizeof fr->agreement_id, "%s", ag[i]->id);
+	}
+	out.u.resolved.config_version = b->conf->generation;
+	out.u.resolved.default_ttl_ms = type->ttl * 1000;
+	broker_send(b, &m->peer, &out);
+}
+
+/* Refuses a submitted message and records the refusal.  Only what was
+ * verified is recorded; a case reference only when it is no BSN. */
+static void
+s_refuse(struct broker *b, const struct transport_msg *m, uint64_t corr_id,
+    int code, const struct env_header *h, bool verified)
+{
+	struct audit_event ev = {.kind = AUDIT_REFUSED,
+	    .time_ms = b->now_ms,
+	    .code = (uint32_t)code};
+
+	broker_refuse(b, &m->peer, corr_id, code, h != NULL ? h->id : NULL);
+	snprintf(ev.from, sizeof ev.from, "%s", m->party);
+	if (h != NULL) {
+		ev.has_id = true;
+		memcpy(ev.id, h->id, AUDIT_ID_LEN);
+	}
+	if (h != NULL && verified) {
+		snprintf(ev.type, sizeof ev.type, "%s", h->type);
+		snprintf(ev.purpose, sizeof ev.purpose, "%s", h->purpose);
+		if (code != SCHAKEL_E_BSN_AS_CASE && !env_is_bsn(h->case_ref))
+			snprintf(
+			    ev.case_ref, sizeof ev.case_ref, "%s", h->case_ref);
+	}
+	broker_audit(b, &ev);
+	log_info("refused party=%s code=%s", m->party, schakel_errname(code));
+}
+
+/* A token bucket per party: submit_rate a second, submit_burst deep. */
+static bool
+s_rate_ok(struct broker *b, const struct conf_party *p)
+{
+	struct rate *r = &b->rates[p->index];
+	double elapsed;
+
+	if (r->at_ms == 0) {
+		r->tokens = (double)p->submit_burst;
+		r->at_ms = b->now_ms;
+	}
+	elapsed = (double)(b->now_ms - r->at_ms) / 1000.0;
+	r->at_ms = b->now_ms;
+	r->tokens += elapsed * (double)p->submit_rate;
+	if (r->tokens > (double)p->submit_burst)
+		r->tokens = (double)p->submit_burst;
+	if (r->tokens < 1.0)
+		return false;
+	r->tokens -= 1.0;
+	return true;
+}
+
+/* A resubmission of an accepted message: answer with its receipt when the
+ * header is the same, else it is a duplicate id. */
+static void
+s_resubmitted(struct broker *b, const struct transport_msg *m, uint64_t corr_id,
+    const struct env *e, uint64_t seq)
+{
+	const struct env_header *h = env_header(e);
+	struct store_msg sm;
+	uint8_t *envelope = NULL, *receipt = NULL, hash[ENV_HASH_LEN];
+	struct receipt r;
+	struct frame out = {.corr_id = corr_id, .kind = FRAME_ACCEPTED};
+
+	env_header_hash(e, hash);
+	if (store_get(b->store, seq, &sm, &envelope, &receipt) != STORE_OK ||
+	    receipt_verify(receipt, sm.receipt_len, b->keys->pub.sign, b->cache,
+		&r, NULL) != SCHAKEL_OK ||
+	    memcmp(r.header_hash, hash, ENV_HASH_LEN) != 0) {
+		s_refuse(b, m, corr_id, SCHAKEL_E_DUPLICATE_ID, h, true);
+	} else {
+		out.u.accepted.data = receipt;
+		out.u.accepted.len = sm.receipt_len;
+		broker_send(b, &m->peer, &out);
+	}
+	free(envelope);
+	free(receipt);
+}
+
+static uint64_t
+s_absdiff(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : b - a;
+}
+
+/* The queue-depth check counts what this group already adds. */
+static bool
+s_queue_ok(struct broker *b, const struct conf_party *p)
+{
+	uint64_t depth = 0;
+
+	if (store_queue_depth(b->store, p->id, &depth) != STORE_OK)
+		return false;
+	for (size_t i = 0; i < b->npend; i++)
+		for (size_t r = 0; r < b->pend[i].msg.n_recipients; r++)
+			depth +=
+			    strcmp(b->pend[i].msg.recipients[r], p->id) == 0;
+	return depth < p->max_queue_depth;
+}
+
+void
+submit_envelope(
+    struct broker *b, const struct transport_msg *m, const struct frame *f)
+{
+	const struct broker_opts *o = &b->opts;
+	const struct conf_limits *lim = &b->conf->broker.limits;
+	const struct conf_party *self = conf_party_by_id(b->conf, m->party);
+	const struct conf_party *sender, *rcpt[ROUTER_MAX];
+	const struct conf_agreement *ag[ROUTER_MAX];
+	const struct conf_type *type;
+	const struct env_header *h;
+	const char *ids[ENV_MAX_RECIPIENTS];
+	struct router_result res;
+	struct env *e = NULL;
+	struct pending *p;
+	uint64_t seq;
+	void *old;
+	int rc;
+
+	(void)o;
+	if (self == NULL || !s_rate_ok(b, self)) {
+		s_refuse(b, m, f->corr_id,
+		    self == NULL ? SCHAKEL_E_UNKNOWN_PARTY
+				 : SCHAKEL_E_RATE_LIMITED,
+		    NULL, false);
+		return;
+	}
+	rc = env_decode(f->u.submit.data, f->u.submit.len,
+	    lim->max_message_size + 65536, &e);
+	if (rc != SCHAKEL_OK) {
+		s_refuse(b, m, f->corr_id, rc, NULL, false);
+		return;
+	}
+	h = env_header(e);
+	sender = conf_party_by_id(b->conf, h->sender);
+	if (sender == NULL) {
+		s_refuse(b, m, f->corr_id, SCHAKEL_E_UNKNOWN_PARTY, h, false);
+		goto out;
+	}
+	rc = env_verify(e, sender->sign_key, b->cache);
+	if (rc != SCHAKEL_OK) {
+		s_refuse(b, m, f->corr_id, rc, h, false);
+		goto out;
+	}
+	if (sender != self) {
+		s_refuse(b, m, f->corr_id, SCHAKEL_E_FORGED_SENDER, h, false);
+		goto out;
+	}
+	if (s_absdiff(h->created_ms, b->now_ms) > lim->clock_skew * 1000) {
+		s_refuse(b, m, f->corr_id, SCHAKEL_E_STALE_TIMESTAMP, h, true);
+		goto out;
+	}
+	if (idmap_get(&b->pend_ids, h->id, ENV_ID_LEN) != NULL) {
+		s_refuse(b, m, f->corr_id, SCHAKEL_E_DUPLICATE_ID, h, true);
+		goto out;
+	}
+	if (store_seen(b->store, h->id, &seq) == STORE_OK) {
+		s_resubmitted(b, m, f->corr_id, e, seq);
+		goto out;
+	}
+	if (h->expires_ms <= b->now_ms) {
+		s_refuse(b, m, f->corr_id, SCHAKEL_E_EXPIRED, h, true);
+		goto out;
+	}
+	if (env_is_bsn(h->case_ref)) {
+		s_refuse(b, m, f->corr_id, SCHAKEL_E_BSN_AS_CASE, h, true);
+		goto out;
+	}
+	type = conf_type_by_id(b->conf, h->type);
+	if (type == NULL) {
+		s_refuse(b, m, f->corr_id, SCHAKEL_E_UNKNOWN_TYPE, h, true);
+		goto out;
+	}
+	if (env_payload_len(e) > type->max_size) {
+		s_refuse(b, m, f->corr_id, SCHAKEL_E_TOO_LARGE, h, true);
+		goto out;
+	}
+	rc = s_route(b, sender, type, h->region, h->urgent, h->case_ref,
+	    h->purpose, h->consent_ref[0] != '\0', &res, ag);
+	if (rc != SCHAKEL_OK) {
+		s_refuse(b, m, f->corr_id, rc, h, true);
+		goto out;
+	}
+	for (size_t i = 0; i < h->n_recipients; i++)
+		ids[i] = h->recipients[i];
+	if (!router_accepts(&res, ids, h->n_recipients)) {
+		s_refuse(b, m, f->corr_id, SCHAKEL_E_ROUTE_CHANGED, h, true);
+		goto out;
+	}
+	/* The recipients sealed for: a group member the client chose needs
+	 * its own agreement. */
+	for (size_t i = 0; i < h->n_recipients; i++) {
+		rcpt[i] = conf_party_by_id(b->conf, h->recipients[i]);
+		rc = router_agreement(b->conf, sender, rcpt[i], type,
+		    h->purpose, h->consent_ref[0] != '\0', s_today(b), &ag[i]);
+		if (rc == SCHAKEL_OK && !s_queue_ok(b, rcpt[i]))
+			rc = SCHAKEL_E_QUEUE_FULL;
+		if (rc != SCHAKEL_OK) {
+			s_refuse(b, m, f->corr_id, rc, h, true);
+			goto out;
+		}
+	}
+	if (b->npend == BROKER_DRAIN_MAX || broker_txn(b) == NULL) {
+		s_refuse(b, m, f->corr_id, SCHAKEL_E_UNAVAILABLE, h, true);
+		goto out;
+	}
+	seq = store_next_seq(b->txn);
+	p = &b->pend[b->npend];
+	memset(p, 0, sizeof(*p));
+	p->peer = m->peer;
+	p->corr_id = f->corr_id;
+	p->msg.seq = seq;
+	memcpy(p->msg.id, h->id, STORE_ID_LEN);
+	snprintf(p->msg.sender, sizeof p->msg.sender, "%s", h->sender);
+	snprintf(p->msg.type, sizeof p->msg.type, "%s", h->type);
+	snprintf(p->msg.case_ref, sizeof p->msg.case_ref, "%s", h->case_ref);
+	snprintf(p->purpose, sizeof p->purpose, "%s", h->purpose);
+	p->msg.accepted_ms = b->now_ms;
+	p->msg.expires_ms = h->expires_ms;
+	p->msg.notify_delivered = h->notify_delivered;
+	p->msg.n_recipients = h->n_recipients;
+	p->msg.envelope = malloc(f->u.submit.len);
+	if (p->msg.envelope == NULL) {
+		s_refuse(b, m, f->corr_id, SCHAKEL_E_NO_MEMORY, h, true);
+		goto out;
+	}
+	memcpy((uint8_t *)p->msg.envelope, f->u.submit.data, f->u.submit.len);
+	p->msg.envelope_len = f->u.submit.len;
+	memcpy(p->receipt.message_id, h->id, ENV_ID_LEN);
+	p->receipt.accepted_ms = b->now_ms;
+	p->receipt.n_recipients = h->n_recipients;
+	p->receipt.store_seq = seq;
+	env_header_hash(e, p->receipt.header_hash);
+	snprintf(p->receipt.sender, sizeof p->receipt.sender, "%s", h->sender);
+	for (size_t i = 0; i < h->n_recipients; i++) {
+		snprintf(p->msg.recipients[i], sizeof p->msg.recipients[i],
+		    "%s", h->recipients[i]);
+		snprintf(p->msg.agreements[i], sizeof p->msg.agreements[i],
+		    "%s", ag[i]->id);
+		snprintf(p->receipt.recipients[i],
+		    sizeof p->receipt.recipients[i], "%s", h->recipients[i]);
+		snprintf(p->receipt.agreement_ids[i],
+		    sizeof p->receipt.agreement_ids[i], "%s", ag[i]->id);
+	}
+	if (idmap_put(&b->pend_ids, p->msg.id, STORE_ID_LEN, p, &old) != 0) {
+		free((void *)p->msg.envelope);
+		s_refuse(b, m, f->corr_id, SCHAKEL_E_NO_MEMORY, h, true);
+		goto out;
+	}
+	b->npend++;
+out:
+	env_destroy(&e);
+}
+
+int
+submit_prepare_group(struct broker *b)
+{
+	struct receipt *rs = calloc(b->npend, sizeof(*rs));
+	struct codec_buf *bufs = calloc(b->npend, sizeof(*bufs));
+	struct store_txn *t = broker_txn(b);
+	uint64_t dedup_until =
+	    b->now_ms + b->conf->broker.limits.dedup_window * 1000;
+	int rc = SCHAKEL_OK;
+
+	if (rs == NULL || bufs == NULL || t == NULL) {
+		rc = t == NULL ? SCHAKEL_E_UNAVAILABLE : SCHAKEL_E_NO_MEMORY;
+		goto out;
+	}
+	for (size_t i = 0; i < b->npend; i++)
+		rs[i] = b->pend[i].receipt;
+	/* One broker signature for the whole group. */
+	rc = receipt_build(rs, b->npend, b->keys->sign_sk, bufs);
+	if (rc != SCHAKEL_OK) {
+		log_warnx("cannot sign receipts: %s", schakel_errname(rc));
+		goto out;
+	}
+	for (size_t i = 0; i < b->npend; i++) {
+		struct pending *p = &b->pend[i];
+		struct audit_event ev = {.kind = AUDIT_ACCEPTED,
+		    .time_ms = b->now_ms,
+		    .seq = p->msg.seq,
+		    .has_id = true};
+		int src;
+
+		p->signed_receipt = bufs[i];
+		bufs[i].data = NULL;
+		p->msg.receipt = p->signed_receipt.data;
+		p->msg.receipt_len = p->signed_receipt.len;
+		src = store_put(t, &p->msg, dedup_until);
+		if (src != STORE_OK) {
+			p->code = src == STORE_FULL ? SCHAKEL_E_STORE_FULL
+			    : src == STORE_EXISTS   ? SCHAKEL_E_DUPLICATE_ID
+						    : SCHAKEL_E_UNAVAILABLE;
+			continue;
+		}
+		memcpy(ev.id, p->msg.id, AUDIT_ID_LEN);
+		snprintf(ev.from, sizeof ev.from, "%s", p->msg.sender);
+		ev.n_to = p->msg.n_recipients;
+		ev.n_agreements = p->msg.n_recipients;
+		for (size_t r = 0; r < p->msg.n_recipients; r++) {
+			snprintf(ev.to[r], sizeof ev.to[r], "%s",
+			    p->msg.recipients[r]);
+			snprintf(ev.agreements[r], sizeof ev.agreements[r],
+			    "%s", p->msg.agreements[r]);
+		}
+		snprintf(ev.type, sizeof ev.type, "%s", p->msg.type);
+		snprintf(
+		    ev.case_ref, sizeof ev.case_ref, "%s", p->msg.case_ref);
+		snprintf(ev.purpose, sizeof ev.purpose, "%s", p->purpose);
+		broker_audit(b, &ev);
+	}
+out:
+	if (bufs != NULL)
+		for (size_t i = 0; i < b->npend; i++)
+			codec_buf_clear(&bufs[i]);
+	free(bufs);
+	free(rs);
+	return rc;
+}
+
+void
+submit_finish_group(struct broker *b, int code)
+{
+	for (size_t i = 0; i < b->npend; i++) {
+		struct pending *p = &b->pend[i];
+		int rc = code != SCHAKEL_OK ? code : p->code;
+
+		if (rc == SCHAKEL_OK) {
+			struct frame out = {
+			    .corr_id = p->corr_id, .kind = FRAME_ACCEPTED};
+			out.u.accepted.data = p->signed_receipt.data;
+			out.u.accepted.len = p->signed_receipt.len;
+			broker_send(b, &p->peer, &out);
+			b->stats.accepted++;
+			deliver_notify(b, &p->msg);
+		} else {
+			broker_refuse(b, &p->peer, p->corr_id, rc, p->msg.id);
+			log_info("refused party=%s code=%s", p->msg.sender,
+			    schakel_errname(rc));
+		}
+		free((void *)p->msg.envelope);
+		codec_buf_clear(&p->signed_receipt);
+	}
+	b->npend = 0;
+	idmap_free(&b->pend_ids);
+}
