@@ -10,10 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "env.h"
 #include "log.h"
 #include "schakel_err.h"
 
 #define S_PAGE 256
+/* Notices to senders travel through the sender's queue like messages,
+ * under this type, with the encoded Notice frame as their "envelope". */
+#define S_NOTICE_TYPE "schakel.notice"
 
 static struct inflight *
 s_find(struct session *s, uint64_t seq)
@@ -103,6 +107,53 @@ s_audit(struct broker *b, enum audit_event_kind kind, const char *recipient,
 	broker_audit(b, &ev);
 }
 
+/* Queues a Notice for the sender of `m` about `recipient`. */
+static void
+s_notice(struct broker *b, const struct store_msg *m, const char *recipient,
+    enum frame_notice_kind kind, uint32_t code)
+{
+	struct store_txn *t = broker_txn(b);
+	struct frame f = {.kind = FRAME_NOTICE};
+	struct codec_buf buf = {0};
+	struct store_msg n = {0};
+	int rc;
+
+	if (t == NULL || strcmp(m->type, S_NOTICE_TYPE) == 0)
+		return; /* no notices about notices */
+	n.seq = store_next_seq(t);
+	env_new_id(n.id);
+	snprintf(n.sender, sizeof n.sender, "%s", m->sender);
+	snprintf(n.type, sizeof n.type, "%s", S_NOTICE_TYPE);
+	/* Its own "case", so it never waits behind the sender's cases. */
+	snprintf(n.case_ref, sizeof n.case_ref, "notice-%llu",
+	    (unsigned long long)n.seq);
+	n.accepted_ms = b->now_ms;
+	n.expires_ms = b->now_ms + b->conf->broker.limits.dedup_window * 1000;
+	n.n_recipients = 1;
+	snprintf(n.recipients[0], sizeof n.recipients[0], "%s", m->sender);
+	snprintf(n.agreements[0], sizeof n.agreements[0], "-");
+	f.u.notice.kind = kind;
+	memcpy(f.u.notice.message_id, m->id, STORE_ID_LEN);
+	snprintf(
+	    f.u.notice.recipient, sizeof f.u.notice.recipient, "%s", recipient);
+	f.u.notice.time_ms = b->now_ms;
+	f.u.notice.code = code;
+	f.u.notice.store_seq = n.seq;
+	rc = frame_encode(&f, &buf);
+	if (rc != SCHAKEL_OK) {
+		log_warnx("cannot encode a notice: %s", schakel_errname(rc));
+		return;
+	}
+	n.envelope = buf.data;
+	n.envelope_len = buf.len;
+	if (store_put(t, &n, n.expires_ms) != STORE_OK)
+		log_warnx("store: cannot queue a notice for %s: %s", m->sender,
+		    store_error(b->store));
+	else
+		deliver_notify(b, &n);
+	codec_buf_clear(&buf);
+}
+
 static void
 s_dead(struct broker *b, const char *recipient, const struct store_msg *m,
     uint32_t code)
@@ -120,6 +171,10 @@ s_dead(struct broker *b, const char *recipient, const struct store_msg *m,
 	    code == SCHAKEL_E_EXPIRED ? AUDIT_EXPIRED : AUDIT_DEAD_LETTERED,
 	    recipient, m, code, 0);
 	b->stats.dead_lettered++;
+	s_notice(b, m, recipient,
+	    code == SCHAKEL_E_EXPIRED ? FRAME_NOTICE_NON_DELIVERY
+				      : FRAME_NOTICE_DEAD_LETTERED,
+	    code);
 	log_info("dead-lettered seq=%llu recipient=%s code=%s",
 	    (unsigned long long)m->seq, recipient, schakel_errname((int)code));
 }
@@ -142,6 +197,17 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e)
 		return false;
 	if (s_case_busy(s, m.case_ref))
 		goto out;
+	if (strcmp(m.type, S_NOTICE_TYPE) == 0) {
+		/* A notice no one took in time is simply dropped. */
+		t = broker_txn(b);
+		if (m.expires_ms <= b->now_ms) {
+			if (t != NULL)
+				store_ack(t, s->party, e->seq);
+			goto out;
+		}
+		(void)transport_send(b->tp, &s->peer, envelope, m.envelope_len);
+		goto sent;
+	}
 	if (m.expires_ms <= b->now_ms) {
 		s_dead(b, s->party, &m, SCHAKEL_E_EXPIRED);
 		goto out;
@@ -161,6 +227,7 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e)
 	f.u.deliver.receipt.data = receipt;
 	f.u.deliver.receipt.len = m.receipt_len;
 	broker_send(b, &s->peer, &f);
+sent:
 	s->last_sent_ms = b->now_ms;
 	{
 		struct inflight *x = &s->inflight[s->ninflight++];
@@ -234,9 +301,13 @@ deliver_ack(
 		s_remove(s, x);
 	s->dirty = true;
 	if (!nack) {
-		if (store_ack(t, s->party, a->store_seq) == STORE_OK) {
+		if (store_ack(t, s->party, a->store_seq) == STORE_OK &&
+		    strcmp(m.type, S_NOTICE_TYPE) != 0) {
 			s_audit(b, AUDIT_ACKNOWLEDGED, s->party, &m, 0, 0);
 			b->stats.acked++;
+			if (m.notify_delivered)
+				s_notice(
+				    b, &m, s->party, FRAME_NOTICE_DELIVERED, 0);
 		}
 	} else if (!schakel_err_retryable((int)a->code)) {
 		/* The envelope is bad for this recipient: no retry helps. */
