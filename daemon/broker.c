@@ -133,6 +133,7 @@ broker_new(const struct broker_opts *opts)
 	log_notice("ready parties=%zu routes=%zu agreements=%zu data=%s",
 	    b->conf->nparties, b->conf->nroutes, b->conf->nagreements,
 	    b->conf->broker.data_dir);
+	notify_ready("serving");
 	return b;
 }
 
@@ -405,8 +406,101 @@ s_flush(struct broker *b)
 		submit_finish_group(b, code);
 }
 
+/* Warns about changed settings that only a restart applies. */
+static void
+s_startup_only(const struct conf *old, const struct conf *new)
+{
+	const struct conf_broker *o = &old->broker, *n = &new->broker;
+	bool eps = o->nendpoints != n->nendpoints;
+
+	for (size_t i = 0; !eps && i < o->nendpoints; i++)
+		eps = strcmp(o->endpoints[i], n->endpoints[i]) != 0;
+	if (eps)
+		log_warnx("reload: broker.endpoints changed; the new endpoints "
+			  "take effect at the next restart");
+	if (strcmp(o->data_dir, n->data_dir) != 0)
+		log_warnx("reload: broker.data_dir changed; it takes effect at "
+			  "the next restart");
+	if (strcmp(o->key_file, n->key_file) != 0)
+		log_warnx("reload: broker.key_file changed; it takes effect at "
+			  "the next restart");
+	if (o->limits.map_size != n->limits.map_size)
+		log_warnx("reload: broker.limits.map_size changed; it takes "
+			  "effect at the next restart");
+}
+
 int
-broker_run(struct broker *b, volatile sig_atomic_t *stop)
+broker_reload(struct broker *b, struct diags *d)
+{
+	struct conf *c;
+	struct router *r;
+	struct rate *rates;
+	struct session *drop[256];
+	size_t ndrop = 0;
+	struct audit_event ev = {
+	    .kind = AUDIT_CONFIG_LOADED, .time_ms = b->now_ms};
+
+	notify_reloading();
+	c = conf_load(b->opts.conf_path, (int32_t)(b->now_ms / 86400000), d);
+	for (size_t i = 0; i < diags_len(d); i++) {
+		const struct diag *x = diags_at(d, i);
+		if (x->severity == DIAG_ERROR)
+			log_warnx("reload: %s:%u:%u: %s", x->mark.file,
+			    x->mark.line, x->mark.col, x->msg);
+		else
+			log_notice("reload: %s:%u:%u: warning: %s",
+			    x->mark.file, x->mark.line, x->mark.col, x->msg);
+	}
+	if (c == NULL) {
+		log_warnx("reload: %s has errors, not reloading; the running "
+			  "configuration stays",
+		    b->opts.conf_path);
+		notify_ready("serving; the last reload was refused");
+		return -1;
+	}
+	r = router_new(c);
+	rates = calloc(c->nparties + 1, sizeof(*rates));
+	if (r == NULL || rates == NULL) {
+		router_destroy(&r);
+		free(rates);
+		conf_destroy(&c);
+		log_warnx("reload: out of memory, not reloading");
+		notify_ready("serving; the last reload failed");
+		return -1;
+	}
+	s_startup_only(b->conf, c);
+	c->generation = b->conf->generation + 1;
+	/* Parties that are gone lose their connection; their queues stay. */
+	for (size_t i = 0; i < b->sessions.cap; i++) {
+		struct session *s;
+		if (b->sessions.keys == NULL || b->sessions.keys[i] == NULL)
+			continue;
+		s = b->sessions.vals[i];
+		if (conf_party_by_id(c, s->party) == NULL && ndrop < 256)
+			drop[ndrop++] = s;
+	}
+	for (size_t i = 0; i < ndrop; i++)
+		broker_drop(b, drop[i], "removed from the configuration");
+	router_destroy(&b->router);
+	conf_destroy(&b->conf);
+	free(b->rates);
+	b->conf = c;
+	b->router = r;
+	b->rates = rates;
+	snprintf(ev.purpose, sizeof ev.purpose, "generation-%llu",
+	    (unsigned long long)c->generation);
+	broker_audit(b, &ev);
+	log_notice("reloaded generation=%llu parties=%zu routes=%zu "
+		   "agreements=%zu",
+	    (unsigned long long)c->generation, c->nparties, c->nroutes,
+	    c->nagreements);
+	notify_ready("serving");
+	return 0;
+}
+
+int
+broker_run(struct broker *b, volatile sig_atomic_t *stop,
+    volatile sig_atomic_t *reload)
 {
 	uint64_t next_timers = 0;
 
@@ -415,10 +509,22 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop)
 		int n = 0, rc;
 
 		rc = transport_poll(b->tp, 100);
-		b->now_ms = s_now_ms();
 		if (rc < 0 && errno != EINTR) {
 			log_warn("transport: poll failed");
 			return 1;
+		}
+		b->now_ms = s_now_ms();
+		notify_watchdog(b->now_ms);
+		if (*reload) {
+			struct diags *d = diags_new();
+			*reload = 0;
+			/* Between two messages: the group so far is
+			 * committed under the configuration it was checked
+			 * with. */
+			s_flush(b);
+			if (d != NULL)
+				broker_reload(b, d);
+			diags_destroy(&d);
 		}
 		while (n < BROKER_DRAIN_MAX && transport_recv(b->tp, &m) == 1) {
 			s_dispatch(b, &m);
@@ -445,6 +551,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop)
 			s_flush(b);
 	}
 	log_notice("stopping: finishing the commit in progress");
+	notify_stopping();
 	s_flush(b);
 	return 0;
 }

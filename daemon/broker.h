@@ -19,6 +19,7 @@
 #include "idmap.h"
 #include "keys.h"
 #include "merkle.h"
+#include "notify.h"
 #include "receipt.h"
 #include "router.h"
 #include "store.h"
@@ -108,8 +109,15 @@ struct broker {
 /* broker.c */
 struct broker *broker_new(const struct broker_opts *opts);
 void broker_destroy(struct broker **bp);
-/* Serves until *stop becomes non-zero; returns 0 after a clean stop. */
-int broker_run(struct broker *b, volatile sig_atomic_t *stop);
+/* Serves until *stop becomes non-zero; reloads the configuration each
+ * time *reload becomes non-zero (and clears it).  Returns 0 after a clean
+ * stop. */
+int broker_run(struct broker *b, volatile sig_atomic_t *stop,
+    volatile sig_atomic_t *reload);
+/* Loads the configuration file again and swaps it in between two
+ * messages when it is valid; keeps the running one when it is not.
+ * Problems go to `d` (and the log).  Returns 0 when swapped. */
+int broker_reload(struct broker *b, struct diags *d);
 /* Opens the group transaction if needed; returns it or NULL. */
 struct store_txn *broker_txn(struct broker *b);
 /* Appends an audit record to the open group. */

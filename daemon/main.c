@@ -14,13 +14,15 @@
 #include "log.h"
 #include "schakel-config.h"
 
-static volatile sig_atomic_t s_stop;
+static volatile sig_atomic_t s_stop, s_reload;
 
 static void
 s_on_signal(int sig)
 {
-	(void)sig;
-	s_stop = 1;
+	if (sig == SIGHUP)
+		s_reload = 1;
+	else
+		s_stop = 1;
 }
 
 static void
@@ -107,11 +109,13 @@ main(int argc, char **argv)
 	sa.sa_handler = s_on_signal;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGTERM, &sa, NULL) != 0 ||
-	    sigaction(SIGINT, &sa, NULL) != 0)
+	    sigaction(SIGINT, &sa, NULL) != 0 ||
+	    sigaction(SIGHUP, &sa, NULL) != 0)
 		fatal("sigaction");
 	signal(SIGPIPE, SIG_IGN);
+	notify_init();
 	b = broker_new(&opts);
-	rc = broker_run(b, &s_stop);
+	rc = broker_run(b, &s_stop, &s_reload);
 	broker_destroy(&b);
 	log_notice("stopped");
 	return rc;
