@@ -133,6 +133,15 @@ broker_new(const struct broker_opts *opts)
 	log_notice("ready parties=%zu routes=%zu agreements=%zu data=%s",
 	    b->conf->nparties, b->conf->nroutes, b->conf->nagreements,
 	    b->conf->broker.data_dir);
+	if (b->conf->broker.metrics != NULL) {
+		b->metrics =
+		    metrics_new(b->conf->broker.metrics, err, sizeof err);
+		if (b->metrics == NULL)
+			fatalx("%s", err);
+		log_info("metrics address=%s port=%u", b->conf->broker.metrics,
+		    metrics_port(b->metrics));
+		stats_publish(b);
+	}
 	notify_ready("serving");
 	return b;
 }
@@ -164,6 +173,8 @@ broker_destroy(struct broker **bp)
 			s_free_session(b->sessions.vals[i]);
 	idmap_free(&b->sessions);
 	idmap_free(&b->peers);
+	metrics_destroy(&b->metrics);
+	stats_free(&b->stats);
 	transport_destroy(&b->tp);
 	store_close(&b->store);
 	router_destroy(&b->router);
@@ -401,6 +412,8 @@ s_flush(struct broker *b)
 			memcpy(b->audit_durable, b->audit_head, AUDIT_HASH_LEN);
 			b->stats.commits++;
 		}
+		if (code == SCHAKEL_E_STORE_FULL || rc == STORE_FULL)
+			b->store_full = true;
 	}
 	if (b->npend > 0)
 		submit_finish_group(b, code);
@@ -455,6 +468,7 @@ broker_reload(struct broker *b, struct diags *d)
 		log_warnx("reload: %s has errors, not reloading; the running "
 			  "configuration stays",
 		    b->opts.conf_path);
+		b->stats.reloads_refused++;
 		notify_ready("serving; the last reload was refused");
 		return -1;
 	}
@@ -490,6 +504,7 @@ broker_reload(struct broker *b, struct diags *d)
 	snprintf(ev.purpose, sizeof ev.purpose, "generation-%llu",
 	    (unsigned long long)c->generation);
 	broker_audit(b, &ev);
+	b->stats.reloads_ok++;
 	log_notice("reloaded generation=%llu parties=%zu routes=%zu "
 		   "agreements=%zu",
 	    (unsigned long long)c->generation, c->nparties, c->nroutes,
@@ -549,8 +564,14 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		/* Delivery counts and dead letters of the pump. */
 		if (b->txn != NULL)
 			s_flush(b);
+		if (b->now_ms >= b->metrics_at_ms + 1000) {
+			stats_publish(b);
+			b->metrics_at_ms = b->now_ms;
+		}
 	}
 	log_notice("stopping: finishing the commit in progress");
+	b->stopping = true;
+	stats_publish(b);
 	notify_stopping();
 	s_flush(b);
 	return 0;

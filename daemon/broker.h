@@ -19,6 +19,7 @@
 #include "idmap.h"
 #include "keys.h"
 #include "merkle.h"
+#include "metrics.h"
 #include "notify.h"
 #include "receipt.h"
 #include "router.h"
@@ -61,6 +62,7 @@ struct pending {
 	struct transport_peer peer;
 	uint64_t corr_id;
 	int code;             /* SCHAKEL_OK, or why it failed in the group */
+	uint64_t arrived_us;  /* monotonic, for the receipt latency */
 	struct store_msg msg; /* msg.envelope is an owned copy */
 	struct receipt receipt;
 	struct codec_buf signed_receipt;
@@ -73,13 +75,28 @@ struct rate {
 	uint64_t at_ms;
 };
 
+/* A latency histogram with fixed buckets (seconds). */
+#define STATS_BUCKETS 12
+struct stats_histogram {
+	uint64_t counts[STATS_BUCKETS]; /* per bucket, not cumulative */
+	uint64_t n;
+	double sum;
+};
+
+/* Counters for the metrics; labels are bounded: message types and
+ * refusal reasons, never case references. */
 struct broker_stats {
 	uint64_t accepted;
-	uint64_t refused[64]; /* by schakel_err code */
+	struct idmap accepted_by_type; /* type id -> uint64_t counter */
+	uint64_t refused[64];          /* by schakel_err code */
 	uint64_t delivered;
 	uint64_t acked;
-	uint64_t dead_lettered;
+	uint64_t dead_lettered[64]; /* by schakel_err code */
 	uint64_t commits;
+	uint64_t reloads_ok;
+	uint64_t reloads_refused;
+	struct stats_histogram receipt;  /* submit arrived -> Accepted sent */
+	struct stats_histogram delivery; /* accepted -> acknowledged */
 };
 
 struct broker {
@@ -101,9 +118,13 @@ struct broker {
 	uint8_t audit_durable[AUDIT_HASH_LEN]; /* as last committed */
 	uint64_t now_ms;
 	uint64_t started_ms;
+	bool stopping;
+	bool store_full;        /* the last group met a full store */
 	uint64_t refused_conns; /* unknown transport keys, not yet logged */
 	uint64_t refused_logged_ms;
 	struct broker_stats stats;
+	struct metrics *metrics; /* NULL when metrics are off */
+	uint64_t metrics_at_ms;
 };
 
 /* broker.c */
@@ -131,6 +152,14 @@ void broker_refuse(struct broker *b, const struct transport_peer *peer,
 struct session *broker_session(struct broker *b, const char *party);
 /* Ends a session; its deliveries wait in the store for the next one. */
 void broker_drop(struct broker *b, struct session *s, const char *why);
+
+/* stats.c */
+uint64_t stats_now_us(void);
+void stats_observe(struct stats_histogram *h, double seconds);
+void stats_count_type(struct broker *b, const char *type);
+/* Renders every metric and hands it to the HTTP thread. */
+void stats_publish(struct broker *b);
+void stats_free(struct broker_stats *st);
 
 /* submit.c */
 void submit_resolve(

@@ -170,7 +170,7 @@ s_dead(struct broker *b, const char *recipient, const struct store_msg *m,
 	s_audit(b,
 	    code == SCHAKEL_E_EXPIRED ? AUDIT_EXPIRED : AUDIT_DEAD_LETTERED,
 	    recipient, m, code, 0);
-	b->stats.dead_lettered++;
+	b->stats.dead_lettered[code < 64 ? code : 0]++;
 	s_notice(b, m, recipient,
 	    code == SCHAKEL_E_EXPIRED ? FRAME_NOTICE_NON_DELIVERY
 				      : FRAME_NOTICE_DEAD_LETTERED,
@@ -305,6 +305,8 @@ deliver_ack(
 		    strcmp(m.type, S_NOTICE_TYPE) != 0) {
 			s_audit(b, AUDIT_ACKNOWLEDGED, s->party, &m, 0, 0);
 			b->stats.acked++;
+			stats_observe(&b->stats.delivery,
+			    (double)(b->now_ms - m.accepted_ms) / 1000.0);
 			if (m.notify_delivered)
 				s_notice(
 				    b, &m, s->party, FRAME_NOTICE_DELIVERED, 0);

@@ -348,6 +348,7 @@ submit_envelope(
 	memset(p, 0, sizeof(*p));
 	p->peer = m->peer;
 	p->corr_id = f->corr_id;
+	p->arrived_us = m->arrived_us;
 	p->msg.seq = seq;
 	memcpy(p->msg.id, h->id, STORE_ID_LEN);
 	snprintf(p->msg.sender, sizeof p->msg.sender, "%s", h->sender);
@@ -427,6 +428,8 @@ submit_prepare_group(struct broker *b)
 		p->msg.receipt_len = p->signed_receipt.len;
 		src = store_put(t, &p->msg, dedup_until);
 		if (src != STORE_OK) {
+			if (src == STORE_FULL)
+				b->store_full = true;
 			p->code = src == STORE_FULL ? SCHAKEL_E_STORE_FULL
 			    : src == STORE_EXISTS   ? SCHAKEL_E_DUPLICATE_ID
 						    : SCHAKEL_E_UNAVAILABLE;
@@ -471,6 +474,10 @@ submit_finish_group(struct broker *b, int code)
 			out.u.accepted.len = p->signed_receipt.len;
 			broker_send(b, &p->peer, &out);
 			b->stats.accepted++;
+			stats_count_type(b, p->msg.type);
+			stats_observe(&b->stats.receipt,
+			    (double)(stats_now_us() - p->arrived_us) / 1e6);
+			b->store_full = false;
 			deliver_notify(b, &p->msg);
 		} else {
 			broker_refuse(b, &p->peer, p->corr_id, rc, p->msg.id);

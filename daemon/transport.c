@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "log.h"
@@ -271,6 +272,12 @@ transport_recv(struct transport *t, struct transport_msg *m)
 		memcpy(m->party, uid, strlen(uid) + 1);
 		m->data = zmq_msg_data(&t->in);
 		m->len = zmq_msg_size(&t->in);
+		{
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			m->arrived_us = (uint64_t)ts.tv_sec * 1000000 +
+			    (uint64_t)ts.tv_nsec / 1000;
+		}
 		return 1;
 	}
 }

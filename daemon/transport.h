@@ -45,6 +45,7 @@ struct transport_msg {
 	char party[TRANSPORT_PARTY_MAX + 1]; /* as tagged by ZAP */
 	const uint8_t *data;
 	size_t len;
+	uint64_t arrived_us; /* CLOCK_MONOTONIC when it was taken */
 };
 
 struct transport;
