@@ -7,9 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
 #include "conf.h"
 #include "log.h"
 #include "schakel-config.h"
+
+#define S_DEFAULT_SOCKET "/run/schakel/control.sock"
 
 static void
 s_usage(FILE *out)
@@ -92,9 +99,125 @@ s_check(int argc, char **argv)
 	return 0;
 }
 
+/* Finds the admin socket: -s, then -c's configuration, then the
+ * environment, then the default. */
+static int
+s_socket_path(const char *sock, const char *conf_path, char *out, size_t len)
+{
+	const char *env = getenv("SCHAKEL_SOCKET");
+
+	if (sock != NULL)
+		return snprintf(out, len, "%s", sock) < (int)len ? 0 : -1;
+	if (conf_path != NULL) {
+		struct diags *d = diags_new();
+		struct conf *c =
+		    d != NULL ? conf_load(conf_path, units_today(), d) : NULL;
+		if (c == NULL) {
+			if (d != NULL)
+				diags_print(d, stderr);
+			fprintf(stderr,
+			    "schakelctl: %s has errors; use -s SOCKET\n",
+			    conf_path);
+			diags_destroy(&d);
+			return -1;
+		}
+		snprintf(out, len, "%s", c->broker.admin_socket);
+		conf_destroy(&c);
+		diags_destroy(&d);
+		return 0;
+	}
+	snprintf(
+	    out, len, "%s", env != NULL && env[0] ? env : S_DEFAULT_SOCKET);
+	return 0;
+}
+
+/* Sends one command and prints the answer.  Returns the exit status. */
+static int
+s_remote(const char *path, int argc, char **argv, bool json)
+{
+	char req[4096], ep[4200];
+	size_t len = 0;
+	struct stat st;
+	void *ctx, *sock;
+	zmq_msg_t reply;
+	int timeout = 30000, linger = 0, rc = 1;
+	const char *data;
+	size_t dlen;
+
+	if (stat(path, &st) != 0) {
+		fprintf(stderr,
+		    "schakelctl: cannot reach schakeld: %s: %s (is schakeld "
+		    "running? is this its admin socket?)\n",
+		    path, strerror(errno));
+		return 1;
+	}
+	if (access(path, R_OK | W_OK) != 0) {
+		fprintf(stderr,
+		    "schakelctl: %s: %s; run as the schakel user or a member of "
+		    "its group\n",
+		    path, strerror(errno));
+		return 1;
+	}
+	for (int i = 0; i < argc; i++) {
+		size_t n = strlen(argv[i]) + 1;
+		if (len + n + 7 > sizeof req) {
+			fprintf(
+			    stderr, "schakelctl: the command is too long\n");
+			return 2;
+		}
+		memcpy(req + len, argv[i], n);
+		len += n;
+	}
+	if (json) {
+		memcpy(req + len, "--json", 7);
+		len += 7;
+	}
+	snprintf(ep, sizeof ep, "ipc://%s", path);
+	ctx = zmq_ctx_new();
+	sock = ctx != NULL ? zmq_socket(ctx, ZMQ_REQ) : NULL;
+	if (sock == NULL ||
+	    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout) != 0 ||
+	    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+	    zmq_connect(sock, ep) != 0 || zmq_send(sock, req, len, 0) < 0) {
+		fprintf(stderr,
+		    "schakelctl: cannot talk to schakeld at %s: %s\n", path,
+		    zmq_strerror(zmq_errno()));
+		goto out;
+	}
+	zmq_msg_init(&reply);
+	if (zmq_msg_recv(&reply, sock, 0) < 0) {
+		fprintf(stderr,
+		    "schakelctl: schakeld at %s did not answer within 30 s\n",
+		    path);
+		zmq_msg_close(&reply);
+		goto out;
+	}
+	data = zmq_msg_data(&reply);
+	dlen = zmq_msg_size(&reply);
+	if (dlen >= 3 && memcmp(data, "ok\n", 3) == 0) {
+		fwrite(data + 3, 1, dlen - 3, stdout);
+		rc = 0;
+	} else {
+		fprintf(stderr, "schakelctl: ");
+		fwrite(data, 1, dlen, stderr);
+	}
+	zmq_msg_close(&reply);
+out:
+	if (sock != NULL)
+		zmq_close(sock);
+	if (ctx != NULL)
+		zmq_ctx_term(ctx);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
+	const char *sock = NULL, *conf_path = NULL;
+	char path[4096];
+	bool json = false;
+	int i = 1;
+
 	log_init("schakelctl", LOG_LEVEL_INFO, false);
 	if (argc < 2) {
 		s_usage(stderr);
@@ -110,7 +233,31 @@ main(int argc, char **argv)
 		s_usage(stdout);
 		return 0;
 	}
-	fprintf(stderr, "schakelctl: unknown command '%s'\n", argv[1]);
-	s_usage(stderr);
-	return 2;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "-s") == 0 && i + 1 < argc)
+			sock = argv[++i];
+		else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			conf_path = argv[++i];
+		else if (strcmp(argv[i], "--json") == 0)
+			json = true;
+		else {
+			s_usage(stderr);
+			return 2;
+		}
+	}
+	if (i == argc) {
+		s_usage(stderr);
+		return 2;
+	}
+	for (int k = i; k < argc; k++)
+		if (strcmp(argv[k], "--json") == 0) {
+			json = true;
+			memmove(&argv[k], &argv[k + 1],
+			    (size_t)(argc - k - 1) * sizeof(argv[0]));
+			argc--;
+			k--;
+		}
+	if (s_socket_path(sock, conf_path, path, sizeof path) != 0)
+		return 1;
+	return s_remote(path, argc - i, argv + i, json);
 }

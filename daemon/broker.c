@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
 #include "log.h"
 #include "schakel_err.h"
 
@@ -122,6 +123,7 @@ broker_new(const struct broker_opts *opts)
 	to.admit_arg = b;
 	/* An envelope plus the frame around it. */
 	to.max_message = b->conf->broker.limits.max_message_size + 65536;
+	to.admin_path = b->conf->broker.admin_socket;
 	b->tp = transport_new(&to, err, sizeof err);
 	if (b->tp == NULL)
 		fatalx("%s", err);
@@ -442,6 +444,12 @@ s_startup_only(const struct conf *old, const struct conf *new)
 			  "effect at the next restart");
 }
 
+void
+broker_flush(struct broker *b)
+{
+	s_flush(b);
+}
+
 int
 broker_reload(struct broker *b, struct diags *d)
 {
@@ -544,6 +552,17 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		while (n < BROKER_DRAIN_MAX && transport_recv(b->tp, &m) == 1) {
 			s_dispatch(b, &m);
 			n++;
+		}
+		{
+			char req[4096];
+			size_t len;
+			if (transport_admin_recv(
+				b->tp, req, sizeof req, &len) == 1) {
+				/* Between two messages: first commit what the
+				 * turn decided. */
+				s_flush(b);
+				admin_handle(b, req, len);
+			}
 		}
 		s_flush(b);
 		if (b->now_ms >= next_timers) {

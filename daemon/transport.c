@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "log.h"
@@ -22,6 +24,7 @@ struct transport {
 	void *ctx;
 	void *router;
 	void *zap;
+	void *admin; /* REP on ipc://admin_path, or NULL */
 	transport_admit_fn admit;
 	void *admit_arg;
 	zmq_msg_t in; /* the last message received, kept until the next */
@@ -29,12 +32,44 @@ struct transport {
 	uint64_t refused;
 	size_t nendpoints;
 	char endpoints[S_MAX_ENDPOINTS][256];
+	char admin_path[4096];
 };
 
 static void
 s_err(char *err, size_t len, const char *what, const char *detail)
 {
 	snprintf(err, len, "%s: %s", what, detail);
+}
+
+/* Binds the administration socket: a unix socket that only the owner
+ * and the group may use (mode 0660). */
+static int
+s_admin_bind(struct transport *t, const char *path, char *err, size_t errlen)
+{
+	char ep[4096];
+	int linger = 0;
+
+	if (snprintf(ep, sizeof ep, "ipc://%s", path) >= (int)sizeof ep) {
+		snprintf(err, errlen, "admin socket path too long");
+		return -1;
+	}
+	/* A socket left by a broker that did not stop cleanly. */
+	(void)unlink(path);
+	t->admin = zmq_socket(t->ctx, ZMQ_REP);
+	if (t->admin == NULL ||
+	    zmq_setsockopt(t->admin, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+	    zmq_bind(t->admin, ep) != 0) {
+		snprintf(err, errlen, "cannot bind the admin socket %s: %s",
+		    path, zmq_strerror(zmq_errno()));
+		return -1;
+	}
+	if (chmod(path, 0660) != 0) {
+		snprintf(err, errlen, "cannot set the mode of %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	snprintf(t->admin_path, sizeof t->admin_path, "%s", path);
+	return 0;
 }
 
 struct transport *
@@ -78,6 +113,11 @@ transport_new(const struct transport_opts *opts, char *err, size_t errlen)
 		0 ||
 	    zmq_setsockopt(t->zap, ZMQ_LINGER, &zero, sizeof zero) != 0)
 		goto fail;
+	if (opts->admin_path != NULL &&
+	    s_admin_bind(t, opts->admin_path, err, errlen) != 0) {
+		transport_destroy(&t);
+		return NULL;
+	}
 	for (size_t i = 0; i < opts->nendpoints; i++) {
 		size_t len = sizeof t->endpoints[0];
 		if (zmq_bind(t->router, opts->endpoints[i]) != 0) {
@@ -110,6 +150,11 @@ transport_destroy(struct transport **tp)
 		zmq_msg_close(&t->in);
 	if (t->router != NULL)
 		zmq_close(t->router);
+	if (t->admin != NULL) {
+		zmq_close(t->admin);
+		if (t->admin_path[0] != '\0')
+			(void)unlink(t->admin_path);
+	}
 	if (t->zap != NULL)
 		zmq_close(t->zap);
 	if (t->ctx != NULL)
@@ -201,24 +246,30 @@ s_zap(struct transport *t)
 int
 transport_poll(struct transport *t, long timeout_ms)
 {
-	zmq_pollitem_t items[2] = {
+	zmq_pollitem_t items[3] = {
 	    {.socket = t->router, .events = ZMQ_POLLIN},
 	    {.socket = t->zap, .events = ZMQ_POLLIN},
+	    {.socket = t->admin, .events = ZMQ_POLLIN},
 	};
+	int n = t->admin != NULL ? 3 : 2;
 
 	for (;;) {
-		int rc = zmq_poll(items, 2, timeout_ms);
+		int rc = zmq_poll(items, n, timeout_ms);
 		if (rc < 0)
 			return -1;
 		if (items[1].revents & ZMQ_POLLIN) {
 			s_zap(t);
 			/* Answering ZAP does not use up the wait for data. */
-			if (!(items[0].revents & ZMQ_POLLIN)) {
+			if (!(items[0].revents & ZMQ_POLLIN) &&
+			    !(n == 3 && (items[2].revents & ZMQ_POLLIN))) {
 				timeout_ms = 0;
 				continue;
 			}
 		}
-		return (items[0].revents & ZMQ_POLLIN) ? 1 : 0;
+		return (items[0].revents & ZMQ_POLLIN) ||
+			(n == 3 && (items[2].revents & ZMQ_POLLIN))
+		    ? 1
+		    : 0;
 	}
 }
 
@@ -292,6 +343,37 @@ transport_send(struct transport *t, const struct transport_peer *peer,
 	if (zmq_send(t->router, data, len, ZMQ_DONTWAIT) < 0)
 		return -1;
 	return 0;
+}
+
+int
+transport_admin_recv(struct transport *t, char *buf, size_t max, size_t *len)
+{
+	int n, more = 0;
+	size_t sz = sizeof more;
+
+	if (t->admin == NULL)
+		return 0;
+	n = zmq_recv(t->admin, buf, max - 1, ZMQ_DONTWAIT);
+	if (n < 0)
+		return 0;
+	/* A request is one frame; drain anything more. */
+	while (zmq_getsockopt(t->admin, ZMQ_RCVMORE, &more, &sz) == 0 && more) {
+		char junk[64];
+		zmq_recv(t->admin, junk, sizeof junk, 0);
+		sz = sizeof more;
+	}
+	if ((size_t)n > max - 1)
+		n = (int)(max - 1); /* truncated: the command will not parse */
+	buf[n] = '\0';
+	*len = (size_t)n;
+	return 1;
+}
+
+void
+transport_admin_reply(struct transport *t, const char *text, size_t len)
+{
+	if (t->admin != NULL)
+		(void)zmq_send(t->admin, text, len, 0);
 }
 
 uint64_t

@@ -30,6 +30,7 @@ struct transport_opts {
 	transport_admit_fn admit;
 	void *admit_arg;
 	size_t max_message; /* larger inbound messages are dropped by libzmq */
+	const char *admin_path; /* unix socket for schakelctl, or NULL */
 };
 
 /* A peer: the ROUTER routing id of one connection. */
@@ -65,10 +66,18 @@ int
 transport_endpoint(const struct transport *t, size_t i, char *out, size_t len);
 
 /* Waits up to timeout_ms (-1: forever) for inbound traffic, answering
- * ZAP requests on the way.  Returns 1 when a message is ready for
- * transport_recv, 0 on timeout, -1 on error (EINTR included: the caller
- * checks its signal flags and calls again). */
+ * ZAP requests on the way.  Returns 1 when a message (or an admin
+ * request) is ready, 0 on timeout, -1 on error (EINTR included: the
+ * caller checks its signal flags and calls again). */
 int transport_poll(struct transport *t, long timeout_ms);
+
+/* Takes one administration request without waiting: returns 1 with the
+ * request's bytes in buf (at most max - 1, then a NUL) and their number
+ * in *len, 0 when there is none.  Every request must be answered with
+ * transport_admin_reply before the next one is taken. */
+int
+transport_admin_recv(struct transport *t, char *buf, size_t max, size_t *len);
+void transport_admin_reply(struct transport *t, const char *text, size_t len);
 
 /* Takes one inbound message without waiting.  Returns 1 with *m filled
  * in, 0 when there is none. */

@@ -1,0 +1,582 @@
+/*
+ * admin: the commands of schakelctl, run on the broker's thread between
+ * two turns of the loop, so they see and change state consistently.
+ * Writes (redeliver, purge, reload) go through the same group commit as
+ * everything else and are audited.
+ */
+#include "admin.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "log.h"
+#include "schakel-config.h"
+#include "schakel_err.h"
+
+#define S_MAX_ARGS 16
+
+struct s_req {
+	const char *argv[S_MAX_ARGS];
+	int argc;
+	bool json;
+	struct metrics_text out;
+	bool failed;
+};
+
+static void s_fail(struct s_req *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+s_fail(struct s_req *r, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	metrics_text_free(&r->out);
+	metrics_printf(&r->out, "error: %s\n", msg);
+	r->failed = true;
+}
+
+/* Writes a JSON string with escapes. */
+static void
+s_jstr(struct metrics_text *t, const char *s)
+{
+	metrics_printf(t, "\"");
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			metrics_printf(t, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			metrics_printf(t, "\\u%04x", *p);
+		else
+			metrics_printf(t, "%c", *p);
+	}
+	metrics_printf(t, "\"");
+}
+
+static void
+s_hex(char *out, const uint8_t *in, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[in[i] >> 4];
+		out[2 * i + 1] = hex[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static bool
+s_uint(const char *s, uint64_t *out)
+{
+	const char *why;
+
+	return units_parse_uint(s, UINT64_MAX, out, &why) == 0;
+}
+
+static void
+s_status(struct broker *b, struct s_req *r)
+{
+	uint64_t used = 0, size = 0, refused = 0;
+	size_t connected = b->sessions.len;
+
+	store_usage(b->store, &used, &size);
+	for (int i = 0; i < 64; i++)
+		refused += b->stats.refused[i];
+	if (r->json) {
+		metrics_printf(&r->out, "{\"version\":");
+		s_jstr(&r->out, SCHAKEL_VERSION);
+		metrics_printf(&r->out, ",\"uptime_s\":%llu,\"config\":",
+		    (unsigned long long)((b->now_ms - b->started_ms) / 1000));
+		s_jstr(&r->out, b->opts.conf_path);
+		metrics_printf(&r->out,
+		    ",\"generation\":%llu,\"parties\":%zu,\"connected\":%zu,"
+		    "\"store_used_bytes\":%llu,\"store_size_bytes\":%llu,"
+		    "\"accepted\":%llu,\"refused\":%llu,\"store_full\":%s}\n",
+		    (unsigned long long)b->conf->generation, b->conf->nparties,
+		    connected, (unsigned long long)used,
+		    (unsigned long long)size,
+		    (unsigned long long)b->stats.accepted,
+		    (unsigned long long)refused,
+		    b->store_full ? "true" : "false");
+		return;
+	}
+	metrics_printf(&r->out,
+	    "version      %s\n"
+	    "uptime       %llu s\n"
+	    "config       %s (generation %llu)\n"
+	    "parties      %zu declared, %zu connected\n"
+	    "store        %llu of %llu bytes used%s\n"
+	    "messages     %llu accepted, %llu refused since start\n",
+	    SCHAKEL_VERSION,
+	    (unsigned long long)((b->now_ms - b->started_ms) / 1000),
+	    b->opts.conf_path, (unsigned long long)b->conf->generation,
+	    b->conf->nparties, connected, (unsigned long long)used,
+	    (unsigned long long)size, b->store_full ? " (full)" : "",
+	    (unsigned long long)b->stats.accepted, (unsigned long long)refused);
+}
+
+/* One line of `parties`/`queues`; returns false when skipped. */
+static bool
+s_party_row(struct broker *b, struct s_req *r, const struct conf_party *p,
+    bool only_waiting, bool *first)
+{
+	const struct session *s = broker_session(b, p->id);
+	uint64_t depth = 0;
+	size_t ndead = 0;
+	struct store_dead dead[64];
+
+	store_queue_depth(b->store, p->id, &depth);
+	store_dead_letters(b->store, p->id, 0, dead, 64, &ndead);
+	if (only_waiting && depth == 0 && ndead == 0)
+		return false;
+	if (r->json) {
+		metrics_printf(&r->out, "%s{\"party\":", *first ? "" : ",");
+		s_jstr(&r->out, p->id);
+		metrics_printf(&r->out, ",\"role\":");
+		s_jstr(&r->out, p->role->id);
+		metrics_printf(&r->out,
+		    ",\"connected\":%s,\"last_seen_s\":%lld,\"queued\":%llu,"
+		    "\"in_flight\":%zu,\"dead_letters\":%zu}",
+		    s != NULL ? "true" : "false",
+		    s != NULL
+			? (long long)((b->now_ms - s->last_seen_ms) / 1000)
+			: -1LL,
+		    (unsigned long long)depth, s != NULL ? s->ninflight : 0,
+		    ndead);
+	} else {
+		char seen[32];
+		if (s != NULL)
+			snprintf(seen, sizeof seen, "%llus ago",
+			    (unsigned long long)((b->now_ms - s->last_seen_ms) /
+				1000));
+		else
+			snprintf(seen, sizeof seen, "-");
+		metrics_printf(&r->out,
+		    "%-32s %-18s %-9s %-10s %8llu %9zu %6zu%s\n", p->id,
+		    p->role->id, s != NULL ? "yes" : "no", seen,
+		    (unsigned long long)depth, s != NULL ? s->ninflight : 0,
+		    ndead, ndead == 64 ? "+" : "");
+	}
+	*first = false;
+	return true;
+}
+
+static void
+s_parties(struct broker *b, struct s_req *r, bool only_waiting)
+{
+	bool first = true;
+
+	if (r->json)
+		metrics_printf(&r->out, "[");
+	else
+		metrics_printf(&r->out, "%-32s %-18s %-9s %-10s %8s %9s %6s\n",
+		    "PARTY", "ROLE", "CONNECTED", "LAST SEEN", "QUEUED",
+		    "IN FLIGHT", "DEAD");
+	for (size_t i = 0; i < b->conf->nparties; i++)
+		s_party_row(b, r, &b->conf->parties[i], only_waiting, &first);
+	if (r->json)
+		metrics_printf(&r->out, "]\n");
+	else if (first && only_waiting)
+		metrics_printf(&r->out, "(no party has messages waiting)\n");
+}
+
+static void
+s_deadletters_list(struct broker *b, struct s_req *r, const char *party)
+{
+	struct store_dead d[256];
+	uint64_t after = 0;
+	bool first = true;
+
+	if (r->json)
+		metrics_printf(&r->out, "[");
+	else
+		metrics_printf(&r->out, "%-8s %-32s %-22s %-20s %-28s %s\n",
+		    "SEQ", "RECIPIENT", "REASON", "WHEN (unix ms)", "TYPE",
+		    "FROM");
+	for (;;) {
+		size_t n = 0;
+		if (store_dead_letters(b->store, party, after, d, 256, &n) !=
+			STORE_OK ||
+		    n == 0)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			struct store_msg m;
+			uint8_t *env = NULL, *rec = NULL;
+			bool have = store_get(b->store, d[i].seq, &m, &env,
+					&rec) == STORE_OK;
+			free(env);
+			free(rec);
+			after = d[i].seq;
+			if (r->json) {
+				metrics_printf(&r->out,
+				    "%s{\"seq\":%llu,\"recipient\":",
+				    first ? "" : ",",
+				    (unsigned long long)d[i].seq);
+				s_jstr(&r->out, d[i].recipient);
+				metrics_printf(&r->out,
+				    ",\"reason\":\"%s\","
+				    "\"time_ms\":%llu,\"type\":",
+				    schakel_errname((int)d[i].code),
+				    (unsigned long long)d[i].time_ms);
+				s_jstr(&r->out, have ? m.type : "");
+				metrics_printf(&r->out, ",\"from\":");
+				s_jstr(&r->out, have ? m.sender : "");
+				metrics_printf(&r->out, "}");
+			} else {
+				metrics_printf(&r->out,
+				    "%-8llu %-32s %-22s %-20llu %-28s %s\n",
+				    (unsigned long long)d[i].seq,
+				    d[i].recipient,
+				    schakel_errname((int)d[i].code),
+				    (unsigned long long)d[i].time_ms,
+				    have ? m.type : "?", have ? m.sender : "?");
+			}
+			first = false;
+		}
+		if (n < 256)
+			break;
+	}
+	if (r->json)
+		metrics_printf(&r->out, "]\n");
+	else if (first)
+		metrics_printf(&r->out, "(no dead letters)\n");
+}
+
+static void
+s_deadletter_show(struct broker *b, struct s_req *r, uint64_t seq)
+{
+	struct store_msg m;
+	uint8_t *env = NULL, *rec = NULL;
+	char id[2 * STORE_ID_LEN + 1];
+
+	if (store_get(b->store, seq, &m, &env, &rec) != STORE_OK) {
+		s_fail(r, "no message with sequence %llu is stored",
+		    (unsigned long long)seq);
+		return;
+	}
+	free(env);
+	free(rec);
+	s_hex(id, m.id, STORE_ID_LEN);
+	if (r->json) {
+		metrics_printf(&r->out, "{\"seq\":%llu,\"id\":\"%s\",\"from\":",
+		    (unsigned long long)seq, id);
+		s_jstr(&r->out, m.sender);
+		metrics_printf(&r->out, ",\"type\":");
+		s_jstr(&r->out, m.type);
+		metrics_printf(&r->out, ",\"case\":");
+		s_jstr(&r->out, m.case_ref);
+		metrics_printf(&r->out,
+		    ",\"accepted_ms\":%llu,\"expires_ms\":%llu,\"bytes\":%zu,"
+		    "\"recipients\":[",
+		    (unsigned long long)m.accepted_ms,
+		    (unsigned long long)m.expires_ms, m.envelope_len);
+		for (size_t i = 0; i < m.n_recipients; i++) {
+			metrics_printf(&r->out, "%s", i ? "," : "");
+			s_jstr(&r->out, m.recipients[i]);
+		}
+		metrics_printf(&r->out, "]}\n");
+		return;
+	}
+	metrics_printf(&r->out,
+	    "seq          %llu\nid           %s\nfrom         %s\n"
+	    "type         %s\ncase         %s\naccepted     %llu (unix ms)\n"
+	    "expires      %llu (unix ms)\nenvelope     %zu bytes (encrypted; "
+	    "never shown)\nrecipients  ",
+	    (unsigned long long)seq, id, m.sender, m.type, m.case_ref,
+	    (unsigned long long)m.accepted_ms, (unsigned long long)m.expires_ms,
+	    m.envelope_len);
+	for (size_t i = 0; i < m.n_recipients; i++)
+		metrics_printf(
+		    &r->out, " %s (%s)", m.recipients[i], m.agreements[i]);
+	metrics_printf(&r->out, "\n");
+}
+
+/* redeliver or purge one dead letter. */
+static void
+s_deadletter_change(struct broker *b, struct s_req *r, bool redeliver,
+    const char *party, uint64_t seq)
+{
+	struct store_txn *t = broker_txn(b);
+	struct audit_event ev = {
+	    .kind = redeliver ? AUDIT_REDELIVERED : AUDIT_PURGED,
+	    .time_ms = b->now_ms,
+	    .seq = seq,
+	    .n_to = 1};
+	struct store_msg m;
+	uint8_t *env = NULL, *rec = NULL;
+	int rc;
+
+	if (t == NULL) {
+		s_fail(r, "the store cannot take a change now: %s",
+		    store_error(b->store));
+		return;
+	}
+	if (store_get(b->store, seq, &m, &env, &rec) == STORE_OK) {
+		ev.has_id = true;
+		memcpy(ev.id, m.id, AUDIT_ID_LEN);
+		snprintf(ev.from, sizeof ev.from, "%s", m.sender);
+		snprintf(ev.type, sizeof ev.type, "%s", m.type);
+		snprintf(ev.case_ref, sizeof ev.case_ref, "%s", m.case_ref);
+	}
+	free(env);
+	free(rec);
+	rc = redeliver ? store_redeliver(t, party, seq)
+		       : store_purge(t, party, seq);
+	if (rc == STORE_NOT_FOUND) {
+		s_fail(r, "%s has no dead letter with sequence %llu", party,
+		    (unsigned long long)seq);
+		return;
+	}
+	if (rc != STORE_OK) {
+		s_fail(r, "%s", store_error(b->store));
+		return;
+	}
+	snprintf(ev.to[0], sizeof ev.to[0], "%s", party);
+	broker_audit(b, &ev);
+	{
+		struct session *s = broker_session(b, party);
+		if (s != NULL)
+			s->dirty = true;
+	}
+	metrics_printf(&r->out, "%s seq %llu for %s\n",
+	    redeliver ? "queued again:" : "purged:", (unsigned long long)seq,
+	    party);
+}
+
+struct s_walk {
+	struct audit_verifier v;
+	struct s_req *r;
+	const char *case_ref;
+	size_t shown;
+};
+
+static int
+s_verify_one(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
+{
+	struct s_walk *w = arg;
+
+	(void)seq;
+	return audit_verify_next(&w->v, (const char *)rec, len) != 0;
+}
+
+static void
+s_audit_verify(struct broker *b, struct s_req *r)
+{
+	struct s_walk w = {.r = r};
+	uint8_t head[STORE_HASH_LEN];
+	char hex[2 * STORE_HASH_LEN + 1];
+	bool ok;
+
+	if (store_audit_each(b->store, 0, s_verify_one, &w, head) != STORE_OK) {
+		s_fail(
+		    r, "cannot read the audit log: %s", store_error(b->store));
+		return;
+	}
+	ok = w.v.first_bad == 0 && memcmp(w.v.head, head, STORE_HASH_LEN) == 0;
+	s_hex(hex, w.v.head, STORE_HASH_LEN);
+	if (!ok) {
+		if (w.v.first_bad != 0)
+			s_fail(r,
+			    "the audit chain is broken at record %llu of "
+			    "%llu",
+			    (unsigned long long)w.v.first_bad,
+			    (unsigned long long)w.v.records);
+		else
+			s_fail(r,
+			    "the audit chain's stored head does not match "
+			    "its last record");
+		return;
+	}
+	if (r->json)
+		metrics_printf(&r->out,
+		    "{\"verified\":true,\"records\":%llu,\"head\":\"%s\"}\n",
+		    (unsigned long long)w.v.records, hex);
+	else
+		metrics_printf(&r->out,
+		    "audit chain verified: %llu records, head %s\n",
+		    (unsigned long long)w.v.records, hex);
+}
+
+static int
+s_export_one(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
+{
+	struct s_walk *w = arg;
+	struct audit_event ev;
+	uint8_t prev[AUDIT_HASH_LEN];
+
+	(void)seq;
+	if (audit_decode((const char *)rec, len, &ev, prev) != 0 ||
+	    strcmp(ev.case_ref, w->case_ref) != 0)
+		return 0;
+	if (w->r->json) {
+		char id[2 * AUDIT_ID_LEN + 1] = "";
+		if (ev.has_id)
+			s_hex(id, ev.id, AUDIT_ID_LEN);
+		metrics_printf(&w->r->out,
+		    "%s{\"time_ms\":%llu,\"event\":\"%s\",\"id\":\"%s\","
+		    "\"from\":",
+		    w->shown ? "," : "", (unsigned long long)ev.time_ms,
+		    audit_kind_name(ev.kind), id);
+		s_jstr(&w->r->out, ev.from);
+		metrics_printf(&w->r->out, ",\"to\":[");
+		for (size_t i = 0; i < ev.n_to; i++) {
+			metrics_printf(&w->r->out, "%s", i ? "," : "");
+			s_jstr(&w->r->out, ev.to[i]);
+		}
+		metrics_printf(&w->r->out, "],\"type\":");
+		s_jstr(&w->r->out, ev.type);
+		metrics_printf(&w->r->out, ",\"purpose\":");
+		s_jstr(&w->r->out, ev.purpose);
+		metrics_printf(&w->r->out, ",\"agreements\":[");
+		for (size_t i = 0; i < ev.n_agreements; i++) {
+			metrics_printf(&w->r->out, "%s", i ? "," : "");
+			s_jstr(&w->r->out, ev.agreements[i]);
+		}
+		metrics_printf(&w->r->out, "],\"code\":\"%s\"}",
+		    ev.code ? schakel_errname((int)ev.code) : "OK");
+	} else {
+		metrics_printf(
+		    &w->r->out, "%.*s\n", (int)len, (const char *)rec);
+	}
+	w->shown++;
+	return 0;
+}
+
+static void
+s_audit_export(struct broker *b, struct s_req *r, const char *case_ref)
+{
+	struct s_walk w = {.r = r, .case_ref = case_ref};
+	uint8_t head[STORE_HASH_LEN];
+
+	if (r->json)
+		metrics_printf(&r->out, "[");
+	if (store_audit_each(b->store, 0, s_export_one, &w, head) != STORE_OK) {
+		s_fail(
+		    r, "cannot read the audit log: %s", store_error(b->store));
+		return;
+	}
+	if (r->json)
+		metrics_printf(&r->out, "]\n");
+	else if (w.shown == 0)
+		metrics_printf(&r->out, "(no audit records about this case)\n");
+}
+
+static void
+s_reload(struct broker *b, struct s_req *r)
+{
+	struct diags *d = diags_new();
+
+	if (d == NULL) {
+		s_fail(r, "out of memory");
+		return;
+	}
+	if (broker_reload(b, d) != 0) {
+		metrics_text_free(&r->out);
+		metrics_printf(&r->out,
+		    "error: %s has errors, not reloading; the running "
+		    "configuration stays\n",
+		    b->opts.conf_path);
+		for (size_t i = 0; i < diags_len(d); i++) {
+			const struct diag *x = diags_at(d, i);
+			metrics_printf(&r->out, "%s:%u:%u: %s: %s\n",
+			    x->mark.file, x->mark.line, x->mark.col,
+			    x->severity == DIAG_ERROR ? "error" : "warning",
+			    x->msg);
+		}
+		r->failed = true;
+	} else {
+		metrics_printf(&r->out,
+		    "reloaded %s: generation %llu, %zu parties, %zu routes\n",
+		    b->opts.conf_path, (unsigned long long)b->conf->generation,
+		    b->conf->nparties, b->conf->nroutes);
+	}
+	diags_destroy(&d);
+}
+
+static void
+s_run(struct broker *b, struct s_req *r)
+{
+	const char *cmd = r->argc > 0 ? r->argv[0] : "";
+	const char *sub = r->argc > 1 ? r->argv[1] : "";
+	uint64_t seq;
+
+	if (strcmp(cmd, "status") == 0 && r->argc == 1) {
+		s_status(b, r);
+	} else if (strcmp(cmd, "parties") == 0 && r->argc == 1) {
+		s_parties(b, r, false);
+	} else if (strcmp(cmd, "queues") == 0 && r->argc == 1) {
+		s_parties(b, r, true);
+	} else if (strcmp(cmd, "deadletters") == 0 &&
+	    strcmp(sub, "list") == 0 && r->argc <= 3) {
+		s_deadletters_list(b, r, r->argc == 3 ? r->argv[2] : NULL);
+	} else if (strcmp(cmd, "deadletters") == 0 &&
+	    strcmp(sub, "show") == 0 && r->argc == 3) {
+		if (!s_uint(r->argv[2], &seq))
+			s_fail(r, "'%s' is not a sequence number", r->argv[2]);
+		else
+			s_deadletter_show(b, r, seq);
+	} else if (strcmp(cmd, "deadletters") == 0 &&
+	    (strcmp(sub, "redeliver") == 0 || strcmp(sub, "purge") == 0) &&
+	    r->argc == 4) {
+		if (!s_uint(r->argv[3], &seq))
+			s_fail(r, "'%s' is not a sequence number", r->argv[3]);
+		else if (conf_party_by_id(b->conf, r->argv[2]) == NULL)
+			s_fail(r, "unknown party '%s'", r->argv[2]);
+		else
+			s_deadletter_change(b, r, strcmp(sub, "redeliver") == 0,
+			    r->argv[2], seq);
+	} else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "verify") == 0 &&
+	    r->argc == 2) {
+		s_audit_verify(b, r);
+	} else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "export") == 0 &&
+	    r->argc == 4 && strcmp(r->argv[2], "--case") == 0) {
+		s_audit_export(b, r, r->argv[3]);
+	} else if (strcmp(cmd, "reload") == 0 && r->argc == 1) {
+		s_reload(b, r);
+	} else {
+		s_fail(r, "unknown command; see schakelctl --help");
+	}
+}
+
+void
+admin_handle(struct broker *b, const char *req, size_t len)
+{
+	struct s_req r = {0};
+	struct metrics_text reply = {0};
+	size_t pos = 0;
+
+	/* Words separated by NUL; "--json" anywhere selects JSON. */
+	while (pos < len && r.argc < S_MAX_ARGS) {
+		const char *w = req + pos;
+		size_t wl = strnlen(w, len - pos);
+		if (strcmp(w, "--json") == 0)
+			r.json = true;
+		else
+			r.argv[r.argc++] = w;
+		pos += wl + 1;
+	}
+	if (pos < len) {
+		s_fail(&r, "too many words in the command");
+	} else {
+		s_run(b, &r);
+		/* Admin changes are durable before the answer. */
+		if (b->txn != NULL)
+			broker_flush(b);
+	}
+	if (!r.failed)
+		metrics_printf(&reply, "ok\n");
+	metrics_printf(
+	    &reply, "%.*s", (int)r.out.len, r.out.buf != NULL ? r.out.buf : "");
+	transport_admin_reply(
+	    b->tp, reply.buf != NULL ? reply.buf : "", reply.len);
+	log_info("admin command=%s outcome=%s", r.argc > 0 ? r.argv[0] : "?",
+	    r.failed ? "error" : "ok");
+	metrics_text_free(&reply);
+	metrics_text_free(&r.out);
+}
