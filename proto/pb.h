@@ -15,8 +15,8 @@
 #include "merkle.h"
 #include "receipt.h"
 
-/* An Envelope's parts.  header and ciphertext point into memory owned by
- * `owner` (see pb_release). */
+/* An Envelope's parts.  After pb_envelope_decode, header and ciphertext
+ * point into the decoded buffer, which must outlive them. */
 struct pb_envelope {
 	const uint8_t *header;
 	size_t header_len;
@@ -26,7 +26,6 @@ struct pb_envelope {
 	uint8_t key_sealed[ENV_MAX_RECIPIENTS][ENV_SEALED_LEN];
 	const uint8_t *ciphertext;
 	size_t ciphertext_len;
-	void *owner;
 };
 
 /* Header: plain struct <-> bytes.  Encoding assumes a valid header;
@@ -39,7 +38,7 @@ int pb_header_decode(const uint8_t *buf, size_t len, struct env_header *h);
  * it is known before the payload is encrypted. */
 size_t pb_header_size(const struct env_header *h);
 
-/* Envelope: the parts <-> bytes (owner is ignored when encoding). */
+/* Envelope: the parts <-> bytes. */
 int pb_envelope_encode(const struct pb_envelope *e, struct codec_buf *out);
 
 /* The ciphertext is the envelope's last field, so an envelope is
@@ -52,7 +51,7 @@ size_t pb_envelope_prefix_size(const struct pb_envelope *e);
 int
 pb_envelope_pack_prefix(const struct pb_envelope *e, uint8_t *out, size_t size);
 int pb_envelope_decode(const uint8_t *buf, size_t len, struct pb_envelope *e);
-/* Free what pb_envelope_decode allocated; NULL-safe. */
+/* Forget the pointers into the decoded buffer; NULL-safe. */
 void pb_release(struct pb_envelope *e);
 
 int pb_receipt_encode(const struct receipt *r, struct codec_buf *out);
