@@ -1,8 +1,10 @@
 /*
- * pb: the one file that includes the protobuf-c generated header.  Every
- * decode first walks the wire format against a limits table (wire.c), then
- * lets protobuf-c unpack with an allocator that has a fixed budget, then
- * copies into plain C structs.  It checks sizes, not meaning.
+ * pb: the wire format of schakel.v1, and the one file that includes the
+ * protobuf-c generated header.  Every decode first walks the input against
+ * a limits table (wire.c): envelopes and headers are decoded by that walk
+ * itself (zero-copy), receipts and frames are then unpacked by protobuf-c
+ * into a bounded arena.  Encoding uses protobuf-c.  It checks sizes, not
+ * meaning.
  */
 #include "pb.h"
 

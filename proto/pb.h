@@ -1,7 +1,7 @@
 /*
- * pb: the only bridge to the protobuf-c generated code.  It turns plain C
- * structs into schakel.v1 wire bytes and back, checking every length and
- * count before protobuf-c allocates.  Internal to the codec.
+ * pb: turns plain C structs into schakel.v1 wire bytes and back, checking
+ * every length and count before anything is allocated.  The only bridge to
+ * the protobuf-c generated code.  Internal to the codec.
  */
 #ifndef SCHAKEL_PB_H
 #define SCHAKEL_PB_H
@@ -29,8 +29,8 @@ struct pb_envelope {
 };
 
 /* Header: plain struct <-> bytes.  Encoding assumes a valid header;
- * decoding checks the wire format and lengths, not the field syntax
- * (env_header_check does that). */
+ * decoding checks the wire format and lengths, not the field syntax (env.c
+ * does that).  Decoding copies everything into *h and allocates nothing. */
 int pb_header_encode(const struct env_header *h, struct codec_buf *out);
 int pb_header_decode(const uint8_t *buf, size_t len, struct env_header *h);
 

@@ -1,7 +1,8 @@
 /*
  * wire: reads protobuf's wire format just far enough to prove that a
- * message stays inside its limits, so that the decoder never allocates
- * for a peer's oversized or malformed input.  It builds nothing.
+ * message stays inside its limits, so that no decoder allocates for a
+ * peer's oversized or malformed input.  It builds nothing itself; a
+ * decoder that passes a visitor is handed each checked field.
  */
 #include "wire.h"
 

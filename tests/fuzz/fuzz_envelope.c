@@ -1,10 +1,10 @@
 /*
  * fuzz_envelope: libFuzzer target for everything the codec reads from a
  * peer.  Each input is tried as an envelope (decode, verify, open as every
- * named recipient whose keys we hold), as a signed receipt and as a broker
- * frame (decode, re-encode, decode again).  The keys
- * are the test-vector parties', so seeds from tests/vectors verify and
- * open, and mutations start deep inside the codec.
+ * named recipient whose keys we hold), as a signed receipt, and as a broker
+ * frame (decode, re-encode, decode again).  The keys are the test-vector
+ * parties', so seeds from tests/vectors verify and open, and mutations
+ * start deep inside the codec.
  */
 #include <stddef.h>
 #include <stdint.h>
