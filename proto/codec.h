@@ -20,7 +20,9 @@ struct codec_buf {
 };
 
 /* Initialise libsodium; call once before any other codec function.
- * Returns SCHAKEL_OK or SCHAKEL_E_INTERNAL. */
+ * Returns SCHAKEL_OK or SCHAKEL_E_INTERNAL.  After it, every codec
+ * function may be called from any thread; only a struct merkle_cache must
+ * not be shared between threads without a lock. */
 int codec_init(void);
 
 /* Free the buffer's data and zero the struct; NULL-safe.  Encoded

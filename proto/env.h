@@ -110,7 +110,9 @@ struct env;
 
 /* Decode buf[0..len), refusing anything over max_len bytes (0 means
  * ENV_MAX_LEN) before allocating.  The header is parsed and its fields
- * checked.  On success *out is an owned envelope.  Returns SCHAKEL_OK,
+ * checked.  On success *out is an owned envelope that *borrows* buf: the
+ * header bytes and ciphertext are not copied, so buf must stay valid and
+ * unchanged until env_destroy.  Returns SCHAKEL_OK,
  * SCHAKEL_E_TOO_LARGE, SCHAKEL_E_MALFORMED, SCHAKEL_E_BAD_FIELD,
  * SCHAKEL_E_NO_SEALED_KEY, SCHAKEL_E_NO_MEMORY. */
 int

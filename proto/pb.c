@@ -1,8 +1,10 @@
 /*
- * pb: the one file that includes the protobuf-c generated header.  Every
- * decode first walks the wire format against a limits table (wire.c), then
- * lets protobuf-c unpack with an allocator that has a fixed budget, then
- * copies into plain C structs.  It checks sizes, not meaning.
+ * pb: the wire format of schakel.v1, and the one file that includes the
+ * protobuf-c generated header.  Every decode first walks the input against
+ * a limits table (wire.c): envelopes and headers are decoded by that walk
+ * itself (zero-copy), receipts and frames are then unpacked by protobuf-c
+ * into a bounded arena.  Encoding uses protobuf-c.  It checks sizes, not
+ * meaning.
  */
 #include "pb.h"
 
@@ -36,8 +38,9 @@ static const struct wire_field s_header_f[] = {
     {8, WIRE_U64, 1, 0, NULL},
     {9, WIRE_BOOL, 1, 0, NULL},
     {10, WIRE_STR, 1, ENV_MAX_REGION_LEN, NULL},
-    {11, WIRE_MSG, ENV_MAX_ATTRS,
-	ENV_MAX_ATTR_KEY_LEN + ENV_MAX_ATTR_VALUE_LEN + 6, &s_attr_m},
+    /* Attributes are walked with s_attr_m by the header's visitor. */
+    {11, WIRE_LEN, ENV_MAX_ATTRS,
+	ENV_MAX_ATTR_KEY_LEN + ENV_MAX_ATTR_VALUE_LEN + 6, NULL},
     {12, WIRE_LEN, 1, ENV_HASH_LEN, NULL},
     {13, WIRE_LEN, 1, ENV_HASH_LEN, NULL},
     {14, WIRE_STR, 1, ENV_MAX_NAME_LEN, NULL},
@@ -64,9 +67,9 @@ static const struct wire_msg s_sealed_m = {s_sealed_f, 2, 0, 0};
 
 static const struct wire_field s_env_f[] = {
     {1, WIRE_LEN, 1, ENV_MAX_HEADER_LEN, NULL},
-    {2, WIRE_MSG, 1, S_BSIG_MAX, &s_bsig_m},
-    {3, WIRE_MSG, ENV_MAX_RECIPIENTS, ENV_MAX_NAME_LEN + ENV_SEALED_LEN + 6,
-	&s_sealed_m},
+    {2, WIRE_LEN, 1, S_BSIG_MAX, NULL},
+    {3, WIRE_LEN, ENV_MAX_RECIPIENTS, ENV_MAX_NAME_LEN + ENV_SEALED_LEN + 6,
+	NULL},
     {4, WIRE_LEN, 1, ENV_MAX_CIPHERTEXT_LEN, NULL},
 };
 static const struct wire_msg s_env_m = {s_env_f, 4, 0, 0};
@@ -280,56 +283,130 @@ pb_header_encode(const struct env_header *h, struct codec_buf *out)
 	return s_pack(&x.m.base, out);
 }
 
+/* The header is decoded by the wire walk too: its visitor copies each
+ * field into the fixed-size struct (the walk has bounded every string to
+ * fit), so no allocation happens at all. */
+struct s_hdr_ctx {
+	struct env_header *h;
+	bool have_id, have_hash, have_kc;
+};
+
+static void
+s_put(char *dst, size_t cap, const uint8_t *p, size_t n)
+{
+	if (n >= cap)
+		n = cap -
+		    1; /* cannot happen: the limits tables fit the arrays */
+	memcpy(dst, p, n);
+	dst[n] = '\0';
+}
+
+static int
+s_attr_visit(void *ctx, uint32_t num, uint64_t v, const uint8_t *p, size_t n)
+{
+	struct env_attr *a = ctx;
+
+	(void)v;
+	if (num == 1)
+		s_put(a->key, sizeof a->key, p, n);
+	else if (num == 2)
+		s_put(a->value, sizeof a->value, p, n);
+	return SCHAKEL_OK;
+}
+
+static int
+s_hdr_visit(void *ctx, uint32_t num, uint64_t v, const uint8_t *p, size_t n)
+{
+	struct s_hdr_ctx *c = ctx;
+	struct env_header *h = c->h;
+
+	switch (num) {
+	case 1:
+		c->have_id = n == ENV_ID_LEN;
+		if (c->have_id)
+			memcpy(h->id, p, ENV_ID_LEN);
+		break;
+	case 2:
+		s_put(h->sender, sizeof h->sender, p, n);
+		break;
+	case 3: /* at most ENV_MAX_RECIPIENTS, by the walk */
+		s_put(h->recipients[h->n_recipients], sizeof h->recipients[0],
+		    p, n);
+		h->n_recipients++;
+		break;
+	case 4:
+		s_put(h->type, sizeof h->type, p, n);
+		break;
+	case 5:
+		s_put(h->case_ref, sizeof h->case_ref, p, n);
+		break;
+	case 6:
+		s_put(h->purpose, sizeof h->purpose, p, n);
+		break;
+	case 7:
+		h->created_ms = v;
+		break;
+	case 8:
+		h->expires_ms = v;
+		break;
+	case 9:
+		h->urgent = v != 0;
+		break;
+	case 10:
+		s_put(h->region, sizeof h->region, p, n);
+		break;
+	case 11: { /* at most ENV_MAX_ATTRS, by the walk */
+		struct env_attr *a = &h->attrs[h->n_attrs];
+		int rc;
+
+		a->key[0] = a->value[0] = '\0';
+		rc = wire_walk(&s_attr_m, p, n, S_DEPTH - 1, s_attr_visit, a);
+		if (rc)
+			return rc;
+		h->n_attrs++;
+		break;
+	}
+	case 12:
+		c->have_hash = n == ENV_HASH_LEN;
+		if (c->have_hash)
+			memcpy(h->ciphertext_hash, p, ENV_HASH_LEN);
+		break;
+	case 13:
+		c->have_kc = n == ENV_HASH_LEN;
+		if (c->have_kc)
+			memcpy(h->key_commitment, p, ENV_HASH_LEN);
+		break;
+	case 14:
+		s_put(h->consent_ref, sizeof h->consent_ref, p, n);
+		break;
+	case 15:
+		h->notify_delivered = v != 0;
+		break;
+	}
+	return SCHAKEL_OK;
+}
+
 int
 pb_header_decode(const uint8_t *buf, size_t len, struct env_header *h)
 {
-	struct s_arena ar;
-	ProtobufCAllocator a;
-	Schakel__V1__Header *m;
+	struct s_hdr_ctx c = {h, false, false, false};
 	int rc;
 
 	if (len > ENV_MAX_HEADER_LEN)
 		return SCHAKEL_E_TOO_LARGE;
-	rc = wire_check(&s_header_m, buf, len, S_DEPTH);
+	/* Only scalars, counts and first bytes need clearing: arrays are read
+	 * only up to their counts. */
+	h->n_recipients = h->n_attrs = 0;
+	h->created_ms = h->expires_ms = 0;
+	h->urgent = h->notify_delivered = false;
+	h->sender[0] = h->type[0] = h->case_ref[0] = h->purpose[0] = '\0';
+	h->region[0] = h->consent_ref[0] = '\0';
+	rc = wire_walk(&s_header_m, buf, len, S_DEPTH, s_hdr_visit, &c);
 	if (rc)
 		return rc;
-	rc = s_arena_init(&ar, &a, len);
-	if (rc)
-		return rc;
-	m = schakel__v1__header__unpack(&a, len, buf);
-	if (m == NULL)
-		return s_unpack_failed(&ar);
-	memset(h, 0, sizeof *h);
-	rc = s_exact(h->id, ENV_ID_LEN, m->message_id);
-	if (rc == SCHAKEL_OK)
-		rc = s_exact(
-		    h->ciphertext_hash, ENV_HASH_LEN, m->ciphertext_hash);
-	if (rc == SCHAKEL_OK)
-		rc =
-		    s_exact(h->key_commitment, ENV_HASH_LEN, m->key_commitment);
-	s_copy(h->sender, sizeof h->sender, m->sender);
-	h->n_recipients = m->n_recipients;
-	for (size_t i = 0; i < m->n_recipients && i < ENV_MAX_RECIPIENTS; i++)
-		s_copy(h->recipients[i], sizeof h->recipients[i],
-		    m->recipients[i]);
-	s_copy(h->type, sizeof h->type, m->message_type);
-	s_copy(h->case_ref, sizeof h->case_ref, m->case_ref);
-	s_copy(h->purpose, sizeof h->purpose, m->purpose);
-	h->created_ms = m->created_ms;
-	h->expires_ms = m->expires_ms;
-	h->urgent = m->urgent;
-	s_copy(h->region, sizeof h->region, m->region);
-	h->n_attrs = m->n_attributes;
-	for (size_t i = 0; i < m->n_attributes && i < ENV_MAX_ATTRS; i++) {
-		s_copy(h->attrs[i].key, sizeof h->attrs[i].key,
-		    m->attributes[i]->key);
-		s_copy(h->attrs[i].value, sizeof h->attrs[i].value,
-		    m->attributes[i]->value);
-	}
-	s_copy(h->consent_ref, sizeof h->consent_ref, m->consent_ref);
-	h->notify_delivered = m->notify_delivered;
-	free(ar.base);
-	return rc;
+	if (!c.have_id || !c.have_hash || !c.have_kc)
+		return SCHAKEL_E_BAD_FIELD;
+	return SCHAKEL_OK;
 }
 
 /* ---- BatchSignature ------------------------------------------------- */
@@ -463,56 +540,162 @@ pb_envelope_pack_prefix(const struct pb_envelope *e, uint8_t *out, size_t size)
 	return n == size ? SCHAKEL_OK : SCHAKEL_E_INTERNAL;
 }
 
+/* Envelope decoding is zero-copy: the wire walk has every field's span
+ * at hand, so header_bytes and the ciphertext (the large fields) are
+ * pointed to in the caller's buffer rather than copied by protobuf-c, and
+ * the few small fields are copied into fixed-size arrays.  Problems with
+ * a field's value are remembered, not returned at once, so that a broken
+ * wire format is always reported first (MALFORMED, TOO_LARGE). */
+struct s_bsig_ctx {
+	struct merkle_sig *s;
+	bool have_root, have_sig, bad_proof;
+};
+
+static int
+s_bsig_visit(void *ctx, uint32_t num, uint64_t v, const uint8_t *p, size_t n)
+{
+	struct s_bsig_ctx *c = ctx;
+	struct merkle_sig *s = c->s;
+
+	switch (num) {
+	case 1:
+		c->have_root = n == MERKLE_HASH_LEN;
+		if (c->have_root)
+			memcpy(s->root, p, MERKLE_HASH_LEN);
+		break;
+	case 2:
+		s->leaf_index = (uint32_t)v;
+		break;
+	case 3:
+		s->leaf_count = (uint32_t)v;
+		break;
+	case 4:
+		/* The walk allows at most MERKLE_MAX_PROOF entries. */
+		if (n != MERKLE_HASH_LEN)
+			c->bad_proof = true;
+		else if (s->proof_len < MERKLE_MAX_PROOF)
+			memcpy(s->proof[s->proof_len], p, MERKLE_HASH_LEN);
+		s->proof_len++;
+		break;
+	case 5:
+		c->have_sig = n == MERKLE_SIG_LEN;
+		if (c->have_sig)
+			memcpy(s->sig, p, MERKLE_SIG_LEN);
+		break;
+	}
+	return SCHAKEL_OK;
+}
+
+struct s_key_ctx {
+	char *recipient;
+	size_t cap;
+	uint8_t *sealed;
+	bool ok;
+};
+
+static int
+s_key_visit(void *ctx, uint32_t num, uint64_t v, const uint8_t *p, size_t n)
+{
+	struct s_key_ctx *c = ctx;
+
+	(void)v;
+	if (num == 1 && n < c->cap) {
+		memcpy(c->recipient, p, n);
+		c->recipient[n] = '\0';
+	} else if (num == 2) {
+		c->ok = n == ENV_SEALED_LEN;
+		if (c->ok)
+			memcpy(c->sealed, p, ENV_SEALED_LEN);
+	}
+	return SCHAKEL_OK;
+}
+
+struct s_env_ctx {
+	struct pb_envelope *e;
+	bool have_sig;
+	int key_rc, sig_rc;
+};
+
+static int
+s_env_visit(void *ctx, uint32_t num, uint64_t v, const uint8_t *p, size_t n)
+{
+	struct s_env_ctx *c = ctx;
+	struct pb_envelope *e = c->e;
+
+	(void)v;
+	switch (num) {
+	case 1:
+		e->header = p;
+		e->header_len = n;
+		break;
+	case 2: {
+		struct s_bsig_ctx b = {&e->sig, false, false, false};
+
+		int rc =
+		    wire_walk(&s_bsig_m, p, n, S_DEPTH - 1, s_bsig_visit, &b);
+
+		if (rc)
+			return rc;
+		c->have_sig = true;
+		c->sig_rc = !b.have_root || !b.have_sig ? SCHAKEL_E_BAD_FIELD
+		    : b.bad_proof                       ? SCHAKEL_E_BAD_PROOF
+							: SCHAKEL_OK;
+		break;
+	}
+	case 3: {
+		/* The walk allows at most ENV_MAX_RECIPIENTS keys. */
+		struct s_key_ctx k = {e->key_recipient[e->n_keys],
+		    sizeof e->key_recipient[0], e->key_sealed[e->n_keys],
+		    false};
+
+		int rc;
+
+		e->key_recipient[e->n_keys][0] = '\0';
+		rc = wire_walk(&s_sealed_m, p, n, S_DEPTH - 1, s_key_visit, &k);
+		if (rc)
+			return rc;
+		if (!k.ok && c->key_rc == SCHAKEL_OK)
+			c->key_rc = SCHAKEL_E_NO_SEALED_KEY;
+		e->n_keys++;
+		break;
+	}
+	case 4:
+		e->ciphertext = p;
+		e->ciphertext_len = n;
+		break;
+	}
+	return SCHAKEL_OK;
+}
+
 int
 pb_envelope_decode(const uint8_t *buf, size_t len, struct pb_envelope *e)
 {
-	struct s_arena ar;
-	ProtobufCAllocator a;
-	Schakel__V1__Envelope *m;
+	struct s_env_ctx c = {e, false, SCHAKEL_OK, SCHAKEL_OK};
 	int rc;
 
-	memset(e, 0, sizeof *e);
-	rc = wire_check(&s_env_m, buf, len, S_DEPTH);
-	if (rc)
-		return rc;
-	rc = s_arena_init(&ar, &a, len);
-	if (rc)
-		return rc;
-	m = schakel__v1__envelope__unpack(&a, len, buf);
-	if (m == NULL)
-		return s_unpack_failed(&ar);
-	/* Everything unpacked lives in the arena, which e now owns. */
-	e->owner = ar.base;
-	e->header = m->header_bytes.data;
-	e->header_len = m->header_bytes.len;
-	e->ciphertext = m->ciphertext.data;
-	e->ciphertext_len = m->ciphertext.len;
-	e->n_keys = m->n_keys;
-	for (size_t i = 0; i < m->n_keys && i < ENV_MAX_RECIPIENTS; i++) {
-		s_copy(e->key_recipient[i], sizeof e->key_recipient[i],
-		    m->keys[i]->recipient);
-		if (m->keys[i]->sealed.len != ENV_SEALED_LEN) {
-			rc = SCHAKEL_E_NO_SEALED_KEY;
-			continue;
-		}
-		memcpy(
-		    e->key_sealed[i], m->keys[i]->sealed.data, ENV_SEALED_LEN);
-	}
+	/* Only what the visitors count or may not set needs clearing; the
+	 * arrays are read only up to their counts. */
+	e->header = e->ciphertext = NULL;
+	e->header_len = e->ciphertext_len = e->n_keys = 0;
+	e->sig.leaf_index = e->sig.leaf_count = 0;
+	e->sig.proof_len = 0;
+	rc = wire_walk(&s_env_m, buf, len, S_DEPTH, s_env_visit, &c);
 	if (rc == SCHAKEL_OK)
-		rc = s_bsig_from_pb(m->signature, &e->sig);
+		rc = c.key_rc;
+	if (rc == SCHAKEL_OK)
+		rc = c.have_sig ? c.sig_rc : SCHAKEL_E_BAD_FIELD;
 	if (rc)
-		pb_release(e);
+		memset(e, 0, sizeof *e);
 	return rc;
 }
 
 void
 pb_release(struct pb_envelope *e)
 {
-	if (e == NULL || e->owner == NULL)
+	if (e == NULL)
 		return;
-	free(e->owner);
-	e->owner = NULL;
 	e->header = e->ciphertext = NULL;
+	e->header_len = e->ciphertext_len = 0;
 }
 
 /* ---- Receipt -------------------------------------------------------- */

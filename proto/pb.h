@@ -1,7 +1,7 @@
 /*
- * pb: the only bridge to the protobuf-c generated code.  It turns plain C
- * structs into schakel.v1 wire bytes and back, checking every length and
- * count before protobuf-c allocates.  Internal to the codec.
+ * pb: turns plain C structs into schakel.v1 wire bytes and back, checking
+ * every length and count before anything is allocated.  The only bridge to
+ * the protobuf-c generated code.  Internal to the codec.
  */
 #ifndef SCHAKEL_PB_H
 #define SCHAKEL_PB_H
@@ -15,8 +15,8 @@
 #include "merkle.h"
 #include "receipt.h"
 
-/* An Envelope's parts.  header and ciphertext point into memory owned by
- * `owner` (see pb_release). */
+/* An Envelope's parts.  After pb_envelope_decode, header and ciphertext
+ * point into the decoded buffer, which must outlive them. */
 struct pb_envelope {
 	const uint8_t *header;
 	size_t header_len;
@@ -26,12 +26,11 @@ struct pb_envelope {
 	uint8_t key_sealed[ENV_MAX_RECIPIENTS][ENV_SEALED_LEN];
 	const uint8_t *ciphertext;
 	size_t ciphertext_len;
-	void *owner;
 };
 
 /* Header: plain struct <-> bytes.  Encoding assumes a valid header;
- * decoding checks the wire format and lengths, not the field syntax
- * (env_header_check does that). */
+ * decoding checks the wire format and lengths, not the field syntax (env.c
+ * does that).  Decoding copies everything into *h and allocates nothing. */
 int pb_header_encode(const struct env_header *h, struct codec_buf *out);
 int pb_header_decode(const uint8_t *buf, size_t len, struct env_header *h);
 
@@ -39,7 +38,7 @@ int pb_header_decode(const uint8_t *buf, size_t len, struct env_header *h);
  * it is known before the payload is encrypted. */
 size_t pb_header_size(const struct env_header *h);
 
-/* Envelope: the parts <-> bytes (owner is ignored when encoding). */
+/* Envelope: the parts <-> bytes. */
 int pb_envelope_encode(const struct pb_envelope *e, struct codec_buf *out);
 
 /* The ciphertext is the envelope's last field, so an envelope is
@@ -52,7 +51,7 @@ size_t pb_envelope_prefix_size(const struct pb_envelope *e);
 int
 pb_envelope_pack_prefix(const struct pb_envelope *e, uint8_t *out, size_t size);
 int pb_envelope_decode(const uint8_t *buf, size_t len, struct pb_envelope *e);
-/* Free what pb_envelope_decode allocated; NULL-safe. */
+/* Forget the pointers into the decoded buffer; NULL-safe. */
 void pb_release(struct pb_envelope *e);
 
 int pb_receipt_encode(const struct receipt *r, struct codec_buf *out);

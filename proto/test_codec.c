@@ -16,6 +16,7 @@
 #include "env.h"
 #include "merkle.h"
 #include "receipt.h"
+#include "wire.h"
 
 struct s_party {
 	const char *id;
@@ -409,6 +410,34 @@ test_receipts(void **state)
 	merkle_cache_destroy(&c);
 }
 
+/* The eight-bytes-at-a-time printable check against a byte-by-byte one,
+ * for every byte value at every position of strings of 1 to 20 bytes. */
+static void
+test_wire_printable(void **state)
+{
+	static const struct wire_field f[] = {{1, WIRE_STR, 1, 64, NULL}};
+	static const struct wire_msg m = {f, 1, 0, 0};
+	uint8_t buf[2 + 20];
+
+	(void)state;
+	for (size_t n = 1; n <= 20; n++) {
+		buf[0] = 0x0a;
+		buf[1] = (uint8_t)n;
+		for (size_t pos = 0; pos < n; pos++) {
+			for (int b = 0; b < 256; b++) {
+				int want = b >= 0x20 && b <= 0x7e
+				    ? SCHAKEL_OK
+				    : SCHAKEL_E_BAD_FIELD;
+
+				memset(buf + 2, 'a', n);
+				buf[2 + pos] = (uint8_t)b;
+				assert_int_equal(
+				    wire_check(&m, buf, 2 + n, 2), want);
+			}
+		}
+	}
+}
+
 static void
 test_bsn(void **state)
 {
@@ -446,6 +475,7 @@ main(void)
 	    cmocka_unit_test(test_missing_fields),
 	    cmocka_unit_test(test_bad_drafts),
 	    cmocka_unit_test(test_receipts),
+	    cmocka_unit_test(test_wire_printable),
 	    cmocka_unit_test(test_bsn),
 	    cmocka_unit_test(test_errors),
 	};

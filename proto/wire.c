@@ -1,9 +1,13 @@
 /*
  * wire: reads protobuf's wire format just far enough to prove that a
- * message stays inside its limits, so that the decoder never allocates
- * for a peer's oversized or malformed input.  It builds nothing.
+ * message stays inside its limits, so that no decoder allocates for a
+ * peer's oversized or malformed input.  It builds nothing itself; a
+ * decoder that passes a visitor is handed each checked field.
  */
 #include "wire.h"
+
+#include <stdbool.h>
+#include <string.h>
 
 #include "schakel_err.h"
 
@@ -13,6 +17,12 @@ static int
 s_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
 	uint64_t r = 0;
+
+	/* Nearly every tag and length fits one byte. */
+	if (*p < end && **p < 0x80) {
+		*v = *(*p)++;
+		return SCHAKEL_OK;
+	}
 
 	for (int shift = 0; shift < 64; shift += 7) {
 		uint8_t b;
@@ -37,9 +47,37 @@ s_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 	return SCHAKEL_E_MALFORMED;
 }
 
+/* True when all n bytes are in 0x20..0x7e.  Eight at a time: a word has
+ * a byte below 0x20 when (w - 0x20..20) & ~w & 0x80..80 is nonzero, and
+ * one above 0x7e when ((w + 0x01..01) | w) & 0x80..80 is. */
+static bool
+s_printable(const uint8_t *p, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101ull, high = ones * 0x80;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, p + i, sizeof w);
+		if (((w - ones * 0x20) & ~w & high) ||
+		    (((w + ones) | w) & high))
+			return false;
+	}
+	for (; i < n; i++)
+		if (p[i] < 0x20 || p[i] > 0x7e)
+			return false;
+	return true;
+}
+
 static const struct wire_field *
 s_find(const struct wire_msg *m, uint64_t num, size_t *idx)
 {
+	/* Most tables list fields 1..n in order: try the direct slot. */
+	if (num >= 1 && num <= m->nfields && m->fields[num - 1].num == num) {
+		*idx = (size_t)num - 1;
+		return &m->fields[num - 1];
+	}
 	for (size_t i = 0; i < m->nfields; i++)
 		if (m->fields[i].num == num) {
 			*idx = i;
@@ -50,6 +88,13 @@ s_find(const struct wire_msg *m, uint64_t num, size_t *idx)
 
 int
 wire_check(const struct wire_msg *m, const uint8_t *buf, size_t len, int depth)
+{
+	return wire_walk(m, buf, len, depth, NULL, NULL);
+}
+
+int
+wire_walk(const struct wire_msg *m, const uint8_t *buf, size_t len, int depth,
+    wire_visit_fn visit, void *ctx)
 {
 	const uint8_t *p, *end;
 	uint32_t counts[S_MAX_FIELDS] = {0};
@@ -98,6 +143,11 @@ wire_check(const struct wire_msg *m, const uint8_t *buf, size_t len, int depth)
 				return SCHAKEL_E_MALFORMED;
 			if (f->kind == WIRE_BOOL && v > 1)
 				return SCHAKEL_E_MALFORMED;
+			if (visit != NULL) {
+				rc = visit(ctx, f->num, v, NULL, 0);
+				if (rc)
+					return rc;
+			}
 			break;
 		case WIRE_LEN:
 		case WIRE_STR:
@@ -113,13 +163,16 @@ wire_check(const struct wire_msg *m, const uint8_t *buf, size_t len, int depth)
 				return SCHAKEL_E_TOO_LARGE;
 			/* Printable ASCII only: no NUL can cut a C string short
 			 * of what was signed, no control byte reaches a log. */
-			if (f->kind == WIRE_STR)
-				for (uint64_t k = 0; k < v; k++)
-					if (p[k] < 0x20 || p[k] > 0x7e)
-						return SCHAKEL_E_BAD_FIELD;
+			if (f->kind == WIRE_STR && !s_printable(p, (size_t)v))
+				return SCHAKEL_E_BAD_FIELD;
 			if (f->kind == WIRE_MSG) {
 				rc =
 				    wire_check(f->sub, p, (size_t)v, depth - 1);
+				if (rc)
+					return rc;
+			}
+			if (visit != NULL) {
+				rc = visit(ctx, f->num, 0, p, (size_t)v);
 				if (rc)
 					return rc;
 			}

@@ -35,6 +35,18 @@ struct wire_msg {
 	uint32_t oneof_min, oneof_max;
 };
 
+/* Called for each top-level field once its own checks (and the walk of an
+ * embedded message) passed: `v` for varints, `p`/`n` for length-delimited
+ * fields (pointing into the walked buffer).  A nonzero return stops the
+ * walk and is returned. */
+typedef int (*wire_visit_fn)(
+    void *ctx, uint32_t num, uint64_t v, const uint8_t *p, size_t n);
+
+/* As wire_check, calling `visit` (when not NULL) for every top-level
+ * field. */
+int wire_walk(const struct wire_msg *m, const uint8_t *buf, size_t len,
+    int depth, wire_visit_fn visit, void *ctx);
+
 /* Walk buf[0..len) as message `m`, nested at most `depth` deep.  Returns
  * SCHAKEL_OK, SCHAKEL_E_MALFORMED (bad varint or tag, wire type that does
  * not match, unknown or repeated singular field, truncated or trailing

@@ -1,11 +1,14 @@
 /*
  * fuzz_envelope: libFuzzer target for everything the codec reads from a
  * peer.  Each input is tried as an envelope (decode, verify, open as every
- * named recipient whose keys we hold), as a signed receipt and as a broker
- * frame (decode, re-encode, decode again).  The keys
- * are the test-vector parties', so seeds from tests/vectors verify and
- * open, and mutations start deep inside the codec.
+ * named recipient whose keys we hold), as a signed receipt, and as a broker
+ * frame (decode, re-encode, decode again).  The keys are the test-vector
+ * parties', so seeds from tests/vectors verify and open, and mutations
+ * start deep inside the codec.  An input that starts with 0xff instead
+ * describes a message to build: whatever env_build accepts must decode,
+ * verify and open to the same header and payload.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -172,6 +175,120 @@ s_frame(const uint8_t *data, size_t size)
 	codec_buf_clear(&b);
 }
 
+/* Reads the round-trip description; runs out into zeros. */
+struct s_in {
+	const uint8_t *p;
+	size_t n;
+};
+
+static uint8_t
+s_byte(struct s_in *in)
+{
+	uint8_t b = 0;
+
+	if (in->n > 0) {
+		b = *in->p++;
+		in->n--;
+	}
+	return b;
+}
+
+/* A string of up to 70 bytes (so limits are crossed), mostly from a
+ * valid alphabet so that builds get through, sometimes any byte. */
+static void
+s_string(struct s_in *in, char *dst, size_t cap)
+{
+	static const char abc[] = "abcz09.-_:GMA ";
+	size_t len = s_byte(in) % 71;
+	bool raw = len > 0 && s_byte(in) == 0xff;
+
+	if (len >= cap)
+		len = cap - 1;
+	for (size_t i = 0; i < len; i++) {
+		uint8_t b = s_byte(in);
+
+		dst[i] = raw ? (char)(b ? b : 1) : abc[b % (sizeof abc - 1)];
+	}
+	dst[len] = '\0';
+}
+
+static void
+s_roundtrip(const uint8_t *data, size_t size)
+{
+	static struct env_draft d;
+	static struct env_fixed fx;
+	static uint8_t payload[512];
+	const struct s_party *to[ENV_MAX_RECIPIENTS];
+	struct s_in in = {data, size};
+	struct codec_buf out = {0};
+	struct env *e = NULL;
+	int rc;
+
+	memset(&d, 0, sizeof d);
+	memset(&fx, 0, sizeof fx);
+	for (size_t i = 0; i < ENV_ID_LEN; i++)
+		d.hdr.id[i] = s_byte(&in);
+	s_string(&in, d.hdr.sender, sizeof d.hdr.sender);
+	s_string(&in, d.hdr.type, sizeof d.hdr.type);
+	s_string(&in, d.hdr.case_ref, sizeof d.hdr.case_ref);
+	s_string(&in, d.hdr.purpose, sizeof d.hdr.purpose);
+	s_string(&in, d.hdr.region, sizeof d.hdr.region);
+	s_string(&in, d.hdr.consent_ref, sizeof d.hdr.consent_ref);
+	d.hdr.created_ms = s_byte(&in);
+	d.hdr.expires_ms = d.hdr.created_ms + s_byte(&in);
+	d.hdr.urgent = s_byte(&in) & 1;
+	d.hdr.notify_delivered = s_byte(&in) & 1;
+	d.hdr.n_attrs = s_byte(&in) % 4;
+	for (size_t i = 0; i < d.hdr.n_attrs; i++) {
+		s_string(&in, d.hdr.attrs[i].key, sizeof d.hdr.attrs[i].key);
+		s_string(
+		    &in, d.hdr.attrs[i].value, sizeof d.hdr.attrs[i].value);
+	}
+	d.n_recipients = s_byte(&in) % 5;
+	for (size_t i = 0; i < d.n_recipients; i++) {
+		to[i] = &s_parties[s_byte(&in) % S_NPARTIES];
+		s_string(&in, d.recipients[i].party_id,
+		    sizeof d.recipients[i].party_id);
+		memcpy(d.recipients[i].box_pk, to[i]->box_pk, 32);
+	}
+	d.payload_len = s_byte(&in) * 2u;
+	for (size_t i = 0; i < d.payload_len; i++)
+		payload[i] = s_byte(&in);
+	d.payload = payload;
+	d.fixed = &fx;
+	rc = env_build(&d, 1, s_parties[0].sign_sk, &out);
+	if (rc != SCHAKEL_OK) {
+		if (out.data != NULL ||
+		    (rc != SCHAKEL_E_BAD_FIELD && rc != SCHAKEL_E_TOO_LARGE))
+			abort();
+		return;
+	}
+	/* What the builder accepted, the decoder must accept unchanged. */
+	if (env_decode(out.data, out.len, 0, &e) != SCHAKEL_OK ||
+	    memcmp(env_header(e)->id, d.hdr.id, ENV_ID_LEN) != 0 ||
+	    strcmp(env_header(e)->case_ref, d.hdr.case_ref) != 0 ||
+	    strcmp(env_header(e)->consent_ref, d.hdr.consent_ref) != 0 ||
+	    env_header(e)->n_recipients != d.n_recipients ||
+	    env_header(e)->n_attrs != d.hdr.n_attrs ||
+	    env_verify(e, s_parties[0].sign_pk, NULL) != SCHAKEL_OK)
+		abort();
+	for (size_t i = 0; i < d.n_recipients; i++) {
+		const char *id = d.recipients[i].party_id;
+		const struct s_party *p = to[i];
+		uint8_t *pt = NULL;
+		size_t ptlen = 0;
+
+		if (env_open(e, s_parties[0].sign_pk, id, p->box_pk, p->box_sk,
+			NULL, &pt, &ptlen) != SCHAKEL_OK ||
+		    ptlen != d.payload_len ||
+		    (ptlen > 0 && memcmp(pt, payload, ptlen) != 0))
+			abort();
+		free(pt);
+	}
+	env_destroy(&e);
+	codec_buf_clear(&out);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -180,6 +297,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!initialised) {
 		s_init();
 		initialised = 1;
+	}
+	if (size > 0 && data[0] == 0xff) {
+		s_roundtrip(data + 1, size - 1);
+		return 0;
 	}
 	s_envelope(data, size);
 	s_receipt(data, size);
