@@ -102,7 +102,7 @@ struct frame_deliver {
 	uint64_t store_seq;
 	uint32_t delivery_count;
 	struct frame_bytes envelope; /* a serialized Envelope */
-	struct frame_bytes receipt; /* a serialized SignedReceipt */
+	struct frame_bytes receipt;  /* a serialized SignedReceipt */
 };
 
 /* Ack and Nack (code is 0 in an Ack). */
@@ -129,13 +129,13 @@ struct frame {
 		struct frame_welcome welcome;
 		struct frame_resolve resolve;
 		struct frame_resolved resolved;
-		struct frame_bytes submit; /* a serialized Envelope */
+		struct frame_bytes submit;   /* a serialized Envelope */
 		struct frame_bytes accepted; /* a serialized SignedReceipt */
 		struct frame_refusal refusal;
 		uint32_t credit;
 		struct frame_deliver deliver;
 		struct frame_ack ack; /* FRAME_ACK and FRAME_NACK */
-		uint64_t ping_ms; /* FRAME_PING and FRAME_PONG */
+		uint64_t ping_ms;     /* FRAME_PING and FRAME_PONG */
 		struct frame_notice notice;
 	} u;
 	void *owner; /* set by frame_decode; released by frame_clear */

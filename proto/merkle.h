@@ -23,7 +23,7 @@
 /* What a signature is for; part of the signed message, so a signature
  * for one purpose can never be replayed as the other. */
 enum merkle_domain {
-	MERKLE_DOMAIN_BATCH, /* "schakel.v1 batch": a sender's envelopes */
+	MERKLE_DOMAIN_BATCH,   /* "schakel.v1 batch": a sender's envelopes */
 	MERKLE_DOMAIN_RECEIPT, /* "schakel.v1 receipt": a broker's receipts */
 };
 

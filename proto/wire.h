@@ -10,12 +10,12 @@
 #include <stdint.h>
 
 enum wire_kind {
-	WIRE_U64, /* varint, any value */
-	WIRE_U32, /* varint that fits 32 bits (also enums) */
+	WIRE_U64,  /* varint, any value */
+	WIRE_U32,  /* varint that fits 32 bits (also enums) */
 	WIRE_BOOL, /* varint 0 or 1 */
-	WIRE_LEN, /* bytes of at most max_len */
-	WIRE_STR, /* string of at most max_len printable ASCII characters */
-	WIRE_MSG, /* embedded message checked against `sub` */
+	WIRE_LEN,  /* bytes of at most max_len */
+	WIRE_STR,  /* string of at most max_len printable ASCII characters */
+	WIRE_MSG,  /* embedded message checked against `sub` */
 };
 
 struct wire_msg;
@@ -24,7 +24,7 @@ struct wire_field {
 	uint32_t num;
 	enum wire_kind kind;
 	uint32_t max_count; /* 1 for singular fields */
-	uint32_t max_len; /* WIRE_LEN and WIRE_MSG */
+	uint32_t max_len;   /* WIRE_LEN and WIRE_MSG */
 	const struct wire_msg *sub;
 };
 

@@ -194,7 +194,7 @@ s_drafts(struct env_draft *d, size_t n, size_t plen, size_t nto)
 }
 
 struct s_result {
-	double build, verify, open; /* seconds per message */
+	double build, verify, open;    /* seconds per message */
 	double fbuild, fverify, fopen; /* the floor, same unit */
 };
 

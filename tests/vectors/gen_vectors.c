@@ -162,7 +162,7 @@ struct s_spec {
 	bool urgent, notify;
 	const char *to[3];
 	const char *attr_key[2], *attr_value[2];
-	const char *text; /* payload text, or NULL */
+	const char *text;   /* payload text, or NULL */
 	size_t payload_len; /* deterministic bytes when text is NULL */
 };
 

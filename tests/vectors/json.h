@@ -17,8 +17,8 @@ struct json {
 	bool b;
 	uint64_t num;
 	char *str;
-	size_t n; /* elements of an array or object */
-	char **keys; /* object keys */
+	size_t n;            /* elements of an array or object */
+	char **keys;         /* object keys */
 	struct json **items; /* array elements or object values */
 };
 
