@@ -1,0 +1,1817 @@
+/*
+ * libschakel: the client side of schakel.v1 for one party.  It owns the
+ * DEALER socket (the only client file that includes zmq.h), the
+ * request/reply and delivery loops, retries and reconnects.  Envelopes,
+ * receipts and frames are built and checked by the codec (proto/); this
+ * file never parses protobuf itself and never logs.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sodium.h>
+#include <zmq.h>
+
+#include "schakel.h"
+
+#include "env.h"
+#include "frame.h"
+#include "keys.h"
+#include "merkle.h"
+#include "receipt.h"
+#include "schakel-config.h"
+
+#define S_DEFAULT_TIMEOUT_MS 10000
+#define S_DEFAULT_HEARTBEAT_MS 10000
+#define S_DEFAULT_TTL_MS (7ull * 24 * 3600 * 1000)
+#define S_MAX_TTL_MS (3660ull * 24 * 3600 * 1000)
+#define S_ROUTE_RETRIES 3 /* ROUTE_CHANGED: resolve and build again */
+#define S_ATTEMPTS 5      /* reconnects (or retryable refusals) per request */
+#define S_BACKOFF_MIN_MS 100
+#define S_BACKOFF_MAX_MS 5000
+#define S_BATCH_MAX 1024
+#define S_WINDOW 64       /* submissions in flight at once */
+#define S_PENDING_MAX 256 /* deliveries kept while a send waits */
+#define S_CACHE_SLOTS 256
+/* A Deliver carries an envelope and a receipt; a little room for framing. */
+#define S_FRAME_MAX (ENV_MAX_LEN + RECEIPT_MAX_LEN + 4096)
+
+_Static_assert(SCHAKEL_ID_LEN == ENV_ID_LEN, "id length");
+_Static_assert(SCHAKEL_KEY_LEN == KEYS_BYTES, "key length");
+_Static_assert(SCHAKEL_NAME_MAX == ENV_MAX_NAME_LEN, "name length");
+_Static_assert(SCHAKEL_MAX_RECIPIENTS == ENV_MAX_RECIPIENTS, "recipients");
+_Static_assert(SCHAKEL_MAX_ATTRS == ENV_MAX_ATTRS, "attributes");
+_Static_assert(SCHAKEL_ERROR_MAX > FRAME_MAX_TEXT_LEN, "error room");
+
+/* The ids of messages handed to the application: a ring of the last
+ * SCHAKEL_SEEN_IDS ids with a chained hash index over it. */
+struct s_seen {
+	uint8_t (*ids)[ENV_ID_LEN];
+	int32_t *next;   /* per ring slot: next slot in its bucket, or -1 */
+	int32_t *bucket; /* per bucket: first slot, or -1 */
+	size_t count;
+	size_t pos;
+};
+
+struct schakel_client {
+	void *ctx;
+	void *sock;
+	void *mon; /* PAIR socket reading the DEALER's monitor events */
+	unsigned mon_seq;
+	char endpoint[512];
+	char party[ENV_MAX_NAME_LEN + 1];
+	char peers[PATH_MAX];
+	bool has_peers;
+	uint8_t broker_transport[KEYS_BYTES];
+	uint8_t broker_sign[KEYS_BYTES];
+	struct keys_secret *keys;
+	int timeout_ms;
+
+	/* From the Welcome. */
+	uint32_t heartbeat_ms;
+	uint32_t max_message_bytes;
+	uint32_t max_credit;
+
+	uint64_t corr;
+	uint64_t last_sent_ms; /* monotonic */
+	uint64_t last_heard_ms;
+	uint32_t credit;    /* granted and not yet used, as far as we know */
+	int handshake_hint; /* last monitor event that explains a silence */
+
+	struct merkle_cache *cache;
+	struct codec_buf pending[S_PENDING_MAX]; /* Deliver/Notice frames */
+	size_t pending_head;
+	size_t pending_n;
+	struct s_seen seen;
+
+	schakel_notice_fn notice_fn;
+	void *notice_arg;
+	char err[SCHAKEL_ERROR_MAX];
+};
+
+/* One envelope being submitted. */
+struct s_job {
+	struct codec_buf env;
+	struct env_header hdr; /* as signed */
+	uint8_t header_hash[ENV_HASH_LEN];
+	enum { S_TOSEND, S_SENT, S_DONE } state;
+	unsigned retries;
+	int code;
+	struct codec_buf receipt;    /* SignedReceipt bytes, when accepted */
+	size_t msg;                  /* index into the caller's messages */
+	char why[SCHAKEL_ERROR_MAX]; /* the sentence of a failure */
+};
+
+/* Per-message results of a send, and the sentence of the first failure. */
+struct s_outcome {
+	int *results;
+	size_t first;
+	char err[SCHAKEL_ERROR_MAX];
+};
+
+static uint64_t
+s_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t
+s_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+s_sleep_ms(uint64_t ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Exponential backoff with jitter for the attempt-th retry (1-based). */
+static void
+s_backoff(unsigned attempt)
+{
+	uint64_t ms = S_BACKOFF_MIN_MS;
+
+	for (unsigned i = 1; i < attempt && ms < S_BACKOFF_MAX_MS; i++)
+		ms *= 2;
+	if (ms > S_BACKOFF_MAX_MS)
+		ms = S_BACKOFF_MAX_MS;
+	s_sleep_ms(ms / 2 + randombytes_uniform((uint32_t)(ms / 2) + 1));
+}
+
+/* Copy text into a bounded buffer with every byte outside printable ASCII
+ * replaced by '?', so a peer's text never carries control characters. */
+static void
+s_clean(char *dst, size_t len, const char *src)
+{
+	size_t i;
+
+	if (len == 0)
+		return;
+	for (i = 0; i + 1 < len && src[i] != '\0'; i++)
+		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	dst[i] = '\0';
+}
+
+/* Set the client's sentence (clipped, cleaned) and return `code`. */
+static int s_fail(struct schakel_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int
+s_fail(struct schakel_client *c, int code, const char *fmt, ...)
+{
+	char buf[SCHAKEL_ERROR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	s_clean(c->err, sizeof c->err, buf);
+	return code;
+}
+
+static void
+s_hex(const uint8_t *b, size_t n, char *out, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n && 2 * i + 2 < len; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 15];
+	}
+	out[2 * i] = '\0';
+}
+
+/* Copy a caller's string into a fixed field.  Returns SCHAKEL_OK, or
+ * SCHAKEL_E_TOO_LARGE when it does not fit. */
+static int
+s_copy(char *dst, size_t len, const char *src)
+{
+	size_t n = src != NULL ? strlen(src) : 0;
+
+	if (n >= len)
+		return SCHAKEL_E_TOO_LARGE;
+	if (n > 0)
+		memcpy(dst, src, n);
+	dst[n] = '\0';
+	return SCHAKEL_OK;
+}
+
+/* A key file's problem as one sentence, "file:line:col: message" when it
+ * is about one line. */
+static void
+s_keys_msg(const char *path, const struct keys_error *ke, char *out, size_t len)
+{
+	int n;
+
+	if (ke->line > 0)
+		n = snprintf(
+		    out, len, "%s:%u:%u: %s", path, ke->line, ke->col, ke->msg);
+	else
+		n = snprintf(out, len, "%s", ke->msg);
+	if (n < 0 || (size_t)n >= len)
+		out[len - 1] = '\0'; /* clipped: still one sentence */
+}
+
+/* ---- redelivery filter ---- */
+
+static int
+s_seen_init(struct s_seen *s)
+{
+	s->ids = calloc(SCHAKEL_SEEN_IDS, sizeof *s->ids);
+	s->next = malloc(SCHAKEL_SEEN_IDS * sizeof *s->next);
+	s->bucket = malloc(SCHAKEL_SEEN_IDS * sizeof *s->bucket);
+	if (s->ids == NULL || s->next == NULL || s->bucket == NULL)
+		return -1;
+	for (size_t i = 0; i < SCHAKEL_SEEN_IDS; i++) {
+		s->next[i] = -1;
+		s->bucket[i] = -1;
+	}
+	s->count = 0;
+	s->pos = 0;
+	return 0;
+}
+
+static void
+s_seen_free(struct s_seen *s)
+{
+	free(s->ids);
+	free(s->next);
+	free(s->bucket);
+	memset(s, 0, sizeof *s);
+}
+
+static size_t
+s_seen_hash(const uint8_t id[ENV_ID_LEN])
+{
+	uint32_t h;
+
+	/* Ids are random: their first bytes are a good enough hash. */
+	memcpy(&h, id, sizeof h);
+	return h % SCHAKEL_SEEN_IDS;
+}
+
+static bool
+s_seen_has(const struct s_seen *s, const uint8_t id[ENV_ID_LEN])
+{
+	for (int32_t i = s->bucket[s_seen_hash(id)]; i >= 0; i = s->next[i])
+		if (memcmp(s->ids[i], id, ENV_ID_LEN) == 0)
+			return true;
+	return false;
+}
+
+static void
+s_seen_add(struct s_seen *s, const uint8_t id[ENV_ID_LEN])
+{
+	size_t slot = s->pos;
+	int32_t *p;
+
+	if (s->count == SCHAKEL_SEEN_IDS) {
+		/* Evict the oldest id, which lives in this slot. */
+		p = &s->bucket[s_seen_hash(s->ids[slot])];
+		while (*p >= 0 && *p != (int32_t)slot)
+			p = &s->next[*p];
+		if (*p == (int32_t)slot)
+			*p = s->next[slot];
+	} else {
+		s->count++;
+	}
+	memcpy(s->ids[slot], id, ENV_ID_LEN);
+	p = &s->bucket[s_seen_hash(id)];
+	s->next[slot] = *p;
+	*p = (int32_t)slot;
+	s->pos = (slot + 1) % SCHAKEL_SEEN_IDS;
+}
+
+/* ---- pending deliveries (arrived while a send waited) ---- */
+
+static void
+s_pending_clear(struct schakel_client *c)
+{
+	for (size_t i = 0; i < S_PENDING_MAX; i++)
+		codec_buf_clear(&c->pending[i]);
+	c->pending_head = 0;
+	c->pending_n = 0;
+}
+
+/* Keep a copy of a Deliver or Notice frame.  When there is no room it is
+ * dropped: the broker delivers it again after its ack timeout. */
+static void
+s_pending_push(struct schakel_client *c, const uint8_t *data, size_t len)
+{
+	struct codec_buf *b;
+
+	if (c->pending_n == S_PENDING_MAX)
+		return;
+	b = &c->pending[(c->pending_head + c->pending_n) % S_PENDING_MAX];
+	b->data = malloc(len > 0 ? len : 1);
+	if (b->data == NULL)
+		return;
+	memcpy(b->data, data, len);
+	b->len = len;
+	c->pending_n++;
+}
+
+/* Take the oldest kept frame; the caller owns *out. */
+static bool
+s_pending_pop(struct schakel_client *c, struct codec_buf *out)
+{
+	if (c->pending_n == 0)
+		return false;
+	*out = c->pending[c->pending_head];
+	memset(&c->pending[c->pending_head], 0, sizeof *out);
+	c->pending_head = (c->pending_head + 1) % S_PENDING_MAX;
+	c->pending_n--;
+	return true;
+}
+
+/* ---- the socket ---- */
+
+static void
+s_sock_close(struct schakel_client *c)
+{
+	if (c->sock != NULL) {
+		(void)zmq_socket_monitor(c->sock, NULL, 0); /* closing */
+		zmq_close(c->sock);
+		c->sock = NULL;
+	}
+	if (c->mon != NULL) {
+		zmq_close(c->mon);
+		c->mon = NULL;
+	}
+	s_pending_clear(c);
+	c->credit = 0;
+}
+
+/* A fresh DEALER socket with CURVE keys, watched by a monitor so that a
+ * refused handshake is reported instead of waited out. */
+static int
+s_sock_open(struct schakel_client *c)
+{
+	char mon_ep[64];
+	int linger = 0, timeout = c->timeout_ms;
+	int64_t maxmsg = S_FRAME_MAX;
+	int events = ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+	    ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+	    ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+	    ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED;
+
+	c->handshake_hint = 0;
+	c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
+	if (c->sock == NULL)
+		return s_fail(c, SCHAKEL_E_INTERNAL,
+		    "cannot create a socket: %s", zmq_strerror(zmq_errno()));
+	if (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, c->broker_transport,
+		KEYS_BYTES) != 0 ||
+	    zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, c->keys->pub.transport,
+		KEYS_BYTES) != 0 ||
+	    zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, c->keys->transport_sk,
+		KEYS_BYTES) != 0 ||
+	    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+	    zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &timeout, sizeof timeout) !=
+		0 ||
+	    zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) !=
+		0) {
+		s_sock_close(c);
+		return s_fail(c, SCHAKEL_E_INTERNAL,
+		    "cannot set up CurveZMQ (is libzmq built with CURVE?): %s",
+		    zmq_strerror(zmq_errno()));
+	}
+	snprintf(
+	    mon_ep, sizeof mon_ep, "inproc://schakel-monitor-%u", ++c->mon_seq);
+	if (zmq_socket_monitor(c->sock, mon_ep, events) != 0 ||
+	    (c->mon = zmq_socket(c->ctx, ZMQ_PAIR)) == NULL ||
+	    zmq_setsockopt(c->mon, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+	    zmq_connect(c->mon, mon_ep) != 0) {
+		s_sock_close(c);
+		return s_fail(c, SCHAKEL_E_INTERNAL,
+		    "cannot monitor the connection: %s",
+		    zmq_strerror(zmq_errno()));
+	}
+	if (zmq_connect(c->sock, c->endpoint) != 0) {
+		s_sock_close(c);
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT,
+		    "cannot connect to '%s': %s", c->endpoint,
+		    zmq_strerror(zmq_errno()));
+	}
+	c->last_sent_ms = c->last_heard_ms = s_mono_ms();
+	return SCHAKEL_OK;
+}
+
+static const char *
+s_hint(const struct schakel_client *c)
+{
+	switch (c->handshake_hint) {
+	case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+	case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+		return " (the CurveZMQ handshake failed: check the broker's "
+		       "transport key)";
+	default:
+		return "";
+	}
+}
+
+/* Read the monitor's events.  Returns SCHAKEL_E_UNKNOWN_PARTY when the
+ * broker refused this party's transport key, SCHAKEL_E_UNAVAILABLE when
+ * the connection was lost, otherwise SCHAKEL_OK (a failed handshake is
+ * remembered as a hint for the sentence). */
+static int
+s_monitor(struct schakel_client *c)
+{
+	uint8_t ev[6];
+	uint16_t event;
+	uint32_t value;
+	zmq_msg_t addr;
+	int n;
+
+	for (;;) {
+		n = zmq_recv(c->mon, ev, sizeof ev, ZMQ_DONTWAIT);
+		if (n < 0)
+			return SCHAKEL_OK;
+		/* The second frame is the endpoint; not needed. */
+		zmq_msg_init(&addr);
+		(void)zmq_msg_recv(&addr, c->mon, ZMQ_DONTWAIT);
+		zmq_msg_close(&addr);
+		if (n != (int)sizeof ev)
+			continue;
+		memcpy(&event, ev, sizeof event);
+		memcpy(&value, ev + 2, sizeof value);
+		if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+			return s_fail(c, SCHAKEL_E_UNKNOWN_PARTY,
+			    "the broker at %s refused the transport key of "
+			    "'%s' (status %u): is the party declared with "
+			    "this key?",
+			    c->endpoint, c->party, (unsigned)value);
+		if (event == ZMQ_EVENT_DISCONNECTED)
+			/* libzmq would reconnect by itself, but the broker
+			 * forgets a connection's session: say Hello again. */
+			return s_fail(c, SCHAKEL_E_UNAVAILABLE,
+			    "the connection to the broker at %s was lost%s",
+			    c->endpoint, s_hint(c));
+		if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+			c->handshake_hint = 0;
+		else
+			c->handshake_hint = event;
+	}
+}
+
+/* Encode and send one frame.  Returns SCHAKEL_OK, a codec code for a
+ * frame that does not encode, or SCHAKEL_E_UNAVAILABLE. */
+static int
+s_send(struct schakel_client *c, const struct frame *f)
+{
+	struct codec_buf b = {0};
+	int rc, n;
+
+	rc = frame_encode(f, &b);
+	if (rc != SCHAKEL_OK)
+		return s_fail(c, rc, "cannot encode a %d frame: %s",
+		    (int)f->kind, schakel_strerror(rc));
+	n = zmq_send(c->sock, b.data, b.len, 0);
+	codec_buf_clear(&b);
+	if (n < 0)
+		return s_fail(c, SCHAKEL_E_UNAVAILABLE,
+		    "cannot send to the broker at %s: %s", c->endpoint,
+		    zmq_strerror(zmq_errno()));
+	c->last_sent_ms = s_mono_ms();
+	return SCHAKEL_OK;
+}
+
+static int
+s_send_ping(struct schakel_client *c)
+{
+	struct frame f = {0};
+
+	f.corr_id = ++c->corr;
+	f.kind = FRAME_PING;
+	f.u.ping_ms = s_wall_ms();
+	return s_send(c, &f);
+}
+
+/*
+ * Wait up to wait_ms for one inbound message, keeping the heartbeat: a
+ * Ping is sent when nothing was sent for a heartbeat interval, and a
+ * broker Ping is answered here.  On return *raw holds an owned copy of
+ * the message and *f its decoded frame (clear both), or raw->data is NULL
+ * when nothing came.  Returns SCHAKEL_OK, SCHAKEL_E_UNKNOWN_PARTY (the
+ * handshake was refused) or SCHAKEL_E_UNAVAILABLE (broker silent for
+ * three heartbeats since `since`, or a socket error).
+ */
+static int
+s_pump(struct schakel_client *c, uint64_t since, int wait_ms,
+    struct codec_buf *raw, struct frame *f)
+{
+	zmq_pollitem_t items[2];
+	uint64_t now, silent_from, until, next, end;
+	zmq_msg_t msg;
+	int rc, n;
+
+	memset(raw, 0, sizeof *raw);
+	memset(f, 0, sizeof *f);
+	until = s_mono_ms() + (uint64_t)(wait_ms > 0 ? wait_ms : 0);
+	for (;;) {
+		now = s_mono_ms();
+		silent_from =
+		    c->last_heard_ms > since ? c->last_heard_ms : since;
+		if (now - silent_from >= 3ull * c->heartbeat_ms)
+			return s_fail(c, SCHAKEL_E_UNAVAILABLE,
+			    "the broker at %s has been silent for %u ms%s",
+			    c->endpoint, (unsigned)(now - silent_from),
+			    s_hint(c));
+		if (now - c->last_sent_ms >= c->heartbeat_ms) {
+			rc = s_send_ping(c);
+			if (rc != SCHAKEL_OK)
+				return rc;
+		}
+		items[0] = (zmq_pollitem_t){c->sock, 0, ZMQ_POLLIN, 0};
+		items[1] = (zmq_pollitem_t){c->mon, 0, ZMQ_POLLIN, 0};
+		next = c->last_sent_ms + c->heartbeat_ms;
+		end = until < next ? until : next;
+		n = zmq_poll(items, 2, end > now ? (long)(end - now) : 0);
+		if (n < 0) {
+			if (zmq_errno() == EINTR)
+				continue;
+			return s_fail(c, SCHAKEL_E_UNAVAILABLE,
+			    "waiting for the broker failed: %s",
+			    zmq_strerror(zmq_errno()));
+		}
+		if (items[1].revents & ZMQ_POLLIN) {
+			rc = s_monitor(c);
+			if (rc != SCHAKEL_OK)
+				return rc;
+		}
+		if (!(items[0].revents & ZMQ_POLLIN)) {
+			if (s_mono_ms() >= until)
+				return SCHAKEL_OK;
+			continue;
+		}
+		zmq_msg_init(&msg);
+		if (zmq_msg_recv(&msg, c->sock, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&msg);
+			continue;
+		}
+		c->last_heard_ms = s_mono_ms();
+		raw->len = zmq_msg_size(&msg);
+		raw->data = malloc(raw->len > 0 ? raw->len : 1);
+		if (raw->data == NULL) {
+			zmq_msg_close(&msg);
+			raw->len = 0;
+			continue; /* the broker sends it again */
+		}
+		memcpy(raw->data, zmq_msg_data(&msg), raw->len);
+		zmq_msg_close(&msg);
+		if (frame_decode(raw->data, raw->len, 0, f) != SCHAKEL_OK) {
+			/* A frame we cannot read is dropped; what it carried
+			 * is sent again (deliveries) or times out. */
+			codec_buf_clear(raw);
+			continue;
+		}
+		if (f->kind == FRAME_PING) {
+			struct frame pong = {0};
+
+			pong.corr_id = f->corr_id;
+			pong.kind = FRAME_PONG;
+			pong.u.ping_ms = f->u.ping_ms;
+			frame_clear(f);
+			codec_buf_clear(raw);
+			rc = s_send(c, &pong);
+			if (rc != SCHAKEL_OK)
+				return rc;
+			continue;
+		}
+		if (f->kind == FRAME_PONG) {
+			frame_clear(f);
+			codec_buf_clear(raw);
+			continue;
+		}
+		return SCHAKEL_OK;
+	}
+}
+
+/* Keep a Deliver or Notice that arrived while waiting for something else;
+ * drop anything else (late replies to earlier attempts). */
+static void
+s_aside(struct schakel_client *c, struct codec_buf *raw, struct frame *f)
+{
+	if (f->kind == FRAME_DELIVER || f->kind == FRAME_NOTICE) {
+		if (c->credit > 0)
+			c->credit--;
+		s_pending_push(c, raw->data, raw->len);
+	}
+	frame_clear(f);
+	codec_buf_clear(raw);
+}
+
+/* Wait until timeout_ms for the reply to request `corr`.  Returns
+ * SCHAKEL_OK with *f holding the reply (clear it), SCHAKEL_E_UNAVAILABLE
+ * on timeout or silence, or SCHAKEL_E_UNKNOWN_PARTY. */
+static int
+s_wait_reply(struct schakel_client *c, uint64_t corr, struct frame *f)
+{
+	uint64_t start = s_mono_ms(), now;
+	struct codec_buf raw;
+	int rc;
+
+	for (;;) {
+		now = s_mono_ms();
+		if (now - start >= (uint64_t)c->timeout_ms)
+			return s_fail(c, SCHAKEL_E_UNAVAILABLE,
+			    "no answer from the broker at %s within %d ms%s",
+			    c->endpoint, c->timeout_ms, s_hint(c));
+		rc = s_pump(c, start,
+		    (int)((uint64_t)c->timeout_ms - (now - start)), &raw, f);
+		if (rc != SCHAKEL_OK)
+			return rc;
+		if (raw.data == NULL)
+			continue;
+		if (f->corr_id == corr && f->kind != FRAME_DELIVER &&
+		    f->kind != FRAME_NOTICE) {
+			codec_buf_clear(&raw);
+			return SCHAKEL_OK;
+		}
+		s_aside(c, &raw, f);
+	}
+}
+
+/* Say Hello on a fresh socket and check the Welcome. */
+static int
+s_hello(struct schakel_client *c)
+{
+	struct frame f = {0}, r = {0};
+	uint64_t corr = ++c->corr;
+	int rc;
+
+	f.corr_id = corr;
+	f.kind = FRAME_HELLO;
+	snprintf(f.u.hello.protocol, sizeof f.u.hello.protocol, "%s",
+	    FRAME_PROTOCOL);
+	snprintf(f.u.hello.party_id, sizeof f.u.hello.party_id, "%s", c->party);
+	snprintf(f.u.hello.software, sizeof f.u.hello.software, "libschakel %s",
+	    SCHAKEL_VERSION);
+	rc = s_send(c, &f);
+	if (rc != SCHAKEL_OK)
+		return rc;
+	rc = s_wait_reply(c, corr, &r);
+	if (rc != SCHAKEL_OK)
+		return rc;
+	if (r.kind == FRAME_REFUSAL) {
+		char reason[FRAME_MAX_TEXT_LEN + 1];
+
+		s_clean(reason, sizeof reason, r.u.refusal.reason);
+		rc = r.u.refusal.code != 0 ? (int)r.u.refusal.code
+					   : SCHAKEL_E_PROTOCOL;
+		frame_clear(&r);
+		return s_fail(c, rc, "the broker refused the Hello of '%s': %s",
+		    c->party, reason);
+	}
+	if (r.kind != FRAME_WELCOME) {
+		frame_clear(&r);
+		return s_fail(c, SCHAKEL_E_PROTOCOL,
+		    "the broker answered Hello with frame %d, not Welcome",
+		    (int)r.kind);
+	}
+	if (strcmp(r.u.welcome.protocol, FRAME_PROTOCOL) != 0) {
+		frame_clear(&r);
+		return s_fail(c, SCHAKEL_E_PROTOCOL,
+		    "the broker speaks another protocol version");
+	}
+	if (sodium_memcmp(
+		r.u.welcome.broker_sign_key, c->broker_sign, KEYS_BYTES) != 0) {
+		frame_clear(&r);
+		return s_fail(c, SCHAKEL_E_BAD_SIGNATURE,
+		    "the broker at %s announces another signing key than the "
+		    "pinned one: check the broker keys in the client "
+		    "configuration",
+		    c->endpoint);
+	}
+	c->heartbeat_ms = r.u.welcome.heartbeat_ms != 0
+	    ? r.u.welcome.heartbeat_ms
+	    : S_DEFAULT_HEARTBEAT_MS;
+	c->max_message_bytes = r.u.welcome.max_message_bytes;
+	c->max_credit =
+	    r.u.welcome.max_credit != 0 ? r.u.welcome.max_credit : 1;
+	c->credit = 0;
+	frame_clear(&r);
+	return SCHAKEL_OK;
+}
+
+/* Errors that another connection attempt cannot cure. */
+static bool
+s_final(int rc)
+{
+	return rc != SCHAKEL_E_UNAVAILABLE && rc != SCHAKEL_E_NO_MEMORY &&
+	    rc != SCHAKEL_E_RATE_LIMITED;
+}
+
+/* Drop the connection (if any), wait `attempt`'s backoff (none for 0),
+ * and connect again with Hello.  Returns SCHAKEL_OK or the failure. */
+static int
+s_reconnect(struct schakel_client *c, unsigned attempt)
+{
+	int rc;
+
+	s_sock_close(c);
+	if (attempt > 0)
+		s_backoff(attempt);
+	c->heartbeat_ms =
+	    c->heartbeat_ms != 0 ? c->heartbeat_ms : S_DEFAULT_HEARTBEAT_MS;
+	rc = s_sock_open(c);
+	if (rc == SCHAKEL_OK)
+		rc = s_hello(c);
+	if (rc != SCHAKEL_OK)
+		s_sock_close(c);
+	return rc;
+}
+
+/* Before a request: a connection idle for two heartbeats may have been
+ * dropped by the broker (it waits three), so start a fresh one. */
+static int
+s_ready(struct schakel_client *c)
+{
+	uint64_t now = s_mono_ms();
+	int rc = SCHAKEL_OK;
+
+	if (c->sock == NULL || now - c->last_sent_ms >= 2ull * c->heartbeat_ms)
+		rc = s_reconnect(c, 0);
+	for (unsigned attempt = 1;
+	     rc != SCHAKEL_OK && !s_final(rc) && attempt < S_ATTEMPTS;
+	     attempt++)
+		rc = s_reconnect(c, attempt);
+	return rc;
+}
+
+/* ---- resolve ---- */
+
+/* Fill a Resolve from the caller's message, checking sizes. */
+static int
+s_resolve_frame(
+    struct schakel_client *c, const struct schakel_message *m, struct frame *f)
+{
+	struct frame_resolve *r = &f->u.resolve;
+
+	memset(f, 0, sizeof *f);
+	f->kind = FRAME_RESOLVE;
+	if (m == NULL || m->type == NULL || m->case_ref == NULL ||
+	    m->purpose == NULL || m->type[0] == '\0' ||
+	    m->case_ref[0] == '\0' || m->purpose[0] == '\0')
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT,
+		    "a message needs a type, a case reference and a purpose");
+	if (m->n_attrs > ENV_MAX_ATTRS || (m->n_attrs > 0 && m->attrs == NULL))
+		return s_fail(c, SCHAKEL_E_TOO_LARGE,
+		    "a message has at most %d attributes", ENV_MAX_ATTRS);
+	if (s_copy(r->type, sizeof r->type, m->type) != SCHAKEL_OK ||
+	    s_copy(r->case_ref, sizeof r->case_ref, m->case_ref) !=
+		SCHAKEL_OK ||
+	    s_copy(r->purpose, sizeof r->purpose, m->purpose) != SCHAKEL_OK)
+		return s_fail(c, SCHAKEL_E_TOO_LARGE,
+		    "type, case reference and purpose have at most %d "
+		    "characters",
+		    ENV_MAX_NAME_LEN);
+	if (s_copy(r->region, sizeof r->region, m->region) != SCHAKEL_OK)
+		return s_fail(c, SCHAKEL_E_TOO_LARGE,
+		    "a region has at most %d characters", ENV_MAX_REGION_LEN);
+	for (size_t i = 0; i < m->n_attrs; i++) {
+		if (m->attrs[i].key == NULL ||
+		    s_copy(r->attrs[i].key, sizeof r->attrs[i].key,
+			m->attrs[i].key) != SCHAKEL_OK ||
+		    s_copy(r->attrs[i].value, sizeof r->attrs[i].value,
+			m->attrs[i].value) != SCHAKEL_OK)
+			return s_fail(c, SCHAKEL_E_TOO_LARGE,
+			    "attribute %zu: a key has 1 to %d characters, a "
+			    "value at most %d",
+			    i + 1, ENV_MAX_ATTR_KEY_LEN,
+			    ENV_MAX_ATTR_VALUE_LEN);
+	}
+	r->n_attrs = m->n_attrs;
+	r->urgent = m->urgent;
+	return SCHAKEL_OK;
+}
+
+/* Compare the broker's keys for a recipient with peers/<party>.pub, when
+ * that file exists. */
+static int
+s_check_peer(struct schakel_client *c, const struct frame_recipient *r)
+{
+	char path[PATH_MAX];
+	struct keys_public pub;
+	struct keys_error kerr;
+	struct stat st;
+	char msg[SCHAKEL_ERROR_MAX];
+
+	if (!c->has_peers)
+		return SCHAKEL_OK;
+	if (snprintf(path, sizeof path, "%s/%s.pub", c->peers, r->party_id) >=
+	    (int)sizeof path)
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT, "peers path too long");
+	if (stat(path, &st) != 0 && errno == ENOENT)
+		return SCHAKEL_OK;
+	if (keys_public_read(path, KEYS_PARTY, &pub, &kerr) != 0) {
+		s_keys_msg(path, &kerr, msg, sizeof msg);
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT, "%s", msg);
+	}
+	if (sodium_memcmp(pub.box, r->box_key, KEYS_BYTES) != 0 ||
+	    sodium_memcmp(pub.sign, r->sign_key, KEYS_BYTES) != 0)
+		return s_fail(c, SCHAKEL_E_UNKNOWN_PARTY,
+		    "the broker's keys for '%s' differ from %s: nothing was "
+		    "sent; ask the administrator which keys are right",
+		    r->party_id, path);
+	return SCHAKEL_OK;
+}
+
+/* Send a request and wait for its reply, reconnecting and sending it again
+ * when the broker does not answer.  *reply must be cleared by the caller
+ * on SCHAKEL_OK. */
+static int
+s_request(struct schakel_client *c, struct frame *req, struct frame *reply)
+{
+	int rc;
+
+	rc = s_ready(c);
+	for (unsigned attempt = 1;; attempt++) {
+		if (rc == SCHAKEL_OK) {
+			req->corr_id = ++c->corr;
+			rc = s_send(c, req);
+		}
+		if (rc == SCHAKEL_OK)
+			rc = s_wait_reply(c, req->corr_id, reply);
+		if (rc == SCHAKEL_OK && reply->kind == FRAME_REFUSAL &&
+		    (reply->u.refusal.code == SCHAKEL_E_PROTOCOL ||
+			reply->u.refusal.code == SCHAKEL_E_UNAVAILABLE)) {
+			/* The broker lost our session or is stopping. */
+			rc = s_fail(c, (int)reply->u.refusal.code,
+			    "the broker refused: %s", reply->u.refusal.reason);
+			frame_clear(reply);
+			if (rc == SCHAKEL_E_PROTOCOL && attempt > 1)
+				return rc;
+			rc = SCHAKEL_E_UNAVAILABLE;
+		}
+		if (rc == SCHAKEL_OK || s_final(rc) || attempt >= S_ATTEMPTS)
+			return rc;
+		rc = s_reconnect(c, attempt);
+	}
+}
+
+/* The refusal in `f` as a code with the broker's sentence. */
+static int
+s_refused(struct schakel_client *c, const struct frame *f, const char *what)
+{
+	int code = f->u.refusal.code != 0 ? (int)f->u.refusal.code
+					  : SCHAKEL_E_PROTOCOL;
+
+	return s_fail(c, code, "%s refused: %s", what, f->u.refusal.reason);
+}
+
+/* Send a Resolve built by s_resolve_frame; on success *out holds the
+ * recipients, their keys checked against the pinned peers. */
+static int
+s_resolve(
+    struct schakel_client *c, struct frame *req, struct frame_resolved *out)
+{
+	struct frame rep = {0};
+	int rc;
+
+	rc = s_request(c, req, &rep);
+	if (rc != SCHAKEL_OK)
+		return rc;
+	if (rep.kind == FRAME_REFUSAL) {
+		rc = s_refused(c, &rep, "resolve");
+	} else if (rep.kind != FRAME_RESOLVED) {
+		rc = s_fail(c, SCHAKEL_E_PROTOCOL,
+		    "the broker answered Resolve with frame %d", (int)rep.kind);
+	} else if (rep.u.resolved.n_recipients == 0) {
+		rc = s_fail(
+		    c, SCHAKEL_E_NO_ROUTE, "the broker resolved no recipient");
+	} else {
+		*out = rep.u.resolved;
+		for (size_t i = 0; i < out->n_recipients && rc == SCHAKEL_OK;
+		     i++)
+			rc = s_check_peer(c, &out->recipients[i]);
+	}
+	frame_clear(&rep);
+	return rc;
+}
+
+int
+schakel_resolve(struct schakel_client *c, const struct schakel_message *m,
+    struct schakel_resolved *out)
+{
+	struct frame_resolved r;
+	struct frame req;
+	int rc;
+
+	if (c == NULL || out == NULL)
+		return SCHAKEL_E_BAD_ARGUMENT;
+	c->err[0] = '\0';
+	rc = s_resolve_frame(c, m, &req);
+	if (rc == SCHAKEL_OK)
+		rc = s_resolve(c, &req, &r);
+	if (rc != SCHAKEL_OK)
+		return rc;
+	memset(out, 0, sizeof *out);
+	out->n_recipients = r.n_recipients;
+	for (size_t i = 0; i < r.n_recipients; i++) {
+		memcpy(out->recipients[i].party_id, r.recipients[i].party_id,
+		    sizeof out->recipients[i].party_id);
+		memcpy(out->recipients[i].box_key, r.recipients[i].box_key,
+		    KEYS_BYTES);
+		memcpy(out->recipients[i].sign_key, r.recipients[i].sign_key,
+		    KEYS_BYTES);
+		memcpy(out->recipients[i].agreement_id,
+		    r.recipients[i].agreement_id,
+		    sizeof out->recipients[i].agreement_id);
+	}
+	out->config_version = r.config_version;
+	out->default_ttl_ms = r.default_ttl_ms;
+	return SCHAKEL_OK;
+}
+
+/* ---- send ---- */
+
+/* Resolve `m` and fill a draft for exactly the resolved recipients. */
+static int
+s_draft(struct schakel_client *c, const struct schakel_message *m,
+    struct env_draft *d)
+{
+	struct frame_resolved r;
+	struct frame req;
+	const struct frame_resolve *q = &req.u.resolve;
+	struct env_header *h = &d->hdr;
+	uint64_t ttl;
+	int rc;
+
+	rc = s_resolve_frame(c, m, &req);
+	if (rc != SCHAKEL_OK)
+		return rc;
+	if (m->payload == NULL && m->payload_len > 0)
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT, "payload is NULL");
+	if (m->payload_len > ENV_MAX_PAYLOAD_LEN)
+		return s_fail(c, SCHAKEL_E_TOO_LARGE,
+		    "a payload has at most %u bytes", ENV_MAX_PAYLOAD_LEN);
+	if (m->ttl_ms > S_MAX_TTL_MS)
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT,
+		    "a time to live of more than ten years is not plausible");
+	memset(d, 0, sizeof *d);
+	if (s_copy(h->consent_ref, sizeof h->consent_ref, m->consent_ref) !=
+	    SCHAKEL_OK)
+		return s_fail(c, SCHAKEL_E_TOO_LARGE,
+		    "a consent reference has at most %d characters",
+		    ENV_MAX_NAME_LEN);
+	rc = s_resolve(c, &req, &r);
+	if (rc != SCHAKEL_OK)
+		return rc;
+	env_new_id(h->id);
+	memcpy(h->sender, c->party, sizeof h->sender);
+	/* The Resolve frame holds the checked copies. */
+	memcpy(h->type, q->type, sizeof h->type);
+	memcpy(h->case_ref, q->case_ref, sizeof h->case_ref);
+	memcpy(h->purpose, q->purpose, sizeof h->purpose);
+	memcpy(h->region, q->region, sizeof h->region);
+	memcpy(h->attrs, q->attrs, sizeof h->attrs);
+	h->n_attrs = q->n_attrs;
+	h->urgent = m->urgent;
+	h->notify_delivered = m->notify_delivered;
+	ttl = m->ttl_ms != 0        ? m->ttl_ms
+	    : r.default_ttl_ms != 0 ? r.default_ttl_ms
+				    : S_DEFAULT_TTL_MS;
+	if (ttl > S_MAX_TTL_MS)
+		ttl = S_MAX_TTL_MS;
+	h->created_ms = s_wall_ms();
+	h->expires_ms = h->created_ms + ttl;
+	d->n_recipients = r.n_recipients;
+	for (size_t i = 0; i < r.n_recipients; i++) {
+		memcpy(d->recipients[i].party_id, r.recipients[i].party_id,
+		    sizeof d->recipients[i].party_id);
+		memcpy(d->recipients[i].box_pk, r.recipients[i].box_key,
+		    ENV_BOX_PK_LEN);
+	}
+	d->payload = m->payload;
+	d->payload_len = m->payload_len;
+	return SCHAKEL_OK;
+}
+
+static void
+s_job_clear(struct s_job *j)
+{
+	codec_buf_clear(&j->env);
+	codec_buf_clear(&j->receipt);
+}
+
+/* Take over a built envelope for submission. */
+static int
+s_job_init(struct schakel_client *c, struct s_job *j, const struct env_draft *d,
+    struct codec_buf *env)
+{
+	struct env *e = NULL;
+	int rc;
+
+	size_t msg = j->msg;
+
+	s_job_clear(j);
+	memset(j, 0, sizeof *j);
+	j->msg = msg;
+	j->env = *env;
+	memset(env, 0, sizeof *env);
+	j->hdr = d->hdr;
+	rc = env_decode(j->env.data, j->env.len, 0, &e);
+	if (rc != SCHAKEL_OK)
+		return s_fail(c, rc, "the envelope just built does not decode");
+	env_header_hash(e, j->header_hash);
+	env_destroy(&e);
+	if (c->max_message_bytes != 0 && j->env.len > c->max_message_bytes)
+		return s_fail(c, SCHAKEL_E_TOO_LARGE,
+		    "the message is %zu bytes; the broker takes at most %u",
+		    j->env.len, (unsigned)c->max_message_bytes);
+	j->state = S_TOSEND;
+	return SCHAKEL_OK;
+}
+
+/* Check the broker's receipt for job j: signature with the pinned key,
+ * and that it names the envelope we sent, for the recipients we sealed
+ * for. */
+static int
+s_job_receipt(struct schakel_client *c, struct s_job *j, size_t idx,
+    struct schakel_receipt *out)
+{
+	struct receipt r;
+	int rc;
+
+	rc = receipt_verify(j->receipt.data, j->receipt.len, c->broker_sign,
+	    c->cache, &r, NULL);
+	if (rc != SCHAKEL_OK)
+		return s_fail(c, rc,
+		    "message %zu: the broker's receipt does not verify with "
+		    "the pinned broker key: %s",
+		    idx, schakel_strerror(rc));
+	if (memcmp(r.message_id, j->hdr.id, ENV_ID_LEN) != 0 ||
+	    memcmp(r.header_hash, j->header_hash, ENV_HASH_LEN) != 0 ||
+	    strcmp(r.sender, c->party) != 0 ||
+	    r.n_recipients != j->hdr.n_recipients)
+		return s_fail(c, SCHAKEL_E_BAD_FIELD,
+		    "message %zu: the broker's receipt names another message",
+		    idx);
+	for (size_t i = 0; i < r.n_recipients; i++)
+		if (strcmp(r.recipients[i], j->hdr.recipients[i]) != 0)
+			return s_fail(c, SCHAKEL_E_BAD_FIELD,
+			    "message %zu: the receipt's recipients differ "
+			    "from those sealed for",
+			    idx);
+	if (out == NULL)
+		return SCHAKEL_OK;
+	memset(out, 0, sizeof *out);
+	memcpy(out->message_id, r.message_id, ENV_ID_LEN);
+	out->accepted_ms = r.accepted_ms;
+	out->store_seq = r.store_seq;
+	out->n_recipients = r.n_recipients;
+	memcpy(out->recipients, r.recipients, sizeof out->recipients);
+	memcpy(out->agreement_ids, r.agreement_ids, sizeof out->agreement_ids);
+	out->signed_receipt = j->receipt.data;
+	out->signed_receipt_len = j->receipt.len;
+	memset(&j->receipt, 0, sizeof j->receipt);
+	return SCHAKEL_OK;
+}
+
+/* Submit the jobs not yet answered, at most S_WINDOW in flight, until
+ * each has its answer (Accepted or a refusal, in j->code).  When the
+ * broker stays silent the connection is made again and every unanswered
+ * envelope is sent again, byte for byte.  Returns SCHAKEL_OK when every
+ * job was answered, otherwise why not (the unanswered keep that code). */
+static int
+s_submit(struct schakel_client *c, struct s_job *jobs, size_t n)
+{
+	struct codec_buf raw;
+	struct frame f;
+	uint64_t base, progress;
+	size_t open, inflight, next;
+	unsigned attempt = 0;
+	int rc;
+
+	rc = s_ready(c);
+	for (;;) {
+		if (rc != SCHAKEL_OK)
+			goto retry;
+		base = c->corr + 1;
+		c->corr += n;
+		inflight = 0;
+		open = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (jobs[i].state != S_DONE) {
+				jobs[i].state = S_TOSEND;
+				open++;
+			}
+		}
+		next = 0;
+		progress = s_mono_ms();
+		while (open > 0) {
+			while (inflight < S_WINDOW && next < n) {
+				struct frame sub = {0};
+
+				if (jobs[next].state != S_TOSEND) {
+					next++;
+					continue;
+				}
+				sub.corr_id = base + next;
+				sub.kind = FRAME_SUBMIT;
+				sub.u.submit.data = jobs[next].env.data;
+				sub.u.submit.len = jobs[next].env.len;
+				rc = s_send(c, &sub);
+				if (rc != SCHAKEL_OK)
+					goto retry;
+				jobs[next].state = S_SENT;
+				inflight++;
+				next++;
+			}
+			if (s_mono_ms() - progress >= (uint64_t)c->timeout_ms) {
+				rc = s_fail(c, SCHAKEL_E_UNAVAILABLE,
+				    "no answer from the broker at %s within "
+				    "%d ms%s",
+				    c->endpoint, c->timeout_ms, s_hint(c));
+				goto retry;
+			}
+			rc = s_pump(c, progress,
+			    c->timeout_ms - (int)(s_mono_ms() - progress), &raw,
+			    &f);
+			if (rc != SCHAKEL_OK)
+				goto retry;
+			if (raw.data == NULL)
+				continue;
+			if ((f.kind != FRAME_ACCEPTED &&
+				f.kind != FRAME_REFUSAL) ||
+			    f.corr_id < base || f.corr_id >= base + n ||
+			    jobs[f.corr_id - base].state != S_SENT) {
+				s_aside(c, &raw, &f);
+				continue;
+			}
+			codec_buf_clear(&raw);
+			{
+				struct s_job *j = &jobs[f.corr_id - base];
+				size_t idx = (size_t)(f.corr_id - base);
+				int code;
+
+				progress = s_mono_ms();
+				inflight--;
+				if (f.kind == FRAME_ACCEPTED) {
+					j->receipt.data = malloc(
+					    f.u.accepted.len ? f.u.accepted.len
+							     : 1);
+					if (j->receipt.data == NULL) {
+						frame_clear(&f);
+						rc = s_fail(c,
+						    SCHAKEL_E_NO_MEMORY,
+						    "out of memory");
+						goto retry;
+					}
+					memcpy(j->receipt.data,
+					    f.u.accepted.data,
+					    f.u.accepted.len);
+					j->receipt.len = f.u.accepted.len;
+					j->code = SCHAKEL_OK;
+					j->state = S_DONE;
+					open--;
+					frame_clear(&f);
+					continue;
+				}
+				code = f.u.refusal.code != 0
+				    ? (int)f.u.refusal.code
+				    : SCHAKEL_E_PROTOCOL;
+				if (code == SCHAKEL_E_RATE_LIMITED &&
+				    ++j->retries < S_ATTEMPTS) {
+					frame_clear(&f);
+					s_backoff(j->retries);
+					j->state = S_TOSEND;
+					if (idx < next)
+						next = idx;
+					continue;
+				}
+				if (code == SCHAKEL_E_UNAVAILABLE ||
+				    (code == SCHAKEL_E_PROTOCOL &&
+					attempt == 0)) {
+					rc = s_refused(c, &f, "submit");
+					frame_clear(&f);
+					rc = SCHAKEL_E_UNAVAILABLE;
+					goto retry;
+				}
+				j->code = s_refused(c, &f, "submit");
+				memcpy(j->why, c->err, sizeof j->why);
+				j->state = S_DONE;
+				open--;
+				frame_clear(&f);
+			}
+		}
+		return SCHAKEL_OK;
+	retry:
+		if (s_final(rc) || ++attempt >= S_ATTEMPTS) {
+			for (size_t i = 0; i < n; i++)
+				if (jobs[i].state != S_DONE) {
+					jobs[i].code = rc;
+					memcpy(jobs[i].why, c->err,
+					    sizeof jobs[i].why);
+				}
+			return rc;
+		}
+		rc = s_reconnect(c, attempt);
+	}
+}
+
+void
+schakel_receipt_clear(struct schakel_receipt *r)
+{
+	if (r == NULL)
+		return;
+	free(r->signed_receipt);
+	r->signed_receipt = NULL;
+	r->signed_receipt_len = 0;
+}
+
+/* Record message m's result; the first failing message's sentence is
+ * kept for schakel_client_error. */
+static void
+s_outcome_set(struct schakel_client *c, struct s_outcome *o, size_t m, int rc)
+{
+	o->results[m] = rc;
+	if (rc != SCHAKEL_OK && m < o->first) {
+		o->first = m;
+		memcpy(o->err, c->err, sizeof o->err);
+	}
+}
+
+/* Resolve msgs[idx[0..k)] and build them under one signature into
+ * jobs[0..*built); a message that fails here gets its result at once. */
+static void
+s_build(struct schakel_client *c, const struct schakel_message *msgs,
+    const size_t *idx, size_t k, struct env_draft *drafts, struct s_job *jobs,
+    size_t *built, struct s_outcome *o)
+{
+	struct codec_buf *envs;
+	size_t ok = 0;
+	int rc;
+
+	*built = 0;
+	for (size_t i = 0; i < k; i++) {
+		rc = s_draft(c, &msgs[idx[i]], &drafts[ok]);
+		if (rc != SCHAKEL_OK) {
+			s_outcome_set(c, o, idx[i], rc);
+			continue;
+		}
+		jobs[ok].msg = idx[i];
+		ok++;
+	}
+	if (ok == 0)
+		return;
+	envs = calloc(ok, sizeof *envs);
+	rc = envs == NULL ? SCHAKEL_E_NO_MEMORY
+			  : env_build(drafts, ok, c->keys->sign_sk, envs);
+	if (rc != SCHAKEL_OK) {
+		s_fail(c, rc, "cannot build the message: %s",
+		    schakel_strerror(rc));
+		for (size_t i = 0; i < ok; i++)
+			s_outcome_set(c, o, jobs[i].msg, rc);
+		free(envs);
+		return;
+	}
+	for (size_t i = 0; i < ok; i++) {
+		rc = s_job_init(c, &jobs[i], &drafts[i], &envs[i]);
+		if (rc != SCHAKEL_OK) {
+			s_outcome_set(c, o, jobs[i].msg, rc);
+			jobs[i].state = S_DONE;
+			jobs[i].code = rc;
+		}
+		codec_buf_clear(&envs[i]);
+	}
+	free(envs);
+	*built = ok;
+}
+
+/* The whole send: build, submit, verify, and for ROUTE_CHANGED build new
+ * messages for the new recipients, a bounded number of times. */
+static int
+s_send_all(struct schakel_client *c, const struct schakel_message *msgs,
+    size_t n, struct schakel_receipt *receipts, struct s_outcome *o)
+{
+	struct env_draft *drafts = calloc(n, sizeof *drafts);
+	struct s_job *jobs = calloc(n, sizeof *jobs);
+	size_t *idx = calloc(n, sizeof *idx);
+	size_t k = n, built, again;
+	int rc;
+
+	if (drafts == NULL || jobs == NULL || idx == NULL) {
+		free(drafts);
+		free(jobs);
+		free(idx);
+		return s_fail(c, SCHAKEL_E_NO_MEMORY, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		idx[i] = i;
+		o->results[i] = SCHAKEL_E_INTERNAL;
+	}
+	for (unsigned round = 0; k > 0; round++) {
+		s_build(c, msgs, idx, k, drafts, jobs, &built, o);
+		rc = built > 0 ? s_submit(c, jobs, built) : SCHAKEL_OK;
+		again = 0;
+		for (size_t i = 0; i < built; i++) {
+			struct s_job *j = &jobs[i];
+
+			if (j->state == S_DONE && j->code == SCHAKEL_OK &&
+			    j->receipt.data != NULL) {
+				rc = s_job_receipt(c, j, j->msg,
+				    receipts != NULL ? &receipts[j->msg]
+						     : NULL);
+				s_outcome_set(c, o, j->msg, rc);
+			} else if (j->code == SCHAKEL_E_ROUTE_CHANGED &&
+			    round < S_ROUTE_RETRIES) {
+				idx[again++] = j->msg;
+			} else if (j->state == S_DONE ||
+			    j->code != SCHAKEL_OK) {
+				if (j->why[0] != '\0')
+					memcpy(c->err, j->why, sizeof c->err);
+				if (j->code == SCHAKEL_E_ROUTE_CHANGED)
+					s_fail(c, j->code,
+					    "the routing rules kept changing "
+					    "while sending; try again later");
+				s_outcome_set(c, o, j->msg, j->code);
+			}
+			s_job_clear(j);
+		}
+		k = again;
+	}
+	for (size_t i = 0; i < n; i++)
+		sodium_memzero(&drafts[i], sizeof drafts[i]);
+	free(drafts);
+	free(jobs);
+	free(idx);
+	return o->first < n ? o->results[o->first] : SCHAKEL_OK;
+}
+
+int
+schakel_send_batch(struct schakel_client *c, const struct schakel_message *msgs,
+    size_t n, struct schakel_receipt *receipts, int *results)
+{
+	struct s_outcome o;
+	int rc;
+
+	if (c == NULL)
+		return SCHAKEL_E_BAD_ARGUMENT;
+	c->err[0] = '\0';
+	if (msgs == NULL || results == NULL || n == 0 || n > S_BATCH_MAX)
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT,
+		    "a batch has 1 to %d messages", S_BATCH_MAX);
+	if (receipts != NULL)
+		memset(receipts, 0, n * sizeof *receipts);
+	o.results = results;
+	o.first = n;
+	o.err[0] = '\0';
+	rc = s_send_all(c, msgs, n, receipts, &o);
+	if (rc != SCHAKEL_OK) {
+		char buf[SCHAKEL_ERROR_MAX];
+
+		if (n > 1)
+			snprintf(buf, sizeof buf, "message %zu of %zu: %s",
+			    o.first + 1, n, o.err);
+		else
+			snprintf(buf, sizeof buf, "%s", o.err);
+		s_clean(c->err, sizeof c->err, buf);
+	}
+	return rc;
+}
+
+int
+schakel_send(struct schakel_client *c, const struct schakel_message *m,
+    struct schakel_receipt *out)
+{
+	int result;
+
+	if (m == NULL)
+		return c != NULL
+		    ? s_fail(c, SCHAKEL_E_BAD_ARGUMENT, "no message")
+		    : SCHAKEL_E_BAD_ARGUMENT;
+	return schakel_send_batch(c, m, 1, out, &result);
+}
+
+/* ---- receive ---- */
+
+static int
+s_ack(struct schakel_client *c, uint64_t seq, const uint8_t id[ENV_ID_LEN],
+    int code)
+{
+	struct frame f = {0};
+
+	f.corr_id = ++c->corr;
+	f.kind = code == SCHAKEL_OK ? FRAME_ACK : FRAME_NACK;
+	f.u.ack.store_seq = seq;
+	memcpy(f.u.ack.message_id, id, ENV_ID_LEN);
+	f.u.ack.code = (uint32_t)code;
+	return s_send(c, &f);
+}
+
+/* The sender's pinned signing key from peers/<party>.pub. */
+static int
+s_sender_key(struct schakel_client *c, const char *party, uint8_t pk[32])
+{
+	char path[PATH_MAX], msg[SCHAKEL_ERROR_MAX];
+	struct keys_public pub;
+	struct keys_error kerr;
+
+	if (!c->has_peers)
+		return s_fail(c, SCHAKEL_E_UNKNOWN_PARTY,
+		    "no peers folder is configured, so the sender '%s' cannot "
+		    "be verified",
+		    party);
+	if (snprintf(path, sizeof path, "%s/%s.pub", c->peers, party) >=
+	    (int)sizeof path)
+		return s_fail(
+		    c, SCHAKEL_E_UNKNOWN_PARTY, "peers path too long");
+	if (keys_public_read(path, KEYS_PARTY, &pub, &kerr) != 0) {
+		s_keys_msg(path, &kerr, msg, sizeof msg);
+		return s_fail(c, SCHAKEL_E_UNKNOWN_PARTY,
+		    "the sender '%s' is not pinned: %s", party, msg);
+	}
+	memcpy(pk, pub.sign, KEYS_BYTES);
+	return SCHAKEL_OK;
+}
+
+/* Check the broker's receipt that came with a delivery. */
+static int
+s_check_delivered(struct schakel_client *c, const struct frame_deliver *d,
+    const struct env *e, struct receipt *r)
+{
+	const struct env_header *h = env_header(e);
+	uint8_t hh[ENV_HASH_LEN];
+	bool named = false;
+	int rc;
+
+	rc = receipt_verify(
+	    d->receipt.data, d->receipt.len, c->broker_sign, c->cache, r, NULL);
+	if (rc != SCHAKEL_OK)
+		return s_fail(c, rc,
+		    "the broker's receipt for a delivered message does not "
+		    "verify: %s",
+		    schakel_strerror(rc));
+	env_header_hash(e, hh);
+	for (size_t i = 0; i < r->n_recipients; i++)
+		named = named || strcmp(r->recipients[i], c->party) == 0;
+	if (memcmp(r->message_id, h->id, ENV_ID_LEN) != 0 ||
+	    memcmp(r->header_hash, hh, ENV_HASH_LEN) != 0 ||
+	    strcmp(r->sender, h->sender) != 0 || !named)
+		return s_fail(c, SCHAKEL_E_BAD_FIELD,
+		    "a delivered message does not match its receipt");
+	return SCHAKEL_OK;
+}
+
+/* Verify, open and hand over one delivered message, then Ack or Nack
+ * it.  Returns SCHAKEL_OK unless the answer could not be sent. */
+static int
+s_deliver(struct schakel_client *c, const struct frame_deliver *d,
+    schakel_delivery_fn fn, void *arg, size_t *handed)
+{
+	static const uint8_t no_id[ENV_ID_LEN];
+	struct schakel_attr attrs[ENV_MAX_ATTRS];
+	struct schakel_delivery dv;
+	const struct env_header *h;
+	struct env *e = NULL;
+	struct receipt r;
+	uint8_t spk[KEYS_BYTES], *payload = NULL;
+	size_t plen = 0;
+	char id[2 * ENV_ID_LEN + 1];
+	int rc;
+
+	rc = env_decode(d->envelope.data, d->envelope.len, 0, &e);
+	if (rc != SCHAKEL_OK) {
+		s_fail(c, rc, "refused a delivered message: %s",
+		    schakel_strerror(rc));
+		return s_ack(c, d->store_seq, no_id, rc);
+	}
+	h = env_header(e);
+	s_hex(h->id, ENV_ID_LEN, id, sizeof id);
+	if (s_seen_has(&c->seen, h->id)) {
+		rc = s_ack(c, d->store_seq, h->id, SCHAKEL_OK);
+		env_destroy(&e);
+		return rc;
+	}
+	rc = s_check_delivered(c, d, e, &r);
+	if (rc == SCHAKEL_OK)
+		rc = s_sender_key(c, h->sender, spk);
+	if (rc == SCHAKEL_OK) {
+		rc = env_open(e, spk, c->party, c->keys->pub.box,
+		    c->keys->box_sk, c->cache, &payload, &plen);
+		if (rc != SCHAKEL_OK)
+			s_fail(c, rc, "%s", schakel_strerror(rc));
+	}
+	if (rc != SCHAKEL_OK) {
+		char why[SCHAKEL_ERROR_MAX];
+
+		memcpy(why, c->err, sizeof why);
+		s_fail(c, rc, "refused message %s from '%s' (%s): %s", id,
+		    h->sender, schakel_errname(rc), why);
+		rc = s_ack(c, d->store_seq, h->id, rc);
+		env_destroy(&e);
+		return rc;
+	}
+	memset(&dv, 0, sizeof dv);
+	memcpy(dv.message_id, h->id, ENV_ID_LEN);
+	dv.sender = h->sender;
+	dv.type = h->type;
+	dv.case_ref = h->case_ref;
+	dv.purpose = h->purpose;
+	dv.region = h->region;
+	dv.consent_ref = h->consent_ref;
+	for (size_t i = 0; i < h->n_attrs; i++) {
+		attrs[i].key = h->attrs[i].key;
+		attrs[i].value = h->attrs[i].value;
+	}
+	dv.attrs = attrs;
+	dv.n_attrs = h->n_attrs;
+	dv.created_ms = h->created_ms;
+	dv.expires_ms = h->expires_ms;
+	dv.accepted_ms = r.accepted_ms;
+	dv.urgent = h->urgent;
+	dv.delivery_count = d->delivery_count;
+	dv.payload = payload;
+	dv.payload_len = plen;
+	rc = fn(arg, &dv);
+	sodium_memzero(payload, plen);
+	free(payload);
+	if (rc == 0) {
+		s_seen_add(&c->seen, h->id);
+		(*handed)++;
+		rc = s_ack(c, d->store_seq, h->id, SCHAKEL_OK);
+	} else {
+		rc = s_ack(c, d->store_seq, h->id, SCHAKEL_E_UNAVAILABLE);
+	}
+	env_destroy(&e);
+	return rc;
+}
+
+static int
+s_notice(struct schakel_client *c, const struct frame_notice *n)
+{
+	struct schakel_notice sn;
+
+	if (c->notice_fn != NULL) {
+		memset(&sn, 0, sizeof sn);
+		sn.kind = (enum schakel_notice_kind)n->kind;
+		memcpy(sn.message_id, n->message_id, ENV_ID_LEN);
+		sn.recipient = n->recipient;
+		sn.time_ms = n->time_ms;
+		sn.code = (int)n->code;
+		c->notice_fn(c->notice_arg, &sn);
+	}
+	return s_ack(c, n->store_seq, n->message_id, SCHAKEL_OK);
+}
+
+void
+schakel_set_notice_handler(
+    struct schakel_client *c, schakel_notice_fn fn, void *arg)
+{
+	if (c == NULL)
+		return;
+	c->notice_fn = fn;
+	c->notice_arg = arg;
+}
+
+/* Grant credit up to what this receive still wants. */
+static int
+s_credit(struct schakel_client *c, size_t max, size_t handed)
+{
+	struct frame f = {0};
+	uint32_t want = c->max_credit;
+
+	if (max > 0 && max - handed < want)
+		want = (uint32_t)(max - handed);
+	if (c->credit >= want)
+		return SCHAKEL_OK;
+	f.corr_id = ++c->corr;
+	f.kind = FRAME_CREDIT;
+	f.u.credit = want - c->credit;
+	c->credit = want;
+	return s_send(c, &f);
+}
+
+int
+schakel_receive(struct schakel_client *c, size_t max, int timeout_ms,
+    schakel_delivery_fn on_message, void *arg, size_t *handed_out)
+{
+	uint64_t deadline, now, since;
+	size_t handed = 0;
+	unsigned fails = 0;
+	struct codec_buf raw;
+	struct frame f;
+	bool kept;
+	int rc;
+
+	if (handed_out != NULL)
+		*handed_out = 0;
+	if (c == NULL)
+		return SCHAKEL_E_BAD_ARGUMENT;
+	c->err[0] = '\0';
+	if (on_message == NULL)
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT, "no message handler");
+	now = s_mono_ms();
+	deadline = timeout_ms >= 0 ? now + (uint64_t)timeout_ms : UINT64_MAX;
+	rc = s_ready(c);
+	if (rc != SCHAKEL_OK)
+		return rc;
+	since = s_mono_ms();
+	while (max == 0 || handed < max) {
+		if (c->sock == NULL) {
+			/* Keep trying, with backoff, until the deadline (or
+			 * forever without one); give up at once only on what
+			 * another attempt cannot cure. */
+			if (s_mono_ms() >= deadline) {
+				rc = SCHAKEL_E_UNAVAILABLE;
+				goto out;
+			}
+			rc = s_reconnect(c, ++fails);
+			if (rc != SCHAKEL_OK) {
+				if (s_final(rc))
+					goto out;
+				continue;
+			}
+			since = s_mono_ms();
+		}
+		rc = s_credit(c, max, handed);
+		if (rc != SCHAKEL_OK) {
+			s_sock_close(c);
+			continue;
+		}
+		kept = s_pending_pop(c, &raw);
+		if (kept) {
+			if (frame_decode(raw.data, raw.len, 0, &f) !=
+			    SCHAKEL_OK) {
+				codec_buf_clear(&raw);
+				continue;
+			}
+		} else {
+			now = s_mono_ms();
+			if (now >= deadline)
+				break;
+			rc = s_pump(c, since,
+			    deadline - now > (uint64_t)INT_MAX
+				? INT_MAX
+				: (int)(deadline - now),
+			    &raw, &f);
+			if (rc == SCHAKEL_E_UNKNOWN_PARTY)
+				goto out;
+			if (rc != SCHAKEL_OK) {
+				s_sock_close(c);
+				continue;
+			}
+			if (raw.data == NULL)
+				continue;
+			fails = 0;
+		}
+		rc = SCHAKEL_OK;
+		switch (f.kind) {
+		case FRAME_DELIVER:
+			if (!kept && c->credit > 0)
+				c->credit--;
+			rc = s_deliver(
+			    c, &f.u.deliver, on_message, arg, &handed);
+			break;
+		case FRAME_NOTICE:
+			if (!kept && c->credit > 0)
+				c->credit--;
+			rc = s_notice(c, &f.u.notice);
+			break;
+		case FRAME_REFUSAL:
+			/* The broker no longer knows this connection. */
+			if (f.u.refusal.code == SCHAKEL_E_PROTOCOL ||
+			    f.u.refusal.code == SCHAKEL_E_UNAVAILABLE)
+				rc = SCHAKEL_E_UNAVAILABLE;
+			break;
+		default:
+			break; /* a late reply to an earlier request */
+		}
+		frame_clear(&f);
+		codec_buf_clear(&raw);
+		if (rc != SCHAKEL_OK)
+			s_sock_close(c);
+	}
+	rc = SCHAKEL_OK;
+out:
+	if (handed_out != NULL)
+		*handed_out = handed;
+	return rc;
+}
+
+/* ---- the client object ---- */
+
+const char *
+schakel_client_error(const struct schakel_client *c)
+{
+	return c != NULL ? c->err : "";
+}
+
+void
+schakel_close(struct schakel_client **cp)
+{
+	struct schakel_client *c;
+
+	if (cp == NULL || *cp == NULL)
+		return;
+	c = *cp;
+	s_sock_close(c);
+	if (c->ctx != NULL)
+		zmq_ctx_term(c->ctx);
+	keys_secret_destroy(&c->keys);
+	merkle_cache_destroy(&c->cache);
+	s_seen_free(&c->seen);
+	sodium_memzero(c, sizeof *c);
+	free(c);
+	*cp = NULL;
+}
+
+static int
+s_connect(struct schakel_client *c, const struct schakel_client_opts *o)
+{
+	struct keys_error kerr;
+	struct stat st;
+
+	if (o->endpoint == NULL || o->party_id == NULL || o->key_file == NULL)
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT,
+		    "endpoint, party id and key file are required");
+	if (s_copy(c->endpoint, sizeof c->endpoint, o->endpoint) !=
+		SCHAKEL_OK ||
+	    s_copy(c->party, sizeof c->party, o->party_id) != SCHAKEL_OK)
+		return s_fail(
+		    c, SCHAKEL_E_BAD_ARGUMENT, "endpoint or party id too long");
+	if (o->peers_dir != NULL) {
+		if (s_copy(c->peers, sizeof c->peers, o->peers_dir) !=
+		    SCHAKEL_OK)
+			return s_fail(c, SCHAKEL_E_BAD_ARGUMENT,
+			    "peers folder path too long");
+		if (stat(c->peers, &st) != 0 || !S_ISDIR(st.st_mode))
+			return s_fail(c, SCHAKEL_E_BAD_ARGUMENT,
+			    "peers folder '%s' is not a folder", c->peers);
+		c->has_peers = true;
+	}
+	memcpy(c->broker_transport, o->broker_transport_key, KEYS_BYTES);
+	memcpy(c->broker_sign, o->broker_sign_key, KEYS_BYTES);
+	c->timeout_ms =
+	    o->timeout_ms > 0 ? o->timeout_ms : S_DEFAULT_TIMEOUT_MS;
+	c->heartbeat_ms = S_DEFAULT_HEARTBEAT_MS;
+	if (codec_init() != SCHAKEL_OK)
+		return s_fail(c, SCHAKEL_E_INTERNAL, "libsodium did not start");
+	c->keys = keys_secret_read(o->key_file, KEYS_PARTY, &kerr);
+	if (c->keys == NULL) {
+		char msg[SCHAKEL_ERROR_MAX];
+
+		s_keys_msg(o->key_file, &kerr, msg, sizeof msg);
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT, "%s", msg);
+	}
+	c->cache = merkle_cache_new(S_CACHE_SLOTS);
+	if (c->cache == NULL || s_seen_init(&c->seen) != 0)
+		return s_fail(c, SCHAKEL_E_NO_MEMORY, "out of memory");
+	c->ctx = zmq_ctx_new();
+	if (c->ctx == NULL)
+		return s_fail(c, SCHAKEL_E_INTERNAL, "cannot start ZeroMQ: %s",
+		    zmq_strerror(zmq_errno()));
+	return s_reconnect(c, 0);
+}
+
+int
+schakel_connect(const struct schakel_client_opts *opts,
+    struct schakel_client **out, char *err, size_t errlen)
+{
+	struct schakel_client *c;
+	int rc;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (out == NULL || opts == NULL) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen,
+			    "no options or no place for the "
+			    "client");
+		return SCHAKEL_E_BAD_ARGUMENT;
+	}
+	*out = NULL;
+	c = calloc(1, sizeof *c);
+	if (c == NULL) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "out of memory");
+		return SCHAKEL_E_NO_MEMORY;
+	}
+	rc = s_connect(c, opts);
+	if (rc != SCHAKEL_OK) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "%s", c->err);
+		schakel_close(&c);
+		return rc;
+	}
+	*out = c;
+	return SCHAKEL_OK;
+}

@@ -1,0 +1,777 @@
+/* Unit tests of libschakel against a scripted fake broker (a CurveZMQ
+ * ROUTER in a thread): a tampered delivery is refused by the library's
+ * open path and never handed over, a redelivery is acknowledged without
+ * the handler, an unpinned sender is refused; a send whose answer is lost
+ * is submitted again byte for byte after a reconnect; ROUTE_CHANGED builds
+ * a new message; a Welcome with another signing key is refused; and
+ * env_open refuses tampered envelopes directly. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+#include <zmq.h>
+
+#include "env.h"
+#include "frame.h"
+#include "keys.h"
+#include "receipt.h"
+#include "schakel.h"
+#include "testutil.h"
+
+static const char *const s_parties[] = {"gemeente", "team-a", "team-b", NULL};
+
+/* The fake broker and what its script found wrong. */
+struct fb {
+	void *ctx;
+	void *sock;
+	char endpoint[128];
+	char dir[256];
+	struct keys_secret *broker;
+	struct keys_secret *sender; /* gemeente */
+	struct keys_public team_a;
+	pthread_t thread;
+	void (*script)(struct fb *);
+	char why[512]; /* first failure, "" when the script went as planned */
+	/* script state */
+	uint8_t peer[256];
+	size_t peer_len;
+	uint64_t seq;
+	bool wrong_box_key; /* Resolved names another box key for team-a */
+};
+
+static uint64_t
+s_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+s_fb_fail(struct fb *b, const char *what)
+{
+	if (b->why[0] == '\0')
+		snprintf(b->why, sizeof b->why, "%s", what);
+}
+
+static void
+s_fb_send(struct fb *b, const struct frame *f)
+{
+	struct codec_buf buf = {0};
+
+	if (frame_encode(f, &buf) != SCHAKEL_OK) {
+		s_fb_fail(b, "fake broker cannot encode");
+		return;
+	}
+	zmq_send(b->sock, b->peer, b->peer_len, ZMQ_SNDMORE);
+	zmq_send(b->sock, buf.data, buf.len, 0);
+	codec_buf_clear(&buf);
+}
+
+/* Receive the next frame that is not a Ping (answered) or Credit; the
+ * raw bytes of a Submit are copied to *raw when raw is not NULL.
+ * Returns 0, or -1 after timeout_ms. */
+static int
+s_fb_recv(struct fb *b, struct frame *f, int timeout_ms, struct codec_buf *raw)
+{
+	uint64_t until = s_now_ms() + (uint64_t)timeout_ms;
+
+	while (s_now_ms() < until) {
+		zmq_pollitem_t it = {b->sock, 0, ZMQ_POLLIN, 0};
+		zmq_msg_t id, m;
+
+		if (zmq_poll(&it, 1, 50) <= 0)
+			continue;
+		zmq_msg_init(&id);
+		zmq_msg_init(&m);
+		zmq_msg_recv(&id, b->sock, 0);
+		zmq_msg_recv(&m, b->sock, 0);
+		b->peer_len = zmq_msg_size(&id);
+		memcpy(b->peer, zmq_msg_data(&id), b->peer_len);
+		if (frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), 0, f) !=
+		    SCHAKEL_OK) {
+			s_fb_fail(
+			    b, "fake broker got a frame it cannot decode");
+			zmq_msg_close(&id);
+			zmq_msg_close(&m);
+			return -1;
+		}
+		if (raw != NULL && f->kind == FRAME_SUBMIT) {
+			raw->len = f->u.submit.len;
+			raw->data = malloc(raw->len);
+			memcpy(raw->data, f->u.submit.data, raw->len);
+		}
+		zmq_msg_close(&id);
+		zmq_msg_close(&m);
+		if (f->kind == FRAME_PING) {
+			struct frame p = {0};
+
+			p.corr_id = f->corr_id;
+			p.kind = FRAME_PONG;
+			p.u.ping_ms = f->u.ping_ms;
+			s_fb_send(b, &p);
+			frame_clear(f);
+			continue;
+		}
+		if (f->kind == FRAME_CREDIT) {
+			frame_clear(f);
+			continue;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+/* Expect a frame of `kind`; on success the caller clears *f. */
+static int
+s_fb_expect(struct fb *b, enum frame_kind kind, struct frame *f,
+    struct codec_buf *raw, const char *what)
+{
+	if (s_fb_recv(b, f, 5000, raw) != 0) {
+		s_fb_fail(b, what);
+		return -1;
+	}
+	if (f->kind != kind) {
+		char msg[128];
+
+		snprintf(
+		    msg, sizeof msg, "%s: got frame %d", what, (int)f->kind);
+		frame_clear(f);
+		s_fb_fail(b, msg);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+s_fb_welcome(struct fb *b, const uint8_t *sign_key)
+{
+	struct frame f, w = {0};
+
+	if (s_fb_expect(b, FRAME_HELLO, &f, NULL, "expected Hello") != 0)
+		return;
+	if (strcmp(f.u.hello.party_id, "team-a") != 0 &&
+	    strcmp(f.u.hello.party_id, "gemeente") != 0)
+		s_fb_fail(b, "Hello names an unexpected party");
+	w.corr_id = f.corr_id;
+	frame_clear(&f);
+	w.kind = FRAME_WELCOME;
+	snprintf(w.u.welcome.protocol, sizeof w.u.welcome.protocol, "%s",
+	    FRAME_PROTOCOL);
+	snprintf(w.u.welcome.broker_id, sizeof w.u.welcome.broker_id, "fake");
+	memcpy(w.u.welcome.broker_sign_key,
+	    sign_key != NULL ? sign_key : b->broker->pub.sign, 32);
+	w.u.welcome.server_time_ms = s_now_ms();
+	w.u.welcome.heartbeat_ms = 1000;
+	w.u.welcome.max_message_bytes = 1 << 20;
+	w.u.welcome.max_credit = 8;
+	s_fb_send(b, &w);
+}
+
+/* A signed envelope from `sender` to team-a and the broker's receipt. */
+static void
+s_fb_message(struct fb *b, const struct keys_secret *sender,
+    const char *sender_id, const char *text, struct codec_buf *env,
+    struct codec_buf *rcpt)
+{
+	struct env_draft *d = calloc(1, sizeof *d);
+	struct env *e = NULL;
+	struct receipt r;
+
+	assert_non_null(d);
+	env_new_id(d->hdr.id);
+	snprintf(d->hdr.sender, sizeof d->hdr.sender, "%s", sender_id);
+	snprintf(d->hdr.type, sizeof d->hdr.type, "shv.melding.v1");
+	snprintf(d->hdr.case_ref, sizeof d->hdr.case_ref, "zaak-1");
+	snprintf(d->hdr.purpose, sizeof d->hdr.purpose, "schuldhulp");
+	d->hdr.created_ms = s_now_ms();
+	d->hdr.expires_ms = d->hdr.created_ms + 60000;
+	d->n_recipients = 1;
+	snprintf(d->recipients[0].party_id, sizeof d->recipients[0].party_id,
+	    "team-a");
+	memcpy(d->recipients[0].box_pk, b->team_a.box, 32);
+	d->payload = (const uint8_t *)text;
+	d->payload_len = strlen(text);
+	assert_int_equal(env_build(d, 1, sender->sign_sk, env), SCHAKEL_OK);
+	assert_int_equal(env_decode(env->data, env->len, 0, &e), SCHAKEL_OK);
+	memset(&r, 0, sizeof r);
+	memcpy(r.message_id, d->hdr.id, ENV_ID_LEN);
+	r.accepted_ms = s_now_ms();
+	r.n_recipients = 1;
+	snprintf(r.recipients[0], sizeof r.recipients[0], "team-a");
+	snprintf(r.agreement_ids[0], sizeof r.agreement_ids[0], "schuldhulp");
+	r.store_seq = ++b->seq;
+	env_header_hash(e, r.header_hash);
+	snprintf(r.sender, sizeof r.sender, "%s", sender_id);
+	assert_int_equal(
+	    receipt_build(&r, 1, b->broker->sign_sk, rcpt), SCHAKEL_OK);
+	env_destroy(&e);
+	free(d);
+}
+
+static void
+s_fb_deliver(struct fb *b, uint64_t seq, uint32_t count,
+    const struct codec_buf *env, const struct codec_buf *rcpt)
+{
+	struct frame f = {0};
+
+	f.kind = FRAME_DELIVER;
+	f.u.deliver.store_seq = seq;
+	f.u.deliver.delivery_count = count;
+	f.u.deliver.envelope.data = env->data;
+	f.u.deliver.envelope.len = env->len;
+	f.u.deliver.receipt.data = rcpt->data;
+	f.u.deliver.receipt.len = rcpt->len;
+	s_fb_send(b, &f);
+}
+
+/* Expect an Ack (code 0) or a Nack with `code` for `seq`. */
+static void
+s_fb_answer(struct fb *b, uint64_t seq, int code, const char *what)
+{
+	struct frame f;
+
+	if (s_fb_expect(
+		b, code == 0 ? FRAME_ACK : FRAME_NACK, &f, NULL, what) != 0)
+		return;
+	if (f.u.ack.store_seq != seq || (int)f.u.ack.code != code) {
+		char msg[160];
+
+		snprintf(msg, sizeof msg, "%s: seq %llu code %u", what,
+		    (unsigned long long)f.u.ack.store_seq,
+		    (unsigned)f.u.ack.code);
+		s_fb_fail(b, msg);
+	}
+	frame_clear(&f);
+}
+
+static void *
+s_fb_main(void *arg)
+{
+	struct fb *b = arg;
+
+	b->script(b);
+	return NULL;
+}
+
+static int
+s_setup(void **state)
+{
+	static struct fb b;
+	struct keys_error ke;
+	char path[512];
+	int one = 1, linger = 0;
+	size_t len;
+
+	memset(&b, 0, sizeof b);
+	if (codec_init() != SCHAKEL_OK ||
+	    tu_mkdtemp(b.dir, sizeof b.dir) != 0 ||
+	    tu_keys(b.dir, s_parties) != 0)
+		return -1;
+	snprintf(path, sizeof path, "%s/keys/broker.key", b.dir);
+	b.broker = keys_secret_read(path, KEYS_BROKER, &ke);
+	snprintf(path, sizeof path, "%s/keys/gemeente.key", b.dir);
+	b.sender = keys_secret_read(path, KEYS_PARTY, &ke);
+	snprintf(path, sizeof path, "%s/keys/team-a.pub", b.dir);
+	if (b.broker == NULL || b.sender == NULL ||
+	    keys_public_read(path, KEYS_PARTY, &b.team_a, &ke) != 0)
+		return -1;
+	/* team-b is not pinned: its .pub leaves the peers folder. */
+	snprintf(path, sizeof path, "%s/keys/team-b.pub", b.dir);
+	if (remove(path) != 0)
+		return -1;
+	b.ctx = zmq_ctx_new();
+	b.sock = zmq_socket(b.ctx, ZMQ_ROUTER);
+	len = sizeof b.endpoint;
+	if (b.sock == NULL ||
+	    zmq_setsockopt(b.sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+	    zmq_setsockopt(
+		b.sock, ZMQ_CURVE_SECRETKEY, b.broker->transport_sk, 32) != 0 ||
+	    zmq_setsockopt(b.sock, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+	    zmq_bind(b.sock, "tcp://127.0.0.1:*") != 0 ||
+	    zmq_getsockopt(b.sock, ZMQ_LAST_ENDPOINT, b.endpoint, &len) != 0)
+		return -1;
+	*state = &b;
+	return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+	struct fb *b = *state;
+
+	zmq_close(b->sock);
+	zmq_ctx_term(b->ctx);
+	keys_secret_destroy(&b->broker);
+	keys_secret_destroy(&b->sender);
+	return tu_rmrf(b->dir);
+}
+
+static void
+s_start(struct fb *b, void (*script)(struct fb *))
+{
+	b->why[0] = '\0';
+	b->script = script;
+	assert_int_equal(pthread_create(&b->thread, NULL, s_fb_main, b), 0);
+}
+
+static void
+s_join(struct fb *b)
+{
+	assert_int_equal(pthread_join(b->thread, NULL), 0);
+	if (b->why[0] != '\0')
+		fail_msg("fake broker: %s", b->why);
+}
+
+static int
+s_connect(struct fb *b, const char *party, int timeout_ms,
+    struct schakel_client **c, char *err, size_t errlen)
+{
+	struct schakel_client_opts o = {0};
+	char key[512], peers[512];
+
+	snprintf(key, sizeof key, "%s/keys/%s.key", b->dir, party);
+	snprintf(peers, sizeof peers, "%s/keys", b->dir);
+	o.endpoint = b->endpoint;
+	memcpy(o.broker_transport_key, b->broker->pub.transport, 32);
+	memcpy(o.broker_sign_key, b->broker->pub.sign, 32);
+	o.party_id = party;
+	o.key_file = key;
+	o.peers_dir = peers;
+	o.timeout_ms = timeout_ms;
+	return schakel_connect(&o, c, err, errlen);
+}
+
+/* ---- receiving ---- */
+
+static void
+s_script_receive(struct fb *b)
+{
+	struct codec_buf good = {0}, good_r = {0}, bad = {0}, bad_r = {0};
+	struct codec_buf stranger = {0}, stranger_r = {0};
+	struct keys_secret *tb;
+	struct keys_error ke;
+	char path[512];
+
+	snprintf(path, sizeof path, "%s/keys/team-b.key", b->dir);
+	tb = keys_secret_read(path, KEYS_PARTY, &ke);
+	if (tb == NULL) {
+		s_fb_fail(b, "cannot read team-b's key");
+		return;
+	}
+	s_fb_welcome(b, NULL);
+	s_fb_message(
+	    b, b->sender, "gemeente", "onderweg gewijzigd", &bad, &bad_r);
+	/* Flip a ciphertext byte after signing: the receipt still names
+	 * the header, so only the library's open path can catch it. */
+	bad.data[bad.len - 1] ^= 0x01;
+	s_fb_deliver(b, 1, 1, &bad, &bad_r);
+	s_fb_answer(b, 1, SCHAKEL_E_HASH_MISMATCH, "tampered: expected Nack");
+	s_fb_message(b, b->sender, "gemeente", "hallo", &good, &good_r);
+	s_fb_deliver(b, 2, 1, &good, &good_r);
+	s_fb_answer(b, 2, 0, "good: expected Ack");
+	s_fb_deliver(b, 3, 2, &good, &good_r);
+	s_fb_answer(b, 3, 0, "redelivery: expected Ack");
+	s_fb_message(b, tb, "team-b", "van onbekende", &stranger, &stranger_r);
+	s_fb_deliver(b, 4, 1, &stranger, &stranger_r);
+	s_fb_answer(
+	    b, 4, SCHAKEL_E_UNKNOWN_PARTY, "unpinned sender: expected Nack");
+	codec_buf_clear(&good);
+	codec_buf_clear(&good_r);
+	codec_buf_clear(&bad);
+	codec_buf_clear(&bad_r);
+	codec_buf_clear(&stranger);
+	codec_buf_clear(&stranger_r);
+	keys_secret_destroy(&tb);
+}
+
+struct s_seen {
+	int n;
+	char text[64];
+	char sender[65];
+};
+
+static int
+s_on_message(void *arg, const struct schakel_delivery *d)
+{
+	struct s_seen *s = arg;
+
+	s->n++;
+	snprintf(s->text, sizeof s->text, "%.*s", (int)d->payload_len,
+	    (const char *)d->payload);
+	snprintf(s->sender, sizeof s->sender, "%s", d->sender);
+	return 0;
+}
+
+static void
+t_receive_refuses_and_filters(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client *c = NULL;
+	struct s_seen seen = {0};
+	char err[SCHAKEL_ERROR_MAX];
+	size_t handed = 99;
+
+	s_start(b, s_script_receive);
+	assert_int_equal(
+	    s_connect(b, "team-a", 2000, &c, err, sizeof err), SCHAKEL_OK);
+	assert_int_equal(
+	    schakel_receive(c, 0, 1500, s_on_message, &seen, &handed),
+	    SCHAKEL_OK);
+	s_join(b);
+	assert_int_equal(handed, 1);
+	assert_int_equal(seen.n, 1);
+	assert_string_equal(seen.text, "hallo");
+	assert_string_equal(seen.sender, "gemeente");
+	/* The last refusal is reported as a sentence. */
+	assert_non_null(strstr(schakel_client_error(c), "UNKNOWN_PARTY"));
+	schakel_close(&c);
+	assert_null(c);
+}
+
+/* ---- sending ---- */
+
+static void
+s_resolved(struct fb *b)
+{
+	struct frame f, r = {0};
+
+	if (s_fb_expect(b, FRAME_RESOLVE, &f, NULL, "expected Resolve") != 0)
+		return;
+	r.corr_id = f.corr_id;
+	frame_clear(&f);
+	r.kind = FRAME_RESOLVED;
+	r.u.resolved.n_recipients = 1;
+	snprintf(r.u.resolved.recipients[0].party_id,
+	    sizeof r.u.resolved.recipients[0].party_id, "team-a");
+	memcpy(r.u.resolved.recipients[0].box_key, b->team_a.box, 32);
+	if (b->wrong_box_key)
+		r.u.resolved.recipients[0].box_key[0] ^= 0x40;
+	memcpy(r.u.resolved.recipients[0].sign_key, b->team_a.sign, 32);
+	snprintf(r.u.resolved.recipients[0].agreement_id,
+	    sizeof r.u.resolved.recipients[0].agreement_id, "schuldhulp");
+	r.u.resolved.default_ttl_ms = 3600 * 1000;
+	s_fb_send(b, &r);
+}
+
+static void
+s_accept(struct fb *b, uint64_t corr, const struct codec_buf *env)
+{
+	struct frame a = {0};
+	struct env *e = NULL;
+	const struct env_header *h;
+	struct receipt r;
+	struct codec_buf rc = {0};
+
+	if (env_decode(env->data, env->len, 0, &e) != SCHAKEL_OK ||
+	    env_verify(e, b->sender->pub.sign, NULL) != SCHAKEL_OK) {
+		s_fb_fail(b, "the submitted envelope does not verify");
+		env_destroy(&e);
+		return;
+	}
+	h = env_header(e);
+	memset(&r, 0, sizeof r);
+	memcpy(r.message_id, h->id, ENV_ID_LEN);
+	r.accepted_ms = s_now_ms();
+	r.n_recipients = h->n_recipients;
+	for (size_t i = 0; i < h->n_recipients; i++) {
+		memcpy(
+		    r.recipients[i], h->recipients[i], sizeof r.recipients[i]);
+		snprintf(r.agreement_ids[i], sizeof r.agreement_ids[i],
+		    "schuldhulp");
+	}
+	r.store_seq = ++b->seq;
+	env_header_hash(e, r.header_hash);
+	memcpy(r.sender, h->sender, sizeof r.sender);
+	env_destroy(&e);
+	if (receipt_build(&r, 1, b->broker->sign_sk, &rc) != SCHAKEL_OK) {
+		s_fb_fail(b, "cannot build a receipt");
+		return;
+	}
+	a.corr_id = corr;
+	a.kind = FRAME_ACCEPTED;
+	a.u.accepted.data = rc.data;
+	a.u.accepted.len = rc.len;
+	s_fb_send(b, &a);
+	codec_buf_clear(&rc);
+}
+
+/* The first Submit goes unanswered; the client reconnects (Hello again)
+ * and must send the very same bytes. */
+static void
+s_script_lost_answer(struct fb *b)
+{
+	struct frame f;
+	struct codec_buf first = {0}, second = {0};
+
+	s_fb_welcome(b, NULL);
+	s_resolved(b);
+	if (s_fb_expect(b, FRAME_SUBMIT, &f, &first, "expected Submit") != 0)
+		return;
+	frame_clear(&f);
+	s_fb_welcome(b, NULL); /* the client reconnects after its timeout */
+	if (s_fb_expect(b, FRAME_SUBMIT, &f, &second, "expected a resend") !=
+	    0) {
+		codec_buf_clear(&first);
+		return;
+	}
+	if (first.len != second.len ||
+	    memcmp(first.data, second.data, first.len) != 0)
+		s_fb_fail(b, "the resent envelope differs from the first");
+	s_accept(b, f.corr_id, &second);
+	frame_clear(&f);
+	codec_buf_clear(&first);
+	codec_buf_clear(&second);
+}
+
+static void
+t_send_resends_same_bytes(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client *c = NULL;
+	struct schakel_message m = {0};
+	struct schakel_receipt r;
+	char err[SCHAKEL_ERROR_MAX];
+	int rc;
+
+	s_start(b, s_script_lost_answer);
+	assert_int_equal(
+	    s_connect(b, "gemeente", 400, &c, err, sizeof err), SCHAKEL_OK);
+	m.type = "shv.melding.v1";
+	m.case_ref = "zaak-1";
+	m.purpose = "schuldhulp";
+	m.payload = (const uint8_t *)"x";
+	m.payload_len = 1;
+	rc = schakel_send(c, &m, &r);
+	s_join(b);
+	if (rc != SCHAKEL_OK)
+		fail_msg("send: %s: %s", schakel_errname(rc),
+		    schakel_client_error(c));
+	assert_int_equal(r.n_recipients, 1);
+	assert_string_equal(r.recipients[0], "team-a");
+	schakel_receipt_clear(&r);
+	assert_null(r.signed_receipt);
+	schakel_close(&c);
+}
+
+/* ROUTE_CHANGED: the client resolves again and builds a new message. */
+static void
+s_script_route_changed(struct fb *b)
+{
+	struct frame f, no = {0};
+	struct codec_buf first = {0}, second = {0};
+	struct env *e1 = NULL, *e2 = NULL;
+
+	s_fb_welcome(b, NULL);
+	s_resolved(b);
+	if (s_fb_expect(b, FRAME_SUBMIT, &f, &first, "expected Submit") != 0)
+		return;
+	frame_refusal(&no, f.corr_id, SCHAKEL_E_ROUTE_CHANGED, NULL);
+	frame_clear(&f);
+	s_fb_send(b, &no);
+	s_resolved(b);
+	if (s_fb_expect(
+		b, FRAME_SUBMIT, &f, &second, "expected a new Submit") != 0) {
+		codec_buf_clear(&first);
+		return;
+	}
+	if (env_decode(first.data, first.len, 0, &e1) != SCHAKEL_OK ||
+	    env_decode(second.data, second.len, 0, &e2) != SCHAKEL_OK ||
+	    memcmp(env_header(e1)->id, env_header(e2)->id, ENV_ID_LEN) == 0)
+		s_fb_fail(b, "after ROUTE_CHANGED the message id must be new");
+	s_accept(b, f.corr_id, &second);
+	env_destroy(&e1);
+	env_destroy(&e2);
+	frame_clear(&f);
+	codec_buf_clear(&first);
+	codec_buf_clear(&second);
+}
+
+static void
+t_send_route_changed(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client *c = NULL;
+	struct schakel_message m = {0};
+	char err[SCHAKEL_ERROR_MAX];
+	int rc;
+
+	s_start(b, s_script_route_changed);
+	assert_int_equal(
+	    s_connect(b, "gemeente", 2000, &c, err, sizeof err), SCHAKEL_OK);
+	m.type = "shv.melding.v1";
+	m.case_ref = "zaak-1";
+	m.purpose = "schuldhulp";
+	rc = schakel_send(c, &m, NULL);
+	s_join(b);
+	if (rc != SCHAKEL_OK)
+		fail_msg("send: %s: %s", schakel_errname(rc),
+		    schakel_client_error(c));
+	schakel_close(&c);
+}
+
+/* The broker names a box key for team-a that differs from the pinned
+ * keys/team-a.pub: nothing is sealed or submitted. */
+static void
+s_script_wrong_box_key(struct fb *b)
+{
+	struct frame f;
+
+	s_fb_welcome(b, NULL);
+	s_resolved(b);
+	if (s_fb_recv(b, &f, 500, NULL) == 0) {
+		frame_clear(&f);
+		s_fb_fail(b, "the client submitted despite the key mismatch");
+	}
+}
+
+static void
+t_send_box_key_mismatch(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client *c = NULL;
+	struct schakel_message m = {0};
+	char err[SCHAKEL_ERROR_MAX];
+
+	b->wrong_box_key = true;
+	s_start(b, s_script_wrong_box_key);
+	assert_int_equal(
+	    s_connect(b, "gemeente", 2000, &c, err, sizeof err), SCHAKEL_OK);
+	m.type = "shv.melding.v1";
+	m.case_ref = "zaak-1";
+	m.purpose = "schuldhulp";
+	assert_int_equal(schakel_send(c, &m, NULL), SCHAKEL_E_UNKNOWN_PARTY);
+	assert_non_null(strstr(schakel_client_error(c), "team-a.pub"));
+	s_join(b);
+	b->wrong_box_key = false;
+	schakel_close(&c);
+}
+
+/* ---- connecting ---- */
+
+static void
+s_script_wrong_key(struct fb *b)
+{
+	uint8_t other[32];
+
+	randombytes_buf(other, sizeof other);
+	s_fb_welcome(b, other);
+}
+
+static void
+t_connect_wrong_sign_key(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client *c = NULL;
+	char err[SCHAKEL_ERROR_MAX];
+
+	s_start(b, s_script_wrong_key);
+	assert_int_equal(s_connect(b, "team-a", 2000, &c, err, sizeof err),
+	    SCHAKEL_E_BAD_SIGNATURE);
+	s_join(b);
+	assert_null(c);
+	assert_non_null(strstr(err, "pinned"));
+}
+
+static void
+t_connect_nobody_there(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client_opts o = {0};
+	struct schakel_client *c = NULL;
+	char key[512], err[SCHAKEL_ERROR_MAX];
+
+	snprintf(key, sizeof key, "%s/keys/team-a.key", b->dir);
+	o.endpoint = "tcp://127.0.0.1:1";
+	memcpy(o.broker_transport_key, b->broker->pub.transport, 32);
+	memcpy(o.broker_sign_key, b->broker->pub.sign, 32);
+	o.party_id = "team-a";
+	o.key_file = key;
+	o.timeout_ms = 300;
+	assert_int_equal(
+	    schakel_connect(&o, &c, err, sizeof err), SCHAKEL_E_UNAVAILABLE);
+	assert_null(c);
+	assert_non_null(strstr(err, "no answer"));
+	/* A key file that is not there is the caller's mistake. */
+	o.key_file = "/nonexistent.key";
+	assert_int_equal(
+	    schakel_connect(&o, &c, err, sizeof err), SCHAKEL_E_BAD_ARGUMENT);
+	assert_non_null(strstr(err, "/nonexistent.key"));
+	assert_int_equal(
+	    schakel_connect(NULL, &c, err, sizeof err), SCHAKEL_E_BAD_ARGUMENT);
+	schakel_close(NULL);
+	schakel_close(&c);
+}
+
+/* ---- the codec's open path, directly ---- */
+
+static void
+t_env_open_tampered(void **state)
+{
+	struct fb *b = *state;
+	struct codec_buf env = {0}, rc = {0};
+	struct keys_secret *ta;
+	struct keys_error ke;
+	struct env *e = NULL;
+	uint8_t *payload = NULL;
+	size_t plen;
+	char path[512];
+
+	snprintf(path, sizeof path, "%s/keys/team-a.key", b->dir);
+	ta = keys_secret_read(path, KEYS_PARTY, &ke);
+	assert_non_null(ta);
+	s_fb_message(b, b->sender, "gemeente", "vertrouwelijk", &env, &rc);
+
+	/* Intact: opens. */
+	assert_int_equal(env_decode(env.data, env.len, 0, &e), SCHAKEL_OK);
+	assert_int_equal(env_open(e, b->sender->pub.sign, "team-a", ta->pub.box,
+			     ta->box_sk, NULL, &payload, &plen),
+	    SCHAKEL_OK);
+	assert_memory_equal(payload, "vertrouwelijk", plen);
+	free(payload);
+	/* Another sender's key, or a reader not named: refused. */
+	assert_int_equal(env_open(e, ta->pub.sign, "team-a", ta->pub.box,
+			     ta->box_sk, NULL, &payload, &plen),
+	    SCHAKEL_E_BAD_SIGNATURE);
+	assert_int_equal(env_open(e, b->sender->pub.sign, "team-b", ta->pub.box,
+			     ta->box_sk, NULL, &payload, &plen),
+	    SCHAKEL_E_NOT_RECIPIENT);
+	env_destroy(&e);
+
+	/* A flipped ciphertext byte. */
+	env.data[env.len - 1] ^= 0x01;
+	assert_int_equal(env_decode(env.data, env.len, 0, &e), SCHAKEL_OK);
+	assert_int_equal(env_open(e, b->sender->pub.sign, "team-a", ta->pub.box,
+			     ta->box_sk, NULL, &payload, &plen),
+	    SCHAKEL_E_HASH_MISMATCH);
+	env_destroy(&e);
+	codec_buf_clear(&env);
+	codec_buf_clear(&rc);
+	keys_secret_destroy(&ta);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(t_env_open_tampered),
+	    cmocka_unit_test(t_receive_refuses_and_filters),
+	    cmocka_unit_test(t_send_resends_same_bytes),
+	    cmocka_unit_test(t_send_route_changed),
+	    cmocka_unit_test(t_send_box_key_mismatch),
+	    cmocka_unit_test(t_connect_wrong_sign_key),
+	    cmocka_unit_test(t_connect_nobody_there),
+	};
+
+	return cmocka_run_group_tests(tests, s_setup, s_teardown);
+}

@@ -1,0 +1,383 @@
+/*
+ * harness: the real schakeld on loopback for integration tests.  Starts
+ * and stops the daemon, waits for its endpoint file, and connects
+ * clients.  It must never reach into the daemon's internals: everything
+ * goes over the wire, as a partner's system would.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "keys.h"
+#include "testutil.h"
+
+static const char *const s_parties[] = {
+    HX_SENDER, HX_TEAM_A, HX_TEAM_B, HX_TEAM_C, "outsider", NULL};
+
+/* The standard ecosystem.  Everything the tests rely on is here. */
+static const char s_yaml[] =
+    "broker:\n"
+    "  endpoints: [tcp://127.0.0.1:*]\n"
+    "  data_dir: data\n"
+    "  key_file: keys/broker.key\n"
+    "  metrics: off\n"
+    "  admin_socket: run/control.sock\n"
+    "  limits:\n"
+    "    heartbeat: 2s\n"
+    "roles:\n"
+    "  - {id: municipality, description: Gemeente}\n"
+    "  - {id: debt_counselling, description: Schuldhulp}\n"
+    "  - {id: creditor, description: Schuldeiser}\n"
+    "parties:\n"
+    "  - {id: gemeente, name: Gemeente, role: municipality,"
+    " regions: [GM0344], keys: keys/gemeente.pub}\n"
+    "  - {id: team-a, name: Team A, role: debt_counselling,"
+    " regions: [GM0344], keys: keys/team-a.pub}\n"
+    "  - {id: team-b, name: Team B, role: debt_counselling,"
+    " regions: [GM0344], keys: keys/team-b.pub}\n"
+    "  - {id: team-c, name: Team C, role: debt_counselling,"
+    " regions: [GM0344], keys: keys/team-c.pub}\n"
+    "  - {id: outsider, name: Outsider, role: creditor,"
+    " keys: keys/outsider.pub}\n"
+    "message_types:\n"
+    "  - {id: shv.melding.v1, description: Request for help}\n"
+    "  - {id: shv.overleg.v1, description: Case consultation}\n"
+    "agreements:\n"
+    "  - id: schuldhulp\n"
+    "    parties: [gemeente, team-a, team-b, team-c]\n"
+    "    purpose: schuldhulp\n"
+    "    legal_basis: Wgs art. 8\n"
+    "    valid_from: 2026-01-01\n"
+    "    retention_days: 90\n"
+    "    flows:\n"
+    "      - {from: {party: gemeente}, to: {role: debt_counselling},"
+    " types: [shv.melding.v1, shv.overleg.v1]}\n"
+    "routes:\n"
+    "  - id: melding\n"
+    "    match: {type: shv.melding.v1, sender: gemeente}\n"
+    "    to: [{party: team-a}]\n"
+    "  - id: overleg\n"
+    "    match: {type: shv.overleg.v1, sender: gemeente}\n"
+    "    to: [{role_in_region: debt_counselling}]\n";
+
+static uint64_t
+s_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+s_nap(void)
+{
+	struct timespec ts = {0, 20 * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+/* Waits until the broker has written its endpoint file (it does so,
+ * atomically, when it is ready to serve) and reads the first line. */
+static int
+s_wait_ready(struct hx *h, const char *file)
+{
+	uint64_t until = s_now_ms() + 15000;
+	int status;
+
+	while (s_now_ms() < until) {
+		FILE *f = fopen(file, "r");
+
+		if (f != NULL) {
+			char line[256];
+			bool ok = fgets(line, sizeof line, f) != NULL;
+
+			fclose(f);
+			if (ok && strchr(line, '\n') != NULL) {
+				line[strcspn(line, "\n")] = '\0';
+				snprintf(h->endpoint, sizeof h->endpoint, "%s",
+				    line);
+				return 0;
+			}
+		}
+		if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
+			fprintf(stderr,
+			    "harness: schakeld exited (status %d) "
+			    "before it was ready\n",
+			    status);
+			h->pid = -1;
+			return -1;
+		}
+		s_nap();
+	}
+	fprintf(stderr, "harness: schakeld was not ready within 15 s\n");
+	return -1;
+}
+
+/* After the first start the configuration names the port the kernel
+ * chose, so that clients find a restarted broker where they left it. */
+static int
+s_pin_endpoint(struct hx *h)
+{
+	const char *any = "tcp://127.0.0.1:*";
+	const char *at = strstr(h->yaml, any);
+	size_t len = strlen(h->yaml) + strlen(h->endpoint) + 1;
+	char *text;
+	int rc;
+
+	if (at == NULL)
+		return 0;
+	text = malloc(len);
+	if (text == NULL)
+		return -1;
+	snprintf(text, len, "%.*s%s%s", (int)(at - h->yaml), h->yaml,
+	    h->endpoint, at + strlen(any));
+	rc = tu_write(h->dir, "schakel.yaml", text);
+	free(text);
+	return rc;
+}
+
+int
+hx_start(struct hx *h)
+{
+	char file[320];
+
+	if (h->endpoint[0] != '\0' && s_pin_endpoint(h) != 0)
+		return -1;
+
+	snprintf(file, sizeof file, "%s/endpoints", h->dir);
+	if (unlink(file) != 0 && errno != ENOENT)
+		return -1;
+	h->pid = fork();
+	if (h->pid < 0)
+		return -1;
+	if (h->pid == 0) {
+		execl(h->schakeld, h->schakeld, "-c", h->conf, "-E", file,
+		    (char *)NULL);
+		fprintf(stderr, "harness: cannot run %s: %s\n", h->schakeld,
+		    strerror(errno));
+		_exit(127);
+	}
+	return s_wait_ready(h, file);
+}
+
+int
+hx_stop(struct hx *h, int sig)
+{
+	uint64_t until;
+	int status;
+
+	if (h->pid <= 0)
+		return -1;
+	kill(h->pid, sig);
+	until = s_now_ms() + 15000;
+	while (waitpid(h->pid, &status, WNOHANG) == 0) {
+		if (s_now_ms() > until) {
+			fprintf(stderr,
+			    "harness: schakeld did not stop; "
+			    "killing it\n");
+			kill(h->pid, SIGKILL);
+			waitpid(h->pid, &status, 0);
+			h->pid = -1;
+			return -1;
+		}
+		s_nap();
+	}
+	h->pid = -1;
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return -1;
+}
+
+struct hx *
+hx_new(const char *schakeld, const char *yaml)
+{
+	struct hx *h = calloc(1, sizeof *h);
+	char run[300];
+
+	if (h == NULL)
+		return NULL;
+	h->pid = -1;
+	h->schakeld = schakeld;
+	h->yaml = yaml != NULL ? yaml : s_yaml;
+	if (tu_mkdtemp(h->dir, sizeof h->dir) != 0) {
+		free(h);
+		return NULL;
+	}
+	snprintf(h->conf, sizeof h->conf, "%s/schakel.yaml", h->dir);
+	snprintf(run, sizeof run, "%s/run", h->dir);
+	h->zctx = zmq_ctx_new();
+	if (h->zctx == NULL || mkdir(run, 0700) != 0 ||
+	    tu_keys(h->dir, s_parties) != 0 ||
+	    tu_write(h->dir, "schakel.yaml", h->yaml) != 0 ||
+	    hx_start(h) != 0) {
+		fprintf(stderr, "harness: cannot set up %s\n", h->dir);
+		hx_destroy(&h);
+		return NULL;
+	}
+	return h;
+}
+
+int
+hx_destroy(struct hx **hp)
+{
+	struct hx *h;
+	int rc = 0;
+
+	if (hp == NULL || *hp == NULL)
+		return -1;
+	h = *hp;
+	if (h->pid > 0)
+		rc = hx_stop(h, SIGTERM);
+	if (h->zctx != NULL)
+		zmq_ctx_term(h->zctx);
+	tu_rmrf(h->dir);
+	free(h);
+	*hp = NULL;
+	return rc;
+}
+
+int
+hx_connect(struct hx *h, const char *party, int timeout_ms,
+    struct schakel_client **out)
+{
+	struct schakel_client_opts o = {0};
+	struct keys_public pub;
+	struct keys_error ke;
+	char path[512], key[512], peers[512], err[SCHAKEL_ERROR_MAX];
+	int rc;
+
+	snprintf(path, sizeof path, "%s/keys/broker.pub", h->dir);
+	if (keys_public_read(path, KEYS_BROKER, &pub, &ke) != 0)
+		return SCHAKEL_E_INTERNAL;
+	snprintf(key, sizeof key, "%s/keys/%s.key", h->dir, party);
+	snprintf(peers, sizeof peers, "%s/keys", h->dir);
+	o.endpoint = h->endpoint;
+	memcpy(o.broker_transport_key, pub.transport, 32);
+	memcpy(o.broker_sign_key, pub.sign, 32);
+	o.party_id = party;
+	o.key_file = key;
+	o.peers_dir = peers;
+	o.timeout_ms = timeout_ms;
+	rc = schakel_connect(&o, out, err, sizeof err);
+	if (rc != SCHAKEL_OK)
+		fprintf(stderr, "harness: connect %s: %s: %s\n", party,
+		    schakel_errname(rc), err);
+	return rc;
+}
+
+struct keys_secret *
+hx_secret(struct hx *h, const char *party)
+{
+	char path[512];
+	struct keys_error ke;
+
+	snprintf(path, sizeof path, "%s/keys/%s.key", h->dir, party);
+	return keys_secret_read(path, KEYS_PARTY, &ke);
+}
+
+void
+hx_raw_close(void **sock)
+{
+	if (sock != NULL && *sock != NULL) {
+		zmq_close(*sock);
+		*sock = NULL;
+	}
+}
+
+int
+hx_raw_request(
+    void *sock, struct frame *req, struct frame *reply, int timeout_ms)
+{
+	struct codec_buf b = {0};
+	uint64_t until = s_now_ms() + (uint64_t)timeout_ms;
+
+	if (frame_encode(req, &b) != SCHAKEL_OK)
+		return -1;
+	if (zmq_send(sock, b.data, b.len, 0) != (int)b.len) {
+		codec_buf_clear(&b);
+		return -1;
+	}
+	codec_buf_clear(&b);
+	while (s_now_ms() < until) {
+		zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+		zmq_msg_t m;
+
+		if (zmq_poll(&it, 1, (long)(until - s_now_ms())) <= 0)
+			continue;
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, sock, 0) < 0) {
+			zmq_msg_close(&m);
+			return -1;
+		}
+		if (frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), 0,
+			reply) != SCHAKEL_OK) {
+			zmq_msg_close(&m);
+			return -1;
+		}
+		zmq_msg_close(&m);
+		if (reply->corr_id == req->corr_id && reply->kind != FRAME_PING)
+			return 0;
+		frame_clear(reply);
+	}
+	return -1;
+}
+
+void *
+hx_raw_connect(struct hx *h, const char *party)
+{
+	struct keys_public bpub;
+	struct keys_secret *sec;
+	struct keys_error ke;
+	struct frame hello = {0}, w = {0};
+	char path[512];
+	int linger = 0;
+	void *s;
+
+	snprintf(path, sizeof path, "%s/keys/broker.pub", h->dir);
+	if (keys_public_read(path, KEYS_BROKER, &bpub, &ke) != 0)
+		return NULL;
+	sec = hx_secret(h, party);
+	if (sec == NULL)
+		return NULL;
+	s = zmq_socket(h->zctx, ZMQ_DEALER);
+	if (s == NULL ||
+	    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, bpub.transport, 32) != 0 ||
+	    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, sec->pub.transport, 32) !=
+		0 ||
+	    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec->transport_sk, 32) !=
+		0 ||
+	    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+	    zmq_connect(s, h->endpoint) != 0) {
+		keys_secret_destroy(&sec);
+		hx_raw_close(&s);
+		return NULL;
+	}
+	keys_secret_destroy(&sec);
+	hello.corr_id = 1;
+	hello.kind = FRAME_HELLO;
+	snprintf(hello.u.hello.protocol, sizeof hello.u.hello.protocol, "%s",
+	    FRAME_PROTOCOL);
+	snprintf(
+	    hello.u.hello.party_id, sizeof hello.u.hello.party_id, "%s", party);
+	snprintf(hello.u.hello.software, sizeof hello.u.hello.software,
+	    "schakel integration harness");
+	if (hx_raw_request(s, &hello, &w, 5000) != 0 ||
+	    w.kind != FRAME_WELCOME) {
+		frame_clear(&w);
+		hx_raw_close(&s);
+		return NULL;
+	}
+	frame_clear(&w);
+	return s;
+}

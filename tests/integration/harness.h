@@ -1,0 +1,75 @@
+/*
+ * harness: runs the real schakeld for an integration test.  It makes a
+ * private folder with an ecosystem, keys for every party and the broker,
+ * starts schakeld on a loopback port chosen by the kernel, and connects
+ * clients with libschakel (or raw frames, for what a well-behaved client
+ * would never send).  Teardown stops the broker with SIGTERM and removes
+ * the folder.
+ */
+#ifndef SCHAKEL_HARNESS_H
+#define SCHAKEL_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "frame.h"
+#include "schakel.h"
+
+/* The parties of the test ecosystem (hx_yaml): one municipality that
+ * sends, three debt-counselling teams in its region. */
+#define HX_SENDER "gemeente"
+#define HX_TEAM_A "team-a"
+#define HX_TEAM_B "team-b"
+#define HX_TEAM_C "team-c"
+#define HX_PURPOSE "schuldhulp"
+#define HX_TYPE_ONE "shv.melding.v1" /* routed to team-a */
+#define HX_TYPE_ALL "shv.overleg.v1" /* routed to every team in GM0344 */
+
+struct keys_secret;
+
+struct hx {
+	void *zctx; /* for raw connections */
+	char dir[256];
+	char conf[320];
+	char endpoint[256];
+	const char *schakeld;
+	const char *yaml; /* borrowed; static in the tests */
+	pid_t pid;
+};
+
+/* Makes the folder, writes the ecosystem (the standard one when `yaml` is
+ * NULL), generates keys and starts schakeld.  Returns an owned harness or
+ * NULL (with the reason on stderr). */
+struct hx *hx_new(const char *schakeld, const char *yaml);
+
+/* Stops the broker (SIGTERM, then waits), removes the folder, frees;
+ * accepts NULL and sets *hp to NULL.  Returns the broker's exit status
+ * (0 on a clean stop), or -1. */
+int hx_destroy(struct hx **hp);
+
+/* Starts schakeld again on the same folder (after hx_stop), on the port
+ * it had before. */
+int hx_start(struct hx *h);
+/* Stops it with `sig` and waits; returns the exit status or -1. */
+int hx_stop(struct hx *h, int sig);
+
+/* Connects `party` with libschakel (its key file, the folder's keys as
+ * peers, the broker's .pub pinned).  Returns SCHAKEL_OK or the code. */
+int hx_connect(struct hx *h, const char *party, int timeout_ms,
+    struct schakel_client **out);
+
+/* A raw connection: a CurveZMQ DEALER for `party` that has said Hello and
+ * received Welcome.  Returns the socket or NULL. */
+void *hx_raw_connect(struct hx *h, const char *party);
+void hx_raw_close(void **sock);
+/* Sends `req` and waits up to timeout_ms for a reply with its corr_id
+ * (answering Pings).  Returns 0 with *reply filled in (frame_clear it),
+ * or -1. */
+int hx_raw_request(
+    void *sock, struct frame *req, struct frame *reply, int timeout_ms);
+
+/* Reads DIR/keys/NAME.key (a party) into a secret; caller destroys. */
+struct keys_secret *hx_secret(struct hx *h, const char *party);
+
+#endif

@@ -1,0 +1,440 @@
+/* Integration tests of the message flow through the real schakeld with
+ * the real libschakel: A -> broker -> B, fan-out to three recipients (one
+ * message and a batch under one signature), a recipient that was offline
+ * during twenty sends, and a tampered ciphertext refused by the broker.
+ * Each test starts its own broker in its own folder. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "env.h"
+#include "frame.h"
+#include "harness.h"
+#include "keys.h"
+#include "schakel.h"
+
+static const char *s_schakeld;
+
+#define S_MAX_GOT 64
+
+/* What a receiving handler saw. */
+struct s_got {
+	size_t n;
+	unsigned refuse_once; /* refuse the message at this index once */
+	bool refused;
+	struct {
+		uint8_t id[SCHAKEL_ID_LEN];
+		char sender[SCHAKEL_NAME_MAX + 1];
+		char type[SCHAKEL_NAME_MAX + 1];
+		char case_ref[SCHAKEL_NAME_MAX + 1];
+		char purpose[SCHAKEL_NAME_MAX + 1];
+		char payload[256];
+		uint32_t count;
+	} m[S_MAX_GOT];
+};
+
+static int
+s_on_message(void *arg, const struct schakel_delivery *d)
+{
+	struct s_got *g = arg;
+
+	if (g->n >= S_MAX_GOT || d->payload_len >= sizeof g->m[0].payload)
+		return -1;
+	if (!g->refused && g->refuse_once > 0 && g->n == g->refuse_once) {
+		g->refused = true;
+		return -1; /* not taken: delivered again */
+	}
+	memcpy(g->m[g->n].id, d->message_id, SCHAKEL_ID_LEN);
+	snprintf(g->m[g->n].sender, sizeof g->m[0].sender, "%s", d->sender);
+	snprintf(g->m[g->n].type, sizeof g->m[0].type, "%s", d->type);
+	snprintf(
+	    g->m[g->n].case_ref, sizeof g->m[0].case_ref, "%s", d->case_ref);
+	snprintf(g->m[g->n].purpose, sizeof g->m[0].purpose, "%s", d->purpose);
+	memcpy(g->m[g->n].payload, d->payload, d->payload_len);
+	g->m[g->n].payload[d->payload_len] = '\0';
+	g->m[g->n].count = d->delivery_count;
+	g->n++;
+	return 0;
+}
+
+static int
+s_setup(void **state)
+{
+	struct hx *h = hx_new(s_schakeld, NULL);
+
+	*state = h;
+	return h != NULL ? 0 : -1;
+}
+
+static int
+s_teardown(void **state)
+{
+	struct hx *h = *state;
+
+	/* A clean SIGTERM stop exits 0. */
+	return hx_destroy(&h) == 0 ? 0 : -1;
+}
+
+static struct schakel_message
+s_msg(const char *type, const char *case_ref, const char *payload)
+{
+	struct schakel_message m = {0};
+
+	m.type = type;
+	m.case_ref = case_ref;
+	m.purpose = HX_PURPOSE;
+	m.region = "GM0344";
+	m.payload = (const uint8_t *)payload;
+	m.payload_len = strlen(payload);
+	return m;
+}
+
+static void
+s_connect(struct hx *h, const char *party, struct schakel_client **c)
+{
+	assert_int_equal(hx_connect(h, party, 5000, c), SCHAKEL_OK);
+}
+
+static void
+s_send_ok(struct schakel_client *c, const struct schakel_message *m,
+    struct schakel_receipt *r)
+{
+	int rc = schakel_send(c, m, r);
+
+	if (rc != SCHAKEL_OK)
+		fail_msg("send: %s: %s", schakel_errname(rc),
+		    schakel_client_error(c));
+}
+
+/* (a) A -> broker -> B: receipt verified, payload and header intact. */
+static void
+t_a_to_b(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *b = NULL;
+	struct schakel_message m =
+	    s_msg(HX_TYPE_ONE, "zaak-0001", "aanmelding: huur achterstand");
+	struct schakel_resolved res;
+	struct schakel_receipt r;
+	struct s_got *g = calloc(1, sizeof *g);
+	size_t handed = 0;
+
+	assert_non_null(g);
+	s_connect(h, HX_SENDER, &a);
+	s_connect(h, HX_TEAM_A, &b);
+	assert_int_equal(schakel_resolve(a, &m, &res), SCHAKEL_OK);
+	assert_int_equal(res.n_recipients, 1);
+	assert_string_equal(res.recipients[0].party_id, HX_TEAM_A);
+	assert_string_equal(res.recipients[0].agreement_id, "schuldhulp");
+
+	s_send_ok(a, &m, &r);
+	assert_int_equal(r.n_recipients, 1);
+	assert_string_equal(r.recipients[0], HX_TEAM_A);
+	assert_string_equal(r.agreement_ids[0], "schuldhulp");
+	assert_true(r.store_seq > 0);
+	assert_true(r.signed_receipt_len > 0);
+
+	assert_int_equal(
+	    schakel_receive(b, 1, 10000, s_on_message, g, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 1);
+	assert_int_equal(g->n, 1);
+	assert_memory_equal(g->m[0].id, r.message_id, SCHAKEL_ID_LEN);
+	assert_string_equal(g->m[0].sender, HX_SENDER);
+	assert_string_equal(g->m[0].type, HX_TYPE_ONE);
+	assert_string_equal(g->m[0].case_ref, "zaak-0001");
+	assert_string_equal(g->m[0].purpose, HX_PURPOSE);
+	assert_string_equal(g->m[0].payload, "aanmelding: huur achterstand");
+	assert_int_equal(g->m[0].count, 1);
+
+	/* Acknowledged: nothing more comes. */
+	memset(g, 0, sizeof *g);
+	assert_int_equal(
+	    schakel_receive(b, 1, 500, s_on_message, g, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 0);
+
+	schakel_receipt_clear(&r);
+	schakel_close(&a);
+	schakel_close(&b);
+	free(g);
+}
+
+/* (b) fan-out: one message to three recipients, then a batch of five
+ * under one signature, each to all three. */
+static void
+t_fan_out(void **state)
+{
+	static const char *const teams[] = {HX_TEAM_A, HX_TEAM_B, HX_TEAM_C};
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *t[3] = {NULL};
+	struct schakel_message m =
+	    s_msg(HX_TYPE_ALL, "zaak-0002", "overleg dinsdag 10:00");
+	struct schakel_message batch[5];
+	struct schakel_receipt r, rs[5];
+	char texts[5][32];
+	int results[5];
+	struct s_got *g = calloc(1, sizeof *g);
+	size_t handed;
+
+	assert_non_null(g);
+	s_connect(h, HX_SENDER, &a);
+	s_send_ok(a, &m, &r);
+	assert_int_equal(r.n_recipients, 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(r.recipients[i], teams[i]);
+
+	for (size_t i = 0; i < 5; i++) {
+		snprintf(texts[i], sizeof texts[i], "batch bericht %zu", i);
+		batch[i] = s_msg(HX_TYPE_ALL, "zaak-0003", texts[i]);
+	}
+	assert_int_equal(
+	    schakel_send_batch(a, batch, 5, rs, results), SCHAKEL_OK);
+	for (size_t i = 0; i < 5; i++) {
+		assert_int_equal(results[i], SCHAKEL_OK);
+		assert_int_equal(rs[i].n_recipients, 3);
+	}
+
+	for (size_t k = 0; k < 3; k++) {
+		s_connect(h, teams[k], &t[k]);
+		memset(g, 0, sizeof *g);
+		assert_int_equal(
+		    schakel_receive(t[k], 6, 15000, s_on_message, g, &handed),
+		    SCHAKEL_OK);
+		assert_int_equal(handed, 6);
+		/* zaak-0002 first (accepted first), then the batch in order
+		 * on its own case. */
+		for (size_t i = 0, j = 0; i < g->n; i++) {
+			assert_string_equal(g->m[i].sender, HX_SENDER);
+			if (strcmp(g->m[i].case_ref, "zaak-0002") == 0) {
+				assert_memory_equal(
+				    g->m[i].id, r.message_id, SCHAKEL_ID_LEN);
+				assert_string_equal(
+				    g->m[i].payload, "overleg dinsdag 10:00");
+				continue;
+			}
+			assert_string_equal(g->m[i].case_ref, "zaak-0003");
+			assert_memory_equal(
+			    g->m[i].id, rs[j].message_id, SCHAKEL_ID_LEN);
+			assert_string_equal(g->m[i].payload, texts[j]);
+			j++;
+		}
+		schakel_close(&t[k]);
+	}
+	schakel_receipt_clear(&r);
+	for (size_t i = 0; i < 5; i++)
+		schakel_receipt_clear(&rs[i]);
+	schakel_close(&a);
+	free(g);
+}
+
+/* (c) team-a is offline during twenty sends on two cases; when it comes
+ * back it gets all of them, in order per case, each once at the
+ * application, although it refuses one once (a retryable Nack). */
+static void
+t_offline_recipient(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *b = NULL;
+	struct s_got *g = calloc(1, sizeof *g);
+	char text[64];
+	int last[2] = {-1, -1};
+	size_t handed;
+
+	assert_non_null(g);
+	s_connect(h, HX_SENDER, &a);
+	for (int i = 0; i < 20; i++) {
+		const char *zaak = i % 2 == 0 ? "zaak-even" : "zaak-oneven";
+		struct schakel_message m;
+
+		snprintf(text, sizeof text, "%s %d", zaak, i);
+		m = s_msg(HX_TYPE_ONE, zaak, text);
+		s_send_ok(a, &m, NULL);
+	}
+	schakel_close(&a);
+
+	s_connect(h, HX_TEAM_A, &b);
+	g->refuse_once = 7;
+	assert_int_equal(
+	    schakel_receive(b, 20, 30000, s_on_message, g, &handed),
+	    SCHAKEL_OK);
+	assert_int_equal(handed, 20);
+	assert_int_equal(g->n, 20);
+	assert_true(g->refused);
+	for (size_t i = 0; i < g->n; i++) {
+		char zaak[32];
+		int k, which;
+
+		assert_int_equal(
+		    sscanf(g->m[i].payload, "%31s %d", zaak, &k), 2);
+		assert_string_equal(zaak, g->m[i].case_ref);
+		which = strcmp(zaak, "zaak-even") == 0 ? 0 : 1;
+		assert_int_equal(k % 2, which);
+		/* In order per case, and never the same one twice. */
+		assert_true(k > last[which]);
+		last[which] = k;
+		for (size_t j = 0; j < i; j++)
+			assert_memory_not_equal(
+			    g->m[j].id, g->m[i].id, SCHAKEL_ID_LEN);
+	}
+	assert_int_equal(last[0], 18);
+	assert_int_equal(last[1], 19);
+	/* Nothing is left. */
+	memset(g, 0, sizeof *g);
+	assert_int_equal(
+	    schakel_receive(b, 1, 500, s_on_message, g, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 0);
+	schakel_close(&b);
+	free(g);
+}
+
+/* (d) a ciphertext flipped after signing is refused by the broker with
+ * HASH_MISMATCH, and nothing reaches the recipient. */
+static void
+t_tampered_ciphertext(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *b = NULL;
+	struct schakel_message m = s_msg(HX_TYPE_ONE, "zaak-0004", "geheim");
+	struct schakel_resolved res;
+	struct keys_secret *sk = hx_secret(h, HX_SENDER);
+	struct env_draft *d = calloc(1, sizeof *d);
+	struct codec_buf env = {0};
+	struct frame sub = {0}, rep = {0};
+	struct s_got *g = calloc(1, sizeof *g);
+	size_t handed;
+	void *raw;
+
+	assert_non_null(sk);
+	assert_non_null(d);
+	assert_non_null(g);
+	s_connect(h, HX_SENDER, &a);
+	assert_int_equal(schakel_resolve(a, &m, &res), SCHAKEL_OK);
+	schakel_close(&a);
+
+	env_new_id(d->hdr.id);
+	snprintf(d->hdr.sender, sizeof d->hdr.sender, "%s", HX_SENDER);
+	snprintf(d->hdr.type, sizeof d->hdr.type, "%s", HX_TYPE_ONE);
+	snprintf(d->hdr.case_ref, sizeof d->hdr.case_ref, "zaak-0004");
+	snprintf(d->hdr.purpose, sizeof d->hdr.purpose, "%s", HX_PURPOSE);
+	snprintf(d->hdr.region, sizeof d->hdr.region, "GM0344");
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		d->hdr.created_ms = (uint64_t)ts.tv_sec * 1000;
+		d->hdr.expires_ms = d->hdr.created_ms + 3600 * 1000;
+	}
+	d->n_recipients = 1;
+	snprintf(d->recipients[0].party_id, sizeof d->recipients[0].party_id,
+	    "%s", res.recipients[0].party_id);
+	memcpy(d->recipients[0].box_pk, res.recipients[0].box_key, 32);
+	d->payload = (const uint8_t *)"geheim";
+	d->payload_len = 6;
+	assert_int_equal(env_build(d, 1, sk->sign_sk, &env), SCHAKEL_OK);
+	/* The ciphertext is the envelope's last field: its last byte is
+	 * part of the AEAD tag. */
+	env.data[env.len - 1] ^= 0x01;
+
+	raw = hx_raw_connect(h, HX_SENDER);
+	assert_non_null(raw);
+	sub.corr_id = 7;
+	sub.kind = FRAME_SUBMIT;
+	sub.u.submit.data = env.data;
+	sub.u.submit.len = env.len;
+	assert_int_equal(hx_raw_request(raw, &sub, &rep, 5000), 0);
+	assert_int_equal(rep.kind, FRAME_REFUSAL);
+	assert_int_equal(rep.u.refusal.code, SCHAKEL_E_HASH_MISMATCH);
+	frame_clear(&rep);
+	hx_raw_close(&raw);
+
+	s_connect(h, HX_TEAM_A, &b);
+	assert_int_equal(
+	    schakel_receive(b, 1, 500, s_on_message, g, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 0);
+	schakel_close(&b);
+	codec_buf_clear(&env);
+	keys_secret_destroy(&sk);
+	free(d);
+	free(g);
+}
+
+/* (e) the broker is killed and started again between two sends: the
+ * client reconnects by itself, and the recipient gets both messages
+ * (the first was durable when its receipt came). */
+static void
+t_broker_restart(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *b = NULL;
+	struct schakel_message m1 = s_msg(HX_TYPE_ONE, "zaak-0005", "voor");
+	struct schakel_message m2 = s_msg(HX_TYPE_ONE, "zaak-0005", "na");
+	struct s_got *g = calloc(1, sizeof *g);
+	size_t handed;
+
+	assert_non_null(g);
+	s_connect(h, HX_SENDER, &a);
+	s_send_ok(a, &m1, NULL);
+	hx_stop(h, SIGKILL);
+	assert_int_equal(hx_start(h), 0);
+	s_send_ok(a, &m2, NULL);
+	schakel_close(&a);
+
+	s_connect(h, HX_TEAM_A, &b);
+	assert_int_equal(
+	    schakel_receive(b, 2, 10000, s_on_message, g, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 2);
+	assert_string_equal(g->m[0].payload, "voor");
+	assert_string_equal(g->m[1].payload, "na");
+	schakel_close(&b);
+	free(g);
+}
+
+/* (f) a party whose transport key the broker does not know is refused
+ * at the CurveZMQ handshake, and the library says so at once. */
+static void
+t_unknown_transport_key(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *c = NULL;
+	struct keys_public pub;
+	struct keys_error ke;
+	char keys[300];
+
+	snprintf(keys, sizeof keys, "%s/keys", h->dir);
+	assert_int_equal(
+	    keys_generate(keys, "stranger", KEYS_PARTY, &pub, &ke), 0);
+	assert_int_equal(
+	    hx_connect(h, "stranger", 5000, &c), SCHAKEL_E_UNKNOWN_PARTY);
+	assert_null(c);
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(t_a_to_b, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(t_fan_out, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_offline_recipient, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_tampered_ciphertext, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_broker_restart, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_unknown_transport_key, s_setup, s_teardown),
+	};
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s PATH-TO-SCHAKELD\n", argv[0]);
+		return 2;
+	}
+	s_schakeld = argv[1];
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
