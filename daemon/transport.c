@@ -53,6 +53,24 @@ s_admin_bind(struct transport *t, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "admin socket path too long");
 		return -1;
 	}
+	/* The folder may be new (a development run; systemd creates
+	 * RuntimeDirectory itself). */
+	{
+		char dir[4096];
+		char *slash;
+		snprintf(dir, sizeof dir, "%s", path);
+		slash = strrchr(dir, '/');
+		if (slash != NULL && slash != dir) {
+			*slash = '\0';
+			if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+				snprintf(err, errlen,
+				    "cannot create the admin socket's folder %s: "
+				    "%s",
+				    dir, strerror(errno));
+				return -1;
+			}
+		}
+	}
 	/* A socket left by a broker that did not stop cleanly. */
 	(void)unlink(path);
 	t->admin = zmq_socket(t->ctx, ZMQ_REP);
