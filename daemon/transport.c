@@ -94,7 +94,10 @@ struct transport *
 transport_new(const struct transport_opts *opts, char *err, size_t errlen)
 {
 	struct transport *t = calloc(1, sizeof(*t));
-	int one = 1, zero = 0, linger = 200;
+	/* Replies are small and deliveries are bounded by credit, so the
+	 * outbound queue per peer may be deep: a receipt dropped at a full
+	 * queue would only make the client resubmit. */
+	int one = 1, zero = 0, linger = 200, sndhwm = 100000;
 	int64_t maxmsg = (int64_t)opts->max_message;
 
 	if (t == NULL) {
@@ -126,6 +129,8 @@ transport_new(const struct transport_opts *opts, char *err, size_t errlen)
 	    zmq_setsockopt(t->router, ZMQ_LINGER, &linger, sizeof linger) !=
 		0 ||
 	    zmq_setsockopt(t->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) !=
+		0 ||
+	    zmq_setsockopt(t->router, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm) !=
 		0 ||
 	    zmq_setsockopt(t->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) !=
 		0 ||
