@@ -40,7 +40,9 @@ s_admit(void *arg, const uint8_t key[TRANSPORT_KEY_LEN], char *party_id)
 	return true;
 }
 
-/* Writes the bound endpoints, one a line, for tests and scripts. */
+/* Writes the bound endpoints, one a line, for tests and scripts; then,
+ * when metrics are on, "metrics=http://ADDRESS:PORT" with the port the
+ * metrics server got (the configuration may say port 0). */
 static int
 s_write_endpoints(struct broker *b)
 {
@@ -58,6 +60,12 @@ s_write_endpoints(struct broker *b)
 	for (size_t i = 0; transport_endpoint(b->tp, i, ep, sizeof ep) == 0;
 	     i++)
 		fprintf(f, "%s\n", ep);
+	if (b->metrics != NULL) {
+		const char *addr = b->conf->broker.metrics;
+		const char *colon = strrchr(addr, ':');
+		fprintf(f, "metrics=http://%.*s:%u\n", (int)(colon - addr),
+		    addr, metrics_port(b->metrics));
+	}
 	if (fclose(f) != 0)
 		return -1;
 	return rename(tmp, b->opts.endpoint_file);
@@ -130,11 +138,6 @@ broker_new(const struct broker_opts *opts)
 	for (size_t i = 0; transport_endpoint(b->tp, i, err, sizeof err) == 0;
 	     i++)
 		log_info("listening endpoint=%s", err);
-	if (s_write_endpoints(b) != 0)
-		fatal("cannot write %s", opts->endpoint_file);
-	log_notice("ready parties=%zu routes=%zu agreements=%zu data=%s",
-	    b->conf->nparties, b->conf->nroutes, b->conf->nagreements,
-	    b->conf->broker.data_dir);
 	if (b->conf->broker.metrics != NULL) {
 		b->metrics =
 		    metrics_new(b->conf->broker.metrics, err, sizeof err);
@@ -144,6 +147,12 @@ broker_new(const struct broker_opts *opts)
 		    metrics_port(b->metrics));
 		stats_publish(b);
 	}
+	/* Last: the file tells tests that everything is listening. */
+	if (s_write_endpoints(b) != 0)
+		fatal("cannot write %s", opts->endpoint_file);
+	log_notice("ready parties=%zu routes=%zu agreements=%zu data=%s",
+	    b->conf->nparties, b->conf->nroutes, b->conf->nagreements,
+	    b->conf->broker.data_dir);
 	notify_ready("serving");
 	return b;
 }
@@ -170,6 +179,7 @@ broker_destroy(struct broker **bp)
 	}
 	free(b->pend);
 	idmap_free(&b->pend_ids);
+	idmap_free(&b->pend_depth);
 	for (size_t i = 0; i < b->sessions.cap; i++)
 		if (b->sessions.keys != NULL && b->sessions.keys[i] != NULL)
 			s_free_session(b->sessions.vals[i]);

@@ -112,8 +112,10 @@ struct broker {
 	struct store_txn *txn; /* the open group, or NULL */
 	struct pending *pend;  /* BROKER_DRAIN_MAX slots, never moved */
 	size_t npend;
-	struct idmap pend_ids; /* message id -> pending, this group */
-	struct rate *rates;    /* by conf party index */
+	struct idmap pend_ids;   /* message id -> pending, this group */
+	struct idmap pend_depth; /* party id -> messages added (as a
+				  * pointer-sized count), this group */
+	struct rate *rates;      /* by conf party index */
 	uint8_t audit_head[AUDIT_HASH_LEN];    /* including the open group */
 	uint8_t audit_durable[AUDIT_HASH_LEN]; /* as last committed */
 	uint64_t now_ms;

@@ -222,19 +222,34 @@ s_absdiff(uint64_t a, uint64_t b)
 	return a > b ? a - b : b - a;
 }
 
-/* The queue-depth check counts what this group already adds. */
+/* The queue-depth check counts what this group already adds: a counter
+ * per recipient for the group, so the check stays O(1) per message. */
 static bool
 s_queue_ok(struct broker *b, const struct conf_party *p)
 {
 	uint64_t depth = 0;
+	uintptr_t added =
+	    (uintptr_t)idmap_get(&b->pend_depth, p->id, strlen(p->id));
 
 	if (store_queue_depth(b->store, p->id, &depth) != STORE_OK)
 		return false;
-	for (size_t i = 0; i < b->npend; i++)
-		for (size_t r = 0; r < b->pend[i].msg.n_recipients; r++)
-			depth +=
-			    strcmp(b->pend[i].msg.recipients[r], p->id) == 0;
-	return depth < p->max_queue_depth;
+	return depth + added < p->max_queue_depth;
+}
+
+/* Counts a message for each of its recipients in this group. */
+static void
+s_queue_add(struct broker *b, const struct conf_party *const *rcpt, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *id = rcpt[i]->id;
+		uintptr_t c =
+		    (uintptr_t)idmap_get(&b->pend_depth, id, strlen(id));
+		void *old;
+		if (c != 0)
+			idmap_del(&b->pend_depth, id, strlen(id));
+		(void)idmap_put(
+		    &b->pend_depth, id, strlen(id), (void *)(c + 1), &old);
+	}
 }
 
 void
@@ -388,6 +403,7 @@ submit_envelope(
 		goto out;
 	}
 	b->npend++;
+	s_queue_add(b, rcpt, h->n_recipients);
 out:
 	env_destroy(&e);
 }
@@ -489,4 +505,5 @@ submit_finish_group(struct broker *b, int code)
 	}
 	b->npend = 0;
 	idmap_free(&b->pend_ids);
+	idmap_free(&b->pend_depth);
 }
