@@ -968,9 +968,10 @@ s_parse_broker(struct s_ctx *x)
 		const char *colon = strrchr(s, ':');
 		uint64_t port;
 		const char *why;
+		/* Port 0 takes any free port (tests); schakeld -E tells
+		 * which. */
 		if (colon == NULL || colon == s ||
-		    units_parse_uint(colon + 1, 65535, &port, &why) != 0 ||
-		    port == 0)
+		    units_parse_uint(colon + 1, 65535, &port, &why) != 0)
 			s_err(x, &v[4]->mark,
 			    "invalid metrics address '%s': use ADDRESS:PORT, "
 			    "e.g. 127.0.0.1:9464, or 'off'",
@@ -1273,12 +1274,15 @@ s_parse_types(struct s_ctx *x)
 	x->c->ntypes = k;
 }
 
-/* Reads one type id or a list of them. */
-static const struct conf_type *const *
-s_type_list(struct s_ctx *x, const struct ynode *n, size_t *count)
+/* Resolves one reference, or a list of them, to declared items, and
+ * refuses an item listed twice.  Every item type (party, role, message
+ * type) starts with its `const char *id`.  Returns an arena array. */
+static const void **
+s_ref_list(struct s_ctx *x, const struct idmap *map, const struct ynode *n,
+    const char *what, size_t *count)
 {
 	size_t total = s_count(n), k = 0;
-	const struct conf_type **arr;
+	const void **arr;
 
 	*count = 0;
 	arr = arena_calloc(x->a, total ? total : 1, sizeof(*arr));
@@ -1287,22 +1291,35 @@ s_type_list(struct s_ctx *x, const struct ynode *n, size_t *count)
 		return NULL;
 	}
 	for (size_t i = 0; i < total; i++) {
-		const struct conf_type *t =
-		    s_ref(x, &x->c->index->types, s_nth(n, i), "message type");
+		const void *item = s_ref(x, map, s_nth(n, i), what);
 		bool dup = false;
-		if (t == NULL)
+		if (item == NULL)
 			continue;
 		for (size_t j = 0; j < k; j++)
-			dup = dup || arr[j] == t;
+			dup = dup || arr[j] == item;
 		if (dup) {
-			s_err(x, &s_nth(n, i)->mark,
-			    "message type '%s' is listed twice", t->id);
+			s_err(x, &s_nth(n, i)->mark, "%s '%s' is listed twice",
+			    what, *(const char *const *)item);
 			continue;
 		}
-		arr[k++] = t;
+		arr[k++] = item;
 	}
 	*count = k;
 	return arr;
+}
+
+static const struct conf_type *const *
+s_type_list(struct s_ctx *x, const struct ynode *n, size_t *count)
+{
+	return (const struct conf_type *const *)(const void *)s_ref_list(
+	    x, &x->c->index->types, n, "message type", count);
+}
+
+static const struct conf_party **
+s_party_list(struct s_ctx *x, const struct ynode *n, size_t *count)
+{
+	return (const struct conf_party **)(void *)s_ref_list(
+	    x, &x->c->index->parties, n, "party", count);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1574,26 +1591,9 @@ s_parse_agreements(struct s_ctx *x)
 		if (s_need(x, n, v[2], "parties", what)) {
 			size_t np = s_count(v[2]), kp = 0;
 			const struct conf_party **ps =
-			    arena_calloc(x->a, np, sizeof(*ps));
-			if (ps == NULL) {
-				s_oom(x);
+			    s_party_list(x, v[2], &kp);
+			if (ps == NULL)
 				return;
-			}
-			for (size_t p = 0; p < np; p++) {
-				const struct conf_party *pa = s_ref(
-				    x, &ix->parties, s_nth(v[2], p), "party");
-				bool dup = false;
-				if (pa == NULL)
-					continue;
-				for (size_t j = 0; j < kp; j++)
-					dup = dup || ps[j] == pa;
-				if (dup)
-					s_err(x, &s_nth(v[2], p)->mark,
-					    "party '%s' is listed twice",
-					    pa->id);
-				else
-					ps[kp++] = pa;
-			}
 			if (np < 2)
 				s_err(x, &v[2]->mark,
 				    "an agreement binds at least two parties");
@@ -1683,37 +1683,6 @@ s_pattern(struct s_ctx *x, const struct ynode *n, struct conf_type_pattern *p)
 		return false;
 	}
 	return true;
-}
-
-static const struct conf_party *const *
-s_party_list(struct s_ctx *x, const struct ynode *n, size_t *count)
-{
-	size_t total = s_count(n), k = 0;
-	const struct conf_party **arr;
-
-	*count = 0;
-	arr = arena_calloc(x->a, total ? total : 1, sizeof(*arr));
-	if (arr == NULL) {
-		s_oom(x);
-		return NULL;
-	}
-	for (size_t i = 0; i < total; i++) {
-		const struct conf_party *p =
-		    s_ref(x, &x->c->index->parties, s_nth(n, i), "party");
-		bool dup = false;
-		if (p == NULL)
-			continue;
-		for (size_t j = 0; j < k; j++)
-			dup = dup || arr[j] == p;
-		if (dup) {
-			s_err(x, &s_nth(n, i)->mark,
-			    "party '%s' is listed twice", p->id);
-			continue;
-		}
-		arr[k++] = p;
-	}
-	*count = k;
-	return arr;
 }
 
 static bool
@@ -1817,23 +1786,10 @@ s_route_match(struct s_ctx *x, struct conf_route *r, const struct ynode *n)
 	}
 	if (v[1] != NULL)
 		r->senders = s_party_list(x, v[1], &r->nsenders);
-	if (v[2] != NULL) {
-		size_t total = s_count(v[2]), k = 0;
-		const struct conf_role **roles =
-		    arena_calloc(x->a, total, sizeof(*roles));
-		if (roles == NULL) {
-			s_oom(x);
-			return;
-		}
-		for (size_t i = 0; i < total; i++) {
-			const struct conf_role *ro = s_ref(
-			    x, &x->c->index->roles, s_nth(v[2], i), "role");
-			if (ro != NULL)
-				roles[k++] = ro;
-		}
-		r->sender_roles = roles;
-		r->nsender_roles = k;
-	}
+	if (v[2] != NULL)
+		r->sender_roles =
+		    (const struct conf_role *const *)(const void *)s_ref_list(x,
+			&x->c->index->roles, v[2], "role", &r->nsender_roles);
 	if (v[3] != NULL)
 		r->regions = s_regions(x, v[3], &r->nregions);
 	if (v[4] != NULL)
