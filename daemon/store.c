@@ -300,6 +300,13 @@ store_seen(struct store *s, const uint8_t id[STORE_ID_LEN], uint64_t *seq)
 }
 
 int
+store_receipt(struct store *s, const uint8_t id[STORE_ID_LEN],
+    uint8_t **receipt, size_t *len)
+{
+	return s->ops->receipt(s, id, receipt, len);
+}
+
+int
 store_get(struct store *s, uint64_t seq, struct store_msg *m,
     uint8_t **envelope, uint8_t **receipt)
 {

@@ -182,6 +182,13 @@ int store_audit_append(struct store_txn *t, const uint8_t *rec, size_t len,
 /* Looks up a message id: STORE_OK with *seq, or STORE_NOT_FOUND. */
 int store_seen(struct store *s, const uint8_t id[STORE_ID_LEN], uint64_t *seq);
 
+/* The signed receipt of an accepted message id, kept with the id for the
+ * dedup window (after the message itself may be gone).  Returns STORE_OK
+ * with an owned copy in *receipt (free() it) and its length in *len, or
+ * STORE_NOT_FOUND. */
+int store_receipt(struct store *s, const uint8_t id[STORE_ID_LEN],
+    uint8_t **receipt, size_t *len);
+
 /* Reads message `seq` into *m.  Its envelope and receipt are returned as
  * owned copies in *envelope and *receipt (free() them); m->envelope and
  * m->receipt point at those copies. */

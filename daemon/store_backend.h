@@ -52,6 +52,8 @@ struct store_ops {
 	    const uint8_t head[STORE_HASH_LEN], uint64_t *audit_seq);
 	int (*seen)(
 	    struct store *s, const uint8_t id[STORE_ID_LEN], uint64_t *seq);
+	int (*receipt)(struct store *s, const uint8_t id[STORE_ID_LEN],
+	    uint8_t **receipt, size_t *len);
 	int (*get)(struct store *s, uint64_t seq, struct store_msg *m,
 	    uint8_t **envelope, uint8_t **receipt);
 	int (*queue)(struct store *s, const char *recipient, uint64_t after,

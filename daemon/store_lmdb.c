@@ -20,7 +20,7 @@
  *   msgs      seq -> record (s_rec_size, s_encode)
  *   queue     recipient -> seq . deliveries u32   (DUPSORT, DUPFIXED)
  *   dead      seq . recipient -> code u32 . time u64
- *   dedup     id -> seq . until u64
+ *   dedup     id -> seq . until u64 . signed receipt
  *   dedup_exp until . id -> ""
  *   cases     case reference -> party              (DUPSORT)
  *   audit     audit seq -> record
@@ -33,6 +33,9 @@
 #define S_REC_VERSION 1
 #define S_QVAL_LEN 12
 #define S_DEADVAL_LEN 12
+/* A dedup value: seq, until, then the message's signed receipt, kept for
+ * the dedup window so a resubmission is answered with it even after the
+ * message itself was delivered and removed. */
 #define S_DEDUPVAL_LEN 16
 #define S_MIN_MAP ((uint64_t)256 * 1024)
 #define S_RESERVE_MAX ((uint64_t)256 * 1024 * 1024)
@@ -701,7 +704,7 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 {
 	struct s_txn *bt = t->be;
 	struct s_env *e = bt->e;
-	uint8_t sk[8], qv[S_QVAL_LEN], dv[S_DEDUPVAL_LEN];
+	uint8_t sk[8], qv[S_QVAL_LEN];
 	uint8_t xk[8 + STORE_ID_LEN];
 	size_t size = s_rec_size(m);
 	uint64_t more = 2 * (uint64_t)size + 128 * (m->n_recipients + 4);
@@ -750,13 +753,16 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 			return s_wfail(t, rc, "queueing a message");
 	}
 
-	memcpy(dv, sk, 8);
-	s_be64(dv + 8, until);
-	d.mv_size = sizeof dv;
-	d.mv_data = dv;
-	rc = mdb_put(bt->txn, e->dedup, &ik, &d, MDB_NOOVERWRITE);
+	d.mv_size = S_DEDUPVAL_LEN + m->receipt_len;
+	d.mv_data = NULL;
+	rc = mdb_put(bt->txn, e->dedup, &ik, &d, MDB_NOOVERWRITE | MDB_RESERVE);
 	if (rc != 0)
 		return s_wfail(t, rc, "storing a message id");
+	memcpy(d.mv_data, sk, 8);
+	s_be64((uint8_t *)d.mv_data + 8, until);
+	if (m->receipt_len > 0)
+		memcpy((uint8_t *)d.mv_data + S_DEDUPVAL_LEN, m->receipt,
+		    m->receipt_len);
 	s_be64(xk, until);
 	memcpy(xk + 8, m->id, STORE_ID_LEN);
 	k.mv_size = sizeof xk;
@@ -1050,7 +1056,7 @@ s_expire_dedup(
 		ik.mv_data = (uint8_t *)k.mv_data + 8;
 		/* Only the id whose window this entry records. */
 		rc = mdb_get(bt->txn, bt->e->dedup, &ik, &d);
-		if (rc == 0 && d.mv_size == S_DEDUPVAL_LEN &&
+		if (rc == 0 && d.mv_size >= S_DEDUPVAL_LEN &&
 		    memcmp((uint8_t *)d.mv_data + 8, k.mv_data, 8) == 0)
 			rc = mdb_del(bt->txn, bt->e->dedup, &ik, NULL);
 		if (rc != 0 && rc != MDB_NOTFOUND)
@@ -1112,16 +1118,49 @@ s_seen(struct store *s, const uint8_t id[STORE_ID_LEN], uint64_t *seq)
 	if (rc != STORE_OK)
 		return rc;
 	rc = mdb_get(txn, e->dedup, &k, &d);
-	if (rc == 0 && d.mv_size == S_DEDUPVAL_LEN)
+	if (rc == 0 && d.mv_size >= S_DEDUPVAL_LEN)
 		*seq = s_get64(d.mv_data);
 	mdb_txn_abort(txn);
 	if (rc == MDB_NOTFOUND)
 		return store_fail(s, STORE_NOT_FOUND, "message id not seen");
 	if (rc != 0)
 		return s_fail(s, rc, "looking up a message id");
-	if (d.mv_size != S_DEDUPVAL_LEN)
+	if (d.mv_size < S_DEDUPVAL_LEN)
 		return store_fail(s, STORE_ERROR,
 		    "a message id record is damaged in the store");
+	return STORE_OK;
+}
+
+static int
+s_receipt(struct store *s, const uint8_t id[STORE_ID_LEN], uint8_t **receipt,
+    size_t *len)
+{
+	struct s_env *e = s->be;
+	MDB_txn *txn;
+	MDB_val k = {STORE_ID_LEN, (void *)id}, d;
+	int rc = s_rbegin(s, &txn);
+
+	*receipt = NULL;
+	*len = 0;
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_get(txn, e->dedup, &k, &d);
+	if (rc == 0 && d.mv_size > S_DEDUPVAL_LEN) {
+		*len = d.mv_size - S_DEDUPVAL_LEN;
+		*receipt = malloc(*len);
+		if (*receipt != NULL)
+			memcpy(*receipt, (uint8_t *)d.mv_data + S_DEDUPVAL_LEN,
+			    *len);
+	}
+	mdb_txn_abort(txn);
+	if (rc == MDB_NOTFOUND || (rc == 0 && *len == 0))
+		return store_fail(s, STORE_NOT_FOUND,
+		    "no receipt kept for this "
+		    "message id");
+	if (rc != 0)
+		return s_fail(s, rc, "looking up a message id");
+	if (*receipt == NULL)
+		return store_fail(s, STORE_ERROR, "out of memory");
 	return STORE_OK;
 }
 
@@ -1441,6 +1480,7 @@ const struct store_ops store_lmdb_ops = {
     .expire_dedup = s_expire_dedup,
     .audit_append = s_audit_append,
     .seen = s_seen,
+    .receipt = s_receipt,
     .get = s_get,
     .queue = s_queue,
     .queue_depth = s_queue_depth,

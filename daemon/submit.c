@@ -190,29 +190,29 @@ s_rate_ok(struct broker *b, const struct conf_party *p)
 }
 
 /* A resubmission of an accepted message: answer with its receipt when the
- * header is the same, else it is a duplicate id. */
+ * header is the same, else it is a duplicate id.  The receipt is kept
+ * with the id for the dedup window, so this holds after delivery too. */
 static void
 s_resubmitted(struct broker *b, const struct transport_msg *m, uint64_t corr_id,
-    const struct env *e, uint64_t seq)
+    const struct env *e)
 {
 	const struct env_header *h = env_header(e);
-	struct store_msg sm;
-	uint8_t *envelope = NULL, *receipt = NULL, hash[ENV_HASH_LEN];
+	uint8_t *receipt = NULL, hash[ENV_HASH_LEN];
+	size_t len = 0;
 	struct receipt r;
 	struct frame out = {.corr_id = corr_id, .kind = FRAME_ACCEPTED};
 
 	env_header_hash(e, hash);
-	if (store_get(b->store, seq, &sm, &envelope, &receipt) != STORE_OK ||
-	    receipt_verify(receipt, sm.receipt_len, b->keys->pub.sign, b->cache,
-		&r, NULL) != SCHAKEL_OK ||
+	if (store_receipt(b->store, h->id, &receipt, &len) != STORE_OK ||
+	    receipt_verify(receipt, len, b->keys->pub.sign, b->cache, &r,
+		NULL) != SCHAKEL_OK ||
 	    memcmp(r.header_hash, hash, ENV_HASH_LEN) != 0) {
 		s_refuse(b, m, corr_id, SCHAKEL_E_DUPLICATE_ID, h, true);
 	} else {
 		out.u.accepted.data = receipt;
-		out.u.accepted.len = sm.receipt_len;
+		out.u.accepted.len = len;
 		broker_send(b, &m->peer, &out);
 	}
-	free(envelope);
 	free(receipt);
 }
 
@@ -309,7 +309,7 @@ submit_envelope(
 		goto out;
 	}
 	if (store_seen(b->store, h->id, &seq) == STORE_OK) {
-		s_resubmitted(b, m, f->corr_id, e, seq);
+		s_resubmitted(b, m, f->corr_id, e);
 		goto out;
 	}
 	if (h->expires_ms <= b->now_ms) {
@@ -443,16 +443,27 @@ submit_prepare_group(struct broker *b)
 		p->msg.receipt = p->signed_receipt.data;
 		p->msg.receipt_len = p->signed_receipt.len;
 		src = store_put(t, &p->msg, dedup_until);
+		memcpy(ev.id, p->msg.id, AUDIT_ID_LEN);
+		snprintf(ev.from, sizeof ev.from, "%s", p->msg.sender);
+		snprintf(ev.type, sizeof ev.type, "%s", p->msg.type);
+		snprintf(
+		    ev.case_ref, sizeof ev.case_ref, "%s", p->msg.case_ref);
+		snprintf(ev.purpose, sizeof ev.purpose, "%s", p->purpose);
 		if (src != STORE_OK) {
 			if (src == STORE_FULL)
 				b->store_full = true;
 			p->code = src == STORE_FULL ? SCHAKEL_E_STORE_FULL
 			    : src == STORE_EXISTS   ? SCHAKEL_E_DUPLICATE_ID
 						    : SCHAKEL_E_UNAVAILABLE;
+			/* Refused here, not in submit_envelope: recorded
+			 * like every other refusal (the store keeps a
+			 * reserve, so a full store still takes it). */
+			ev.kind = AUDIT_REFUSED;
+			ev.seq = 0;
+			ev.code = (uint32_t)p->code;
+			broker_audit(b, &ev);
 			continue;
 		}
-		memcpy(ev.id, p->msg.id, AUDIT_ID_LEN);
-		snprintf(ev.from, sizeof ev.from, "%s", p->msg.sender);
 		ev.n_to = p->msg.n_recipients;
 		ev.n_agreements = p->msg.n_recipients;
 		for (size_t r = 0; r < p->msg.n_recipients; r++) {
@@ -461,10 +472,6 @@ submit_prepare_group(struct broker *b)
 			snprintf(ev.agreements[r], sizeof ev.agreements[r],
 			    "%s", p->msg.agreements[r]);
 		}
-		snprintf(ev.type, sizeof ev.type, "%s", p->msg.type);
-		snprintf(
-		    ev.case_ref, sizeof ev.case_ref, "%s", p->msg.case_ref);
-		snprintf(ev.purpose, sizeof ev.purpose, "%s", p->purpose);
 		broker_audit(b, &ev);
 	}
 out:
