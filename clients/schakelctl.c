@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -23,7 +25,12 @@ s_usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: schakelctl check FILE\n"
-	    "       schakelctl --version\n");
+	    "       schakelctl [-s SOCKET | -c FILE] [--json] COMMAND\n"
+	    "       schakelctl --version\n"
+	    "commands: status, parties, queues,\n"
+	    "  deadletters list [PARTY], deadletters show SEQ,\n"
+	    "  deadletters redeliver PARTY SEQ, deadletters purge PARTY SEQ,\n"
+	    "  audit verify, audit export --case REF, reload\n");
 }
 
 static void
@@ -131,6 +138,38 @@ s_socket_path(const char *sock, const char *conf_path, char *out, size_t len)
 	return 0;
 }
 
+/* Connects to the socket once without ZeroMQ, which would wait for a
+ * broker that is not there: a refused connection means the socket was
+ * left behind by a broker that no longer runs.  Returns 0, or -1 after
+ * saying why. */
+static int
+s_probe(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd, rc;
+
+	if (strlen(path) >= sizeof sun.sun_path)
+		return 0; /* ZeroMQ says what is wrong with it */
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0)
+		return 0;
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
+	if (rc != 0 && (errno == EACCES || errno == EPERM)) {
+		fprintf(stderr,
+		    "schakelctl: %s: %s; run as the schakel user or a member of "
+		    "its group\n",
+		    path, strerror(errno));
+	} else if (rc != 0) {
+		fprintf(stderr,
+		    "schakelctl: cannot reach schakeld: %s: %s (schakeld is "
+		    "not running, or this is not its admin socket)\n",
+		    path, strerror(errno));
+	}
+	close(fd);
+	return rc == 0 ? 0 : -1;
+}
+
 /* Sends one command and prints the answer.  Returns the exit status. */
 static int
 s_remote(const char *path, int argc, char **argv, bool json)
@@ -144,7 +183,7 @@ s_remote(const char *path, int argc, char **argv, bool json)
 	const char *data;
 	size_t dlen;
 
-	if (stat(path, &st) != 0) {
+	if (stat(path, &st) != 0 && errno != EACCES) {
 		fprintf(stderr,
 		    "schakelctl: cannot reach schakeld: %s: %s (is schakeld "
 		    "running? is this its admin socket?)\n",
@@ -158,6 +197,8 @@ s_remote(const char *path, int argc, char **argv, bool json)
 		    path, strerror(errno));
 		return 1;
 	}
+	if (s_probe(path) != 0)
+		return 1;
 	for (int i = 0; i < argc; i++) {
 		size_t n = strlen(argv[i]) + 1;
 		if (len + n + 7 > sizeof req) {

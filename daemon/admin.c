@@ -344,6 +344,14 @@ s_deadletter_change(struct broker *b, struct s_req *r, bool redeliver,
 		if (s != NULL)
 			s->dirty = true;
 	}
+	if (r->json) {
+		metrics_printf(&r->out, "{\"%s\":true,\"party\":",
+		    redeliver ? "redelivered" : "purged");
+		s_jstr(&r->out, party);
+		metrics_printf(
+		    &r->out, ",\"seq\":%llu}\n", (unsigned long long)seq);
+		return;
+	}
 	metrics_printf(&r->out, "%s seq %llu for %s\n",
 	    redeliver ? "queued again:" : "purged:", (unsigned long long)seq,
 	    party);
@@ -431,6 +439,8 @@ s_export_one(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 		}
 		metrics_printf(&w->r->out, "],\"type\":");
 		s_jstr(&w->r->out, ev.type);
+		metrics_printf(&w->r->out, ",\"case\":");
+		s_jstr(&w->r->out, ev.case_ref);
 		metrics_printf(&w->r->out, ",\"purpose\":");
 		s_jstr(&w->r->out, ev.purpose);
 		metrics_printf(&w->r->out, ",\"agreements\":[");
@@ -490,6 +500,13 @@ s_reload(struct broker *b, struct s_req *r)
 			    x->msg);
 		}
 		r->failed = true;
+	} else if (r->json) {
+		metrics_printf(&r->out, "{\"reloaded\":true,\"config\":");
+		s_jstr(&r->out, b->opts.conf_path);
+		metrics_printf(&r->out,
+		    ",\"generation\":%llu,\"parties\":%zu,\"routes\":%zu}\n",
+		    (unsigned long long)b->conf->generation, b->conf->nparties,
+		    b->conf->nroutes);
 	} else {
 		metrics_printf(&r->out,
 		    "reloaded %s: generation %llu, %zu parties, %zu routes\n",

@@ -33,7 +33,8 @@ s_usage(FILE *out)
 	    "  -c FILE  the configuration file\n"
 	    "  -n       check the configuration and exit\n"
 	    "  -d       log debug messages\n"
-	    "  -E FILE  when ready, write the bound endpoints to FILE\n"
+	    "  -E FILE  when ready, write the bound endpoints to FILE, one a\n"
+	    "           line, then metrics=http://ADDRESS:PORT if metrics are on\n"
 	    "  -V       print the version and exit\n");
 }
 

@@ -7,6 +7,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,8 +88,30 @@ s_nap(void)
 	nanosleep(&ts, NULL);
 }
 
+/* The metrics port from the endpoint file's "metrics=http://A:PORT"
+ * line, or 0. */
+static unsigned
+s_metrics_port(FILE *f)
+{
+	char line[256];
+
+	while (fgets(line, sizeof line, f) != NULL) {
+		const char *colon = strrchr(line, ':');
+		char *end;
+		unsigned long port;
+
+		if (strncmp(line, "metrics=http://", 15) != 0 || colon == NULL)
+			continue;
+		port = strtoul(colon + 1, &end, 10);
+		if ((*end == '\n' || *end == '\0') && port > 0 && port < 65536)
+			return (unsigned)port;
+	}
+	return 0;
+}
+
 /* Waits until the broker has written its endpoint file (it does so,
- * atomically, when it is ready to serve) and reads the first line. */
+ * atomically, when it is ready to serve) and reads the first line, and
+ * the metrics port when there is one. */
 static int
 s_wait_ready(struct hx *h, const char *file)
 {
@@ -102,13 +125,15 @@ s_wait_ready(struct hx *h, const char *file)
 			char line[256];
 			bool ok = fgets(line, sizeof line, f) != NULL;
 
-			fclose(f);
 			if (ok && strchr(line, '\n') != NULL) {
 				line[strcspn(line, "\n")] = '\0';
 				snprintf(h->endpoint, sizeof h->endpoint, "%s",
 				    line);
+				h->metrics_port = s_metrics_port(f);
+				fclose(f);
 				return 0;
 			}
+			fclose(f);
 		}
 		if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
 			fprintf(stderr,
@@ -162,6 +187,14 @@ hx_start(struct hx *h)
 	if (h->pid < 0)
 		return -1;
 	if (h->pid == 0) {
+		for (size_t i = 0; h->env != NULL && h->env[i] != NULL; i++)
+			putenv((char *)h->env[i]);
+		if (getenv("WATCHDOG_USEC") != NULL) {
+			char pid[32];
+
+			snprintf(pid, sizeof pid, "%ld", (long)getpid());
+			setenv("WATCHDOG_PID", pid, 1);
+		}
 		execl(h->schakeld, h->schakeld, "-c", h->conf, "-E", file,
 		    (char *)NULL);
 		fprintf(stderr, "harness: cannot run %s: %s\n", h->schakeld,
@@ -199,8 +232,20 @@ hx_stop(struct hx *h, int sig)
 	return -1;
 }
 
+const char *
+hx_yaml(void)
+{
+	return s_yaml;
+}
+
 struct hx *
 hx_new(const char *schakeld, const char *yaml)
+{
+	return hx_new_env(schakeld, yaml, NULL);
+}
+
+struct hx *
+hx_new_env(const char *schakeld, const char *yaml, const char *const *env)
 {
 	struct hx *h = calloc(1, sizeof *h);
 	char run[300];
@@ -209,6 +254,7 @@ hx_new(const char *schakeld, const char *yaml)
 		return NULL;
 	h->pid = -1;
 	h->schakeld = schakeld;
+	h->env = env;
 	h->yaml = yaml != NULL ? yaml : s_yaml;
 	if (tu_mkdtemp(h->dir, sizeof h->dir) != 0) {
 		free(h);
@@ -380,4 +426,90 @@ hx_raw_connect(struct hx *h, const char *party)
 	}
 	frame_clear(&w);
 	return s;
+}
+
+/* The child inherits stderr at fork: point the test's own stderr at the
+ * file for the moment of the fork, then put it back. */
+int
+hx_start_logged(struct hx *h, const char *log)
+{
+	int fd, saved, rc;
+
+	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	saved = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+	if (saved < 0) {
+		close(fd);
+		return -1;
+	}
+	fflush(stderr);
+	if (dup2(fd, STDERR_FILENO) < 0) {
+		close(fd);
+		close(saved);
+		return -1;
+	}
+	close(fd);
+	rc = hx_start(h);
+	fflush(stderr);
+	if (dup2(saved, STDERR_FILENO) < 0)
+		rc = -1;
+	close(saved);
+	return rc;
+}
+
+int
+hx_schakelctl(struct hx *h, const char *schakelctl, char *out, size_t outlen,
+    const char *const *args)
+{
+	const char *argv[16];
+	char sock[320];
+	size_t n = 0, got = 0;
+	int fds[2], status;
+	pid_t pid;
+
+	snprintf(sock, sizeof sock, "%s/run/control.sock", h->dir);
+	argv[n++] = schakelctl;
+	argv[n++] = "-s";
+	argv[n++] = sock;
+	for (size_t i = 0; args[i] != NULL; i++) {
+		if (n + 2 > sizeof argv / sizeof argv[0])
+			return -1;
+		argv[n++] = args[i];
+	}
+	argv[n] = NULL;
+	if (outlen == 0 || pipe(fds) != 0)
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		dup2(fds[1], STDOUT_FILENO);
+		close(fds[0]);
+		close(fds[1]);
+		execv(schakelctl, (char *const *)argv);
+		fprintf(stderr, "harness: cannot run %s: %s\n", schakelctl,
+		    strerror(errno));
+		_exit(127);
+	}
+	close(fds[1]);
+	for (;;) {
+		char buf[4096];
+		ssize_t r = read(fds[0], buf, sizeof buf);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		for (ssize_t i = 0; i < r && got + 1 < outlen; i++)
+			out[got++] = buf[i];
+	}
+	out[got] = '\0';
+	close(fds[0]);
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
 }

@@ -36,12 +36,29 @@ struct hx {
 	const char *schakeld;
 	const char *yaml; /* borrowed; static in the tests */
 	pid_t pid;
+	/* Extra environment for schakeld, "NAME=VALUE" each, NULL at the
+	 * end (borrowed; see hx_new_env), or NULL. */
+	const char *const *env;
+	/* The metrics server's port when the configuration turns metrics
+	 * on (read from the -E file), else 0. */
+	unsigned metrics_port;
 };
 
 /* Makes the folder, writes the ecosystem (the standard one when `yaml` is
  * NULL), generates keys and starts schakeld.  Returns an owned harness or
  * NULL (with the reason on stderr). */
 struct hx *hx_new(const char *schakeld, const char *yaml);
+
+/* hx_new with extra environment variables for schakeld (e.g.
+ * NOTIFY_SOCKET); `env` is borrowed for the harness's life.  When it sets
+ * WATCHDOG_USEC, WATCHDOG_PID is set to the daemon's own pid, as systemd
+ * does. */
+struct hx *
+hx_new_env(const char *schakeld, const char *yaml, const char *const *env);
+
+/* The standard ecosystem's configuration text (static), for tests that
+ * need a variant of it. */
+const char *hx_yaml(void);
 
 /* Stops the broker (SIGTERM, then waits), removes the folder, frees;
  * accepts NULL and sets *hp to NULL.  Returns the broker's exit status
@@ -71,5 +88,16 @@ int hx_raw_request(
 
 /* Reads DIR/keys/NAME.key (a party) into a secret; caller destroys. */
 struct keys_secret *hx_secret(struct hx *h, const char *party);
+
+/* Like hx_start, but the broker's stderr (its log) is appended to the
+ * file `log` (a path; pick one inside h->dir so teardown removes it).
+ * Returns what hx_start returns. */
+int hx_start_logged(struct hx *h, const char *log);
+
+/* Runs `schakelctl -s DIR/run/control.sock ARGS...` (args ends with
+ * NULL; at most 12) and puts its stdout, clipped and NUL-terminated, into
+ * out (outlen > 0).  Returns schakelctl's exit status, or -1. */
+int hx_schakelctl(struct hx *h, const char *schakelctl, char *out,
+    size_t outlen, const char *const *args);
 
 #endif
