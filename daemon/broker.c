@@ -26,6 +26,18 @@ s_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Writes the summary of a window's suppressed refusals. */
+static void
+s_refusal_summary(struct refusal_window *w)
+{
+	if (w->suppressed > 0)
+		log_info("refused party=%s suppressed=%u last_code=%s "
+			 "(more refusals than %d a minute; counted, not logged "
+			 "each)",
+		    w->party, w->suppressed, schakel_errname(w->last_code),
+		    BROKER_REFUSALS_LOGGED);
+}
+
 /* ZAP: a CURVE key is admitted when it is a declared party's transport
  * key in the configuration in force. */
 static bool
@@ -185,6 +197,13 @@ broker_destroy(struct broker **bp)
 			s_free_session(b->sessions.vals[i]);
 	idmap_free(&b->sessions);
 	idmap_free(&b->peers);
+	for (size_t i = 0; i < b->refusal_log.cap; i++)
+		if (b->refusal_log.keys != NULL &&
+		    b->refusal_log.keys[i] != NULL) {
+			s_refusal_summary(b->refusal_log.vals[i]);
+			free(b->refusal_log.vals[i]);
+		}
+	idmap_free(&b->refusal_log);
 	metrics_destroy(&b->metrics);
 	stats_free(&b->stats);
 	transport_destroy(&b->tp);
@@ -258,6 +277,40 @@ broker_refuse(struct broker *b, const struct transport_peer *peer,
 	broker_send(b, peer, &f);
 	if (code >= 0 && code < 64)
 		b->stats.refused[code]++;
+}
+
+void
+broker_log_refusal(struct broker *b, const char *party, int code)
+{
+	struct refusal_window *w =
+	    idmap_get(&b->refusal_log, party, strlen(party));
+	void *old;
+
+	if (w == NULL) {
+		w = calloc(1, sizeof(*w));
+		if (w == NULL)
+			return;
+		snprintf(w->party, sizeof w->party, "%s", party);
+		if (idmap_put(&b->refusal_log, w->party, strlen(w->party), w,
+			&old) != 0) {
+			free(w);
+			return;
+		}
+		w->start_ms = b->now_ms;
+	}
+	if (b->now_ms >= w->start_ms + 60000) {
+		s_refusal_summary(w);
+		w->start_ms = b->now_ms;
+		w->logged = w->suppressed = 0;
+	}
+	w->last_code = code;
+	if (w->logged < BROKER_REFUSALS_LOGGED) {
+		w->logged++;
+		log_info(
+		    "refused party=%s code=%s", party, schakel_errname(code));
+	} else {
+		w->suppressed++;
+	}
 }
 
 struct session *
@@ -356,8 +409,7 @@ s_dispatch(struct broker *b, const struct transport_msg *m)
 	rc = frame_decode(m->data, m->len,
 	    b->conf->broker.limits.max_message_size + 65536, &f);
 	if (rc != SCHAKEL_OK) {
-		log_info("refused frame party=%s code=%s", m->party,
-		    schakel_errname(rc));
+		broker_log_refusal(b, m->party, rc);
 		broker_refuse(b, &m->peer, 0, rc, NULL);
 		return;
 	}

@@ -69,6 +69,16 @@ struct pending {
 	char purpose[STORE_NAME_MAX + 1];
 };
 
+/* Refusals logged for one party in the current minute. */
+#define BROKER_REFUSALS_LOGGED 10
+struct refusal_window {
+	char party[STORE_NAME_MAX + 1];
+	uint64_t start_ms;
+	uint32_t logged;
+	uint32_t suppressed;
+	int last_code;
+};
+
 /* A token bucket per party (submit rate limit). */
 struct rate {
 	double tokens;
@@ -121,8 +131,9 @@ struct broker {
 	uint64_t now_ms;
 	uint64_t started_ms;
 	bool stopping;
-	bool store_full;        /* the last group met a full store */
-	uint64_t refused_conns; /* unknown transport keys, not yet logged */
+	bool store_full;          /* the last group met a full store */
+	struct idmap refusal_log; /* party id -> struct refusal_window */
+	uint64_t refused_conns;   /* unknown transport keys, not yet logged */
 	uint64_t refused_logged_ms;
 	struct broker_stats stats;
 	struct metrics *metrics; /* NULL when metrics are off */
@@ -154,6 +165,9 @@ void broker_send(
 void broker_refuse(struct broker *b, const struct transport_peer *peer,
     uint64_t corr_id, int code, const uint8_t *message_id);
 struct session *broker_session(struct broker *b, const char *party);
+/* Logs a refusal of a request from `party`: the first few a minute one
+ * line each, the rest as one summary line per party and minute. */
+void broker_log_refusal(struct broker *b, const char *party, int code);
 /* Ends a session; its deliveries wait in the store for the next one. */
 void broker_drop(struct broker *b, struct session *s, const char *why);
 

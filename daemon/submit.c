@@ -164,7 +164,7 @@ s_refuse(struct broker *b, const struct transport_msg *m, uint64_t corr_id,
 			    ev.case_ref, sizeof ev.case_ref, "%s", h->case_ref);
 	}
 	broker_audit(b, &ev);
-	log_info("refused party=%s code=%s", m->party, schakel_errname(code));
+	broker_log_refusal(b, m->party, code);
 }
 
 /* A token bucket per party: submit_rate a second, submit_burst deep. */
@@ -504,8 +504,7 @@ submit_finish_group(struct broker *b, int code)
 			deliver_notify(b, &p->msg);
 		} else {
 			broker_refuse(b, &p->peer, p->corr_id, rc, p->msg.id);
-			log_info("refused party=%s code=%s", p->msg.sender,
-			    schakel_errname(rc));
+			broker_log_refusal(b, p->msg.sender, rc);
 		}
 		free((void *)p->msg.envelope);
 		codec_buf_clear(&p->signed_receipt);

@@ -686,6 +686,51 @@ t_bsn_as_case(void **state)
 	assert_int_equal(hx_start(h), 0);
 }
 
+/* Repeated refusals from one party: the first ten a minute are logged a
+ * line each, the rest are counted into one summary line. */
+static void
+t_refusals_summarised(void **state)
+{
+	struct hx *h = *state;
+	char log[320];
+	void *sock;
+	int lines = 0;
+	FILE *f;
+	char line[512];
+
+	snprintf(log, sizeof log, "%s/schakeld.log", h->dir);
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	assert_int_equal(hx_start_logged(h, log), 0);
+	sock = hx_raw_connect(h, HX_SENDER);
+	assert_non_null(sock);
+	for (int i = 0; i < 15; i++) {
+		struct frame req = {
+		    .corr_id = 100 + (uint64_t)i, .kind = FRAME_SUBMIT};
+		struct frame reply;
+		req.u.submit.data = (const uint8_t *)"not an envelope";
+		req.u.submit.len = 15;
+		assert_int_equal(hx_raw_request(sock, &req, &reply, 5000), 0);
+		assert_int_equal(reply.kind, FRAME_REFUSAL);
+		assert_string_equal(
+		    schakel_errname((int)reply.u.refusal.code), "MALFORMED");
+		frame_clear(&reply);
+	}
+	hx_raw_close(&sock);
+	/* The summary is written when the minute ends or at the stop. */
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	f = fopen(log, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof line, f) != NULL)
+		if (strstr(line,
+			"refused party=" HX_SENDER " code=MALFORMED") != NULL)
+			lines++;
+	fclose(f);
+	assert_int_equal(lines, 10);
+	assert_true(s_file_has(log,
+	    "refused party=" HX_SENDER " suppressed=5 last_code=MALFORMED"));
+	assert_int_equal(hx_start(h), 0);
+}
+
 static void
 t_unknown_type(void **state)
 {
@@ -1029,6 +1074,7 @@ main(int argc, char **argv)
 	    S_T(t_resubmit_after_ack),
 	    S_T(t_stale_timestamp),
 	    S_T(t_bsn_as_case),
+	    S_T(t_refusals_summarised),
 	    S_T(t_unknown_type),
 	    S_T(t_too_large),
 	    S_T(t_no_route),
