@@ -985,41 +985,73 @@ s_parse_broker(struct s_ctx *x)
 		b->limits.submit_burst = 2 * b->limits.submit_rate;
 }
 
+/* Allocates the array of a list section's items; NULL (reported) when
+ * out of memory. */
+static void *
+s_section_array(struct s_ctx *x, enum s_section sec, size_t elem)
+{
+	const struct s_vec *vec = &x->sec[sec];
+	void *arr = arena_calloc(x->a, vec->len ? vec->len : 1, elem);
+
+	if (arr == NULL)
+		s_oom(x);
+	return arr;
+}
+
+/* Starts one list item that has an id: checks its keys against `names`
+ * (values into v) and reads its id.  `a_noun` is "a party", `noun`
+ * "party".  Returns the id and writes "party 'ID'" into what, or NULL
+ * when the item cannot be used (already reported). */
+static const char *
+s_item(struct s_ctx *x, const struct ynode *n, const char *a_noun,
+    const char *noun, enum s_idkind kind, const char *const *names,
+    size_t count, const struct ynode **v, char *what, size_t whatlen)
+{
+	char idwhat[64];
+	const char *id;
+
+	if (!s_fields(x, n, a_noun, names, count, v) ||
+	    !s_need(x, n, v[0], "id", a_noun))
+		return NULL;
+	snprintf(idwhat, sizeof idwhat, "%s id", noun);
+	id = s_id(x, v[0], kind, idwhat);
+	if (id != NULL)
+		snprintf(what, whatlen, "%s '%s'", noun, id);
+	return id;
+}
+
 /* ------------------------------------------------------------------ */
 /* roles, stages                                                      */
 
 /* Roles and stages have the same shape: an id and a description. */
 static void *
 s_parse_named(struct s_ctx *x, enum s_section sec, struct idmap *map,
-    size_t elem, const char *what, size_t *count)
+    size_t elem, const char *a_noun, const char *noun, size_t *count)
 {
 	static const char *const names[] = {"id", "description"};
 	const struct s_vec *vec = &x->sec[sec];
-	char *arr = arena_calloc(x->a, vec->len ? vec->len : 1, elem);
+	char *arr = s_section_array(x, sec, elem);
 	size_t k = 0;
 
-	if (arr == NULL) {
-		s_oom(x);
+	if (arr == NULL)
 		return NULL;
-	}
 	for (size_t i = 0; i < vec->len; i++) {
 		const struct ynode *n = vec->v[i].node, *v[2];
 		/* struct conf_role and struct conf_stage share a layout. */
 		struct conf_role *r =
 		    (struct conf_role *)(void *)(arr + k * elem);
-		if (!s_fields(x, n, what, names, 2, v))
+		char what[128];
+
+		r->id = s_item(x, n, a_noun, noun, S_ID_WORD, names, 2, v, what,
+		    sizeof what);
+		if (r->id == NULL)
 			continue;
-		if (!s_need(x, n, v[0], "id", what))
-			continue;
-		r->id = s_id(x, v[0], S_ID_WORD, what);
 		if (s_need(x, n, v[1], "description", what))
 			r->description = s_text(x, v[1], "a description");
 		r->mark = n->mark;
 		r->index = (uint32_t)k;
-		if (r->id == NULL ||
-		    !s_register(x, map, r->id, r,
-			offsetof(struct conf_role, mark), &v[0]->mark,
-			what + 2))
+		if (!s_register(x, map, r->id, r,
+			offsetof(struct conf_role, mark), &v[0]->mark, noun))
 			continue;
 		k++;
 	}
@@ -1129,11 +1161,9 @@ s_parse_parties(struct s_ctx *x)
 		s_err(x, &x->top, "more than %u parties", CONF_MAX_ITEMS);
 		return;
 	}
-	arr = arena_calloc(x->a, vec->len ? vec->len : 1, sizeof(*arr));
-	if (arr == NULL) {
-		s_oom(x);
+	arr = s_section_array(x, S_PARTIES, sizeof(*arr));
+	if (arr == NULL)
 		return;
-	}
 	for (size_t i = 0; i < vec->len; i++) {
 		const struct ynode *n = vec->v[i].node, *v[S_NELEM(names)];
 		struct conf_party *p = &arr[k];
@@ -1143,14 +1173,10 @@ s_parse_parties(struct s_ctx *x)
 		char what[128];
 
 		lim.submit_burst = 0;
-		if (!s_fields(x, n, "a party", names, S_NELEM(names), v))
-			continue;
-		if (!s_need(x, n, v[0], "id", "a party"))
-			continue;
-		p->id = s_id(x, v[0], S_ID_SLUG, "party id");
+		p->id = s_item(x, n, "a party", "party", S_ID_SLUG, names,
+		    S_NELEM(names), v, what, sizeof what);
 		if (p->id == NULL)
 			continue;
-		snprintf(what, sizeof what, "party '%s'", p->id);
 		p->mark = n->mark;
 		p->index = (uint32_t)k;
 		if (s_need(x, n, v[1], "name", what))
@@ -1201,25 +1227,19 @@ s_parse_types(struct s_ctx *x)
 		s_err(x, &x->top, "more than %u message types", CONF_MAX_ITEMS);
 		return;
 	}
-	arr = arena_calloc(x->a, vec->len ? vec->len : 1, sizeof(*arr));
-	if (arr == NULL) {
-		s_oom(x);
+	arr = s_section_array(x, S_TYPES, sizeof(*arr));
+	if (arr == NULL)
 		return;
-	}
 	for (size_t i = 0; i < vec->len; i++) {
 		const struct ynode *n = vec->v[i].node, *v[S_NELEM(names)];
 		struct conf_type *t = &arr[k];
 		struct units_duration ttl = {.seconds = 14 * 86400};
 		char what[128];
 
-		if (!s_fields(x, n, "a message type", names, S_NELEM(names), v))
-			continue;
-		if (!s_need(x, n, v[0], "id", "a message type"))
-			continue;
-		t->id = s_id(x, v[0], S_ID_TYPE, "message type id");
+		t->id = s_item(x, n, "a message type", "message type",
+		    S_ID_TYPE, names, S_NELEM(names), v, what, sizeof what);
 		if (t->id == NULL)
 			continue;
-		snprintf(what, sizeof what, "message type '%s'", t->id);
 		t->mark = n->mark;
 		t->index = (uint32_t)k;
 		if (s_need(x, n, v[1], "description", what))
@@ -1341,11 +1361,9 @@ s_parse_holidays(struct s_ctx *x)
 	struct conf_holiday *arr;
 	size_t k = 0;
 
-	arr = arena_calloc(x->a, vec->len ? vec->len : 1, sizeof(*arr));
-	if (arr == NULL) {
-		s_oom(x);
+	arr = s_section_array(x, S_HOLIDAYS, sizeof(*arr));
+	if (arr == NULL)
 		return;
-	}
 	for (size_t i = 0; i < vec->len; i++) {
 		const struct ynode *n = vec->v[i].node, *date = n, *v[2];
 		struct conf_holiday *h = &arr[k];
@@ -1402,24 +1420,18 @@ s_parse_deadlines(struct s_ctx *x)
 	struct conf_deadline *arr;
 	size_t k = 0;
 
-	arr = arena_calloc(x->a, vec->len ? vec->len : 1, sizeof(*arr));
-	if (arr == NULL) {
-		s_oom(x);
+	arr = s_section_array(x, S_DEADLINES, sizeof(*arr));
+	if (arr == NULL)
 		return;
-	}
 	for (size_t i = 0; i < vec->len; i++) {
 		const struct ynode *n = vec->v[i].node, *v[S_NELEM(names)];
 		struct conf_deadline *dl = &arr[k];
 		char what[128];
 
-		if (!s_fields(x, n, "a deadline", names, S_NELEM(names), v))
-			continue;
-		if (!s_need(x, n, v[0], "id", "a deadline"))
-			continue;
-		dl->id = s_id(x, v[0], S_ID_SLUG, "deadline id");
+		dl->id = s_item(x, n, "a deadline", "deadline", S_ID_SLUG,
+		    names, S_NELEM(names), v, what, sizeof what);
 		if (dl->id == NULL)
 			continue;
-		snprintf(what, sizeof what, "deadline '%s'", dl->id);
 		dl->mark = n->mark;
 		if (v[1] != NULL)
 			dl->description = s_text(x, v[1], "a description");
@@ -1565,24 +1577,18 @@ s_parse_agreements(struct s_ctx *x)
 	struct conf_agreement *arr;
 	size_t k = 0;
 
-	arr = arena_calloc(x->a, vec->len ? vec->len : 1, sizeof(*arr));
-	if (arr == NULL) {
-		s_oom(x);
+	arr = s_section_array(x, S_AGREEMENTS, sizeof(*arr));
+	if (arr == NULL)
 		return;
-	}
 	for (size_t i = 0; i < vec->len; i++) {
 		const struct ynode *n = vec->v[i].node, *v[S_NELEM(names)];
 		struct conf_agreement *ag = &arr[k];
 		char what[128];
 
-		if (!s_fields(x, n, "an agreement", names, S_NELEM(names), v))
-			continue;
-		if (!s_need(x, n, v[0], "id", "an agreement"))
-			continue;
-		ag->id = s_id(x, v[0], S_ID_SLUG, "agreement id");
+		ag->id = s_item(x, n, "an agreement", "agreement", S_ID_SLUG,
+		    names, S_NELEM(names), v, what, sizeof what);
 		if (ag->id == NULL)
 			continue;
-		snprintf(what, sizeof what, "agreement '%s'", ag->id);
 		ag->mark = n->mark;
 		ag->index = (uint32_t)k;
 		ag->valid_until = CONF_NO_END;
@@ -1805,24 +1811,18 @@ s_parse_routes(struct s_ctx *x)
 	struct conf_route *arr;
 	size_t k = 0;
 
-	arr = arena_calloc(x->a, vec->len ? vec->len : 1, sizeof(*arr));
-	if (arr == NULL) {
-		s_oom(x);
+	arr = s_section_array(x, S_ROUTES, sizeof(*arr));
+	if (arr == NULL)
 		return;
-	}
 	for (size_t i = 0; i < vec->len; i++) {
 		const struct ynode *n = vec->v[i].node, *v[S_NELEM(names)];
 		struct conf_route *r = &arr[k];
 		char what[128];
 
-		if (!s_fields(x, n, "a route", names, S_NELEM(names), v))
-			continue;
-		if (!s_need(x, n, v[0], "id", "a route"))
-			continue;
-		r->id = s_id(x, v[0], S_ID_SLUG, "route id");
+		r->id = s_item(x, n, "a route", "route", S_ID_SLUG, names,
+		    S_NELEM(names), v, what, sizeof what);
 		if (r->id == NULL)
 			continue;
-		snprintf(what, sizeof what, "route '%s'", r->id);
 		r->mark = n->mark;
 		r->index = (uint32_t)k;
 		r->urgent = -1;
@@ -1874,10 +1874,10 @@ conf_load(const char *path, int32_t today, struct diags *d)
 		goto fail; /* reported; checking the rest would mislead */
 	s_parse_broker(&x);
 	c->roles = s_parse_named(&x, S_ROLES, &c->index->roles,
-	    sizeof(struct conf_role), "a role", &count);
+	    sizeof(struct conf_role), "a role", "role", &count);
 	c->nroles = count;
 	c->stages = s_parse_named(&x, S_STAGES, &c->index->stages,
-	    sizeof(struct conf_stage), "a stage", &count);
+	    sizeof(struct conf_stage), "a stage", "stage", &count);
 	c->nstages = count;
 	s_parse_parties(&x);
 	s_parse_types(&x);
