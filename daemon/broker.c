@@ -583,6 +583,24 @@ broker_reload(struct broker *b, struct diags *d)
 	return 0;
 }
 
+/* Forgets message ids whose dedup window has ended (and the receipts
+ * kept with them), a bounded number per call so a turn stays short. */
+static void
+s_expire_dedup(struct broker *b)
+{
+	struct store_txn *t = broker_txn(b);
+	size_t removed = 0;
+
+	if (t == NULL)
+		return;
+	if (store_expire_dedup(t, b->now_ms, 10000, &removed) != STORE_OK)
+		log_warnx("store: cannot expire message ids: %s",
+		    store_error(b->store));
+	else if (removed > 0)
+		log_debug("expired message ids count=%zu", removed);
+	s_flush(b);
+}
+
 int
 broker_run(struct broker *b, volatile sig_atomic_t *stop,
     volatile sig_atomic_t *reload)
@@ -648,6 +666,10 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		if (b->now_ms >= b->metrics_at_ms + 1000) {
 			stats_publish(b);
 			b->metrics_at_ms = b->now_ms;
+		}
+		if (b->now_ms >= b->dedup_at_ms + 10000) {
+			s_expire_dedup(b);
+			b->dedup_at_ms = b->now_ms;
 		}
 	}
 	log_notice("stopping: finishing the commit in progress");

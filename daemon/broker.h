@@ -138,6 +138,7 @@ struct broker {
 	struct broker_stats stats;
 	struct metrics *metrics; /* NULL when metrics are off */
 	uint64_t metrics_at_ms;
+	uint64_t dedup_at_ms; /* last expiry of message ids */
 };
 
 /* broker.c */
