@@ -8,6 +8,7 @@
 #include "broker.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -476,6 +477,10 @@ s_flush(struct broker *b)
 			memcpy(b->audit_durable, b->audit_head, AUDIT_HASH_LEN);
 			b->stats.commits++;
 		}
+		/* A large group leaves LMDB's dirty pages and the group's
+		 * copies freed but held by the allocator: give them back. */
+		if (b->npend >= 256)
+			malloc_trim(0);
 		if (code == SCHAKEL_E_STORE_FULL || rc == STORE_FULL)
 			b->store_full = true;
 	}

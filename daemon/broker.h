@@ -28,7 +28,7 @@
 
 #define BROKER_MAX_CREDIT 1024
 #define BROKER_MAX_INFLIGHT BROKER_MAX_CREDIT
-#define BROKER_DRAIN_MAX 4096 /* inbound frames handled per turn */
+#define BROKER_DRAIN_MAX 2048 /* inbound frames handled per turn */
 
 struct broker_opts {
 	const char *conf_path;
