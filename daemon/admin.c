@@ -341,8 +341,10 @@ s_deadletter_change(struct broker *b, struct s_req *r, bool redeliver,
 	broker_audit(b, &ev);
 	{
 		struct session *s = broker_session(b, party);
-		if (s != NULL)
+		if (s != NULL) {
 			s->dirty = true;
+			s->rescan = true; /* back in its place by sequence */
+		}
 	}
 	if (r->json) {
 		metrics_printf(&r->out, "{\"%s\":true,\"party\":",

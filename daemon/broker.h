@@ -52,6 +52,14 @@ struct session {
 	uint64_t last_seen_ms;
 	uint64_t last_sent_ms;
 	bool dirty; /* something new may be deliverable */
+	/* The pump pages through the queue after `scanned`; everything up
+	 * to it was offered or is in flight.  `rescan` makes it start from
+	 * the head again: a delivery came back (timeout, Nack, redeliver),
+	 * or an entry waited behind its case's message in flight
+	 * (`case_waiting`) and that message was acknowledged. */
+	uint64_t scanned;
+	bool rescan;
+	bool case_waiting;
 	size_t ninflight;
 	size_t capinflight;
 	struct inflight *inflight; /* grows with the credit granted */

@@ -195,8 +195,10 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e)
 		return false;
 	if (store_get(b->store, e->seq, &m, &envelope, &receipt) != STORE_OK)
 		return false;
-	if (s_case_busy(s, m.case_ref))
+	if (s_case_busy(s, m.case_ref)) {
+		s->case_waiting = true;
 		goto out;
+	}
 	if (strcmp(m.type, S_NOTICE_TYPE) == 0) {
 		/* A notice no one took in time is simply dropped. */
 		t = broker_txn(b);
@@ -250,8 +252,11 @@ static void
 s_pump(struct broker *b, struct session *s)
 {
 	struct store_entry page[S_PAGE];
-	uint64_t after = 0;
+	uint64_t after = s->rescan ? 0 : s->scanned;
 
+	/* Without a rescan, only what was queued after the last look can be
+	 * new: the pump does not walk the messages in flight again. */
+	s->rescan = false;
 	while (s->credit > 0 && s->ninflight < s->capinflight) {
 		size_t n = 0;
 		if (store_queue(b->store, s->party, after, page, S_PAGE, &n) !=
@@ -262,6 +267,8 @@ s_pump(struct broker *b, struct session *s)
 		     i < n && s->credit > 0 && s->ninflight < s->capinflight;
 		     i++) {
 			after = page[i].seq;
+			if (after > s->scanned)
+				s->scanned = after;
 			s_offer(b, s, &page[i]);
 		}
 		if (n < S_PAGE)
@@ -300,6 +307,12 @@ deliver_ack(
 	if (x != NULL)
 		s_remove(s, x);
 	s->dirty = true;
+	/* A message behind this one on its case may go now; a Nack'ed one
+	 * that is retried comes again from the head of the queue. */
+	if (s->case_waiting || (nack && schakel_err_retryable((int)a->code))) {
+		s->rescan = true;
+		s->case_waiting = false;
+	}
 	if (!nack) {
 		if (store_ack(t, s->party, a->store_seq) == STORE_OK &&
 		    strcmp(m.type, S_NOTICE_TYPE) != 0) {
@@ -337,6 +350,7 @@ deliver_timers(struct broker *b)
 			if (s->inflight[k].deadline_ms <= b->now_ms) {
 				s_remove(s, &s->inflight[k]);
 				s->dirty = true;
+				s->rescan = true;
 			} else {
 				k++;
 			}
