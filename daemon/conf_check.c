@@ -30,8 +30,7 @@ s_route_sender(const struct conf_route *r, const struct conf_party *p)
 /* True when some sender allowed by flow selector `from` passes the
  * route's sender criteria. */
 static bool
-s_route_sender_flow(
-    const struct conf *c, const struct conf_route *r, const struct conf_flow *f)
+s_route_sender_flow(const struct conf_route *r, const struct conf_flow *f)
 {
 	const struct conf_selector *from = &f->from;
 
@@ -49,7 +48,6 @@ s_route_sender_flow(
 	for (size_t i = 0; i < r->nsender_roles; i++)
 		if (r->sender_roles[i] == from->role)
 			return true;
-	(void)c;
 	return false;
 }
 
@@ -185,7 +183,7 @@ s_role_allows(const struct conf *c, const struct s_buckets *b,
 			continue;
 		for (size_t i = b->start[k]; i < b->start[k + 1]; i++)
 			if (s_target_meets(t, b->flow[i]) &&
-			    s_route_sender_flow(c, r, b->flow[i]))
+			    s_route_sender_flow(r, b->flow[i]))
 				return true;
 	}
 	return false;
@@ -366,7 +364,7 @@ s_check_flows(const struct conf *c, const struct s_buckets *b, struct diags *d)
 				     !used && i < b->rstart[ty + 1]; i++) {
 					const struct conf_route *ro =
 					    b->route[i];
-					if (!s_route_sender_flow(c, ro, fl))
+					if (!s_route_sender_flow(ro, fl))
 						continue;
 					for (size_t k = 0; !used &&
 					     k < ro->nto + ro->nfallback;

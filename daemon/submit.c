@@ -256,7 +256,6 @@ void
 submit_envelope(
     struct broker *b, const struct transport_msg *m, const struct frame *f)
 {
-	const struct broker_opts *o = &b->opts;
 	const struct conf_limits *lim = &b->conf->broker.limits;
 	const struct conf_party *self = conf_party_by_id(b->conf, m->party);
 	const struct conf_party *sender, *rcpt[ROUTER_MAX];
@@ -271,7 +270,6 @@ submit_envelope(
 	void *old;
 	int rc;
 
-	(void)o;
 	if (self == NULL || !s_rate_ok(b, self)) {
 		s_refuse(b, m, f->corr_id,
 		    self == NULL ? SCHAKEL_E_UNKNOWN_PARTY
