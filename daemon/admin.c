@@ -207,11 +207,8 @@ s_deadletters_list(struct broker *b, struct s_req *r, const char *party)
 			break;
 		for (size_t i = 0; i < n; i++) {
 			struct store_msg m;
-			uint8_t *env = NULL, *rec = NULL;
-			bool have = store_get(b->store, d[i].seq, &m, &env,
-					&rec) == STORE_OK;
-			free(env);
-			free(rec);
+			bool have = store_get(b->store, d[i].seq, &m, NULL,
+					NULL) == STORE_OK;
 			after = d[i].seq;
 			if (r->json) {
 				metrics_printf(&r->out,
@@ -252,16 +249,13 @@ static void
 s_deadletter_show(struct broker *b, struct s_req *r, uint64_t seq)
 {
 	struct store_msg m;
-	uint8_t *env = NULL, *rec = NULL;
 	char id[2 * STORE_ID_LEN + 1];
 
-	if (store_get(b->store, seq, &m, &env, &rec) != STORE_OK) {
+	if (store_get(b->store, seq, &m, NULL, NULL) != STORE_OK) {
 		s_fail(r, "no message with sequence %llu is stored",
 		    (unsigned long long)seq);
 		return;
 	}
-	free(env);
-	free(rec);
 	s_hex(id, m.id, STORE_ID_LEN);
 	if (r->json) {
 		metrics_printf(&r->out, "{\"seq\":%llu,\"id\":\"%s\",\"from\":",
@@ -309,7 +303,6 @@ s_deadletter_change(struct broker *b, struct s_req *r, bool redeliver,
 	    .seq = seq,
 	    .n_to = 1};
 	struct store_msg m;
-	uint8_t *env = NULL, *rec = NULL;
 	int rc;
 
 	if (t == NULL) {
@@ -317,15 +310,13 @@ s_deadletter_change(struct broker *b, struct s_req *r, bool redeliver,
 		    store_error(b->store));
 		return;
 	}
-	if (store_get(b->store, seq, &m, &env, &rec) == STORE_OK) {
+	if (store_get(b->store, seq, &m, NULL, NULL) == STORE_OK) {
 		ev.has_id = true;
 		memcpy(ev.id, m.id, AUDIT_ID_LEN);
 		snprintf(ev.from, sizeof ev.from, "%s", m.sender);
 		snprintf(ev.type, sizeof ev.type, "%s", m.type);
 		snprintf(ev.case_ref, sizeof ev.case_ref, "%s", m.case_ref);
 	}
-	free(env);
-	free(rec);
 	rc = redeliver ? store_redeliver(t, party, seq)
 		       : store_purge(t, party, seq);
 	if (rc == STORE_NOT_FOUND) {

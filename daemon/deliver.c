@@ -298,12 +298,10 @@ deliver_ack(
 	struct inflight *x = s_find(s, a->store_seq);
 	struct store_txn *t = broker_txn(b);
 	struct store_msg m;
-	uint8_t *envelope = NULL, *receipt = NULL;
 
-	if (store_get(b->store, a->store_seq, &m, &envelope, &receipt) !=
-		STORE_OK ||
+	if (store_get(b->store, a->store_seq, &m, NULL, NULL) != STORE_OK ||
 	    memcmp(m.id, a->message_id, STORE_ID_LEN) != 0 || t == NULL)
-		goto out;
+		return;
 	if (x != NULL)
 		s_remove(s, x);
 	s->dirty = true;
@@ -329,9 +327,6 @@ deliver_ack(
 		s_dead(b, s->party, &m,
 		    a->code != 0 ? a->code : SCHAKEL_E_DELIVERY_FAILED);
 	}
-out:
-	free(envelope);
-	free(receipt);
 }
 
 void

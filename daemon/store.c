@@ -310,8 +310,13 @@ int
 store_get(struct store *s, uint64_t seq, struct store_msg *m,
     uint8_t **envelope, uint8_t **receipt)
 {
-	*envelope = NULL;
-	*receipt = NULL;
+	if ((envelope == NULL) != (receipt == NULL))
+		return store_fail(s, STORE_ERROR,
+		    "store_get: ask for both copies or for none");
+	if (envelope != NULL) {
+		*envelope = NULL;
+		*receipt = NULL;
+	}
 	return s->ops->get(s, seq, m, envelope, receipt);
 }
 

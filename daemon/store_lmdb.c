@@ -1203,6 +1203,13 @@ s_get(struct store *s, uint64_t seq, struct store_msg *m, uint8_t **envelope,
 		    "message %llu is damaged in the store",
 		    (unsigned long long)seq);
 	}
+	if (envelope == NULL) {
+		/* Metadata only: the pointers would outlive the txn. */
+		mdb_txn_abort(txn);
+		m->envelope = NULL;
+		m->receipt = NULL;
+		return STORE_OK;
+	}
 	*envelope = s_dup(m->envelope, m->envelope_len);
 	*receipt = s_dup(m->receipt, m->receipt_len);
 	mdb_txn_abort(txn);

@@ -160,6 +160,14 @@ s_expect_msg(struct store *s, const struct msgbuf *want)
 	assert_memory_equal(rc, want->m.receipt, m.receipt_len);
 	free(env);
 	free(rc);
+	/* Metadata only: nothing copied, the lengths still right. */
+	memset(&m, 0, sizeof m);
+	assert_int_equal(store_get(s, want->m.seq, &m, NULL, NULL), STORE_OK);
+	assert_null(m.envelope);
+	assert_null(m.receipt);
+	assert_int_equal(m.envelope_len, want->m.envelope_len);
+	assert_int_equal(m.receipt_len, want->m.receipt_len);
+	assert_string_equal(m.case_ref, want->m.case_ref);
 }
 
 static void
