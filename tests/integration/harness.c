@@ -71,13 +71,44 @@ static const char s_yaml[] =
     "    match: {type: shv.overleg.v1, sender: gemeente}\n"
     "    to: [{role_in_region: debt_counselling}]\n";
 
-static uint64_t
-s_now_ms(void)
+uint64_t
+hx_mono_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t
+hx_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void
+hx_sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+struct schakel_message
+hx_msg(const char *type, const char *case_ref, const char *payload)
+{
+	struct schakel_message m = {0};
+
+	m.type = type;
+	m.case_ref = case_ref;
+	m.purpose = HX_PURPOSE;
+	m.region = "GM0344";
+	m.payload = (const uint8_t *)payload;
+	m.payload_len = strlen(payload);
+	return m;
 }
 
 static void
@@ -115,10 +146,10 @@ s_metrics_port(FILE *f)
 static int
 s_wait_ready(struct hx *h, const char *file)
 {
-	uint64_t until = s_now_ms() + 15000;
+	uint64_t until = hx_mono_ms() + 15000;
 	int status;
 
-	while (s_now_ms() < until) {
+	while (hx_mono_ms() < until) {
 		FILE *f = fopen(file, "r");
 
 		if (f != NULL) {
@@ -213,9 +244,9 @@ hx_stop(struct hx *h, int sig)
 	if (h->pid <= 0)
 		return -1;
 	kill(h->pid, sig);
-	until = s_now_ms() + 15000;
+	until = hx_mono_ms() + 15000;
 	while (waitpid(h->pid, &status, WNOHANG) == 0) {
-		if (s_now_ms() > until) {
+		if (hx_mono_ms() > until) {
 			fprintf(stderr,
 			    "harness: schakeld did not stop; "
 			    "killing it\n");
@@ -346,7 +377,7 @@ hx_raw_request(
     void *sock, struct frame *req, struct frame *reply, int timeout_ms)
 {
 	struct codec_buf b = {0};
-	uint64_t until = s_now_ms() + (uint64_t)timeout_ms;
+	uint64_t until = hx_mono_ms() + (uint64_t)timeout_ms;
 
 	if (frame_encode(req, &b) != SCHAKEL_OK)
 		return -1;
@@ -355,11 +386,11 @@ hx_raw_request(
 		return -1;
 	}
 	codec_buf_clear(&b);
-	while (s_now_ms() < until) {
+	while (hx_mono_ms() < until) {
 		zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
 		zmq_msg_t m;
 
-		if (zmq_poll(&it, 1, (long)(until - s_now_ms())) <= 0)
+		if (zmq_poll(&it, 1, (long)(until - hx_mono_ms())) <= 0)
 			continue;
 		zmq_msg_init(&m);
 		if (zmq_msg_recv(&m, sock, 0) < 0) {

@@ -86,6 +86,16 @@ void hx_raw_close(void **sock);
 int hx_raw_request(
     void *sock, struct frame *req, struct frame *reply, int timeout_ms);
 
+/* Clocks and sleeping for tests: monotonic and wall-clock milliseconds. */
+uint64_t hx_mono_ms(void);
+uint64_t hx_wall_ms(void);
+void hx_sleep_ms(long ms);
+
+/* A message of the standard ecosystem: `type`, `case_ref`, purpose
+ * HX_PURPOSE, region GM0344, `payload` as text (borrowed). */
+struct schakel_message
+hx_msg(const char *type, const char *case_ref, const char *payload);
+
 /* Reads DIR/keys/NAME.key (a party) into a secret; caller destroys. */
 struct keys_secret *hx_secret(struct hx *h, const char *party);
 

@@ -58,30 +58,13 @@ struct s_run {
 	pthread_t ts, tr;
 };
 
-static uint64_t
-s_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void
-s_sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
-}
-
 /* Sends S_N messages; one that fails for want of a broker is sent again
  * (libschakel builds a new envelope, so it is a new message). */
 static void *
 s_sender(void *arg)
 {
 	struct s_run *r = arg;
-	uint64_t until = s_mono_ms() + S_DEADLINE_S * 1000;
+	uint64_t until = hx_mono_ms() + S_DEADLINE_S * 1000;
 
 	for (size_t i = 0; i < S_N; i++) {
 		char text[32], zaak[16];
@@ -110,7 +93,7 @@ s_sender(void *arg)
 			}
 			if ((rc != SCHAKEL_E_UNAVAILABLE &&
 				!schakel_err_retryable(rc)) ||
-			    s_mono_ms() > until || atomic_load(&r->stop)) {
+			    hx_mono_ms() > until || atomic_load(&r->stop)) {
 				fprintf(stderr, "sender: message %zu: %s: %s\n",
 				    i, schakel_errname(rc),
 				    schakel_client_error(r->sender));
@@ -119,7 +102,7 @@ s_sender(void *arg)
 				return NULL;
 			}
 			r->resends++;
-			s_sleep_ms(50);
+			hx_sleep_ms(50);
 		}
 		if (rc == SCHAKEL_OK) {
 			r->have[i] = true;
@@ -207,7 +190,7 @@ s_kill_and_restart(struct hx *h, unsigned *seed)
 {
 	hx_stop(h, SIGKILL);
 	/* Down for a moment: clients notice and retry. */
-	s_sleep_ms((long)(rand_r(seed) % 200));
+	hx_sleep_ms((long)(rand_r(seed) % 200));
 	assert_int_equal(hx_start(h), 0);
 }
 
@@ -276,7 +259,7 @@ t_crash(void **state)
 	struct s_run *r = *state;
 	struct hx *h = r->h;
 	size_t kills, at[10], missing = 0;
-	uint64_t until = s_mono_ms() + S_DEADLINE_S * 1000;
+	uint64_t until = hx_mono_ms() + S_DEADLINE_S * 1000;
 	char out[4096];
 	const char *verify[] = {"audit", "verify", NULL};
 
@@ -301,11 +284,11 @@ t_crash(void **state)
 
 	for (size_t k = 0; k + 1 < kills; k++) {
 		while (atomic_load(&r->sent) < at[k] &&
-		    !atomic_load(&r->sender_done) && s_mono_ms() < until)
-			s_sleep_ms(1);
+		    !atomic_load(&r->sender_done) && hx_mono_ms() < until)
+			hx_sleep_ms(1);
 		/* Somewhere inside a send: before, during or after the
 		 * commit. */
-		s_sleep_ms((long)(rand_r(&seed) % 15));
+		hx_sleep_ms((long)(rand_r(&seed) % 15));
 		printf("crash: kill %zu after %zu sends\n", k + 1,
 		    atomic_load(&r->sent));
 		s_kill_and_restart(h, &seed);
@@ -314,15 +297,15 @@ t_crash(void **state)
 	r->sending = false;
 	assert_int_equal(r->sender_error, 0);
 	assert_int_equal(atomic_load(&r->sent), S_N);
-	s_sleep_ms((long)(rand_r(&seed) % 100));
+	hx_sleep_ms((long)(rand_r(&seed) % 100));
 	printf("crash: kill %zu while receiving\n", kills);
 	s_kill_and_restart(h, &seed);
 
-	while (!s_all_received(r, &missing) && s_mono_ms() < until &&
+	while (!s_all_received(r, &missing) && hx_mono_ms() < until &&
 	    r->receiver_error == 0)
-		s_sleep_ms(50);
+		hx_sleep_ms(50);
 	/* A little longer: a message delivered twice would show now. */
-	s_sleep_ms(1500);
+	hx_sleep_ms(1500);
 	atomic_store(&r->stop, true);
 	assert_int_equal(pthread_join(r->tr, NULL), 0);
 	r->receiving = false;

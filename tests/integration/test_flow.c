@@ -83,20 +83,6 @@ s_teardown(void **state)
 	return hx_destroy(&h) == 0 ? 0 : -1;
 }
 
-static struct schakel_message
-s_msg(const char *type, const char *case_ref, const char *payload)
-{
-	struct schakel_message m = {0};
-
-	m.type = type;
-	m.case_ref = case_ref;
-	m.purpose = HX_PURPOSE;
-	m.region = "GM0344";
-	m.payload = (const uint8_t *)payload;
-	m.payload_len = strlen(payload);
-	return m;
-}
-
 static void
 s_connect(struct hx *h, const char *party, struct schakel_client **c)
 {
@@ -121,7 +107,7 @@ t_a_to_b(void **state)
 	struct hx *h = *state;
 	struct schakel_client *a = NULL, *b = NULL;
 	struct schakel_message m =
-	    s_msg(HX_TYPE_ONE, "zaak-0001", "aanmelding: huur achterstand");
+	    hx_msg(HX_TYPE_ONE, "zaak-0001", "aanmelding: huur achterstand");
 	struct schakel_resolved res;
 	struct schakel_receipt r;
 	struct s_got *g = calloc(1, sizeof *g);
@@ -175,7 +161,7 @@ t_fan_out(void **state)
 	struct hx *h = *state;
 	struct schakel_client *a = NULL, *t[3] = {NULL};
 	struct schakel_message m =
-	    s_msg(HX_TYPE_ALL, "zaak-0002", "overleg dinsdag 10:00");
+	    hx_msg(HX_TYPE_ALL, "zaak-0002", "overleg dinsdag 10:00");
 	struct schakel_message batch[5];
 	struct schakel_receipt r, rs[5];
 	char texts[5][32];
@@ -192,7 +178,7 @@ t_fan_out(void **state)
 
 	for (size_t i = 0; i < 5; i++) {
 		snprintf(texts[i], sizeof texts[i], "batch bericht %zu", i);
-		batch[i] = s_msg(HX_TYPE_ALL, "zaak-0003", texts[i]);
+		batch[i] = hx_msg(HX_TYPE_ALL, "zaak-0003", texts[i]);
 	}
 	assert_int_equal(
 	    schakel_send_batch(a, batch, 5, rs, results), SCHAKEL_OK);
@@ -254,7 +240,7 @@ t_offline_recipient(void **state)
 		struct schakel_message m;
 
 		snprintf(text, sizeof text, "%s %d", zaak, i);
-		m = s_msg(HX_TYPE_ONE, zaak, text);
+		m = hx_msg(HX_TYPE_ONE, zaak, text);
 		s_send_ok(a, &m, NULL);
 	}
 	schakel_close(&a);
@@ -301,7 +287,7 @@ t_tampered_ciphertext(void **state)
 {
 	struct hx *h = *state;
 	struct schakel_client *a = NULL, *b = NULL;
-	struct schakel_message m = s_msg(HX_TYPE_ONE, "zaak-0004", "geheim");
+	struct schakel_message m = hx_msg(HX_TYPE_ONE, "zaak-0004", "geheim");
 	struct schakel_resolved res;
 	struct keys_secret *sk = hx_secret(h, HX_SENDER);
 	struct env_draft *d = calloc(1, sizeof *d);
@@ -373,8 +359,8 @@ t_broker_restart(void **state)
 {
 	struct hx *h = *state;
 	struct schakel_client *a = NULL, *b = NULL;
-	struct schakel_message m1 = s_msg(HX_TYPE_ONE, "zaak-0005", "voor");
-	struct schakel_message m2 = s_msg(HX_TYPE_ONE, "zaak-0005", "na");
+	struct schakel_message m1 = hx_msg(HX_TYPE_ONE, "zaak-0005", "voor");
+	struct schakel_message m2 = hx_msg(HX_TYPE_ONE, "zaak-0005", "na");
 	struct s_got *g = calloc(1, sizeof *g);
 	size_t handed;
 

@@ -37,32 +37,6 @@ static const char *s_schakeld, *s_schakelctl;
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
 
-static uint64_t
-s_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t
-s_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void
-s_nap(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
-}
-
 /* `text` with the first `from` replaced by `to`; owned. */
 static char *
 s_replace(const char *text, const char *from, const char *to)
@@ -77,20 +51,6 @@ s_replace(const char *text, const char *from, const char *to)
 	snprintf(out, len, "%.*s%s%s", (int)(at - text), text, to,
 	    at + strlen(from));
 	return out;
-}
-
-static struct schakel_message
-s_msg(const char *type, const char *case_ref, const char *payload)
-{
-	struct schakel_message m = {0};
-
-	m.type = type;
-	m.case_ref = case_ref;
-	m.purpose = HX_PURPOSE;
-	m.region = "GM0344";
-	m.payload = (const uint8_t *)payload;
-	m.payload_len = strlen(payload);
-	return m;
 }
 
 static void
@@ -397,7 +357,7 @@ struct s_notify {
 static long
 s_notify_wait(struct s_notify *nt, const char *want, size_t from, int ms)
 {
-	uint64_t until = s_now_ms() + (uint64_t)ms;
+	uint64_t until = hx_mono_ms() + (uint64_t)ms;
 
 	for (;;) {
 		char buf[4096];
@@ -408,9 +368,9 @@ s_notify_wait(struct s_notify *nt, const char *want, size_t from, int ms)
 		for (size_t i = from; i < nt->n; i++)
 			if (strcmp(nt->note[i], want) == 0)
 				return (long)i;
-		if (s_now_ms() >= until)
+		if (hx_mono_ms() >= until)
 			return -1;
-		if (poll(&p, 1, (int)(until - s_now_ms())) <= 0)
+		if (poll(&p, 1, (int)(until - hx_mono_ms())) <= 0)
 			continue;
 		len = recv(nt->fd, buf, sizeof buf - 1, 0);
 		if (len <= 0)
@@ -507,7 +467,7 @@ s_sender(void *arg)
 
 		snprintf(ref, sizeof ref, "zaak-last-%d", i % 7);
 		snprintf(text, sizeof text, "bericht %d", i);
-		m = s_msg(HX_TYPE_ONE, ref, text);
+		m = hx_msg(HX_TYPE_ONE, ref, text);
 		l->code[i] = schakel_send(l->c, &m, &r);
 		if (l->code[i] == SCHAKEL_OK) {
 			l->nrecip[i] = r.n_recipients;
@@ -524,12 +484,12 @@ s_sender(void *arg)
 static int
 s_wait_sent(struct s_load *l, int n)
 {
-	uint64_t until = s_now_ms() + 60000;
+	uint64_t until = hx_mono_ms() + 60000;
 
 	while (atomic_load(&l->sent) < n) {
-		if (s_now_ms() > until)
+		if (hx_mono_ms() > until)
 			return -1;
-		s_nap(5);
+		hx_sleep_ms(5);
 	}
 	return atomic_load(&l->sent);
 }
@@ -816,7 +776,7 @@ struct s_expect {
 static void
 s_scrape_until(struct hx *h, char *text, const struct s_expect *e, size_t n)
 {
-	uint64_t until = s_now_ms() + 10000;
+	uint64_t until = hx_mono_ms() + 10000;
 	size_t bad = 0;
 
 	for (;;) {
@@ -828,10 +788,10 @@ s_scrape_until(struct hx *h, char *text, const struct s_expect *e, size_t n)
 				break;
 		if (bad == n)
 			break;
-		if (s_now_ms() > until)
+		if (hx_mono_ms() > until)
 			fail_msg("%s is %g, not %g", e[bad].series,
 			    s_metric(text, e[bad].series), e[bad].value);
-		s_nap(100);
+		hx_sleep_ms(100);
 	}
 	s_check_exposition(text);
 }
@@ -909,18 +869,18 @@ t_metrics(void **state)
 
 	assert_int_equal(hx_connect(h, HX_SENDER, 5000, &a), SCHAKEL_OK);
 	for (int i = 0; i < 3; i++) {
-		m = s_msg(HX_TYPE_ONE, "zaak-m1", "melding");
+		m = hx_msg(HX_TYPE_ONE, "zaak-m1", "melding");
 		s_send_ok(a, &m, NULL);
 	}
 	for (int i = 0; i < 2; i++) {
-		m = s_msg(HX_TYPE_ALL, "zaak-m2", "overleg");
+		m = hx_msg(HX_TYPE_ALL, "zaak-m2", "overleg");
 		s_send_ok(a, &m, NULL);
 	}
 	/* Two refusals: a type nobody declared, and a region without a
 	 * debt-counselling team. */
-	m = s_msg("shv.onbekend.v1", "zaak-m3", "?");
+	m = hx_msg("shv.onbekend.v1", "zaak-m3", "?");
 	assert_int_equal(schakel_send(a, &m, NULL), SCHAKEL_E_UNKNOWN_TYPE);
-	m = s_msg(HX_TYPE_ALL, "zaak-m3", "?");
+	m = hx_msg(HX_TYPE_ALL, "zaak-m3", "?");
 	m.region = "GM0363";
 	assert_int_equal(schakel_send(a, &m, NULL), SCHAKEL_E_NO_ROUTE);
 	s_scrape_until(h, text, sent, sizeof sent / sizeof sent[0]);
@@ -956,8 +916,8 @@ t_metrics(void **state)
 static void
 s_expire(struct hx *h, uint64_t accepted_ms, struct s_got *g)
 {
-	while (s_wall_ms() < accepted_ms + 600)
-		s_nap(50);
+	while (hx_wall_ms() < accepted_ms + 600)
+		hx_sleep_ms(50);
 	(void)s_receive(h, HX_TEAM_A, 0, 700, g);
 }
 
@@ -967,7 +927,7 @@ static uint64_t
 s_send_short(
     struct schakel_client *a, const char *case_ref, uint64_t *accepted_ms)
 {
-	struct schakel_message m = s_msg(HX_TYPE_ONE, case_ref, "te laat");
+	struct schakel_message m = hx_msg(HX_TYPE_ONE, case_ref, "te laat");
 	struct schakel_receipt r;
 
 	m.ttl_ms = 300;
@@ -1007,17 +967,17 @@ s_expire_again(struct hx *h)
 static void
 s_wait_dead(struct hx *h, struct s_ctl *o, long long n)
 {
-	uint64_t until = s_now_ms() + 10000;
+	uint64_t until = hx_mono_ms() + 10000;
 
 	for (;;) {
 		S_CTL_OK(h, o, "--json", "parties");
 		if (s_json_num(
 			o->out, "\"party\":\"team-a\"", "dead_letters") == n)
 			return;
-		if (s_now_ms() > until)
+		if (hx_mono_ms() > until)
 			fail_msg("team-a does not have %lld dead letters: %s",
 			    n, o->out);
-		s_nap(50);
+		hx_sleep_ms(50);
 	}
 }
 
@@ -1026,16 +986,16 @@ static void
 s_wait_events(struct hx *h, struct s_ctl *o, const char *case_ref,
     const char *event, size_t n)
 {
-	uint64_t until = s_now_ms() + 10000;
+	uint64_t until = hx_mono_ms() + 10000;
 
 	for (;;) {
 		S_CTL_OK(h, o, "audit", "export", "--case", case_ref);
 		if (s_count(o->out, event) == n)
 			return;
-		if (s_now_ms() > until)
+		if (hx_mono_ms() > until)
 			fail_msg("not %zu of%s for %s: %s", n, event, case_ref,
 			    o->out);
-		s_nap(50);
+		hx_sleep_ms(50);
 	}
 }
 
@@ -1055,7 +1015,7 @@ t_schakelctl(void **state)
 	assert_non_null(o);
 	snprintf(sock, sizeof sock, "%s/run/control.sock", h->dir);
 	assert_int_equal(hx_connect(h, HX_SENDER, 5000, &a), SCHAKEL_OK);
-	m = s_msg(HX_TYPE_ALL, "zaak-anders", "overleg");
+	m = hx_msg(HX_TYPE_ALL, "zaak-anders", "overleg");
 	s_send_ok(a, &m, NULL);
 
 	/* status */
@@ -1295,9 +1255,9 @@ t_schakelctl(void **state)
 	assert_int_equal(hx_start(h), 0);
 	hx_stop(h, SIGKILL);
 	assert_int_equal(access(sock, F_OK), 0);
-	t0 = s_now_ms();
+	t0 = hx_mono_ms();
 	assert_int_equal(S_CTL(h, o, "status"), 1);
-	assert_true(s_now_ms() - t0 < 5000);
+	assert_true(hx_mono_ms() - t0 < 5000);
 	assert_non_null(strstr(o->err, "schakeld is not running"));
 	assert_non_null(strstr(o->err, "Connection refused"));
 	free(o);

@@ -208,37 +208,6 @@ s_teardown(void **state)
 	return hx_destroy(&h) == 0 ? 0 : -1;
 }
 
-static uint64_t
-s_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void
-s_sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
-}
-
-static struct schakel_message
-s_msg(const char *type, const char *case_ref, const char *payload)
-{
-	struct schakel_message m = {0};
-
-	m.type = type;
-	m.case_ref = case_ref;
-	m.purpose = HX_PURPOSE;
-	m.region = "GM0344";
-	m.payload = (const uint8_t *)payload;
-	m.payload_len = strlen(payload);
-	return m;
-}
-
 static struct schakel_client *
 s_connect(struct hx *h, const char *party)
 {
@@ -316,7 +285,7 @@ s_draft(struct hx *h, const char *sender, const char *type,
 	snprintf(d->hdr.case_ref, sizeof d->hdr.case_ref, "%s", case_ref);
 	snprintf(d->hdr.purpose, sizeof d->hdr.purpose, "%s", HX_PURPOSE);
 	snprintf(d->hdr.region, sizeof d->hdr.region, "GM0344");
-	d->hdr.created_ms = s_now_ms();
+	d->hdr.created_ms = hx_wall_ms();
 	d->hdr.expires_ms = d->hdr.created_ms + 3600 * 1000;
 	for (size_t i = 0; rcpts[i] != NULL; i++) {
 		struct keys_secret *k = hx_secret(h, rcpts[i]);
@@ -432,7 +401,7 @@ s_audited(struct hx *h, const char *case_ref, int code)
 static void
 s_marker_only(struct hx *h, const char *case_ref)
 {
-	struct schakel_message m = s_msg(HX_TYPE_ONE, case_ref, "marker");
+	struct schakel_message m = hx_msg(HX_TYPE_ONE, case_ref, "marker");
 	struct s_got *g = calloc(1, sizeof *g);
 
 	assert_non_null(g);
@@ -636,7 +605,7 @@ static void
 t_bsn_as_case(void **state)
 {
 	struct hx *h = *state;
-	struct schakel_message m = s_msg(HX_TYPE_ONE, S_BSN, "bsn");
+	struct schakel_message m = hx_msg(HX_TYPE_ONE, S_BSN, "bsn");
 	struct schakel_resolved res;
 	struct schakel_client *c;
 	struct env_draft *d;
@@ -736,7 +705,7 @@ t_unknown_type(void **state)
 {
 	struct hx *h = *state;
 	struct schakel_message m =
-	    s_msg("shv.onbekend.v1", "zaak-0110", "wat is dit");
+	    hx_msg("shv.onbekend.v1", "zaak-0110", "wat is dit");
 	struct env_draft *d = s_draft(
 	    h, HX_SENDER, "shv.onbekend.v1", "zaak-0110", s_to_a, "wat");
 
@@ -761,11 +730,11 @@ t_too_large(void **state)
 	assert_non_null(g);
 	memset(big, 'x', 1025);
 	big[1025] = '\0';
-	m = s_msg("shv.klein.v1", "zaak-0112", big);
+	m = hx_msg("shv.klein.v1", "zaak-0112", big);
 	s_assert_code(s_send(h, HX_SENDER, &m, NULL), SCHAKEL_E_TOO_LARGE);
 	s_audited(h, "zaak-0112", SCHAKEL_E_TOO_LARGE);
 	big[1024] = '\0';
-	m = s_msg("shv.klein.v1", "zaak-0113", big);
+	m = hx_msg("shv.klein.v1", "zaak-0113", big);
 	s_send_ok(h, &m, NULL);
 	s_expect(h, HX_TEAM_A, 1, g);
 	assert_string_equal(g->m[0].case_ref, "zaak-0113");
@@ -779,7 +748,7 @@ static void
 t_no_route(void **state)
 {
 	struct hx *h = *state;
-	struct schakel_message m = s_msg("shv.los.v1", "zaak-0114", "los");
+	struct schakel_message m = hx_msg("shv.los.v1", "zaak-0114", "los");
 	struct env_draft *d =
 	    s_draft(h, HX_SENDER, "shv.los.v1", "zaak-0114", s_to_a, "los");
 
@@ -798,7 +767,7 @@ t_no_agreement(void **state)
 	static const char *const to[] = {"outsider", NULL};
 	struct hx *h = *state;
 	struct schakel_message m =
-	    s_msg("shv.vordering.v1", "zaak-0116", "vordering");
+	    hx_msg("shv.vordering.v1", "zaak-0116", "vordering");
 	struct env_draft *d = s_draft(
 	    h, HX_SENDER, "shv.vordering.v1", "zaak-0116", to, "vordering");
 	struct s_got *g = calloc(1, sizeof *g);
@@ -818,7 +787,7 @@ t_agreement_expired(void **state)
 {
 	static const char *const to[] = {HX_TEAM_B, NULL};
 	struct hx *h = *state;
-	struct schakel_message m = s_msg("shv.oud.v1", "zaak-0117", "oud");
+	struct schakel_message m = hx_msg("shv.oud.v1", "zaak-0117", "oud");
 	struct env_draft *d =
 	    s_draft(h, HX_SENDER, "shv.oud.v1", "zaak-0117", to, "oud");
 	struct s_got *g = calloc(1, sizeof *g);
@@ -840,14 +809,14 @@ t_consent_missing(void **state)
 {
 	struct hx *h = *state;
 	struct schakel_message m =
-	    s_msg("shv.toestemming.v1", "zaak-0118", "zonder");
+	    hx_msg("shv.toestemming.v1", "zaak-0118", "zonder");
 	struct s_got *g = calloc(1, sizeof *g);
 
 	assert_non_null(g);
 	s_assert_code(
 	    s_send(h, HX_SENDER, &m, NULL), SCHAKEL_E_CONSENT_MISSING);
 	s_audited(h, "zaak-0118", SCHAKEL_E_CONSENT_MISSING);
-	m = s_msg("shv.toestemming.v1", "zaak-0119", "met");
+	m = hx_msg("shv.toestemming.v1", "zaak-0119", "met");
 	m.consent_ref = "toestemming-2026-0042";
 	s_send_ok(h, &m, NULL);
 	s_expect(h, HX_TEAM_C, 1, g);
@@ -889,7 +858,7 @@ t_expired(void **state)
 	    s_draft(h, HX_SENDER, HX_TYPE_ONE, "zaak-0122", s_to_a, "te laat");
 
 	d->hdr.created_ms -= 60 * 1000;
-	d->hdr.expires_ms = s_now_ms() - 1000;
+	d->hdr.expires_ms = hx_wall_ms() - 1000;
 	s_assert_code(
 	    s_raw_submit(h, HX_SENDER, HX_SENDER, d), SCHAKEL_E_EXPIRED);
 	s_audited(h, "zaak-0122", SCHAKEL_E_EXPIRED);
@@ -921,7 +890,7 @@ t_rate_limited(void **state)
 	}
 	for (int i = 0; i < 4; i++) {
 		if (i == 3)
-			s_sleep_ms(1100);
+			hx_sleep_ms(1100);
 		s_assert_code(
 		    s_submit(raw, &env[i], d[i]->hdr.id, NULL), want[i]);
 	}
@@ -954,7 +923,7 @@ t_queue_full(void **state)
 		struct schakel_message m;
 
 		snprintf(text[i], sizeof text[i], "vol %d", i);
-		m = s_msg(HX_TYPE_ONE, "zaak-0125", text[i]);
+		m = hx_msg(HX_TYPE_ONE, "zaak-0125", text[i]);
 		rc = schakel_send(a, &m, i < 3 ? &r[i] : NULL);
 		s_assert_code(rc, i < 3 ? SCHAKEL_OK : SCHAKEL_E_QUEUE_FULL);
 	}
@@ -967,7 +936,7 @@ t_queue_full(void **state)
 	}
 	{
 		struct schakel_message m =
-		    s_msg(HX_TYPE_ONE, "zaak-0126", "weer ruimte");
+		    hx_msg(HX_TYPE_ONE, "zaak-0126", "weer ruimte");
 
 		rc = schakel_send(a, &m, NULL);
 		s_assert_code(rc, SCHAKEL_OK);
@@ -999,7 +968,7 @@ t_store_full(void **state)
 	for (size_t i = 0; i < S_SIZE; i++)
 		payload[i] = (uint8_t)(i * 131 + 7);
 	while (stored < S_MAX) {
-		struct schakel_message m = s_msg(HX_TYPE_ONE, "zaak-0127", "");
+		struct schakel_message m = hx_msg(HX_TYPE_ONE, "zaak-0127", "");
 
 		snprintf((char *)payload, 16, "groot %03zu", stored);
 		m.payload = payload;
@@ -1044,7 +1013,7 @@ t_store_full(void **state)
 	/* The acks freed the space: a new message is accepted.  (The acks
 	 * of the last receive may still be on their way.) */
 	for (int tries = 0;; tries++) {
-		struct schakel_message m = s_msg(HX_TYPE_ONE, "zaak-0128", "");
+		struct schakel_message m = hx_msg(HX_TYPE_ONE, "zaak-0128", "");
 
 		snprintf((char *)payload, 16, "daarna");
 		m.payload = payload;
@@ -1052,7 +1021,7 @@ t_store_full(void **state)
 		rc = schakel_send(a, &m, NULL);
 		if (rc != SCHAKEL_E_STORE_FULL || tries == 20)
 			break;
-		s_sleep_ms(100);
+		hx_sleep_ms(100);
 	}
 	s_assert_code(rc, SCHAKEL_OK);
 	schakel_close(&a);
