@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "admin.h"
 #include "log.h"
@@ -84,6 +85,18 @@ s_write_endpoints(struct broker *b)
 	return rename(tmp, b->opts.endpoint_file);
 }
 
+/* Signature checkers: as configured, else one per processor (at most 8;
+ * the broker's thread and the I/O thread need some too). */
+static unsigned
+s_verify_threads(const struct conf *c)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (c->broker.limits.verify_threads > 0)
+		return (unsigned)c->broker.limits.verify_threads;
+	return n < 1 ? 1 : n > 8 ? 8 : (unsigned)n;
+}
+
 static int
 s_head(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 {
@@ -123,8 +136,10 @@ broker_new(const struct broker_opts *opts)
 	b->cache = merkle_cache_new(4096);
 	b->rates = calloc(b->conf->nparties + 1, sizeof(*b->rates));
 	b->pend = calloc(BROKER_DRAIN_MAX, sizeof(*b->pend));
+	b->verify =
+	    verify_pool_new(s_verify_threads(b->conf), BROKER_VERIFY_QUEUE);
 	if (b->router == NULL || b->cache == NULL || b->rates == NULL ||
-	    b->pend == NULL)
+	    b->pend == NULL || b->verify == NULL)
 		fatalx("out of memory");
 	so.dir = b->conf->broker.data_dir;
 	so.map_size = b->conf->broker.limits.map_size;
@@ -148,6 +163,7 @@ broker_new(const struct broker_opts *opts)
 	b->tp = transport_new(&to, err, sizeof err);
 	if (b->tp == NULL)
 		fatalx("%s", err);
+	transport_watch_fd(b->tp, verify_wake_fd(b->verify));
 	for (size_t i = 0; transport_endpoint(b->tp, i, err, sizeof err) == 0;
 	     i++)
 		log_info("listening endpoint=%s", err);
@@ -185,6 +201,8 @@ broker_destroy(struct broker **bp)
 	if (bp == NULL || *bp == NULL)
 		return;
 	b = *bp;
+	submit_drop_waiting(b);
+	verify_pool_destroy(&b->verify);
 	store_abort(&b->txn);
 	for (size_t i = 0; i < b->npend; i++) {
 		free((void *)b->pend[i].msg.envelope);
@@ -509,6 +527,9 @@ s_startup_only(const struct conf *old, const struct conf *new)
 	if (o->limits.map_size != n->limits.map_size)
 		log_warnx("reload: broker.limits.map_size changed; it takes "
 			  "effect at the next restart");
+	if (o->limits.verify_threads != n->limits.verify_threads)
+		log_warnx("reload: broker.limits.verify_threads changed; it "
+			  "takes effect at the next restart");
 }
 
 void
@@ -616,11 +637,14 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		struct transport_msg m;
 		int n = 0, rc;
 
-		rc = transport_poll(b->tp, 100);
+		/* Verified envelopes the last turn had no room for: no
+		 * waiting. */
+		rc = transport_poll(b->tp, verify_ready(b->verify) ? 0 : 100);
 		if (rc < 0 && errno != EINTR) {
 			log_warn("transport: poll failed");
 			return 1;
 		}
+		verify_clear_wake(b->verify);
 		b->now_ms = s_now_ms();
 		notify_watchdog(b->now_ms);
 		if (*reload) {
@@ -634,10 +658,14 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 				broker_reload(b, d);
 			diags_destroy(&d);
 		}
-		while (n < BROKER_DRAIN_MAX && transport_recv(b->tp, &m) == 1) {
+		/* New envelopes go to the verifiers; those verified
+		 * meanwhile join this turn's group. */
+		while (n < BROKER_DRAIN_MAX && verify_room(b->verify) > 0 &&
+		    transport_recv(b->tp, &m) == 1) {
 			s_dispatch(b, &m);
 			n++;
 		}
+		submit_collect(b);
 		{
 			char req[4096];
 			size_t len;
@@ -681,6 +709,12 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 	b->stopping = true;
 	stats_publish(b);
 	notify_stopping();
+	/* Envelopes already taken in are checked and answered. */
+	while (verify_pending(b->verify) > 0) {
+		verify_wait(b->verify);
+		submit_collect(b);
+		s_flush(b);
+	}
 	s_flush(b);
 	return 0;
 }

@@ -3,7 +3,8 @@
  * broker.c (the loop, connections, the group commit), submit.c (resolve
  * and the checks on every submitted message) and deliver.c (credit,
  * delivery, acknowledgements, redelivery, expiry).  main.c only builds
- * it.  Everything runs on one thread; nothing here is locked.
+ * it.  Everything runs on one thread and nothing here is locked; only
+ * signature checks run on the threads of verify.c.
  */
 #ifndef SCHAKEL_BROKER_H
 #define SCHAKEL_BROKER_H
@@ -25,10 +26,13 @@
 #include "router.h"
 #include "store.h"
 #include "transport.h"
+#include "verify.h"
 
 #define BROKER_MAX_CREDIT 1024
 #define BROKER_MAX_INFLIGHT BROKER_MAX_CREDIT
 #define BROKER_DRAIN_MAX 2048 /* inbound frames handled per turn */
+/* Submissions taken in and not yet through their signature check. */
+#define BROKER_VERIFY_QUEUE (2 * BROKER_DRAIN_MAX)
 
 struct broker_opts {
 	const char *conf_path;
@@ -125,10 +129,11 @@ struct broker {
 	struct transport *tp;
 	struct keys_secret *keys;
 	struct merkle_cache *cache;
-	struct idmap sessions; /* party id -> struct session * */
-	struct idmap peers;    /* routing id -> struct session * */
-	struct store_txn *txn; /* the open group, or NULL */
-	struct pending *pend;  /* BROKER_DRAIN_MAX slots, never moved */
+	struct verify_pool *verify; /* submissions waiting for their check */
+	struct idmap sessions;      /* party id -> struct session * */
+	struct idmap peers;         /* routing id -> struct session * */
+	struct store_txn *txn;      /* the open group, or NULL */
+	struct pending *pend;       /* BROKER_DRAIN_MAX slots, never moved */
 	size_t npend;
 	struct idmap pend_ids;   /* message id -> pending, this group */
 	struct idmap pend_depth; /* party id -> messages added (as a
@@ -191,8 +196,15 @@ void stats_free(struct broker_stats *st);
 /* submit.c */
 void submit_resolve(
     struct broker *b, const struct transport_msg *m, const struct frame *f);
+/* Checks what can be checked before the signature and hands the
+ * envelope to the verifier threads. */
 void submit_envelope(
     struct broker *b, const struct transport_msg *m, const struct frame *f);
+/* Finishes the checks of verified envelopes, oldest first, until the
+ * group is full or the oldest is still being verified. */
+void submit_collect(struct broker *b);
+/* Waits for the envelopes being verified and drops them unanswered. */
+void submit_drop_waiting(struct broker *b);
 /* Writes the group's messages and receipts into the open transaction;
  * returns 0, or the refusal code for every message of the group. */
 int submit_prepare_group(struct broker *b);

@@ -796,6 +796,9 @@ static const struct {
 	UINT64_C(1) << 42, UINT64_C(1) << 30, false},
     {"dedup_window", S_LIM_DURATION, offsetof(struct conf_limits, dedup_window),
 	60, UINT64_C(3660) * 86400, 30 * 86400, false},
+    /* 0, the default, is not a value one can write: one per processor. */
+    {"verify_threads", S_LIM_UINT, offsetof(struct conf_limits, verify_threads),
+	1, 64, 0, false},
 };
 
 /* Reads a `limits` mapping into `out` (which holds the defaults).  With

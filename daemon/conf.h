@@ -39,8 +39,9 @@ struct conf_limits {
 	uint64_t ack_timeout; /* seconds */
 	uint64_t heartbeat;   /* seconds */
 	uint64_t max_deliveries;
-	uint64_t map_size;     /* bytes */
-	uint64_t dedup_window; /* seconds */
+	uint64_t map_size;       /* bytes */
+	uint64_t dedup_window;   /* seconds */
+	uint64_t verify_threads; /* 0: one per processor, at most 8 */
 };
 
 struct conf_broker {

@@ -252,22 +252,38 @@ s_queue_add(struct broker *b, const struct conf_party *const *rcpt, size_t n)
 	}
 }
 
+/* A submission between its arrival and the end of its signature check:
+ * the frame's envelope bytes (owned; they become the stored copy) and
+ * where the answer goes. */
+struct s_job {
+	struct transport_msg m; /* m.data is `buf` */
+	uint64_t corr_id;
+	uint8_t *buf;
+	uint8_t pk[CONF_KEY_BYTES]; /* the key it is being checked with */
+};
+
+static void
+s_job_free(struct s_job **jp)
+{
+	if (*jp == NULL)
+		return;
+	free((*jp)->buf);
+	free(*jp);
+	*jp = NULL;
+}
+
+/* The checks before the signature: the rate, bounded decoding and the
+ * sender's key.  Then the envelope waits for a verifier thread; the rest
+ * of the checks run in s_verified, in the order the envelopes came. */
 void
 submit_envelope(
     struct broker *b, const struct transport_msg *m, const struct frame *f)
 {
 	const struct conf_limits *lim = &b->conf->broker.limits;
 	const struct conf_party *self = conf_party_by_id(b->conf, m->party);
-	const struct conf_party *sender, *rcpt[ROUTER_MAX];
-	const struct conf_agreement *ag[ROUTER_MAX];
-	const struct conf_type *type;
-	const struct env_header *h;
-	const char *ids[ENV_MAX_RECIPIENTS];
-	struct router_result res;
+	const struct conf_party *sender;
+	struct s_job *job;
 	struct env *e = NULL;
-	struct pending *p;
-	uint64_t seq;
-	void *old;
 	int rc;
 
 	if (self == NULL || !s_rate_ok(b, self)) {
@@ -277,66 +293,116 @@ submit_envelope(
 		    NULL, false);
 		return;
 	}
-	rc = env_decode(f->u.submit.data, f->u.submit.len,
-	    lim->max_message_size + 65536, &e);
-	if (rc != SCHAKEL_OK) {
-		s_refuse(b, m, f->corr_id, rc, NULL, false);
+	job = calloc(1, sizeof(*job));
+	if (job == NULL || (job->buf = malloc(f->u.submit.len + 1)) == NULL) {
+		s_job_free(&job);
+		s_refuse(b, m, f->corr_id, SCHAKEL_E_NO_MEMORY, NULL, false);
 		return;
 	}
+	memcpy(job->buf, f->u.submit.data, f->u.submit.len);
+	job->m = *m;
+	job->m.data = job->buf;
+	job->m.len = f->u.submit.len;
+	job->corr_id = f->corr_id;
+	rc =
+	    env_decode(job->buf, job->m.len, lim->max_message_size + 65536, &e);
+	if (rc != SCHAKEL_OK) {
+		s_refuse(b, m, f->corr_id, rc, NULL, false);
+		s_job_free(&job);
+		return;
+	}
+	sender = conf_party_by_id(b->conf, env_header(e)->sender);
+	if (sender == NULL)
+		rc = SCHAKEL_E_UNKNOWN_PARTY;
+	else {
+		memcpy(job->pk, sender->sign_key, CONF_KEY_BYTES);
+		if (verify_push(b->verify, e, job->pk, job) != 0)
+			rc = SCHAKEL_E_UNAVAILABLE;
+	}
+	if (rc != SCHAKEL_OK) {
+		s_refuse(b, m, f->corr_id, rc, env_header(e), false);
+		env_destroy(&e);
+		s_job_free(&job);
+	}
+}
+
+/* The checks after the signature, in the order of docs/protocol.md 10.4,
+ * for an envelope whose signature check `vrc` came back. */
+static void
+s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc)
+{
+	const struct transport_msg *m = &job->m;
+	const struct conf_limits *lim = &b->conf->broker.limits;
+	const struct conf_party *self = conf_party_by_id(b->conf, m->party);
+	const struct conf_party *sender, *rcpt[ROUTER_MAX];
+	const struct conf_agreement *ag[ROUTER_MAX];
+	const struct conf_type *type;
+	const struct env_header *h;
+	const char *ids[ENV_MAX_RECIPIENTS];
+	struct router_result res;
+	struct pending *p;
+	uint64_t seq;
+	void *old;
+	int rc = vrc;
+
 	h = env_header(e);
+	/* A reload while the envelope waited may have removed the sender
+	 * or changed its key: check again under the configuration now. */
 	sender = conf_party_by_id(b->conf, h->sender);
-	if (sender == NULL) {
-		s_refuse(b, m, f->corr_id, SCHAKEL_E_UNKNOWN_PARTY, h, false);
+	if (self == NULL || sender == NULL) {
+		s_refuse(b, m, job->corr_id, SCHAKEL_E_UNKNOWN_PARTY, h, false);
 		goto out;
 	}
-	rc = env_verify(e, sender->sign_key, b->cache);
+	if (memcmp(job->pk, sender->sign_key, CONF_KEY_BYTES) != 0)
+		rc = env_verify(e, sender->sign_key, b->cache);
 	if (rc != SCHAKEL_OK) {
-		s_refuse(b, m, f->corr_id, rc, h, false);
+		s_refuse(b, m, job->corr_id, rc, h, false);
 		goto out;
 	}
 	if (sender != self) {
-		s_refuse(b, m, f->corr_id, SCHAKEL_E_FORGED_SENDER, h, false);
+		s_refuse(b, m, job->corr_id, SCHAKEL_E_FORGED_SENDER, h, false);
 		goto out;
 	}
 	if (s_absdiff(h->created_ms, b->now_ms) > lim->clock_skew * 1000) {
-		s_refuse(b, m, f->corr_id, SCHAKEL_E_STALE_TIMESTAMP, h, true);
+		s_refuse(
+		    b, m, job->corr_id, SCHAKEL_E_STALE_TIMESTAMP, h, true);
 		goto out;
 	}
 	if (idmap_get(&b->pend_ids, h->id, ENV_ID_LEN) != NULL) {
-		s_refuse(b, m, f->corr_id, SCHAKEL_E_DUPLICATE_ID, h, true);
+		s_refuse(b, m, job->corr_id, SCHAKEL_E_DUPLICATE_ID, h, true);
 		goto out;
 	}
 	if (store_seen(b->store, h->id, &seq) == STORE_OK) {
-		s_resubmitted(b, m, f->corr_id, e);
+		s_resubmitted(b, m, job->corr_id, e);
 		goto out;
 	}
 	if (h->expires_ms <= b->now_ms) {
-		s_refuse(b, m, f->corr_id, SCHAKEL_E_EXPIRED, h, true);
+		s_refuse(b, m, job->corr_id, SCHAKEL_E_EXPIRED, h, true);
 		goto out;
 	}
 	if (env_is_bsn(h->case_ref)) {
-		s_refuse(b, m, f->corr_id, SCHAKEL_E_BSN_AS_CASE, h, true);
+		s_refuse(b, m, job->corr_id, SCHAKEL_E_BSN_AS_CASE, h, true);
 		goto out;
 	}
 	type = conf_type_by_id(b->conf, h->type);
 	if (type == NULL) {
-		s_refuse(b, m, f->corr_id, SCHAKEL_E_UNKNOWN_TYPE, h, true);
+		s_refuse(b, m, job->corr_id, SCHAKEL_E_UNKNOWN_TYPE, h, true);
 		goto out;
 	}
 	if (env_payload_len(e) > type->max_size) {
-		s_refuse(b, m, f->corr_id, SCHAKEL_E_TOO_LARGE, h, true);
+		s_refuse(b, m, job->corr_id, SCHAKEL_E_TOO_LARGE, h, true);
 		goto out;
 	}
 	rc = s_route(b, sender, type, h->region, h->urgent, h->case_ref,
 	    h->purpose, h->consent_ref[0] != '\0', &res, ag);
 	if (rc != SCHAKEL_OK) {
-		s_refuse(b, m, f->corr_id, rc, h, true);
+		s_refuse(b, m, job->corr_id, rc, h, true);
 		goto out;
 	}
 	for (size_t i = 0; i < h->n_recipients; i++)
 		ids[i] = h->recipients[i];
 	if (!router_accepts(&res, ids, h->n_recipients)) {
-		s_refuse(b, m, f->corr_id, SCHAKEL_E_ROUTE_CHANGED, h, true);
+		s_refuse(b, m, job->corr_id, SCHAKEL_E_ROUTE_CHANGED, h, true);
 		goto out;
 	}
 	/* The recipients sealed for: a group member the client chose needs
@@ -348,19 +414,19 @@ submit_envelope(
 		if (rc == SCHAKEL_OK && !s_queue_ok(b, rcpt[i]))
 			rc = SCHAKEL_E_QUEUE_FULL;
 		if (rc != SCHAKEL_OK) {
-			s_refuse(b, m, f->corr_id, rc, h, true);
+			s_refuse(b, m, job->corr_id, rc, h, true);
 			goto out;
 		}
 	}
 	if (b->npend == BROKER_DRAIN_MAX || broker_txn(b) == NULL) {
-		s_refuse(b, m, f->corr_id, SCHAKEL_E_UNAVAILABLE, h, true);
+		s_refuse(b, m, job->corr_id, SCHAKEL_E_UNAVAILABLE, h, true);
 		goto out;
 	}
 	seq = store_next_seq(b->txn);
 	p = &b->pend[b->npend];
 	memset(p, 0, sizeof(*p));
 	p->peer = m->peer;
-	p->corr_id = f->corr_id;
+	p->corr_id = job->corr_id;
 	p->arrived_us = m->arrived_us;
 	p->msg.seq = seq;
 	memcpy(p->msg.id, h->id, STORE_ID_LEN);
@@ -372,13 +438,9 @@ submit_envelope(
 	p->msg.expires_ms = h->expires_ms;
 	p->msg.notify_delivered = h->notify_delivered;
 	p->msg.n_recipients = h->n_recipients;
-	p->msg.envelope = malloc(f->u.submit.len);
-	if (p->msg.envelope == NULL) {
-		s_refuse(b, m, f->corr_id, SCHAKEL_E_NO_MEMORY, h, true);
-		goto out;
-	}
-	memcpy((uint8_t *)p->msg.envelope, f->u.submit.data, f->u.submit.len);
-	p->msg.envelope_len = f->u.submit.len;
+	/* The envelope now borrows nothing else: the stored copy is the
+	 * job's buffer. */
+	p->msg.envelope_len = m->len;
 	memcpy(p->receipt.message_id, h->id, ENV_ID_LEN);
 	p->receipt.accepted_ms = b->now_ms;
 	p->receipt.n_recipients = h->n_recipients;
@@ -396,14 +458,46 @@ submit_envelope(
 		    sizeof p->receipt.agreement_ids[i], "%s", ag[i]->id);
 	}
 	if (idmap_put(&b->pend_ids, p->msg.id, STORE_ID_LEN, p, &old) != 0) {
-		free((void *)p->msg.envelope);
-		s_refuse(b, m, f->corr_id, SCHAKEL_E_NO_MEMORY, h, true);
+		s_refuse(b, m, job->corr_id, SCHAKEL_E_NO_MEMORY, h, true);
 		goto out;
 	}
+	p->msg.envelope = job->buf;
+	job->buf = NULL;
 	b->npend++;
 	s_queue_add(b, rcpt, h->n_recipients);
 out:
 	env_destroy(&e);
+	s_job_free(&job);
+}
+
+void
+submit_collect(struct broker *b)
+{
+	struct env *e;
+	void *arg;
+	int rc;
+
+	while (
+	    b->npend < BROKER_DRAIN_MAX && verify_pop(b->verify, &e, &arg, &rc))
+		s_verified(b, arg, e, rc);
+}
+
+void
+submit_drop_waiting(struct broker *b)
+{
+	struct env *e;
+	void *arg;
+	int rc;
+
+	while (verify_pending(b->verify) > 0) {
+		struct s_job *job;
+		verify_wait(b->verify);
+		if (!verify_pop(b->verify, &e, &arg, &rc))
+			continue;
+		job = arg;
+		env_destroy(&e);
+		s_job_free(&job);
+	}
 }
 
 int

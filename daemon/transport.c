@@ -30,6 +30,7 @@ struct transport {
 	zmq_msg_t in; /* the last message received, kept until the next */
 	bool in_live;
 	uint64_t refused;
+	int watch_fd; /* another readable fd that ends a wait, or -1 */
 	size_t nendpoints;
 	char endpoints[S_MAX_ENDPOINTS][256];
 	char admin_path[4096];
@@ -111,6 +112,7 @@ transport_new(const struct transport_opts *opts, char *err, size_t errlen)
 	}
 	t->admit = opts->admit;
 	t->admit_arg = opts->admit_arg;
+	t->watch_fd = -1;
 	t->ctx = zmq_ctx_new();
 	if (t->ctx == NULL)
 		goto fail;
@@ -269,31 +271,42 @@ s_zap(struct transport *t)
 int
 transport_poll(struct transport *t, long timeout_ms)
 {
-	zmq_pollitem_t items[3] = {
+	zmq_pollitem_t items[4] = {
 	    {.socket = t->router, .events = ZMQ_POLLIN},
 	    {.socket = t->zap, .events = ZMQ_POLLIN},
-	    {.socket = t->admin, .events = ZMQ_POLLIN},
 	};
-	int n = t->admin != NULL ? 3 : 2;
+	int n = 2;
 
+	if (t->admin != NULL)
+		items[n++] =
+		    (zmq_pollitem_t){.socket = t->admin, .events = ZMQ_POLLIN};
+	if (t->watch_fd >= 0)
+		items[n++] =
+		    (zmq_pollitem_t){.fd = t->watch_fd, .events = ZMQ_POLLIN};
 	for (;;) {
+		bool ready = false;
 		int rc = zmq_poll(items, n, timeout_ms);
 		if (rc < 0)
 			return -1;
+		for (int i = 0; i < n; i++)
+			if (i != 1 && (items[i].revents & ZMQ_POLLIN))
+				ready = true;
 		if (items[1].revents & ZMQ_POLLIN) {
 			s_zap(t);
 			/* Answering ZAP does not use up the wait for data. */
-			if (!(items[0].revents & ZMQ_POLLIN) &&
-			    !(n == 3 && (items[2].revents & ZMQ_POLLIN))) {
+			if (!ready) {
 				timeout_ms = 0;
 				continue;
 			}
 		}
-		return (items[0].revents & ZMQ_POLLIN) ||
-			(n == 3 && (items[2].revents & ZMQ_POLLIN))
-		    ? 1
-		    : 0;
+		return ready ? 1 : 0;
 	}
+}
+
+void
+transport_watch_fd(struct transport *t, int fd)
+{
+	t->watch_fd = fd;
 }
 
 int

@@ -66,10 +66,14 @@ int
 transport_endpoint(const struct transport *t, size_t i, char *out, size_t len);
 
 /* Waits up to timeout_ms (-1: forever) for inbound traffic, answering
- * ZAP requests on the way.  Returns 1 when a message (or an admin
- * request) is ready, 0 on timeout, -1 on error (EINTR included: the
+ * ZAP requests on the way.  Returns 1 when a message, an admin request
+ * or the watched fd is ready, 0 on timeout, -1 on error (EINTR included: the
  * caller checks its signal flags and calls again). */
 int transport_poll(struct transport *t, long timeout_ms);
+
+/* Makes transport_poll also end its wait (and return 1) when `fd`
+ * becomes readable; -1 stops watching.  The caller clears the fd. */
+void transport_watch_fd(struct transport *t, int fd);
 
 /* Takes one administration request without waiting: returns 1 with the
  * request's bytes in buf (at most max - 1, then a NUL) and their number

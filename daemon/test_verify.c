@@ -1,0 +1,248 @@
+/*
+ * Tests for the verifier pool: results come back in the order jobs went
+ * in, whatever thread checked them; forged and altered envelopes are
+ * refused; a full pool says so; the wake fd fires; destroying a pool with
+ * jobs in it loses nothing it should free (run under ASan).
+ */
+#include <poll.h>
+#include <setjmp.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "env.h"
+#include "schakel_err.h"
+#include "verify.h"
+
+#define S_N 300
+
+struct s_fixture {
+	uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+	uint8_t other_pk[crypto_sign_PUBLICKEYBYTES];
+	struct codec_buf bufs[S_N];
+	int expect[S_N];
+};
+
+/* S_N envelopes: batches of 1, 2, 3, ... under one signature; every
+ * seventh is to be checked with the wrong key, every eleventh has a
+ * flipped ciphertext byte. */
+static int
+s_setup(void **state)
+{
+	struct s_fixture *fx = calloc(1, sizeof(*fx));
+	uint8_t box_pk[32], box_sk[32], osk[64];
+	static uint8_t payload[100];
+	struct env_draft d[32];
+	size_t done = 0, batch = 1;
+
+	assert_non_null(fx);
+	assert_int_equal(sodium_init() >= 0, 1);
+	crypto_sign_keypair(fx->pk, fx->sk);
+	crypto_sign_keypair(fx->other_pk, osk);
+	crypto_box_keypair(box_pk, box_sk);
+	while (done < S_N) {
+		size_t n = S_N - done < batch ? S_N - done : batch;
+		for (size_t i = 0; i < n; i++) {
+			memset(&d[i], 0, sizeof d[i]);
+			env_new_id(d[i].hdr.id);
+			snprintf(d[i].hdr.sender, sizeof d[i].hdr.sender, "%s",
+			    "gemeente-utrecht");
+			snprintf(d[i].hdr.type, sizeof d[i].hdr.type, "%s",
+			    "shv.melding.v1");
+			snprintf(d[i].hdr.case_ref, sizeof d[i].hdr.case_ref,
+			    "zaak-%zu", done + i);
+			snprintf(d[i].hdr.purpose, sizeof d[i].hdr.purpose,
+			    "%s", "schuldhulp");
+			d[i].hdr.created_ms = 1;
+			d[i].hdr.expires_ms = 2;
+			d[i].n_recipients = 1;
+			snprintf(d[i].recipients[0].party_id,
+			    sizeof d[i].recipients[0].party_id, "%s", "team");
+			memcpy(d[i].recipients[0].box_pk, box_pk, 32);
+			d[i].payload = payload;
+			d[i].payload_len = sizeof payload;
+		}
+		assert_int_equal(
+		    env_build(d, n, fx->sk, &fx->bufs[done]), SCHAKEL_OK);
+		done += n;
+		batch = batch % 31 + 1;
+	}
+	for (size_t i = 0; i < S_N; i++) {
+		fx->expect[i] = SCHAKEL_OK;
+		if (i % 7 == 3)
+			fx->expect[i] = SCHAKEL_E_BAD_SIGNATURE;
+		else if (i % 11 == 5) {
+			/* The last byte is ciphertext (the AEAD tag). */
+			fx->bufs[i].data[fx->bufs[i].len - 1] ^= 1;
+			fx->expect[i] = SCHAKEL_E_HASH_MISMATCH;
+		}
+	}
+	*state = fx;
+	return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+	struct s_fixture *fx = *state;
+
+	for (size_t i = 0; i < S_N; i++)
+		codec_buf_clear(&fx->bufs[i]);
+	free(fx);
+	return 0;
+}
+
+static struct env *
+s_decode(struct s_fixture *fx, size_t i)
+{
+	struct env *e = NULL;
+
+	assert_int_equal(
+	    env_decode(fx->bufs[i].data, fx->bufs[i].len, 0, &e), SCHAKEL_OK);
+	return e;
+}
+
+static const uint8_t *
+s_key(struct s_fixture *fx, size_t i)
+{
+	return i % 7 == 3 ? fx->other_pk : fx->pk;
+}
+
+/* Pushes everything through a pool of `threads` with room for `cap`,
+ * popping as it goes; checks order and each result. */
+static void
+s_run(struct s_fixture *fx, unsigned threads, size_t cap)
+{
+	struct verify_pool *p = verify_pool_new(threads, cap);
+	size_t pushed = 0, popped = 0, full = 0;
+
+	assert_non_null(p);
+	assert_int_equal(verify_wake_fd(p) >= 0, threads > 0);
+	while (popped < S_N) {
+		struct env *e;
+		void *arg;
+		int rc;
+
+		while (pushed < S_N && verify_room(p) > 0) {
+			assert_int_equal(verify_push(p, s_decode(fx, pushed),
+					     s_key(fx, pushed),
+					     (void *)(uintptr_t)(pushed + 1)),
+			    0);
+			pushed++;
+		}
+		if (pushed < S_N) {
+			/* Full: a push is refused and takes nothing. */
+			struct env *x = s_decode(fx, pushed);
+			assert_int_equal(verify_push(p, x, fx->pk, NULL), -1);
+			env_destroy(&x);
+			full++;
+		}
+		assert_int_equal(verify_pending(p), pushed - popped);
+		verify_wait(p);
+		assert_true(verify_ready(p));
+		while (verify_pop(p, &e, &arg, &rc)) {
+			assert_int_equal((uintptr_t)arg, popped + 1);
+			assert_int_equal(rc, fx->expect[popped]);
+			/* The envelope handed back is the one pushed. */
+			assert_memory_equal(
+			    env_header(e)->case_ref, "zaak-", 5);
+			assert_int_equal(
+			    strtol(env_header(e)->case_ref + 5, NULL, 10),
+			    (int)popped);
+			env_destroy(&e);
+			popped++;
+		}
+		verify_clear_wake(p);
+	}
+	assert_int_equal(verify_pending(p), 0);
+	assert_false(verify_ready(p));
+	if (cap < S_N)
+		assert_true(full > 0);
+	verify_pool_destroy(&p);
+	assert_null(p);
+}
+
+static void
+test_inline(void **state)
+{
+	s_run(*state, 0, 16);
+}
+
+static void
+test_one_thread(void **state)
+{
+	s_run(*state, 1, 8);
+}
+
+static void
+test_four_threads(void **state)
+{
+	s_run(*state, 4, 64);
+	s_run(*state, 4, 1);
+	s_run(*state, 4, 1024);
+}
+
+/* The wake fd becomes readable once jobs are done, and is clear again
+ * after verify_clear_wake. */
+static void
+test_wake_fd(void **state)
+{
+	struct s_fixture *fx = *state;
+	struct verify_pool *p = verify_pool_new(2, 8);
+	struct pollfd pfd;
+	struct env *e;
+	void *arg;
+	int rc;
+
+	assert_non_null(p);
+	pfd = (struct pollfd){.fd = verify_wake_fd(p), .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 0), 0);
+	assert_int_equal(verify_push(p, s_decode(fx, 0), fx->pk, NULL), 0);
+	assert_int_equal(poll(&pfd, 1, 10000), 1);
+	verify_wait(p);
+	assert_true(verify_pop(p, &e, &arg, &rc));
+	assert_int_equal(rc, SCHAKEL_OK);
+	env_destroy(&e);
+	verify_clear_wake(p);
+	assert_int_equal(poll(&pfd, 1, 0), 0);
+	verify_pool_destroy(&p);
+}
+
+/* A pool destroyed with jobs waiting and in progress frees their
+ * envelopes (ASan reports a leak otherwise). */
+static void
+test_destroy_busy(void **state)
+{
+	struct s_fixture *fx = *state;
+	struct verify_pool *p = verify_pool_new(2, S_N);
+
+	assert_non_null(p);
+	for (size_t i = 0; i < S_N; i++)
+		assert_int_equal(
+		    verify_push(p, s_decode(fx, i), s_key(fx, i), NULL), 0);
+	assert_int_equal(verify_room(p), 0);
+	verify_pool_destroy(&p);
+	assert_null(p);
+	verify_pool_destroy(&p);
+	assert_null(verify_pool_new(1, 0));
+	assert_null(verify_pool_new(VERIFY_MAX_THREADS + 1, 8));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_inline),
+	    cmocka_unit_test(test_one_thread),
+	    cmocka_unit_test(test_four_threads),
+	    cmocka_unit_test(test_wake_fd),
+	    cmocka_unit_test(test_destroy_busy),
+	};
+
+	return cmocka_run_group_tests(tests, s_setup, s_teardown);
+}

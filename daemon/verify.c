@@ -1,0 +1,253 @@
+/*
+ * verify: a ring of signature-check jobs and the worker threads that
+ * work through it.  The broker's thread fills slots at `tail` and takes
+ * them back at `head`; workers claim runs of slots at `claim` under the
+ * lock, verify them without it, and mark each one done.
+ */
+#include "verify.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "merkle.h"
+#include "schakel_err.h"
+
+/* A worker takes at most this many jobs at once (consecutive jobs often
+ * share a batch signature, which its cache then checks once). */
+#define S_CHUNK_MAX 64
+#define S_CACHE_SLOTS 1024
+
+struct s_slot {
+	struct env *env;
+	void *arg;
+	uint8_t pk[MERKLE_PK_LEN];
+	int rc;
+	int done; /* atomic: set by the worker when rc is written */
+};
+
+struct verify_pool {
+	pthread_mutex_t mu;
+	pthread_cond_t work;
+	size_t cap;
+	struct s_slot *slots;
+	/* Monotonic counters; a slot is counter % cap. */
+	uint64_t head;  /* broker thread: next to pop */
+	uint64_t tail;  /* written by the broker thread under mu */
+	uint64_t claim; /* under mu: next for a worker */
+	bool stop;      /* under mu */
+	unsigned nthreads;
+	pthread_t *threads;
+	int wake_fd;
+	struct merkle_cache *inline_cache; /* with no workers */
+};
+
+static void
+s_check(struct s_slot *s, struct merkle_cache *cache)
+{
+	s->rc = env_verify(s->env, s->pk, cache);
+	__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+}
+
+static void *
+s_worker(void *arg)
+{
+	struct verify_pool *p = arg;
+	struct merkle_cache *cache = merkle_cache_new(S_CACHE_SLOTS);
+
+	for (;;) {
+		uint64_t first, n, avail;
+
+		pthread_mutex_lock(&p->mu);
+		while (!p->stop && p->claim == p->tail)
+			pthread_cond_wait(&p->work, &p->mu);
+		if (p->stop && p->claim == p->tail) {
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		/* A fair share of what waits, so every worker gets some. */
+		avail = p->tail - p->claim;
+		n = (avail + p->nthreads - 1) / p->nthreads;
+		if (n > S_CHUNK_MAX)
+			n = S_CHUNK_MAX;
+		first = p->claim;
+		p->claim += n;
+		if (p->claim != p->tail)
+			pthread_cond_signal(&p->work);
+		pthread_mutex_unlock(&p->mu);
+		for (uint64_t i = first; i < first + n; i++)
+			s_check(&p->slots[i % p->cap], cache);
+		{
+			uint64_t one = 1;
+			/* Only fails when the counter would overflow, and
+			 * then it is readable anyway. */
+			(void)!write(p->wake_fd, &one, sizeof one);
+		}
+	}
+	merkle_cache_destroy(&cache);
+	return NULL;
+}
+
+struct verify_pool *
+verify_pool_new(unsigned nthreads, size_t capacity)
+{
+	struct verify_pool *p;
+
+	if (capacity == 0 || nthreads > VERIFY_MAX_THREADS)
+		return NULL;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	p->wake_fd = -1;
+	p->cap = capacity;
+	p->slots = calloc(capacity, sizeof(*p->slots));
+	p->threads = calloc(nthreads > 0 ? nthreads : 1, sizeof(*p->threads));
+	if (p->slots == NULL || p->threads == NULL ||
+	    pthread_mutex_init(&p->mu, NULL) != 0) {
+		free(p->slots);
+		free(p->threads);
+		free(p);
+		return NULL;
+	}
+	pthread_cond_init(&p->work, NULL);
+	if (nthreads == 0) {
+		p->inline_cache = merkle_cache_new(S_CACHE_SLOTS);
+		if (p->inline_cache == NULL) {
+			verify_pool_destroy(&p);
+			return NULL;
+		}
+		return p;
+	}
+	p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (p->wake_fd < 0) {
+		verify_pool_destroy(&p);
+		return NULL;
+	}
+	for (unsigned i = 0; i < nthreads; i++) {
+		if (pthread_create(&p->threads[i], NULL, s_worker, p) != 0) {
+			verify_pool_destroy(&p);
+			return NULL;
+		}
+		p->nthreads++;
+	}
+	return p;
+}
+
+void
+verify_pool_destroy(struct verify_pool **pp)
+{
+	struct verify_pool *p;
+
+	if (pp == NULL || *pp == NULL)
+		return;
+	p = *pp;
+	pthread_mutex_lock(&p->mu);
+	p->stop = true;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->mu);
+	for (unsigned i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	for (uint64_t i = p->head; i < p->tail; i++)
+		env_destroy(&p->slots[i % p->cap].env);
+	if (p->wake_fd >= 0)
+		close(p->wake_fd);
+	merkle_cache_destroy(&p->inline_cache);
+	pthread_cond_destroy(&p->work);
+	pthread_mutex_destroy(&p->mu);
+	free(p->threads);
+	free(p->slots);
+	free(p);
+	*pp = NULL;
+}
+
+int
+verify_push(struct verify_pool *p, struct env *e,
+    const uint8_t sender_pk[MERKLE_PK_LEN], void *arg)
+{
+	struct s_slot *s;
+
+	if (verify_room(p) == 0)
+		return -1;
+	s = &p->slots[p->tail % p->cap];
+	s->env = e;
+	s->arg = arg;
+	memcpy(s->pk, sender_pk, MERKLE_PK_LEN);
+	s->rc = SCHAKEL_E_UNAVAILABLE;
+	__atomic_store_n(&s->done, 0, __ATOMIC_RELAXED);
+	if (p->nthreads == 0) {
+		s_check(s, p->inline_cache);
+		p->tail++;
+		return 0;
+	}
+	pthread_mutex_lock(&p->mu);
+	p->tail++;
+	pthread_cond_signal(&p->work);
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+size_t
+verify_room(const struct verify_pool *p)
+{
+	return p->cap - (size_t)(p->tail - p->head);
+}
+
+size_t
+verify_pending(const struct verify_pool *p)
+{
+	return (size_t)(p->tail - p->head);
+}
+
+bool
+verify_ready(const struct verify_pool *p)
+{
+	return p->head != p->tail &&
+	    __atomic_load_n(&p->slots[p->head % p->cap].done, __ATOMIC_ACQUIRE);
+}
+
+bool
+verify_pop(struct verify_pool *p, struct env **e, void **arg, int *rc)
+{
+	struct s_slot *s;
+
+	if (!verify_ready(p))
+		return false;
+	s = &p->slots[p->head % p->cap];
+	*e = s->env;
+	*arg = s->arg;
+	*rc = s->rc;
+	s->env = NULL;
+	s->arg = NULL;
+	p->head++;
+	return true;
+}
+
+int
+verify_wake_fd(const struct verify_pool *p)
+{
+	return p->wake_fd;
+}
+
+void
+verify_clear_wake(struct verify_pool *p)
+{
+	uint64_t v;
+
+	if (p->wake_fd >= 0)
+		(void)!read(p->wake_fd, &v, sizeof v);
+}
+
+void
+verify_wait(struct verify_pool *p)
+{
+	while (p->head != p->tail && !verify_ready(p)) {
+		struct pollfd pfd = {.fd = p->wake_fd, .events = POLLIN};
+		/* The timeout only guards against a wake already taken. */
+		(void)poll(&pfd, 1, 10);
+		verify_clear_wake(p);
+	}
+}

@@ -1,0 +1,63 @@
+/*
+ * verify: checks the sender signatures of submitted envelopes on worker
+ * threads, so the broker's thread routes, commits and delivers while the
+ * next messages are being verified.  Jobs come back in the order they
+ * went in, so per-connection (and per-case) order is kept.
+ *
+ * Threads: every function is called by the broker's thread only; the
+ * workers touch nothing but the jobs they were given and their own
+ * signature caches.
+ */
+#ifndef SCHAKEL_VERIFY_H
+#define SCHAKEL_VERIFY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "env.h"
+
+#define VERIFY_MAX_THREADS 64
+
+struct verify_pool;
+
+/* Starts `nthreads` workers (0: every job is verified at once, on the
+ * caller's thread, inside verify_push) with room for `capacity` jobs.
+ * Returns NULL when out of memory or threads. */
+struct verify_pool *verify_pool_new(unsigned nthreads, size_t capacity);
+
+/* Waits for the jobs being verified, drops every job not taken back
+ * (their envelopes are destroyed, their `arg` is not touched), stops the
+ * workers; accepts NULL and sets *pp to NULL. */
+void verify_pool_destroy(struct verify_pool **pp);
+
+/* Queues the check of `e` against `sender_pk`; the pool owns `e` until
+ * verify_pop hands it back with `arg`.  Returns 0, or -1 when the pool is
+ * full (see verify_room). */
+int verify_push(struct verify_pool *p, struct env *e,
+    const uint8_t sender_pk[MERKLE_PK_LEN], void *arg);
+
+/* Jobs that may still be pushed. */
+size_t verify_room(const struct verify_pool *p);
+
+/* Jobs pushed and not popped yet. */
+size_t verify_pending(const struct verify_pool *p);
+
+/* Takes back the oldest job when it has been verified: returns true with
+ * its envelope, `arg` and env_verify's result; false when there is no job
+ * or the oldest one is not done yet (later ones wait behind it). */
+bool verify_pop(struct verify_pool *p, struct env **e, void **arg, int *rc);
+
+/* True when verify_pop would return a job now. */
+bool verify_ready(const struct verify_pool *p);
+
+/* A file descriptor that becomes readable when a worker finished jobs
+ * (-1 with no workers); poll it, then call verify_clear_wake. */
+int verify_wake_fd(const struct verify_pool *p);
+void verify_clear_wake(struct verify_pool *p);
+
+/* Blocks until the oldest job is verified (returns at once when there is
+ * none). */
+void verify_wait(struct verify_pool *p);
+
+#endif
