@@ -665,6 +665,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 			s_dispatch(b, &m);
 			n++;
 		}
+		verify_start(b->verify);
 		submit_collect(b);
 		{
 			char req[4096];

@@ -192,8 +192,9 @@ int store_receipt(struct store *s, const uint8_t id[STORE_ID_LEN],
 /* Reads message `seq` into *m.  Its envelope and receipt are returned as
  * owned copies in *envelope and *receipt (free() them); m->envelope and
  * m->receipt point at those copies.  With envelope and receipt both NULL
- * only the metadata is read: m->envelope and m->receipt are NULL, their
- * lengths are set, and nothing is copied (acks and listings use this). */
+ * only the metadata is read: m->envelope and m->receipt are NULL,
+ * envelope_len is set, receipt_len is 0 (the receipt is kept apart and
+ * not looked up), and nothing is copied (acks and listings use this). */
 int store_get(struct store *s, uint64_t seq, struct store_msg *m,
     uint8_t **envelope, uint8_t **receipt);
 

@@ -20,7 +20,8 @@
  *   msgs      seq -> record (s_rec_size, s_encode)
  *   queue     recipient -> seq . deliveries u32   (DUPSORT, DUPFIXED)
  *   dead      seq . recipient -> code u32 . time u64
- *   dedup     id -> seq . until u64 . signed receipt
+ *   receipts  seq -> signed receipt
+ *   dedup     id -> seq . until u64
  *   dedup_exp until . id -> ""
  *   cases     case reference -> party              (DUPSORT)
  *   audit     audit seq -> record
@@ -29,13 +30,15 @@
  * recipients still holds it in a queue or as a dead letter, which is
  * looked up at the time, so a count can never drift.
  */
-#define S_LAYOUT 1
+#define S_LAYOUT 2
 #define S_REC_VERSION 1
 #define S_QVAL_LEN 12
 #define S_DEADVAL_LEN 12
-/* A dedup value: seq, until, then the message's signed receipt, kept for
- * the dedup window so a resubmission is answered with it even after the
- * message itself was delivered and removed. */
+/* A dedup value: seq, until.  The message's signed receipt is kept under
+ * its seq for as long as the id, so a resubmission is answered with it
+ * even after the message itself was delivered and removed.  Ids are
+ * random: small dedup values keep the pages each group dirties there few;
+ * receipts are written in seq order, at the end of their table. */
 #define S_DEDUPVAL_LEN 16
 #define S_MIN_MAP ((uint64_t)256 * 1024)
 #define S_RESERVE_MAX ((uint64_t)256 * 1024 * 1024)
@@ -43,7 +46,8 @@
 
 struct s_env {
 	MDB_env *env;
-	MDB_dbi msgs, queue, dead, dedup, dedup_exp, cases, audit, meta;
+	MDB_dbi msgs, queue, dead, receipts, dedup, dedup_exp, cases, audit,
+	    meta;
 	uint64_t last_seq;   /* committed */
 	uint64_t last_audit; /* committed */
 	uint8_t head[STORE_HASH_LEN];
@@ -109,7 +113,8 @@ s_get32(const uint8_t *p)
  * recipients u8, zero u8, accepted u64, expires u64, id[16], sender,
  * type and case reference as (len u8, bytes), per recipient its id and
  * agreement as (len u8, bytes), envelope (len u32, bytes), receipt
- * (len u32, bytes).  Nothing may follow.
+ * (len u32, bytes; empty since layout 2: receipts have their own table).
+ * Nothing may follow.
  */
 static size_t
 s_rec_size(const struct store_msg *m)
@@ -119,7 +124,7 @@ s_rec_size(const struct store_msg *m)
 	n += 3 + strlen(m->sender) + strlen(m->type) + strlen(m->case_ref);
 	for (size_t i = 0; i < m->n_recipients; i++)
 		n += 2 + strlen(m->recipients[i]) + strlen(m->agreements[i]);
-	return n + 4 + m->envelope_len + 4 + m->receipt_len;
+	return n + 4 + m->envelope_len + 4;
 }
 
 static uint8_t *
@@ -160,7 +165,7 @@ s_encode(uint8_t *p, const struct store_msg *m)
 		p = s_put_str(p, m->agreements[i]);
 	}
 	p = s_put_blob(p, m->envelope, m->envelope_len);
-	s_put_blob(p, m->receipt, m->receipt_len);
+	s_put_blob(p, NULL, 0);
 }
 
 /* A bounded reader: any short read sets bad and yields nothing. */
@@ -380,6 +385,7 @@ s_open_dbs(struct s_env *e, MDB_txn *txn, const char **what)
 	    {"queue", MDB_DUPSORT | MDB_DUPFIXED,
 		offsetof(struct s_env, queue)},
 	    {"dead", 0, offsetof(struct s_env, dead)},
+	    {"receipts", 0, offsetof(struct s_env, receipts)},
 	    {"dedup", 0, offsetof(struct s_env, dedup)},
 	    {"dedup_exp", 0, offsetof(struct s_env, dedup_exp)},
 	    {"cases", MDB_DUPSORT, offsetof(struct s_env, cases)},
@@ -453,7 +459,7 @@ s_open(struct store *s, const struct store_opts *opts)
 		return s_fail(s, rc, what);
 	}
 	what = "setting up the environment";
-	rc = mdb_env_set_maxdbs(e->env, 8);
+	rc = mdb_env_set_maxdbs(e->env, 9);
 	if (rc == 0)
 		rc = mdb_env_set_mapsize(e->env, (size_t)opts->map_size);
 	if (rc == 0) {
@@ -718,17 +724,23 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 		return store_fail(t->s, STORE_ERROR,
 		    "message sequence %llu was not reserved in this transaction",
 		    (unsigned long long)m->seq);
-	rc = mdb_get(bt->txn, e->dedup, &ik, &d);
-	if (rc == 0)
-		return store_fail(
-		    t->s, STORE_EXISTS, "this message id is stored already");
-	if (rc != MDB_NOTFOUND)
-		return s_wfail(t, rc, "looking up a message id");
 	rc = s_room(t, more);
 	if (rc != STORE_OK)
 		return rc;
 
+	/* The id first: a known id is refused before anything is written. */
 	s_be64(sk, m->seq);
+	d.mv_size = S_DEDUPVAL_LEN;
+	d.mv_data = NULL;
+	rc = mdb_put(bt->txn, e->dedup, &ik, &d, MDB_NOOVERWRITE | MDB_RESERVE);
+	if (rc == MDB_KEYEXIST)
+		return store_fail(
+		    t->s, STORE_EXISTS, "this message id is stored already");
+	if (rc != 0)
+		return s_wfail(t, rc, "storing a message id");
+	memcpy(d.mv_data, sk, 8);
+	s_be64((uint8_t *)d.mv_data + 8, until);
+
 	d.mv_size = size;
 	d.mv_data = NULL;
 	rc = mdb_put(bt->txn, e->msgs, &k, &d,
@@ -753,16 +765,12 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 			return s_wfail(t, rc, "queueing a message");
 	}
 
-	d.mv_size = S_DEDUPVAL_LEN + m->receipt_len;
-	d.mv_data = NULL;
-	rc = mdb_put(bt->txn, e->dedup, &ik, &d, MDB_NOOVERWRITE | MDB_RESERVE);
+	d.mv_size = m->receipt_len;
+	d.mv_data = (void *)m->receipt;
+	rc = mdb_put(bt->txn, e->receipts, &k, &d,
+	    append ? MDB_APPEND : MDB_NOOVERWRITE);
 	if (rc != 0)
-		return s_wfail(t, rc, "storing a message id");
-	memcpy(d.mv_data, sk, 8);
-	s_be64((uint8_t *)d.mv_data + 8, until);
-	if (m->receipt_len > 0)
-		memcpy((uint8_t *)d.mv_data + S_DEDUPVAL_LEN, m->receipt,
-		    m->receipt_len);
+		return s_wfail(t, rc, "storing a receipt");
 	s_be64(xk, until);
 	memcpy(xk + 8, m->id, STORE_ID_LEN);
 	k.mv_size = sizeof xk;
@@ -1045,6 +1053,7 @@ s_expire_dedup(
 		return s_wfail(t, rc, "opening the message ids");
 	while (*removed < max) {
 		MDB_val ik;
+		uint8_t sk[8];
 
 		rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
 		if (rc != 0)
@@ -1057,8 +1066,15 @@ s_expire_dedup(
 		/* Only the id whose window this entry records. */
 		rc = mdb_get(bt->txn, bt->e->dedup, &ik, &d);
 		if (rc == 0 && d.mv_size >= S_DEDUPVAL_LEN &&
-		    memcmp((uint8_t *)d.mv_data + 8, k.mv_data, 8) == 0)
+		    memcmp((uint8_t *)d.mv_data + 8, k.mv_data, 8) == 0) {
+			/* The key points into the page mdb_del changes. */
+			MDB_val rk = {8, sk};
+			memcpy(sk, d.mv_data, 8);
 			rc = mdb_del(bt->txn, bt->e->dedup, &ik, NULL);
+			if (rc == 0)
+				rc = mdb_del(
+				    bt->txn, bt->e->receipts, &rk, NULL);
+		}
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			break;
 		rc = mdb_cursor_del(c, 0);
@@ -1107,6 +1123,16 @@ s_rbegin(struct store *s, MDB_txn **txn)
 	return STORE_OK;
 }
 
+static uint8_t *
+s_dup(const uint8_t *p, size_t len)
+{
+	uint8_t *q = malloc(len > 0 ? len : 1);
+
+	if (q != NULL && len > 0)
+		memcpy(q, p, len);
+	return q;
+}
+
 static int
 s_seen(struct store *s, const uint8_t id[STORE_ID_LEN], uint64_t *seq)
 {
@@ -1145,12 +1171,14 @@ s_receipt(struct store *s, const uint8_t id[STORE_ID_LEN], uint8_t **receipt,
 	if (rc != STORE_OK)
 		return rc;
 	rc = mdb_get(txn, e->dedup, &k, &d);
-	if (rc == 0 && d.mv_size > S_DEDUPVAL_LEN) {
-		*len = d.mv_size - S_DEDUPVAL_LEN;
-		*receipt = malloc(*len);
-		if (*receipt != NULL)
-			memcpy(*receipt, (uint8_t *)d.mv_data + S_DEDUPVAL_LEN,
-			    *len);
+	if (rc == 0 && d.mv_size >= S_DEDUPVAL_LEN) {
+		k.mv_size = 8;
+		k.mv_data = d.mv_data; /* the seq */
+		rc = mdb_get(txn, e->receipts, &k, &d);
+	}
+	if (rc == 0 && d.mv_size > 0) {
+		*len = d.mv_size;
+		*receipt = s_dup(d.mv_data, d.mv_size);
 	}
 	mdb_txn_abort(txn);
 	if (rc == MDB_NOTFOUND || (rc == 0 && *len == 0))
@@ -1162,16 +1190,6 @@ s_receipt(struct store *s, const uint8_t id[STORE_ID_LEN], uint8_t **receipt,
 	if (*receipt == NULL)
 		return store_fail(s, STORE_ERROR, "out of memory");
 	return STORE_OK;
-}
-
-static uint8_t *
-s_dup(const uint8_t *p, size_t len)
-{
-	uint8_t *q = malloc(len > 0 ? len : 1);
-
-	if (q != NULL && len > 0)
-		memcpy(q, p, len);
-	return q;
 }
 
 static int
@@ -1211,7 +1229,13 @@ s_get(struct store *s, uint64_t seq, struct store_msg *m, uint8_t **envelope,
 		return STORE_OK;
 	}
 	*envelope = s_dup(m->envelope, m->envelope_len);
-	*receipt = s_dup(m->receipt, m->receipt_len);
+	rc = mdb_get(txn, e->receipts, &k, &d);
+	if (rc == 0) {
+		m->receipt_len = d.mv_size;
+		*receipt = s_dup(d.mv_data, d.mv_size);
+	} else {
+		*receipt = NULL;
+	}
 	mdb_txn_abort(txn);
 	m->envelope = *envelope;
 	m->receipt = *receipt;

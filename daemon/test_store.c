@@ -166,7 +166,7 @@ s_expect_msg(struct store *s, const struct msgbuf *want)
 	assert_null(m.envelope);
 	assert_null(m.receipt);
 	assert_int_equal(m.envelope_len, want->m.envelope_len);
-	assert_int_equal(m.receipt_len, want->m.receipt_len);
+	assert_int_equal(m.receipt_len, 0);
 	assert_string_equal(m.case_ref, want->m.case_ref);
 }
 
@@ -520,8 +520,10 @@ test_dedup(void **state)
 	static const char *const rcpts[] = {"x", NULL};
 	struct store_txn *t;
 	struct msgbuf b[5];
+	struct store_msg got;
+	uint8_t *receipt;
 	uint64_t seq;
-	size_t removed;
+	size_t removed, rlen;
 
 	/* Ids 0..4 kept until 100, 200, ... 500. */
 	assert_int_equal(store_begin(s, &t), STORE_OK);
@@ -542,6 +544,19 @@ test_dedup(void **state)
 	for (int i = 0; i < 5; i++) {
 		assert_int_equal(store_seen(s, b[i].m.id, &seq), STORE_OK);
 		assert_int_equal(seq, b[i].m.seq);
+	}
+	/* The receipt stays with the id after the message is gone. */
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(store_ack(t, "x", b[1].m.seq), STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	assert_int_equal(
+	    store_get(s, b[1].m.seq, &got, NULL, NULL), STORE_NOT_FOUND);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(
+		    store_receipt(s, b[i].m.id, &receipt, &rlen), STORE_OK);
+		assert_int_equal(rlen, b[i].m.receipt_len);
+		assert_memory_equal(receipt, b[i].m.receipt, rlen);
+		free(receipt);
 	}
 	/* A duplicate in a later transaction. */
 	assert_int_equal(store_begin(s, &t), STORE_OK);
@@ -564,9 +579,15 @@ test_dedup(void **state)
 	assert_int_equal(store_expire_dedup(t, 350, 10, &removed), STORE_OK);
 	assert_int_equal(removed, 0);
 	assert_int_equal(store_commit(&t), STORE_OK);
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 5; i++) {
 		assert_int_equal(store_seen(s, b[i].m.id, &seq),
 		    i < 3 ? STORE_NOT_FOUND : STORE_OK);
+		receipt = NULL;
+		assert_int_equal(store_receipt(s, b[i].m.id, &receipt, &rlen),
+		    i < 3 ? STORE_NOT_FOUND : STORE_OK);
+		assert_true((receipt == NULL) == (i < 3));
+		free(receipt);
+	}
 	/* The window ends at 400: not expired at 400 itself. */
 	assert_int_equal(store_begin(s, &t), STORE_OK);
 	assert_int_equal(store_expire_dedup(t, 400, 10, &removed), STORE_OK);

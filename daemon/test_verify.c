@@ -143,6 +143,7 @@ s_run(struct s_fixture *fx, unsigned threads, size_t cap)
 			full++;
 		}
 		assert_int_equal(verify_pending(p), pushed - popped);
+		verify_start(p);
 		verify_wait(p);
 		assert_true(verify_ready(p));
 		while (verify_pop(p, &e, &arg, &rc)) {
@@ -203,6 +204,7 @@ test_wake_fd(void **state)
 	pfd = (struct pollfd){.fd = verify_wake_fd(p), .events = POLLIN};
 	assert_int_equal(poll(&pfd, 1, 0), 0);
 	assert_int_equal(verify_push(p, s_decode(fx, 0), fx->pk, NULL), 0);
+	verify_start(p);
 	assert_int_equal(poll(&pfd, 1, 10000), 1);
 	verify_wait(p);
 	assert_true(verify_pop(p, &e, &arg, &rc));

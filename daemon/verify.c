@@ -185,9 +185,23 @@ verify_push(struct verify_pool *p, struct env *e,
 	}
 	pthread_mutex_lock(&p->mu);
 	p->tail++;
-	pthread_cond_signal(&p->work);
+	/* Waking a worker is a system call: wake one when a chunk's worth
+	 * waits; verify_start wakes them for the rest. */
+	if (p->tail - p->claim >= S_CHUNK_MAX)
+		pthread_cond_signal(&p->work);
 	pthread_mutex_unlock(&p->mu);
 	return 0;
+}
+
+void
+verify_start(struct verify_pool *p)
+{
+	if (p->nthreads == 0)
+		return;
+	pthread_mutex_lock(&p->mu);
+	if (p->claim != p->tail)
+		pthread_cond_signal(&p->work);
+	pthread_mutex_unlock(&p->mu);
 }
 
 size_t
@@ -244,6 +258,7 @@ verify_clear_wake(struct verify_pool *p)
 void
 verify_wait(struct verify_pool *p)
 {
+	verify_start(p);
 	while (p->head != p->tail && !verify_ready(p)) {
 		struct pollfd pfd = {.fd = p->wake_fd, .events = POLLIN};
 		/* The timeout only guards against a wake already taken. */

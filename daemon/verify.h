@@ -33,9 +33,13 @@ void verify_pool_destroy(struct verify_pool **pp);
 
 /* Queues the check of `e` against `sender_pk`; the pool owns `e` until
  * verify_pop hands it back with `arg`.  Returns 0, or -1 when the pool is
- * full (see verify_room). */
+ * full (see verify_room).  The check may wait for verify_start. */
 int verify_push(struct verify_pool *p, struct env *e,
     const uint8_t sender_pk[MERKLE_PK_LEN], void *arg);
+
+/* Makes sure the workers work on what was pushed: verify_push wakes them
+ * only once a run of jobs has gathered.  Call after a round of pushes. */
+void verify_start(struct verify_pool *p);
 
 /* Jobs that may still be pushed. */
 size_t verify_room(const struct verify_pool *p);
