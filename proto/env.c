@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -165,7 +166,19 @@ struct s_item {
 void
 env_new_id(uint8_t id[ENV_ID_LEN])
 {
+	struct timespec ts;
+	uint64_t ms;
+
+	/* A UUIDv7 (RFC 9562): the time in milliseconds, big-endian, then
+	 * 74 random bits.  Ids made one after another sort one after
+	 * another, so the broker's id index grows at its end. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	randombytes_buf(id, ENV_ID_LEN);
+	for (int i = 0; i < 6; i++)
+		id[i] = (uint8_t)(ms >> (8 * (5 - i)));
+	id[6] = (uint8_t)(0x70 | (id[6] & 0x0f));
+	id[8] = (uint8_t)(0x80 | (id[8] & 0x3f));
 }
 
 /* Put the draft's recipients in ascending order into its header. */

@@ -93,7 +93,8 @@ struct env_draft {
 	const struct env_fixed *fixed; /* NULL outside tests */
 };
 
-/* Fill id with 16 fresh random bytes. */
+/* Fills id with a fresh UUIDv7: the time in milliseconds (big-endian,
+ * bytes 0-5), version and variant bits, and 74 random bits. */
 void env_new_id(uint8_t id[ENV_ID_LEN]);
 
 /* Seal and sign `n` drafts (1..MERKLE_MAX_LEAVES) under one batch

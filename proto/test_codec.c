@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <sodium.h>
@@ -463,10 +464,41 @@ test_errors(void **state)
 		assert_non_null(schakel_strerror(i));
 }
 
+/* Ids are UUIDv7: version 7, variant 10, now in milliseconds up front,
+ * and random in the rest (1,000 ids, no two alike). */
+static void
+test_new_id(void **state)
+{
+	static uint8_t ids[1000][ENV_ID_LEN];
+	struct timespec ts;
+	uint64_t before, after, prev = 0;
+
+	(void)state;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	before = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	for (size_t i = 0; i < 1000; i++)
+		env_new_id(ids[i]);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	after = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	for (size_t i = 0; i < 1000; i++) {
+		uint64_t ms = 0;
+		for (int k = 0; k < 6; k++)
+			ms = ms << 8 | ids[i][k];
+		assert_true(ms >= before && ms <= after);
+		assert_true(ms >= prev);
+		prev = ms;
+		assert_int_equal(ids[i][6] >> 4, 7);
+		assert_int_equal(ids[i][8] >> 6, 2);
+		for (size_t j = 0; j < i; j++)
+			assert_memory_not_equal(ids[i], ids[j], ENV_ID_LEN);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_new_id),
 	    cmocka_unit_test(test_merkle_shape),
 	    cmocka_unit_test(test_merkle_cache),
 	    cmocka_unit_test(test_roundtrip),
