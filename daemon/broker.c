@@ -136,10 +136,11 @@ broker_new(const struct broker_opts *opts)
 	b->cache = merkle_cache_new(4096);
 	b->rates = calloc(b->conf->nparties + 1, sizeof(*b->rates));
 	b->pend = calloc(BROKER_DRAIN_MAX, sizeof(*b->pend));
+	b->receipts = calloc(BROKER_DRAIN_MAX, sizeof(*b->receipts));
 	b->verify =
 	    verify_pool_new(s_verify_threads(b->conf), BROKER_VERIFY_QUEUE);
 	if (b->router == NULL || b->cache == NULL || b->rates == NULL ||
-	    b->pend == NULL || b->verify == NULL)
+	    b->pend == NULL || b->receipts == NULL || b->verify == NULL)
 		fatalx("out of memory");
 	so.dir = b->conf->broker.data_dir;
 	so.map_size = b->conf->broker.limits.map_size;
@@ -209,6 +210,7 @@ broker_destroy(struct broker **bp)
 		codec_buf_clear(&b->pend[i].signed_receipt);
 	}
 	free(b->pend);
+	free(b->receipts);
 	idmap_free(&b->pend_ids);
 	idmap_free(&b->pend_depth);
 	for (size_t i = 0; i < b->sessions.cap; i++)

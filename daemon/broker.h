@@ -76,7 +76,6 @@ struct pending {
 	int code;             /* SCHAKEL_OK, or why it failed in the group */
 	uint64_t arrived_us;  /* monotonic, for the receipt latency */
 	struct store_msg msg; /* msg.envelope is an owned copy */
-	struct receipt receipt;
 	struct codec_buf signed_receipt;
 	char purpose[STORE_NAME_MAX + 1];
 };
@@ -134,6 +133,8 @@ struct broker {
 	struct idmap peers;         /* routing id -> struct session * */
 	struct store_txn *txn;      /* the open group, or NULL */
 	struct pending *pend;       /* BROKER_DRAIN_MAX slots, never moved */
+	struct receipt *receipts;   /* pend[i]'s receipt, unsigned, side by
+				   * side for receipt_build */
 	size_t npend;
 	struct idmap pend_ids;   /* message id -> pending, this group */
 	struct idmap pend_depth; /* party id -> messages added (as a

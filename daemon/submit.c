@@ -341,6 +341,7 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc)
 	const char *ids[ENV_MAX_RECIPIENTS];
 	struct router_result res;
 	struct pending *p;
+	struct receipt *r;
 	uint64_t seq;
 	void *old;
 	int rc = vrc;
@@ -441,21 +442,23 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc)
 	/* The envelope now borrows nothing else: the stored copy is the
 	 * job's buffer. */
 	p->msg.envelope_len = m->len;
-	memcpy(p->receipt.message_id, h->id, ENV_ID_LEN);
-	p->receipt.accepted_ms = b->now_ms;
-	p->receipt.n_recipients = h->n_recipients;
-	p->receipt.store_seq = seq;
-	env_header_hash(e, p->receipt.header_hash);
-	snprintf(p->receipt.sender, sizeof p->receipt.sender, "%s", h->sender);
+	r = &b->receipts[b->npend];
+	memset(r, 0, sizeof(*r));
+	memcpy(r->message_id, h->id, ENV_ID_LEN);
+	r->accepted_ms = b->now_ms;
+	r->n_recipients = h->n_recipients;
+	r->store_seq = seq;
+	env_header_hash(e, r->header_hash);
+	snprintf(r->sender, sizeof r->sender, "%s", h->sender);
 	for (size_t i = 0; i < h->n_recipients; i++) {
 		snprintf(p->msg.recipients[i], sizeof p->msg.recipients[i],
 		    "%s", h->recipients[i]);
 		snprintf(p->msg.agreements[i], sizeof p->msg.agreements[i],
 		    "%s", ag[i]->id);
-		snprintf(p->receipt.recipients[i],
-		    sizeof p->receipt.recipients[i], "%s", h->recipients[i]);
-		snprintf(p->receipt.agreement_ids[i],
-		    sizeof p->receipt.agreement_ids[i], "%s", ag[i]->id);
+		snprintf(r->recipients[i], sizeof r->recipients[i], "%s",
+		    h->recipients[i]);
+		snprintf(r->agreement_ids[i], sizeof r->agreement_ids[i], "%s",
+		    ag[i]->id);
 	}
 	if (idmap_put(&b->pend_ids, p->msg.id, STORE_ID_LEN, p, &old) != 0) {
 		s_refuse(b, m, job->corr_id, SCHAKEL_E_NO_MEMORY, h, true);
@@ -503,21 +506,18 @@ submit_drop_waiting(struct broker *b)
 int
 submit_prepare_group(struct broker *b)
 {
-	struct receipt *rs = calloc(b->npend, sizeof(*rs));
 	struct codec_buf *bufs = calloc(b->npend, sizeof(*bufs));
 	struct store_txn *t = broker_txn(b);
 	uint64_t dedup_until =
 	    b->now_ms + b->conf->broker.limits.dedup_window * 1000;
 	int rc = SCHAKEL_OK;
 
-	if (rs == NULL || bufs == NULL || t == NULL) {
+	if (bufs == NULL || t == NULL) {
 		rc = t == NULL ? SCHAKEL_E_UNAVAILABLE : SCHAKEL_E_NO_MEMORY;
 		goto out;
 	}
-	for (size_t i = 0; i < b->npend; i++)
-		rs[i] = b->pend[i].receipt;
 	/* One broker signature for the whole group. */
-	rc = receipt_build(rs, b->npend, b->keys->sign_sk, bufs);
+	rc = receipt_build(b->receipts, b->npend, b->keys->sign_sk, bufs);
 	if (rc != SCHAKEL_OK) {
 		log_warnx("cannot sign receipts: %s", schakel_errname(rc));
 		goto out;
@@ -571,7 +571,6 @@ out:
 		for (size_t i = 0; i < b->npend; i++)
 			codec_buf_clear(&bufs[i]);
 	free(bufs);
-	free(rs);
 	return rc;
 }
 
