@@ -190,6 +190,7 @@ broker_new(const struct broker_opts *opts)
 static void
 s_free_session(struct session *s)
 {
+	deliver_free(s);
 	free(s->inflight);
 	free(s);
 }

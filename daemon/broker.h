@@ -48,6 +48,16 @@ struct inflight {
 	char case_ref[STORE_NAME_MAX + 1];
 };
 
+/* A case of one session that has a message in flight or entries held
+ * back behind it (at most one message per case is in flight). */
+struct case_state {
+	char ref[STORE_NAME_MAX + 1];
+	bool inflight;
+	bool ready;          /* on the session's ready list */
+	size_t head, n, cap; /* held entries, queue order, from head */
+	struct store_entry *held;
+};
+
 /* One party's connection, after Hello. */
 struct session {
 	char party[STORE_NAME_MAX + 1];
@@ -57,13 +67,16 @@ struct session {
 	uint64_t last_sent_ms;
 	bool dirty; /* something new may be deliverable */
 	/* The pump pages through the queue after `scanned`; everything up
-	 * to it was offered or is in flight.  `rescan` makes it start from
-	 * the head again: a delivery came back (timeout, Nack, redeliver),
-	 * or an entry waited behind its case's message in flight
-	 * (`case_waiting`) and that message was acknowledged. */
+	 * to it was offered, is in flight or is held in `cases` behind its
+	 * case's message in flight.  `rescan` makes it start from the head
+	 * again (and forget what it held): a delivery came back (timeout,
+	 * Nack, redeliver). */
 	uint64_t scanned;
 	bool rescan;
-	bool case_waiting;
+	struct idmap cases;        /* case reference -> struct case_state */
+	size_t nheld;              /* entries held, all cases */
+	struct case_state **ready; /* cases free again with entries held */
+	size_t nready, capready;
 	size_t ninflight;
 	size_t capinflight;
 	struct inflight *inflight; /* grows with the credit granted */
@@ -228,5 +241,7 @@ void deliver_timers(struct broker *b);
 void deliver_notify(struct broker *b, const struct store_msg *m);
 /* Forgets a session's deliveries (they stay queued in the store). */
 void deliver_forget(struct broker *b, struct session *s);
+/* Frees what the session's deliveries keep in memory. */
+void deliver_free(struct session *s);
 
 #endif

@@ -15,6 +15,9 @@
 #include "schakel_err.h"
 
 #define S_PAGE 256
+/* Entries a session may hold back behind their cases' messages in
+ * flight; beyond it the pump stops reading ahead until cases free up. */
+#define S_HELD_MAX (4 * BROKER_MAX_INFLIGHT)
 /* Notices to senders travel through the sender's queue like messages,
  * under this type, with the encoded Notice frame as their "envelope". */
 #define S_NOTICE_TYPE "schakel.notice"
@@ -28,19 +31,146 @@ s_find(struct session *s, uint64_t seq)
 	return NULL;
 }
 
+static struct case_state *
+s_case(struct session *s, const char *ref)
+{
+	return idmap_get(&s->cases, ref, strlen(ref));
+}
+
+static struct case_state *
+s_case_add(struct session *s, const char *ref)
+{
+	struct case_state *cs = s_case(s, ref);
+	void *old;
+
+	if (cs != NULL)
+		return cs;
+	cs = calloc(1, sizeof(*cs));
+	if (cs == NULL)
+		return NULL;
+	snprintf(cs->ref, sizeof cs->ref, "%s", ref);
+	if (idmap_put(&s->cases, cs->ref, strlen(cs->ref), cs, &old) != 0) {
+		free(cs);
+		return NULL;
+	}
+	return cs;
+}
+
+/* Forgets a case with nothing in flight or held. */
+static void
+s_case_gc(struct session *s, struct case_state *cs)
+{
+	if (cs->inflight || cs->n > 0 || cs->ready)
+		return;
+	idmap_del(&s->cases, cs->ref, strlen(cs->ref));
+	free(cs->held);
+	free(cs);
+}
+
+/* Holds an entry back behind its case's message in flight.  False when
+ * the session holds all it may (or memory ran out). */
+static bool
+s_hold(struct session *s, struct case_state *cs, const struct store_entry *e)
+{
+	if (s->nheld >= S_HELD_MAX)
+		return false;
+	if (cs->head + cs->n == cs->cap) {
+		if (cs->head > 0) {
+			memmove(cs->held, cs->held + cs->head,
+			    cs->n * sizeof(*cs->held));
+			cs->head = 0;
+		} else {
+			size_t cap = cs->cap > 0 ? 2 * cs->cap : 4;
+			struct store_entry *h =
+			    realloc(cs->held, cap * sizeof(*h));
+			if (h == NULL)
+				return false;
+			cs->held = h;
+			cs->cap = cap;
+		}
+	}
+	cs->held[cs->head + cs->n++] = *e;
+	s->nheld++;
+	return true;
+}
+
+/* A case's message is no longer in flight: what it held may go. */
+static void
+s_case_free_up(struct session *s, const char *ref)
+{
+	struct case_state *cs = s_case(s, ref);
+
+	if (cs == NULL)
+		return;
+	cs->inflight = false;
+	if (cs->n > 0 && !cs->ready) {
+		if (s->nready == s->capready) {
+			size_t cap = s->capready > 0 ? 2 * s->capready : 16;
+			struct case_state **r =
+			    realloc(s->ready, cap * sizeof(*r));
+			if (r == NULL) {
+				s->rescan = true; /* find them again */
+				return;
+			}
+			s->ready = r;
+			s->capready = cap;
+		}
+		s->ready[s->nready++] = cs;
+		cs->ready = true;
+	}
+	s_case_gc(s, cs);
+	s->dirty = true;
+}
+
 static void
 s_remove(struct session *s, struct inflight *x)
 {
+	s_case_free_up(s, x->case_ref);
 	*x = s->inflight[--s->ninflight];
 }
 
-static bool
-s_case_busy(const struct session *s, const char *case_ref)
+/* Lets go of every held entry (a rescan finds them again). */
+static void
+s_unhold_all(struct session *s)
 {
-	for (size_t i = 0; i < s->ninflight; i++)
-		if (strcmp(s->inflight[i].case_ref, case_ref) == 0)
-			return true;
-	return false;
+	struct case_state **gone = NULL;
+	size_t ngone = 0;
+
+	if (s->cases.len > 0)
+		gone = calloc(s->cases.len, sizeof(*gone));
+	for (size_t i = 0; i < s->cases.cap; i++) {
+		struct case_state *cs;
+		if (s->cases.keys == NULL || s->cases.keys[i] == NULL)
+			continue;
+		cs = s->cases.vals[i];
+		cs->head = cs->n = 0;
+		cs->ready = false;
+		if (!cs->inflight && gone != NULL)
+			gone[ngone++] = cs;
+	}
+	/* Not while walking the map: a delete moves its entries. */
+	for (size_t i = 0; i < ngone; i++)
+		s_case_gc(s, gone[i]);
+	free(gone);
+	s->nheld = 0;
+	s->nready = 0;
+}
+
+void
+deliver_free(struct session *s)
+{
+	for (size_t i = 0; i < s->cases.cap; i++) {
+		struct case_state *cs;
+		if (s->cases.keys == NULL || s->cases.keys[i] == NULL)
+			continue;
+		cs = s->cases.vals[i];
+		free(cs->held);
+		free(cs);
+	}
+	idmap_free(&s->cases);
+	free(s->ready);
+	s->ready = NULL;
+	s->nready = s->capready = s->nheld = 0;
 }
 
 void
@@ -179,24 +309,40 @@ s_dead(struct broker *b, const char *recipient, const struct store_msg *m,
 	    (unsigned long long)m->seq, recipient, schakel_errname((int)code));
 }
 
-/* Tries to hand one queue entry to the session.  Returns true when it
- * used a credit. */
-static bool
-s_offer(struct broker *b, struct session *s, const struct store_entry *e)
+enum s_offered {
+	S_USED,    /* handed out: a credit used */
+	S_PASSED,  /* not handed out, nothing to keep (gone, dead, dropped) */
+	S_HELD,    /* held back behind its case */
+	S_NO_ROOM, /* could not be held back: stop reading ahead */
+};
+
+/* Tries to hand one queue entry to the session.  An entry `from_held`
+ * is the oldest held by its case, which has nothing in flight. */
+static enum s_offered
+s_offer(struct broker *b, struct session *s, const struct store_entry *e,
+    bool from_held)
 {
 	struct store_msg m;
 	uint8_t *envelope = NULL, *receipt = NULL;
 	struct frame f = {.kind = FRAME_DELIVER};
 	struct store_txn *t;
+	struct case_state *cs;
 	uint32_t count = e->deliveries + 1;
-	bool used = false;
+	enum s_offered used = S_PASSED;
 
 	if (s_find(s, e->seq) != NULL)
-		return false;
+		return S_PASSED;
 	if (store_get(b->store, e->seq, &m, &envelope, &receipt) != STORE_OK)
-		return false;
-	if (s_case_busy(s, m.case_ref)) {
-		s->case_waiting = true;
+		return S_PASSED;
+	cs = s_case(s, m.case_ref);
+	if (!from_held && cs != NULL && (cs->inflight || cs->n > 0)) {
+		used = s_hold(s, cs, e) ? S_HELD : S_NO_ROOM;
+		goto out;
+	}
+	/* Its state records the message in flight (made before it goes). */
+	cs = s_case_add(s, m.case_ref);
+	if (cs == NULL) {
+		used = S_NO_ROOM;
 		goto out;
 	}
 	if (strcmp(m.type, S_NOTICE_TYPE) == 0) {
@@ -239,37 +385,84 @@ sent:
 		    b->now_ms + b->conf->broker.limits.ack_timeout * 1000;
 		memcpy(x->case_ref, m.case_ref, sizeof x->case_ref);
 	}
+	cs->inflight = true;
 	s->credit--;
 	b->stats.delivered++;
-	used = true;
+	used = S_USED;
 out:
+	if (cs != NULL && used != S_USED)
+		s_case_gc(s, cs);
 	free(envelope);
 	free(receipt);
 	return used;
+}
+
+static bool
+s_can_send(const struct session *s)
+{
+	return s->credit > 0 && s->ninflight < s->capinflight;
+}
+
+/* Hands out what cases that freed up held, oldest first per case. */
+static void
+s_pump_ready(struct broker *b, struct session *s)
+{
+	size_t i = 0;
+
+	while (i < s->nready && s_can_send(s)) {
+		struct case_state *cs = s->ready[i];
+		while (cs->n > 0 && !cs->inflight && s_can_send(s)) {
+			struct store_entry e = cs->held[cs->head];
+			cs->head++;
+			cs->n--;
+			s->nheld--;
+			if (s_offer(b, s, &e, true) == S_NO_ROOM) {
+				cs->head--;
+				cs->n++;
+				s->nheld++;
+				break;
+			}
+		}
+		if (cs->n > 0 && !cs->inflight)
+			break; /* no credit left: it stays first in line */
+		cs->ready = false;
+		i++;
+		s_case_gc(s, cs);
+	}
+	if (i > 0) {
+		memmove(s->ready, s->ready + i,
+		    (s->nready - i) * sizeof(*s->ready));
+		s->nready -= i;
+	}
 }
 
 static void
 s_pump(struct broker *b, struct session *s)
 {
 	struct store_entry page[S_PAGE];
-	uint64_t after = s->rescan ? 0 : s->scanned;
+	bool stop = false;
 
 	/* Without a rescan, only what was queued after the last look can be
-	 * new: the pump does not walk the messages in flight again. */
-	s->rescan = false;
-	while (s->credit > 0 && s->ninflight < s->capinflight) {
+	 * new: the pump walks neither the messages in flight nor those held
+	 * again. */
+	if (s->rescan) {
+		s_unhold_all(s);
+		s->scanned = 0;
+		s->rescan = false;
+	}
+	s_pump_ready(b, s);
+	while (!stop && s_can_send(s)) {
 		size_t n = 0;
-		if (store_queue(b->store, s->party, after, page, S_PAGE, &n) !=
-			STORE_OK ||
+		if (store_queue(b->store, s->party, s->scanned, page, S_PAGE,
+			&n) != STORE_OK ||
 		    n == 0)
 			break;
-		for (size_t i = 0;
-		     i < n && s->credit > 0 && s->ninflight < s->capinflight;
-		     i++) {
-			after = page[i].seq;
-			if (after > s->scanned)
-				s->scanned = after;
-			s_offer(b, s, &page[i]);
+		for (size_t i = 0; i < n && s_can_send(s); i++) {
+			if (s_offer(b, s, &page[i], false) == S_NO_ROOM) {
+				stop = true; /* met again when cases free up */
+				break;
+			}
+			s->scanned = page[i].seq;
 		}
 		if (n < S_PAGE)
 			break;
@@ -305,12 +498,10 @@ deliver_ack(
 	if (x != NULL)
 		s_remove(s, x);
 	s->dirty = true;
-	/* A message behind this one on its case may go now; a Nack'ed one
-	 * that is retried comes again from the head of the queue. */
-	if (s->case_waiting || (nack && schakel_err_retryable((int)a->code))) {
+	/* A Nack'ed message that is retried comes again from the head of the
+	 * queue (what its case held comes free with s_remove). */
+	if (nack && schakel_err_retryable((int)a->code))
 		s->rescan = true;
-		s->case_waiting = false;
-	}
 	if (!nack) {
 		if (store_ack(t, s->party, a->store_seq) == STORE_OK &&
 		    strcmp(m.type, S_NOTICE_TYPE) != 0) {

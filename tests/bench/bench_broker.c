@@ -8,7 +8,11 @@
  * and conditions and asserts nothing about speed.
  *
  *   bench_broker SCHAKELD [-k SENDERS] [-m RECIPIENTS] [-n MESSAGES]
- *                         [-q QUEUED]
+ *                         [-q QUEUED] [-c CASES]
+ *
+ * By default every message is about a case of its own; with -c each
+ * sender's messages go round CASES case references, so deliveries wait
+ * behind their case's message in flight (one per case and recipient).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -57,6 +61,7 @@ struct s_bench {
 	pid_t pid;
 	void *zctx;
 	size_t k, m;
+	size_t cases; /* case references per sender; 0: one per message */
 	char senders[S_MAX_PARTIES][32];
 	char rcpts[S_MAX_PARTIES][32];
 	struct keys_public broker;
@@ -342,7 +347,8 @@ s_prebuild(struct s_bench *b, size_t si, size_t n, size_t batch)
 			snprintf(
 			    x->hdr.type, sizeof x->hdr.type, "shv.melding.v1");
 			snprintf(x->hdr.case_ref, sizeof x->hdr.case_ref,
-			    "zaak-%zu-%zu", si, done + i);
+			    "zaak-%zu-%zu", si,
+			    b->cases > 0 ? (done + i) % b->cases : done + i);
 			snprintf(
 			    x->hdr.purpose, sizeof x->hdr.purpose, "bench");
 			x->hdr.created_ms = now;
@@ -533,17 +539,18 @@ main(int argc, char **argv)
 	struct s_phase p1, p2, p3;
 	pthread_t rt;
 	double ceiling, rss;
+	char cases_txt[64] = "a case reference per message";
 	int ch;
 
 	if (argc < 2 || sodium_init() < 0) {
 		fprintf(stderr,
 		    "usage: bench_broker SCHAKELD [-k SENDERS] "
-		    "[-m RECIPIENTS] [-n MESSAGES] [-q QUEUED]\n");
+		    "[-m RECIPIENTS] [-n MESSAGES] [-q QUEUED] [-c CASES]\n");
 		return 2;
 	}
 	schakeld = argv[1];
 	optind = 2;
-	while ((ch = getopt(argc, argv, "k:m:n:q:")) != -1) {
+	while ((ch = getopt(argc, argv, "k:m:n:q:c:")) != -1) {
 		uint64_t v = 0;
 		if (units_parse_uint(optarg, 100000000, &v, &why) != 0) {
 			fprintf(stderr, "bench_broker: -%c: %s\n", ch, why);
@@ -557,6 +564,8 @@ main(int argc, char **argv)
 			n = v;
 		else if (ch == 'q')
 			queued = v;
+		else if (ch == 'c')
+			b.cases = (size_t)v;
 		else
 			return 2;
 	}
@@ -598,6 +607,9 @@ main(int argc, char **argv)
 		single[i] = s_prebuild(&b, i, n / b.k, 1);
 		batch[i] = s_prebuild(&b, i, n / b.k, 64);
 	}
+	if (b.cases > 0)
+		snprintf(cases_txt, sizeof cases_txt,
+		    "%zu case references per sender", b.cases);
 	pthread_create(&rt, NULL, s_recipients, &b);
 	s_run_phase(&b, single, n / b.k, 0, &p1);
 	s_run_phase(&b, batch, n / b.k, 0, &p2);
@@ -614,9 +626,10 @@ main(int argc, char **argv)
 	pthread_join(rt, NULL);
 	printf("# conditions: %ld cores, schakeld with fsync on every group "
 	       "commit, data in %s (the machine's /tmp), %zu senders, %zu "
-	       "recipients, %d-byte payloads, client and broker on the same "
-	       "machine\n",
-	    sysconf(_SC_NPROCESSORS_ONLN), b.dir, b.k, b.m, S_PAYLOAD);
+	       "recipients, %d-byte payloads, %s, client and broker on the "
+	       "same machine\n",
+	    sysconf(_SC_NPROCESSORS_ONLN), b.dir, b.k, b.m, S_PAYLOAD,
+	    cases_txt);
 	printf("ceiling (libsodium Ed25519 verify+sign): %.0f /s\n", ceiling);
 	printf("single-signed: %llu msgs, accepted %.0f msgs/s (%.0f%% of the "
 	       "ceiling), end to end %.0f msgs/s, receipt p50 %.2f ms, p99 "
