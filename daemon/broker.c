@@ -119,6 +119,10 @@ broker_new(const struct broker_opts *opts)
 
 	if (b == NULL || d == NULL)
 		fatalx("out of memory");
+	/* Bursts free and allocate the same memory again: keep freed memory
+	 * (up to this much) instead of returning it after every free;
+	 * broker_run gives it back when the traffic pauses. */
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	b->opts = *opts;
 	b->now_ms = b->started_ms = s_now_ms();
 	b->conf =
@@ -499,9 +503,11 @@ s_flush(struct broker *b)
 			b->stats.commits++;
 		}
 		/* A large group leaves LMDB's dirty pages and the group's
-		 * copies freed but held by the allocator: give them back. */
+		 * copies freed but held by the allocator: given back when
+		 * the traffic pauses (not after every group, which would
+		 * make the next one fault its pages in again). */
 		if (b->npend >= 256)
-			malloc_trim(0);
+			b->trim_due = true;
 		if (code == SCHAKEL_E_STORE_FULL || rc == STORE_FULL)
 			b->store_full = true;
 	}
@@ -648,6 +654,10 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 			return 1;
 		}
 		verify_clear_wake(b->verify);
+		if (rc == 0 && b->trim_due) {
+			malloc_trim(0);
+			b->trim_due = false;
+		}
 		b->now_ms = s_now_ms();
 		notify_watchdog(b->now_ms);
 		if (*reload) {

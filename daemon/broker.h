@@ -32,7 +32,7 @@
 #define BROKER_MAX_INFLIGHT BROKER_MAX_CREDIT
 #define BROKER_DRAIN_MAX 2048 /* inbound frames handled per turn */
 /* Submissions taken in and not yet through their signature check. */
-#define BROKER_VERIFY_QUEUE (2 * BROKER_DRAIN_MAX)
+#define BROKER_VERIFY_QUEUE BROKER_DRAIN_MAX
 
 struct broker_opts {
 	const char *conf_path;
@@ -158,7 +158,8 @@ struct broker {
 	uint64_t now_ms;
 	uint64_t started_ms;
 	bool stopping;
-	bool store_full;          /* the last group met a full store */
+	bool store_full; /* the last group met a full store */
+	bool trim_due;   /* a large group ended: malloc_trim when idle */
 	struct idmap refusal_log; /* party id -> struct refusal_window */
 	uint64_t refused_conns;   /* unknown transport keys, not yet logged */
 	uint64_t refused_logged_ms;

@@ -654,6 +654,10 @@ main(int argc, char **argv)
 		for (size_t i = 0; i < b.k; i++)
 			batch[i] = s_prebuild(&b, i, queued / b.k, 64);
 		s_run_phase(&b, batch, queued / b.k, 0, &pq);
+		/* What the broker keeps with everything queued, once the
+		 * burst is over: it gives freed memory back when traffic
+		 * pauses (peak is printed as well). */
+		sleep(1);
 		/* LMDB maps its data file: pages it has touched count as
 		 * resident (RssFile) but are the kernel's page cache, not
 		 * the broker's memory (RssAnon). */
