@@ -714,6 +714,12 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 			stats_publish(b);
 			b->metrics_at_ms = b->now_ms;
 		}
+		if (b->now_ms >= b->expire_at_ms + 1000) {
+			deliver_expire(b);
+			b->expire_at_ms = b->now_ms;
+			if (b->txn != NULL)
+				s_flush(b);
+		}
 		if (b->now_ms >= b->dedup_at_ms + 10000) {
 			s_expire_dedup(b);
 			b->dedup_at_ms = b->now_ms;

@@ -166,7 +166,8 @@ struct broker {
 	struct broker_stats stats;
 	struct metrics *metrics; /* NULL when metrics are off */
 	uint64_t metrics_at_ms;
-	uint64_t dedup_at_ms; /* last expiry of message ids */
+	uint64_t dedup_at_ms;  /* last expiry of message ids */
+	uint64_t expire_at_ms; /* last look for expired messages */
 };
 
 /* broker.c */
@@ -238,6 +239,10 @@ void deliver_ack(
 void deliver_pump(struct broker *b);
 /* Ack timeouts and idle connections. */
 void deliver_timers(struct broker *b);
+/* Dead-letters messages whose time is up for every recipient that still
+ * has them queued (connected or not) and tells their senders; a bounded
+ * number per call. */
+void deliver_expire(struct broker *b);
 /* Marks sessions of these recipients as having new work. */
 void deliver_notify(struct broker *b, const struct store_msg *m);
 /* Forgets a session's deliveries (they stay queued in the store). */

@@ -284,15 +284,21 @@ s_notice(struct broker *b, const struct store_msg *m, const char *recipient,
 	codec_buf_clear(&buf);
 }
 
+/* Moves `m` from the recipient's queue to its dead letters, records it
+ * and tells the sender.  A message no longer queued for the recipient is
+ * left alone. */
 static void
 s_dead(struct broker *b, const char *recipient, const struct store_msg *m,
     uint32_t code)
 {
 	struct store_txn *t = broker_txn(b);
+	int rc = t != NULL
+	    ? store_dead_letter(t, recipient, m->seq, code, b->now_ms)
+	    : STORE_ERROR;
 
-	if (t == NULL ||
-	    store_dead_letter(t, recipient, m->seq, code, b->now_ms) !=
-		STORE_OK) {
+	if (rc == STORE_NOT_FOUND)
+		return;
+	if (rc != STORE_OK) {
 		log_warnx("store: cannot dead-letter seq=%llu: %s",
 		    (unsigned long long)m->seq, store_error(b->store));
 		return;
@@ -517,6 +523,44 @@ deliver_ack(
 		/* The envelope is bad for this recipient: no retry helps. */
 		s_dead(b, s->party, &m,
 		    a->code != 0 ? a->code : SCHAKEL_E_DELIVERY_FAILED);
+	}
+}
+
+void
+deliver_expire(struct broker *b)
+{
+	uint64_t seqs[256];
+	bool opened = b->txn == NULL;
+	struct store_txn *t = broker_txn(b);
+	size_t n = 0;
+
+	if (t == NULL ||
+	    store_take_expired(t, b->now_ms, seqs, 256, &n) != STORE_OK) {
+		log_warnx("store: cannot read the expiry index: %s",
+		    store_error(b->store));
+		return;
+	}
+	/* Nothing due: no commit (and no fsync) for an empty look. */
+	if (n == 0 && opened) {
+		store_abort(&b->txn);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct store_msg m;
+		if (store_get(b->store, seqs[i], &m, NULL, NULL) != STORE_OK)
+			continue; /* removed in this group */
+		for (size_t r = 0; r < m.n_recipients; r++) {
+			struct session *s = broker_session(b, m.recipients[r]);
+			/* In flight: its Ack, or the ack timeout and the pump,
+			 * decide. */
+			if (s != NULL && s_find(s, m.seq) != NULL)
+				continue;
+			if (strcmp(m.type, S_NOTICE_TYPE) == 0)
+				(void)store_ack(t, m.recipients[r], m.seq);
+			else
+				s_dead(
+				    b, m.recipients[r], &m, SCHAKEL_E_EXPIRED);
+		}
 	}
 }
 

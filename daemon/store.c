@@ -284,6 +284,14 @@ store_expire_dedup(
 }
 
 int
+store_take_expired(
+    struct store_txn *t, uint64_t now_ms, uint64_t *seqs, size_t max, size_t *n)
+{
+	*n = 0;
+	return t->s->ops->take_expired(t, now_ms, seqs, max, n);
+}
+
+int
 store_audit_append(struct store_txn *t, const uint8_t *rec, size_t len,
     const uint8_t head[STORE_HASH_LEN], uint64_t *audit_seq)
 {

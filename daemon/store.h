@@ -172,6 +172,14 @@ int store_purge(struct store_txn *t, const char *recipient, uint64_t seq);
 int store_expire_dedup(
     struct store_txn *t, uint64_t now_ms, size_t max, size_t *removed);
 
+/* Takes (and forgets) up to `max` messages whose expiry time is at or
+ * before `now_ms`, oldest expiry first, into seqs[]; *n tells how many.
+ * Only messages still stored are indexed: store_ack and store_purge drop
+ * a message's entry when they remove the message.  The caller decides
+ * what becomes of each (its queue entries stay as they are). */
+int store_take_expired(struct store_txn *t, uint64_t now_ms, uint64_t *seqs,
+    size_t max, size_t *n);
+
 /* Appends an audit record (already serialized, with its chain hash in it)
  * under the next audit sequence, and makes `head` the chain head. */
 int store_audit_append(struct store_txn *t, const uint8_t *rec, size_t len,

@@ -48,6 +48,8 @@ struct store_ops {
 	int (*purge)(struct store_txn *t, const char *recipient, uint64_t seq);
 	int (*expire_dedup)(
 	    struct store_txn *t, uint64_t now_ms, size_t max, size_t *removed);
+	int (*take_expired)(struct store_txn *t, uint64_t now_ms,
+	    uint64_t *seqs, size_t max, size_t *n);
 	int (*audit_append)(struct store_txn *t, const uint8_t *rec, size_t len,
 	    const uint8_t head[STORE_HASH_LEN], uint64_t *audit_seq);
 	int (*seen)(

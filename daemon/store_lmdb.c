@@ -23,6 +23,7 @@
  *   receipts  seq -> signed receipt
  *   dedup     id -> seq . until u64
  *   dedup_exp until . id -> ""
+ *   expiry    expires . seq -> ""  (messages not yet removed)
  *   cases     case reference -> party              (DUPSORT)
  *   audit     audit seq -> record
  *   meta      "layout", "last_seq", "audit_seq", "audit_head"
@@ -46,8 +47,8 @@
 
 struct s_env {
 	MDB_env *env;
-	MDB_dbi msgs, queue, dead, receipts, dedup, dedup_exp, cases, audit,
-	    meta;
+	MDB_dbi msgs, queue, dead, receipts, dedup, dedup_exp, expiry, cases,
+	    audit, meta;
 	uint64_t last_seq;   /* committed */
 	uint64_t last_audit; /* committed */
 	uint8_t head[STORE_HASH_LEN];
@@ -388,6 +389,7 @@ s_open_dbs(struct s_env *e, MDB_txn *txn, const char **what)
 	    {"receipts", 0, offsetof(struct s_env, receipts)},
 	    {"dedup", 0, offsetof(struct s_env, dedup)},
 	    {"dedup_exp", 0, offsetof(struct s_env, dedup_exp)},
+	    {"expiry", 0, offsetof(struct s_env, expiry)},
 	    {"cases", MDB_DUPSORT, offsetof(struct s_env, cases)},
 	    {"audit", 0, offsetof(struct s_env, audit)},
 	    {"meta", 0, offsetof(struct s_env, meta)},
@@ -459,7 +461,7 @@ s_open(struct store *s, const struct store_opts *opts)
 		return s_fail(s, rc, what);
 	}
 	what = "setting up the environment";
-	rc = mdb_env_set_maxdbs(e->env, 9);
+	rc = mdb_env_set_maxdbs(e->env, 10);
 	if (rc == 0)
 		rc = mdb_env_set_mapsize(e->env, (size_t)opts->map_size);
 	if (rc == 0) {
@@ -780,6 +782,12 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 	rc = mdb_put(bt->txn, e->dedup_exp, &k, &d, 0);
 	if (rc != 0)
 		return s_wfail(t, rc, "storing a message id's expiry");
+	s_be64(xk, m->expires_ms);
+	memcpy(xk + 8, sk, 8);
+	k.mv_size = 16;
+	rc = mdb_put(bt->txn, e->expiry, &k, &d, 0);
+	if (rc != 0)
+		return s_wfail(t, rc, "storing a message's expiry");
 
 	rc = s_put_case(t, m->case_ref, m->sender);
 	for (size_t i = 0; rc == STORE_OK && i < m->n_recipients; i++)
@@ -838,7 +846,7 @@ s_release(struct store_txn *t, uint64_t seq)
 	struct s_txn *bt = t->be;
 	struct s_env *e = bt->e;
 	struct store_msg m;
-	uint8_t sk[8], dk[8 + STORE_NAME_MAX];
+	uint8_t sk[8], dk[8 + STORE_NAME_MAX], xk16[16];
 	MDB_val k = {sizeof sk, sk}, d;
 	int rc;
 
@@ -868,6 +876,44 @@ s_release(struct store_txn *t, uint64_t seq)
 	rc = mdb_del(bt->txn, e->msgs, &k, NULL);
 	if (rc != 0)
 		return s_wfail(t, rc, "removing a message");
+	s_be64(xk16, m.expires_ms);
+	memcpy(xk16 + 8, sk, 8);
+	k.mv_size = sizeof xk16;
+	k.mv_data = xk16;
+	rc = mdb_del(bt->txn, e->expiry, &k, NULL);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return s_wfail(t, rc, "removing a message's expiry");
+	return STORE_OK;
+}
+
+static int
+s_take_expired(
+    struct store_txn *t, uint64_t now_ms, uint64_t *seqs, size_t max, size_t *n)
+{
+	struct s_txn *bt = t->be;
+	MDB_cursor *c;
+	MDB_val k, d;
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_cursor_open(bt->txn, bt->e->expiry, &c);
+	if (rc != 0)
+		return s_wfail(t, rc, "opening the expiry index");
+	while (*n < max) {
+		rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
+		if (rc != 0)
+			break;
+		if (k.mv_size != 16 || s_get64(k.mv_data) > now_ms)
+			break;
+		seqs[(*n)++] = s_get64((uint8_t *)k.mv_data + 8);
+		rc = mdb_cursor_del(c, 0);
+		if (rc != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return s_wfail(t, rc, "taking expired messages");
 	return STORE_OK;
 }
 
@@ -1509,6 +1555,7 @@ const struct store_ops store_lmdb_ops = {
     .redeliver = s_redeliver,
     .purge = s_purge,
     .expire_dedup = s_expire_dedup,
+    .take_expired = s_take_expired,
     .audit_append = s_audit_append,
     .seen = s_seen,
     .receipt = s_receipt,

@@ -596,6 +596,59 @@ test_dedup(void **state)
 	store_close(&s);
 }
 
+/* The expiry index: messages come out oldest expiry first, once, and a
+ * message removed before its time is not in it. */
+static void
+test_expiry_index(void **state)
+{
+	struct env *e = *state;
+	struct store *s = s_open(e, MAP_DEFAULT, true);
+	static const char *const rcpts[] = {"x", NULL};
+	static const uint64_t expires[4] = {300, 200, 400, 100};
+	struct store_txn *t;
+	struct msgbuf b[4];
+	uint64_t seqs[8];
+	size_t n;
+
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	for (int i = 0; i < 4; i++) {
+		s_msg(
+		    &b[i], store_next_seq(t), 700 + i, "s", "case-x", rcpts, 8);
+		b[i].m.expires_ms = expires[i];
+		assert_int_equal(store_put(t, &b[i].m, 10000), STORE_OK);
+	}
+	assert_int_equal(store_commit(&t), STORE_OK);
+	/* The one expiring at 200 is acknowledged and removed first. */
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(store_ack(t, "x", b[1].m.seq), STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(store_take_expired(t, 99, seqs, 8, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_take_expired(t, 300, seqs, 1, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(seqs[0], b[3].m.seq);
+	assert_int_equal(store_take_expired(t, 300, seqs, 8, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(seqs[0], b[0].m.seq);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	/* Taken once: only the one expiring at 400 is left. */
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(
+	    store_take_expired(t, UINT64_MAX, seqs, 8, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(seqs[0], b[2].m.seq);
+	store_abort(&t);
+	/* An aborted take leaves the entry. */
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(
+	    store_take_expired(t, UINT64_MAX, seqs, 8, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	store_close(&s);
+}
+
 static void
 test_participants(void **state)
 {
@@ -1289,6 +1342,7 @@ main(void)
 	    T(test_delivered_survives_reopen),
 	    T(test_dead_letters),
 	    T(test_dedup),
+	    T(test_expiry_index),
 	    T(test_participants),
 	    T(test_audit),
 	    T(test_seq_and_abort),

@@ -1,7 +1,8 @@
 /* Integration tests of the message flow through the real schakeld with
  * the real libschakel: A -> broker -> B, fan-out to three recipients (one
  * message and a batch under one signature), a recipient that was offline
- * during twenty sends, and a tampered ciphertext refused by the broker.
+ * during twenty sends, a tampered ciphertext refused by the broker, and
+ * the notices a sender gets (expired in a queue, delivered).
  * Each test starts its own broker in its own folder. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -401,6 +402,105 @@ t_unknown_transport_key(void **state)
 	assert_null(c);
 }
 
+/* What a notice handler saw. */
+struct s_notices {
+	size_t n;
+	struct {
+		enum schakel_notice_kind kind;
+		uint8_t id[SCHAKEL_ID_LEN];
+		char recipient[SCHAKEL_NAME_MAX + 1];
+		int code;
+	} v[8];
+};
+
+static void
+s_on_notice(void *arg, const struct schakel_notice *n)
+{
+	struct s_notices *ns = arg;
+
+	if (ns->n >= 8)
+		return;
+	ns->v[ns->n].kind = n->kind;
+	memcpy(ns->v[ns->n].id, n->message_id, SCHAKEL_ID_LEN);
+	snprintf(ns->v[ns->n].recipient, sizeof ns->v[0].recipient, "%s",
+	    n->recipient);
+	ns->v[ns->n].code = n->code;
+	ns->n++;
+}
+
+/* Receives on the sender's client until `want` notices came (at most
+ * `ms` milliseconds). */
+static void
+s_wait_notices(
+    struct schakel_client *c, struct s_notices *ns, size_t want, long ms)
+{
+	struct s_got *g = calloc(1, sizeof *g);
+	uint64_t end = hx_mono_ms() + (uint64_t)ms;
+	size_t handed = 0;
+
+	assert_non_null(g);
+	while (ns->n < want && hx_mono_ms() < end)
+		assert_int_equal(
+		    schakel_receive(c, 1, 200, s_on_message, g, &handed),
+		    SCHAKEL_OK);
+	assert_int_equal(g->n, 0); /* notices only, no messages */
+	free(g);
+}
+
+/* (g) Notices to the sender: a message for a recipient that never
+ * connects expires in its queue and the sender hears so (NON_DELIVERY,
+ * EXPIRED) without the recipient coming back; a message sent with
+ * notify_delivered brings a DELIVERED notice once it is acknowledged. */
+static void
+t_notices(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *b = NULL;
+	struct schakel_message late =
+	    hx_msg(HX_TYPE_ONE, "zaak-0005", "te laat");
+	struct schakel_message ok = hx_msg(HX_TYPE_ONE, "zaak-0006", "op tijd");
+	struct schakel_receipt r_late, r_ok;
+	struct s_notices ns = {0};
+	struct s_got *g = calloc(1, sizeof *g);
+	size_t handed = 0;
+
+	assert_non_null(g);
+	s_connect(h, HX_SENDER, &a);
+	schakel_set_notice_handler(a, s_on_notice, &ns);
+	late.ttl_ms = 300;
+	s_send_ok(a, &late, &r_late);
+	/* The broker looks for expired messages every second. */
+	s_wait_notices(a, &ns, 1, 5000);
+	assert_int_equal(ns.n, 1);
+	assert_int_equal(ns.v[0].kind, SCHAKEL_NOTICE_NON_DELIVERY);
+	assert_int_equal(ns.v[0].code, SCHAKEL_E_EXPIRED);
+	assert_string_equal(ns.v[0].recipient, HX_TEAM_A);
+	assert_memory_equal(ns.v[0].id, r_late.message_id, SCHAKEL_ID_LEN);
+
+	ok.notify_delivered = true;
+	s_send_ok(a, &ok, &r_ok);
+	s_connect(h, HX_TEAM_A, &b);
+	assert_int_equal(
+	    schakel_receive(b, 1, 10000, s_on_message, g, &handed), SCHAKEL_OK);
+	/* Only the message on time: the expired one is a dead letter. */
+	assert_int_equal(g->n, 1);
+	assert_string_equal(g->m[0].payload, "op tijd");
+	s_wait_notices(a, &ns, 2, 5000);
+	assert_int_equal(ns.n, 2);
+	assert_int_equal(ns.v[1].kind, SCHAKEL_NOTICE_DELIVERED);
+	assert_string_equal(ns.v[1].recipient, HX_TEAM_A);
+	assert_memory_equal(ns.v[1].id, r_ok.message_id, SCHAKEL_ID_LEN);
+	/* And nothing else comes. */
+	assert_int_equal(
+	    schakel_receive(b, 1, 500, s_on_message, g, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 0);
+	schakel_receipt_clear(&r_late);
+	schakel_receipt_clear(&r_ok);
+	schakel_close(&a);
+	schakel_close(&b);
+	free(g);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -415,6 +515,7 @@ main(int argc, char **argv)
 		t_broker_restart, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_unknown_transport_key, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(t_notices, s_setup, s_teardown),
 	};
 
 	if (argc != 2) {
