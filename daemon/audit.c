@@ -22,6 +22,7 @@ static const char *const s_names[] = {
     [AUDIT_CONNECTED] = "connected",
     [AUDIT_DISCONNECTED] = "disconnected",
     [AUDIT_CONFIG_LOADED] = "config-loaded",
+    [AUDIT_RETENTION_ENDED] = "retention-ended",
 };
 
 #define S_NKINDS (sizeof s_names / sizeof s_names[0])

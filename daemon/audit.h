@@ -40,6 +40,7 @@ enum audit_event_kind {
 	AUDIT_CONNECTED,
 	AUDIT_DISCONNECTED,
 	AUDIT_CONFIG_LOADED,
+	AUDIT_RETENTION_ENDED, /* a dead letter removed: retention ended */
 };
 
 struct audit_event {

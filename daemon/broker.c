@@ -716,6 +716,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		}
 		if (b->now_ms >= b->expire_at_ms + 1000) {
 			deliver_expire(b);
+			deliver_retention(b);
 			b->expire_at_ms = b->now_ms;
 			if (b->txn != NULL)
 				s_flush(b);

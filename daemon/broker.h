@@ -243,6 +243,9 @@ void deliver_timers(struct broker *b);
  * has them queued (connected or not) and tells their senders; a bounded
  * number per call. */
 void deliver_expire(struct broker *b);
+/* Removes dead letters whose agreement's retention ended (and records
+ * it); a bounded number per call. */
+void deliver_retention(struct broker *b);
 /* Marks sessions of these recipients as having new work. */
 void deliver_notify(struct broker *b, const struct store_msg *m);
 /* Forgets a session's deliveries (they stay queued in the store). */

@@ -284,6 +284,24 @@ s_notice(struct broker *b, const struct store_msg *m, const char *recipient,
 	codec_buf_clear(&buf);
 }
 
+/* Until when a dead letter of `m` for `recipient` is kept: the retention
+ * of the agreement that let the recipient have it; the dedup window
+ * when that agreement is gone from the configuration. */
+static uint64_t
+s_keep_until(
+    const struct broker *b, const struct store_msg *m, const char *recipient)
+{
+	const struct conf_agreement *ag = NULL;
+	uint64_t days_ms;
+
+	for (size_t i = 0; i < m->n_recipients && ag == NULL; i++)
+		if (strcmp(m->recipients[i], recipient) == 0)
+			ag = conf_agreement_by_id(b->conf, m->agreements[i]);
+	days_ms = ag != NULL ? (uint64_t)ag->retention_days * 86400000
+			     : b->conf->broker.limits.dedup_window * 1000;
+	return b->now_ms + days_ms;
+}
+
 /* Moves `m` from the recipient's queue to its dead letters, records it
  * and tells the sender.  A message no longer queued for the recipient is
  * left alone. */
@@ -292,8 +310,9 @@ s_dead(struct broker *b, const char *recipient, const struct store_msg *m,
     uint32_t code)
 {
 	struct store_txn *t = broker_txn(b);
+	uint64_t until = s_keep_until(b, m, recipient);
 	int rc = t != NULL
-	    ? store_dead_letter(t, recipient, m->seq, code, b->now_ms)
+	    ? store_dead_letter(t, recipient, m->seq, code, b->now_ms, until)
 	    : STORE_ERROR;
 
 	if (rc == STORE_NOT_FOUND)
@@ -561,6 +580,39 @@ deliver_expire(struct broker *b)
 				s_dead(
 				    b, m.recipients[r], &m, SCHAKEL_E_EXPIRED);
 		}
+	}
+}
+
+void
+deliver_retention(struct broker *b)
+{
+	struct store_dead due[64];
+	bool opened = b->txn == NULL;
+	struct store_txn *t = broker_txn(b);
+	size_t n = 0;
+
+	if (t == NULL ||
+	    store_take_dead_due(t, b->now_ms, due, 64, &n) != STORE_OK) {
+		log_warnx("store: cannot read the dead letters' retention: %s",
+		    store_error(b->store));
+		return;
+	}
+	if (n == 0 && opened) {
+		store_abort(&b->txn);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct store_msg m;
+		bool known =
+		    store_get(b->store, due[i].seq, &m, NULL, NULL) == STORE_OK;
+		if (store_purge(t, due[i].recipient, due[i].seq) != STORE_OK)
+			continue;
+		if (known)
+			s_audit(b, AUDIT_RETENTION_ENDED, due[i].recipient, &m,
+			    due[i].code, 0);
+		log_info("removed dead letter seq=%llu recipient=%s "
+			 "(its agreement's retention ended)",
+		    (unsigned long long)due[i].seq, due[i].recipient);
 	}
 }
 

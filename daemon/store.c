@@ -252,11 +252,12 @@ store_ack(struct store_txn *t, const char *recipient, uint64_t seq)
 
 int
 store_dead_letter(struct store_txn *t, const char *recipient, uint64_t seq,
-    uint32_t code, uint64_t time_ms)
+    uint32_t code, uint64_t time_ms, uint64_t keep_until_ms)
 {
 	if (!s_name_ok(recipient))
 		return s_bad_name(t->s, "recipient");
-	return t->s->ops->dead_letter(t, recipient, seq, code, time_ms);
+	return t->s->ops->dead_letter(
+	    t, recipient, seq, code, time_ms, keep_until_ms);
 }
 
 int
@@ -289,6 +290,14 @@ store_take_expired(
 {
 	*n = 0;
 	return t->s->ops->take_expired(t, now_ms, seqs, max, n);
+}
+
+int
+store_take_dead_due(struct store_txn *t, uint64_t now_ms,
+    struct store_dead *out, size_t max, size_t *n)
+{
+	*n = 0;
+	return t->s->ops->take_dead_due(t, now_ms, out, max, n);
 }
 
 int

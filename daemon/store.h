@@ -151,10 +151,12 @@ int store_delivered(struct store_txn *t, const char *recipient, uint64_t seq,
  * STORE_NOT_FOUND when it was not queued for that recipient. */
 int store_ack(struct store_txn *t, const char *recipient, uint64_t seq);
 
-/* Moves `seq` from `recipient`'s queue to its dead letters with `code`.
- * The message is kept while a dead letter refers to it. */
+/* Moves `seq` from `recipient`'s queue to its dead letters with `code`
+ * at `time_ms`, to be kept until `keep_until_ms` (see
+ * store_take_dead_due).  The message is kept while a dead letter refers
+ * to it.  STORE_NOT_FOUND when it is not queued for that recipient. */
 int store_dead_letter(struct store_txn *t, const char *recipient, uint64_t seq,
-    uint32_t code, uint64_t time_ms);
+    uint32_t code, uint64_t time_ms, uint64_t keep_until_ms);
 
 /* Puts a dead letter back in the recipient's queue with a delivery count
  * of 0 (schakelctl deadletters redeliver).  Queues are ordered by
@@ -179,6 +181,14 @@ int store_expire_dedup(
  * what becomes of each (its queue entries stay as they are). */
 int store_take_expired(struct store_txn *t, uint64_t now_ms, uint64_t *seqs,
     size_t max, size_t *n);
+
+/* Takes (and forgets) up to `max` dead letters whose keep_until_ms is at
+ * or before `now_ms`, earliest first, into out[]; *n tells how many.  A
+ * dead letter redelivered since is not among them (nor, when it was
+ * dead-lettered again, before its new time).  The caller removes them
+ * (store_purge). */
+int store_take_dead_due(struct store_txn *t, uint64_t now_ms,
+    struct store_dead *out, size_t max, size_t *n);
 
 /* Appends an audit record (already serialized, with its chain hash in it)
  * under the next audit sequence, and makes `head` the chain head. */

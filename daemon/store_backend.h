@@ -42,7 +42,8 @@ struct store_ops {
 	    uint64_t seq, uint32_t *deliveries);
 	int (*ack)(struct store_txn *t, const char *recipient, uint64_t seq);
 	int (*dead_letter)(struct store_txn *t, const char *recipient,
-	    uint64_t seq, uint32_t code, uint64_t time_ms);
+	    uint64_t seq, uint32_t code, uint64_t time_ms,
+	    uint64_t keep_until_ms);
 	int (*redeliver)(
 	    struct store_txn *t, const char *recipient, uint64_t seq);
 	int (*purge)(struct store_txn *t, const char *recipient, uint64_t seq);
@@ -50,6 +51,8 @@ struct store_ops {
 	    struct store_txn *t, uint64_t now_ms, size_t max, size_t *removed);
 	int (*take_expired)(struct store_txn *t, uint64_t now_ms,
 	    uint64_t *seqs, size_t max, size_t *n);
+	int (*take_dead_due)(struct store_txn *t, uint64_t now_ms,
+	    struct store_dead *out, size_t max, size_t *n);
 	int (*audit_append)(struct store_txn *t, const uint8_t *rec, size_t len,
 	    const uint8_t head[STORE_HASH_LEN], uint64_t *audit_seq);
 	int (*seen)(

@@ -20,6 +20,7 @@
  *   msgs      seq -> record (s_rec_size, s_encode)
  *   queue     recipient -> seq . deliveries u32   (DUPSORT, DUPFIXED)
  *   dead      seq . recipient -> code u32 . time u64
+ *   dead_exp  keep-until . seq . recipient -> time u64 (of the dead letter)
  *   receipts  seq -> signed receipt
  *   dedup     id -> seq . until u64
  *   dedup_exp until . id -> ""
@@ -47,8 +48,8 @@
 
 struct s_env {
 	MDB_env *env;
-	MDB_dbi msgs, queue, dead, receipts, dedup, dedup_exp, expiry, cases,
-	    audit, meta;
+	MDB_dbi msgs, queue, dead, dead_exp, receipts, dedup, dedup_exp, expiry,
+	    cases, audit, meta;
 	uint64_t last_seq;   /* committed */
 	uint64_t last_audit; /* committed */
 	uint8_t head[STORE_HASH_LEN];
@@ -386,6 +387,7 @@ s_open_dbs(struct s_env *e, MDB_txn *txn, const char **what)
 	    {"queue", MDB_DUPSORT | MDB_DUPFIXED,
 		offsetof(struct s_env, queue)},
 	    {"dead", 0, offsetof(struct s_env, dead)},
+	    {"dead_exp", 0, offsetof(struct s_env, dead_exp)},
 	    {"receipts", 0, offsetof(struct s_env, receipts)},
 	    {"dedup", 0, offsetof(struct s_env, dedup)},
 	    {"dedup_exp", 0, offsetof(struct s_env, dedup_exp)},
@@ -461,7 +463,7 @@ s_open(struct store *s, const struct store_opts *opts)
 		return s_fail(s, rc, what);
 	}
 	what = "setting up the environment";
-	rc = mdb_env_set_maxdbs(e->env, 10);
+	rc = mdb_env_set_maxdbs(e->env, 11);
 	if (rc == 0)
 		rc = mdb_env_set_mapsize(e->env, (size_t)opts->map_size);
 	if (rc == 0) {
@@ -991,12 +993,14 @@ s_ack(struct store_txn *t, const char *rcpt, uint64_t seq)
 
 static int
 s_dead_letter(struct store_txn *t, const char *rcpt, uint64_t seq,
-    uint32_t code, uint64_t time_ms)
+    uint32_t code, uint64_t time_ms, uint64_t keep_until_ms)
 {
 	struct s_txn *bt = t->be;
 	MDB_cursor *c;
 	uint8_t dk[8 + STORE_NAME_MAX], dv[S_DEADVAL_LEN];
+	uint8_t xk[16 + STORE_NAME_MAX], tv[8];
 	MDB_val k = {s_dead_key(dk, seq, rcpt), dk}, d = {sizeof dv, dv};
+	MDB_val xkv = {8 + k.mv_size, xk}, xdv = {sizeof tv, tv};
 	int rc = s_check(t);
 
 	if (rc != STORE_OK)
@@ -1013,6 +1017,65 @@ s_dead_letter(struct store_txn *t, const char *rcpt, uint64_t seq,
 	rc = mdb_put(bt->txn, bt->e->dead, &k, &d, 0);
 	if (rc != 0)
 		return s_wfail(t, rc, "storing a dead letter");
+	s_be64(xk, keep_until_ms);
+	memcpy(xk + 8, dk, k.mv_size);
+	s_be64(tv, time_ms);
+	rc = mdb_put(bt->txn, bt->e->dead_exp, &xkv, &xdv, 0);
+	if (rc != 0)
+		return s_wfail(t, rc, "storing a dead letter's retention");
+	return STORE_OK;
+}
+
+/* Takes the dead letters whose retention ended.  An index entry of a
+ * dead letter that was redelivered (and perhaps dead-lettered again
+ * later, with a new time) is dropped without a word. */
+static int
+s_take_dead_due(struct store_txn *t, uint64_t now_ms, struct store_dead *out,
+    size_t max, size_t *n)
+{
+	struct s_txn *bt = t->be;
+	MDB_cursor *c;
+	MDB_val k, d;
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_cursor_open(bt->txn, bt->e->dead_exp, &c);
+	if (rc != 0)
+		return s_wfail(t, rc, "opening the dead letters' retention");
+	while (*n < max) {
+		MDB_val dkv, dd;
+		uint64_t when;
+
+		rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
+		if (rc != 0)
+			break;
+		if (k.mv_size <= 16 || k.mv_size > 16 + STORE_NAME_MAX ||
+		    d.mv_size != 8 || s_get64(k.mv_data) > now_ms)
+			break;
+		when = s_get64(d.mv_data);
+		dkv.mv_size = k.mv_size - 8;
+		dkv.mv_data = (uint8_t *)k.mv_data + 8;
+		rc = mdb_get(bt->txn, bt->e->dead, &dkv, &dd);
+		if (rc == 0 && dd.mv_size == S_DEADVAL_LEN &&
+		    s_get64((uint8_t *)dd.mv_data + 4) == when) {
+			struct store_dead *x = &out[(*n)++];
+			size_t rl = dkv.mv_size - 8;
+			x->seq = s_get64(dkv.mv_data);
+			memcpy(x->recipient, (uint8_t *)dkv.mv_data + 8, rl);
+			x->recipient[rl] = '\0';
+			x->code = s_get32(dd.mv_data);
+			x->time_ms = when;
+		} else if (rc != 0 && rc != MDB_NOTFOUND) {
+			break;
+		}
+		rc = mdb_cursor_del(c, 0);
+		if (rc != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return s_wfail(t, rc, "taking dead letters due");
 	return STORE_OK;
 }
 
@@ -1556,6 +1619,7 @@ const struct store_ops store_lmdb_ops = {
     .purge = s_purge,
     .expire_dedup = s_expire_dedup,
     .take_expired = s_take_expired,
+    .take_dead_due = s_take_dead_due,
     .audit_append = s_audit_append,
     .seen = s_seen,
     .receipt = s_receipt,

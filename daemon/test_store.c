@@ -431,9 +431,10 @@ test_dead_letters(void **state)
 
 	assert_int_equal(store_begin(s, &t), STORE_OK);
 	assert_int_equal(store_delivered(t, "x", seq1, &d), STORE_OK);
-	assert_int_equal(store_dead_letter(t, "x", seq1, 17, 5555), STORE_OK);
 	assert_int_equal(
-	    store_dead_letter(t, "x", seq1, 17, 5555), STORE_NOT_FOUND);
+	    store_dead_letter(t, "x", seq1, 17, 5555, UINT64_MAX), STORE_OK);
+	assert_int_equal(store_dead_letter(t, "x", seq1, 17, 5555, UINT64_MAX),
+	    STORE_NOT_FOUND);
 	assert_int_equal(store_ack(t, "y", seq1), STORE_OK);
 	assert_int_equal(store_commit(&t), STORE_OK);
 
@@ -467,7 +468,8 @@ test_dead_letters(void **state)
 
 	/* Dead again, then purged: the message goes. */
 	assert_int_equal(store_begin(s, &t), STORE_OK);
-	assert_int_equal(store_dead_letter(t, "x", seq1, 18, 6666), STORE_OK);
+	assert_int_equal(
+	    store_dead_letter(t, "x", seq1, 18, 6666, UINT64_MAX), STORE_OK);
 	assert_int_equal(store_commit(&t), STORE_OK);
 	assert_int_equal(store_begin(s, &t), STORE_OK);
 	assert_int_equal(store_purge(t, "y", seq1), STORE_NOT_FOUND);
@@ -479,8 +481,10 @@ test_dead_letters(void **state)
 
 	/* Paging over all recipients never splits one seq's dead letters. */
 	assert_int_equal(store_begin(s, &t), STORE_OK);
-	assert_int_equal(store_dead_letter(t, "x", seq2, 1, 1), STORE_OK);
-	assert_int_equal(store_dead_letter(t, "y", seq2, 1, 1), STORE_OK);
+	assert_int_equal(
+	    store_dead_letter(t, "x", seq2, 1, 1, UINT64_MAX), STORE_OK);
+	assert_int_equal(
+	    store_dead_letter(t, "y", seq2, 1, 1, UINT64_MAX), STORE_OK);
 	assert_int_equal(store_commit(&t), STORE_OK);
 	{
 		static const char *const three[] = {"x", "y", "z", NULL};
@@ -488,8 +492,8 @@ test_dead_letters(void **state)
 
 		assert_int_equal(store_begin(s, &t), STORE_OK);
 		for (int i = 0; three[i] != NULL; i++)
-			assert_int_equal(
-			    store_dead_letter(t, three[i], seq3, 2, 2),
+			assert_int_equal(store_dead_letter(t, three[i], seq3, 2,
+					     2, UINT64_MAX),
 			    STORE_OK);
 		assert_int_equal(store_commit(&t), STORE_OK);
 		assert_int_equal(
@@ -646,6 +650,73 @@ test_expiry_index(void **state)
 	    store_take_expired(t, UINT64_MAX, seqs, 8, &n), STORE_OK);
 	assert_int_equal(n, 1);
 	assert_int_equal(store_commit(&t), STORE_OK);
+	store_close(&s);
+}
+
+/* Dead letters come due when their retention ends, earliest first, once;
+ * a redelivered one is not taken, and one dead-lettered again is taken
+ * only at its new time. */
+static void
+test_dead_retention(void **state)
+{
+	struct env *e = *state;
+	struct store *s = s_open(e, MAP_DEFAULT, true);
+	static const char *const two[] = {"x", "y", NULL};
+	struct store_dead due[8];
+	struct store_txn *t;
+	struct store_dead d[8];
+	uint64_t seq;
+	size_t n;
+
+	seq = s_put1(s, 800, "case-r", two);
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(
+	    store_dead_letter(t, "x", seq, 24, 1000, 5000), STORE_OK);
+	assert_int_equal(
+	    store_dead_letter(t, "y", seq, 38, 1000, 3000), STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(store_take_dead_due(t, 2999, due, 8, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_take_dead_due(t, 3000, due, 8, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(due[0].seq, seq);
+	assert_string_equal(due[0].recipient, "y");
+	assert_int_equal(due[0].code, 38);
+	assert_int_equal(due[0].time_ms, 1000);
+	assert_int_equal(store_purge(t, "y", seq), STORE_OK);
+	/* x's is put back, then dead again at 2000, kept until 9000. */
+	assert_int_equal(store_redeliver(t, "x", seq), STORE_OK);
+	assert_int_equal(
+	    store_dead_letter(t, "x", seq, 24, 2000, 9000), STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+
+	/* At 5000 the old entry of x comes due but is stale: nothing. */
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(store_take_dead_due(t, 5000, due, 8, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	assert_int_equal(store_dead_letters(s, "x", 0, d, 8, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(d[0].time_ms, 2000);
+
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(store_take_dead_due(t, 9000, due, 8, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(due[0].recipient, "x");
+	assert_int_equal(due[0].time_ms, 2000);
+	assert_int_equal(store_purge(t, "x", seq), STORE_OK);
+	assert_int_equal(
+	    store_take_dead_due(t, UINT64_MAX, due, 8, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	/* Nothing refers to the message any more: it is gone. */
+	{
+		struct store_msg m;
+		assert_int_equal(
+		    store_get(s, seq, &m, NULL, NULL), STORE_NOT_FOUND);
+	}
 	store_close(&s);
 }
 
@@ -909,7 +980,8 @@ test_full_map(void **state)
 
 		assert_int_equal(store_delivered(t, "x", seq, &d), STORE_OK);
 	}
-	assert_int_equal(store_dead_letter(t, "y", 1, 3, 3), STORE_OK);
+	assert_int_equal(
+	    store_dead_letter(t, "y", 1, 3, 3, UINT64_MAX), STORE_OK);
 	assert_int_equal(store_commit(&t), STORE_OK);
 
 	/* Ack everything, one message per transaction at first (each a
@@ -1343,6 +1415,7 @@ main(void)
 	    T(test_dead_letters),
 	    T(test_dedup),
 	    T(test_expiry_index),
+	    T(test_dead_retention),
 	    T(test_participants),
 	    T(test_audit),
 	    T(test_seq_and_abort),
