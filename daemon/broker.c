@@ -123,6 +123,9 @@ broker_new(const struct broker_opts *opts)
 	 * (up to this much) instead of returning it after every free;
 	 * broker_run gives it back when the traffic pauses. */
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	/* Setting the trim threshold fixes the mmap threshold too: keep
+	 * envelopes (up to max_message_size) on the heap as well. */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	b->opts = *opts;
 	b->now_ms = b->started_ms = s_now_ms();
 	b->conf =
@@ -645,16 +648,21 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 	while (!*stop) {
 		struct transport_msg m;
 		int n = 0, rc;
+		long timeout;
 
 		/* Verified envelopes the last turn had no room for: no
-		 * waiting. */
-		rc = transport_poll(b->tp, verify_ready(b->verify) ? 0 : 100);
+		 * waiting.  With the verifiers' queue full, wait for them
+		 * rather than for traffic that cannot be taken in yet. */
+		if (verify_room(b->verify) == 0 && !verify_ready(b->verify))
+			verify_wait(b->verify);
+		timeout = verify_ready(b->verify) ? 0 : 100;
+		rc = transport_poll(b->tp, timeout);
 		if (rc < 0 && errno != EINTR) {
 			log_warn("transport: poll failed");
 			return 1;
 		}
 		verify_clear_wake(b->verify);
-		if (rc == 0 && b->trim_due) {
+		if (rc == 0 && timeout > 0 && b->trim_due) {
 			malloc_trim(0);
 			b->trim_due = false;
 		}

@@ -545,75 +545,100 @@ deliver_ack(
 	}
 }
 
+/* Rounds of a sweep per call: at most this many times the batch. */
+#define S_SWEEP_ROUNDS 16
+
+/* Dead-letters (or, for notices, drops) the expired messages in seqs[]
+ * for every recipient that has them queued.  One still in flight at a
+ * recipient is looked at again after the ack timeout: if its Ack does
+ * not come and the recipient stays away, it must still expire. */
+static void
+s_expire_batch(
+    struct broker *b, struct store_txn *t, const uint64_t *seqs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct store_msg m;
+		bool again = false;
+		if (store_get(b->store, seqs[i], &m, NULL, NULL) != STORE_OK)
+			continue; /* removed meanwhile */
+		for (size_t r = 0; r < m.n_recipients; r++) {
+			struct session *s = broker_session(b, m.recipients[r]);
+			if (s != NULL && s_find(s, m.seq) != NULL)
+				again = true;
+			else if (strcmp(m.type, S_NOTICE_TYPE) == 0)
+				(void)store_ack(t, m.recipients[r], m.seq);
+			else
+				s_dead(
+				    b, m.recipients[r], &m, SCHAKEL_E_EXPIRED);
+		}
+		if (again &&
+		    store_expire_later(t,
+			b->now_ms + b->conf->broker.limits.ack_timeout * 1000,
+			m.seq) != STORE_OK)
+			log_warnx("store: cannot index seq=%llu again: %s",
+			    (unsigned long long)m.seq, store_error(b->store));
+	}
+}
+
 void
 deliver_expire(struct broker *b)
 {
 	uint64_t seqs[256];
 	bool opened = b->txn == NULL;
 	struct store_txn *t = broker_txn(b);
-	size_t n = 0;
+	size_t n = 256, total = 0;
 
-	if (t == NULL ||
-	    store_take_expired(t, b->now_ms, seqs, 256, &n) != STORE_OK) {
-		log_warnx("store: cannot read the expiry index: %s",
-		    store_error(b->store));
-		return;
+	for (int round = 0; t != NULL && n == 256 && round < S_SWEEP_ROUNDS;
+	     round++) {
+		if (store_take_expired(t, b->now_ms, seqs, 256, &n) !=
+		    STORE_OK) {
+			log_warnx("store: cannot read the expiry index: %s",
+			    store_error(b->store));
+			return;
+		}
+		s_expire_batch(b, t, seqs, n);
+		total += n;
 	}
 	/* Nothing due: no commit (and no fsync) for an empty look. */
-	if (n == 0 && opened) {
+	if (t != NULL && total == 0 && opened)
 		store_abort(&b->txn);
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct store_msg m;
-		if (store_get(b->store, seqs[i], &m, NULL, NULL) != STORE_OK)
-			continue; /* removed in this group */
-		for (size_t r = 0; r < m.n_recipients; r++) {
-			struct session *s = broker_session(b, m.recipients[r]);
-			/* In flight: its Ack, or the ack timeout and the pump,
-			 * decide. */
-			if (s != NULL && s_find(s, m.seq) != NULL)
-				continue;
-			if (strcmp(m.type, S_NOTICE_TYPE) == 0)
-				(void)store_ack(t, m.recipients[r], m.seq);
-			else
-				s_dead(
-				    b, m.recipients[r], &m, SCHAKEL_E_EXPIRED);
-		}
-	}
 }
 
 void
 deliver_retention(struct broker *b)
 {
-	struct store_dead due[64];
+	struct store_dead due[256];
 	bool opened = b->txn == NULL;
 	struct store_txn *t = broker_txn(b);
-	size_t n = 0;
+	size_t n = 256, total = 0;
 
-	if (t == NULL ||
-	    store_take_dead_due(t, b->now_ms, due, 64, &n) != STORE_OK) {
-		log_warnx("store: cannot read the dead letters' retention: %s",
-		    store_error(b->store));
-		return;
+	for (int round = 0; t != NULL && n == 256 && round < S_SWEEP_ROUNDS;
+	     round++) {
+		if (store_take_dead_due(t, b->now_ms, due, 256, &n) !=
+		    STORE_OK) {
+			log_warnx("store: cannot read the dead letters' "
+				  "retention: %s",
+			    store_error(b->store));
+			return;
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct store_msg m;
+			bool known = store_get(b->store, due[i].seq, &m, NULL,
+					 NULL) == STORE_OK;
+			if (store_purge(t, due[i].recipient, due[i].seq) !=
+			    STORE_OK)
+				continue;
+			if (known)
+				s_audit(b, AUDIT_RETENTION_ENDED,
+				    due[i].recipient, &m, due[i].code, 0);
+			log_info("removed dead letter seq=%llu recipient=%s "
+				 "(its agreement's retention ended)",
+			    (unsigned long long)due[i].seq, due[i].recipient);
+		}
+		total += n;
 	}
-	if (n == 0 && opened) {
+	if (t != NULL && total == 0 && opened)
 		store_abort(&b->txn);
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct store_msg m;
-		bool known =
-		    store_get(b->store, due[i].seq, &m, NULL, NULL) == STORE_OK;
-		if (store_purge(t, due[i].recipient, due[i].seq) != STORE_OK)
-			continue;
-		if (known)
-			s_audit(b, AUDIT_RETENTION_ENDED, due[i].recipient, &m,
-			    due[i].code, 0);
-		log_info("removed dead letter seq=%llu recipient=%s "
-			 "(its agreement's retention ended)",
-		    (unsigned long long)due[i].seq, due[i].recipient);
-	}
 }
 
 void

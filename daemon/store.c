@@ -293,6 +293,12 @@ store_take_expired(
 }
 
 int
+store_expire_later(struct store_txn *t, uint64_t at_ms, uint64_t seq)
+{
+	return t->s->ops->expire_later(t, at_ms, seq);
+}
+
+int
 store_take_dead_due(struct store_txn *t, uint64_t now_ms,
     struct store_dead *out, size_t max, size_t *n)
 {

@@ -182,6 +182,10 @@ int store_expire_dedup(
 int store_take_expired(struct store_txn *t, uint64_t now_ms, uint64_t *seqs,
     size_t max, size_t *n);
 
+/* Has store_take_expired hand out message `seq` (again) at `at_ms`: for
+ * a message that was in flight when it was taken. */
+int store_expire_later(struct store_txn *t, uint64_t at_ms, uint64_t seq);
+
 /* Takes (and forgets) up to `max` dead letters whose keep_until_ms is at
  * or before `now_ms`, earliest first, into out[]; *n tells how many.  A
  * dead letter redelivered since is not among them (nor, when it was

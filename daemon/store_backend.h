@@ -51,6 +51,7 @@ struct store_ops {
 	    struct store_txn *t, uint64_t now_ms, size_t max, size_t *removed);
 	int (*take_expired)(struct store_txn *t, uint64_t now_ms,
 	    uint64_t *seqs, size_t max, size_t *n);
+	int (*expire_later)(struct store_txn *t, uint64_t at_ms, uint64_t seq);
 	int (*take_dead_due)(struct store_txn *t, uint64_t now_ms,
 	    struct store_dead *out, size_t max, size_t *n);
 	int (*audit_append)(struct store_txn *t, const uint8_t *rec, size_t len,

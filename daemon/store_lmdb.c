@@ -717,7 +717,8 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 	uint8_t sk[8], qv[S_QVAL_LEN];
 	uint8_t xk[8 + STORE_ID_LEN];
 	size_t size = s_rec_size(m);
-	uint64_t more = 2 * (uint64_t)size + 128 * (m->n_recipients + 4);
+	uint64_t more = 2 * (uint64_t)size + 2 * (uint64_t)m->receipt_len +
+	    128 * (m->n_recipients + 6);
 	MDB_val k = {sizeof sk, sk}, d, ik = {STORE_ID_LEN, (void *)m->id};
 	bool append = m->seq > bt->put_max;
 	int rc = s_check(t);
@@ -749,10 +750,8 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 	d.mv_data = NULL;
 	rc = mdb_put(bt->txn, e->msgs, &k, &d,
 	    MDB_RESERVE | (append ? MDB_APPEND : MDB_NOOVERWRITE));
-	if (rc == MDB_KEYEXIST)
-		return store_fail(t->s, STORE_ERROR,
-		    "message sequence %llu is stored already",
-		    (unsigned long long)m->seq);
+	/* The id is written already: a failure now spoils the whole
+	 * transaction rather than leave the id without its message. */
 	if (rc != 0)
 		return s_wfail(t, rc, "storing a message");
 	s_encode(d.mv_data, m);
@@ -875,6 +874,21 @@ s_release(struct store_txn *t, uint64_t seq)
 		if (rc != MDB_NOTFOUND)
 			return s_wfail(t, rc, "reading dead letters");
 	}
+	/* The id's window may have ended while the message was stored: then
+	 * nothing answers a resubmission with the receipt any more. */
+	{
+		MDB_val ik = {STORE_ID_LEN, m.id}, dd;
+		rc = mdb_get(bt->txn, e->dedup, &ik, &dd);
+		if (rc == MDB_NOTFOUND ||
+		    (rc == 0 &&
+			(dd.mv_size < 8 || s_get64(dd.mv_data) != seq))) {
+			rc = mdb_del(bt->txn, e->receipts, &k, NULL);
+			if (rc == MDB_NOTFOUND)
+				rc = 0;
+		}
+		if (rc != 0)
+			return s_wfail(t, rc, "removing a receipt");
+	}
 	rc = mdb_del(bt->txn, e->msgs, &k, NULL);
 	if (rc != 0)
 		return s_wfail(t, rc, "removing a message");
@@ -885,6 +899,25 @@ s_release(struct store_txn *t, uint64_t seq)
 	rc = mdb_del(bt->txn, e->expiry, &k, NULL);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return s_wfail(t, rc, "removing a message's expiry");
+	return STORE_OK;
+}
+
+/* (Re)indexes message `seq` as due at `at_ms`. */
+static int
+s_index_expiry(struct store_txn *t, uint64_t at_ms, uint64_t seq)
+{
+	struct s_txn *bt = t->be;
+	uint8_t xk[16];
+	MDB_val k = {sizeof xk, xk}, d = {0, NULL};
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	s_be64(xk, at_ms);
+	s_be64(xk + 8, seq);
+	rc = mdb_put(bt->txn, bt->e->expiry, &k, &d, 0);
+	if (rc != 0)
+		return s_wfail(t, rc, "indexing a message's expiry");
 	return STORE_OK;
 }
 
@@ -906,9 +939,10 @@ s_take_expired(
 		rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
 		if (rc != 0)
 			break;
-		if (k.mv_size != 16 || s_get64(k.mv_data) > now_ms)
+		if (k.mv_size == 16 && s_get64(k.mv_data) > now_ms)
 			break;
-		seqs[(*n)++] = s_get64((uint8_t *)k.mv_data + 8);
+		if (k.mv_size == 16) /* anything else is dropped */
+			seqs[(*n)++] = s_get64((uint8_t *)k.mv_data + 8);
 		rc = mdb_cursor_del(c, 0);
 		if (rc != 0)
 			break;
@@ -1051,7 +1085,13 @@ s_take_dead_due(struct store_txn *t, uint64_t now_ms, struct store_dead *out,
 		if (rc != 0)
 			break;
 		if (k.mv_size <= 16 || k.mv_size > 16 + STORE_NAME_MAX ||
-		    d.mv_size != 8 || s_get64(k.mv_data) > now_ms)
+		    d.mv_size != 8) {
+			rc = mdb_cursor_del(c, 0); /* damaged: dropped */
+			if (rc != 0)
+				break;
+			continue;
+		}
+		if (s_get64(k.mv_data) > now_ms)
 			break;
 		when = s_get64(d.mv_data);
 		dkv.mv_size = k.mv_size - 8;
@@ -1124,6 +1164,16 @@ s_redeliver(struct store_txn *t, const char *rcpt, uint64_t seq)
 	rc = mdb_put(bt->txn, bt->e->queue, &qk, &qd, MDB_NODUPDATA);
 	if (rc != 0)
 		return s_wfail(t, rc, "queueing a message");
+	/* Its expiry may have been taken already: index it again. */
+	{
+		struct store_msg m;
+		MDB_val mk = {8, qv}, md;
+		rc = mdb_get(bt->txn, bt->e->msgs, &mk, &md);
+		if (rc == 0 && s_decode(&md, seq, &m))
+			return s_index_expiry(t, m.expires_ms, seq);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return s_wfail(t, rc, "reading a message");
+	}
 	return STORE_OK;
 }
 
@@ -1177,10 +1227,14 @@ s_expire_dedup(
 		if (rc == 0 && d.mv_size >= S_DEDUPVAL_LEN &&
 		    memcmp((uint8_t *)d.mv_data + 8, k.mv_data, 8) == 0) {
 			/* The key points into the page mdb_del changes. */
-			MDB_val rk = {8, sk};
+			MDB_val rk = {8, sk}, md;
 			memcpy(sk, d.mv_data, 8);
 			rc = mdb_del(bt->txn, bt->e->dedup, &ik, NULL);
-			if (rc == 0)
+			/* A message still stored keeps its receipt (to be
+			 * delivered with it); s_release drops it then. */
+			if (rc == 0 &&
+			    mdb_get(bt->txn, bt->e->msgs, &rk, &md) ==
+				MDB_NOTFOUND)
 				rc = mdb_del(
 				    bt->txn, bt->e->receipts, &rk, NULL);
 		}
@@ -1337,14 +1391,19 @@ s_get(struct store *s, uint64_t seq, struct store_msg *m, uint8_t **envelope,
 		m->receipt = NULL;
 		return STORE_OK;
 	}
-	*envelope = s_dup(m->envelope, m->envelope_len);
 	rc = mdb_get(txn, e->receipts, &k, &d);
-	if (rc == 0) {
-		m->receipt_len = d.mv_size;
-		*receipt = s_dup(d.mv_data, d.mv_size);
-	} else {
-		*receipt = NULL;
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		memset(m, 0, sizeof(*m));
+		if (rc == MDB_NOTFOUND)
+			return store_fail(s, STORE_ERROR,
+			    "message %llu has no receipt in the store",
+			    (unsigned long long)seq);
+		return s_fail(s, rc, "reading a receipt");
 	}
+	*envelope = s_dup(m->envelope, m->envelope_len);
+	m->receipt_len = d.mv_size;
+	*receipt = s_dup(d.mv_data, d.mv_size);
 	mdb_txn_abort(txn);
 	m->envelope = *envelope;
 	m->receipt = *receipt;
@@ -1619,6 +1678,7 @@ const struct store_ops store_lmdb_ops = {
     .purge = s_purge,
     .expire_dedup = s_expire_dedup,
     .take_expired = s_take_expired,
+    .expire_later = s_index_expiry,
     .take_dead_due = s_take_dead_due,
     .audit_append = s_audit_append,
     .seen = s_seen,

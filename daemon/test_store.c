@@ -720,6 +720,44 @@ test_dead_retention(void **state)
 	store_close(&s);
 }
 
+/* A message stored longer than its id is remembered keeps its receipt:
+ * it is delivered with it; the receipt goes when the message goes. */
+static void
+test_receipt_outlives_id(void **state)
+{
+	struct env *e = *state;
+	struct store *s = s_open(e, MAP_DEFAULT, true);
+	static const char *const rcpts[] = {"x", NULL};
+	struct store_txn *t;
+	struct store_msg m;
+	struct msgbuf b;
+	uint8_t *env = NULL, *rc = NULL;
+	size_t removed = 0, len = 0;
+
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	s_msg(&b, store_next_seq(t), 900, "s", "case-o", rcpts, 8);
+	assert_int_equal(store_put(t, &b.m, 2000), STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	/* The id's window ends; the message is still queued. */
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(store_expire_dedup(t, 3000, 10, &removed), STORE_OK);
+	assert_int_equal(removed, 1);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	assert_int_equal(store_receipt(s, b.m.id, &rc, &len), STORE_NOT_FOUND);
+	assert_int_equal(store_get(s, b.m.seq, &m, &env, &rc), STORE_OK);
+	assert_int_equal(m.receipt_len, b.m.receipt_len);
+	assert_memory_equal(rc, b.m.receipt, m.receipt_len);
+	free(env);
+	free(rc);
+	/* Acknowledged: message and receipt are gone. */
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(store_ack(t, "x", b.m.seq), STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	assert_int_equal(
+	    store_get(s, b.m.seq, &m, NULL, NULL), STORE_NOT_FOUND);
+	store_close(&s);
+}
+
 static void
 test_participants(void **state)
 {
@@ -1416,6 +1454,7 @@ main(void)
 	    T(test_dedup),
 	    T(test_expiry_index),
 	    T(test_dead_retention),
+	    T(test_receipt_outlives_id),
 	    T(test_participants),
 	    T(test_audit),
 	    T(test_seq_and_abort),

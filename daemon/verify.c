@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -96,6 +97,7 @@ struct verify_pool *
 verify_pool_new(unsigned nthreads, size_t capacity)
 {
 	struct verify_pool *p;
+	sigset_t all, old;
 
 	if (capacity == 0 || nthreads > VERIFY_MAX_THREADS)
 		return NULL;
@@ -127,12 +129,19 @@ verify_pool_new(unsigned nthreads, size_t capacity)
 		verify_pool_destroy(&p);
 		return NULL;
 	}
+	/* Signals are for the broker's thread (its poll is what they must
+	 * interrupt): the workers start with all of them blocked. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (unsigned i = 0; i < nthreads; i++) {
-		if (pthread_create(&p->threads[i], NULL, s_worker, p) != 0) {
-			verify_pool_destroy(&p);
-			return NULL;
-		}
+		if (pthread_create(&p->threads[i], NULL, s_worker, p) != 0)
+			break;
 		p->nthreads++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (p->nthreads < nthreads) {
+		verify_pool_destroy(&p);
+		return NULL;
 	}
 	return p;
 }

@@ -501,6 +501,60 @@ t_notices(void **state)
 	free(g);
 }
 
+/* The standard ecosystem with a 2 s ack timeout. */
+static int
+s_setup_ack_timeout(void **state)
+{
+	static char yaml[8192];
+	const char *std = hx_yaml(), *hb = strstr(std, "heartbeat: 2s");
+	struct hx *h;
+
+	if (hb == NULL)
+		return -1;
+	snprintf(yaml, sizeof yaml, "%.*sheartbeat: 2s\n    ack_timeout: 2s%s",
+	    (int)(hb - std), std, hb + strlen("heartbeat: 2s"));
+	h = hx_new(s_schakeld, yaml);
+	*state = h;
+	return h != NULL ? 0 : -1;
+}
+
+/* (h) A message that expires while in flight at a recipient that then
+ * goes quiet (no Ack, no credit, its connection closed) still expires:
+ * the broker looks at it again after the ack timeout, and the sender
+ * hears NON_DELIVERY. */
+static void
+t_expire_in_flight(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL;
+	struct schakel_message m = hx_msg(HX_TYPE_ONE, "zaak-0007", "kwijt");
+	struct schakel_receipt r;
+	struct s_notices ns = {0};
+	struct frame credit = {.kind = FRAME_CREDIT}, got;
+	void *raw;
+
+	s_connect(h, HX_SENDER, &a);
+	schakel_set_notice_handler(a, s_on_notice, &ns);
+	raw = hx_raw_connect(h, HX_TEAM_A);
+	assert_non_null(raw);
+	m.ttl_ms = 500;
+	s_send_ok(a, &m, &r);
+	/* One credit: it is handed out, never acknowledged. */
+	credit.u.credit = 1;
+	assert_int_equal(hx_raw_request(raw, &credit, &got, 5000), 0);
+	assert_int_equal(got.kind, FRAME_DELIVER);
+	assert_int_equal(got.u.deliver.store_seq, r.store_seq);
+	frame_clear(&got);
+	hx_raw_close(&raw);
+	s_wait_notices(a, &ns, 1, 6000);
+	schakel_close(&a);
+	assert_int_equal(ns.n, 1);
+	assert_int_equal(ns.v[0].kind, SCHAKEL_NOTICE_NON_DELIVERY);
+	assert_int_equal(ns.v[0].code, SCHAKEL_E_EXPIRED);
+	assert_memory_equal(ns.v[0].id, r.message_id, SCHAKEL_ID_LEN);
+	schakel_receipt_clear(&r);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -516,6 +570,8 @@ main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(
 		t_unknown_transport_key, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(t_notices, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_expire_in_flight, s_setup_ack_timeout, s_teardown),
 	};
 
 	if (argc != 2) {
