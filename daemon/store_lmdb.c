@@ -902,6 +902,147 @@ s_release(struct store_txn *t, uint64_t seq)
 	return STORE_OK;
 }
 
+/* Hands an entry of a time-ordered index to its taker: returns 0 or an
+ * LMDB code; counts in *n what it took. */
+typedef int (*s_take_fn)(
+    struct s_txn *bt, const MDB_val *k, const MDB_val *d, void *out, size_t *n);
+
+/* Takes the entries of a time-ordered index (keys begin with a big-endian
+ * time) due at `last_due` or before, from its head: each is handed to
+ * `take` and deleted, until *n reaches `max`.  Entries with a key too
+ * short for a time are deleted unseen. */
+static int
+s_take_due(struct store_txn *t, MDB_dbi dbi, uint64_t last_due, size_t max,
+    size_t *n, s_take_fn take, void *out, const char *what)
+{
+	struct s_txn *bt = t->be;
+	MDB_cursor *c;
+	MDB_val k, d;
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_cursor_open(bt->txn, dbi, &c);
+	if (rc != 0)
+		return s_wfail(t, rc, what);
+	while (*n < max) {
+		rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
+		if (rc != 0)
+			break;
+		if (k.mv_size >= 8 && s_get64(k.mv_data) > last_due)
+			break;
+		if (k.mv_size >= 8)
+			rc = take(bt, &k, &d, out, n);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			break;
+		rc = mdb_cursor_del(c, 0);
+		if (rc != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return s_wfail(t, rc, what);
+	return STORE_OK;
+}
+
+/* expiry: expires . seq */
+static int
+s_take_expired_one(
+    struct s_txn *bt, const MDB_val *k, const MDB_val *d, void *out, size_t *n)
+{
+	(void)bt;
+	(void)d;
+	if (k->mv_size == 16)
+		((uint64_t *)out)[(*n)++] = s_get64((uint8_t *)k->mv_data + 8);
+	return 0;
+}
+
+static int
+s_take_expired(
+    struct store_txn *t, uint64_t now_ms, uint64_t *seqs, size_t max, size_t *n)
+{
+	return s_take_due(t, ((struct s_txn *)t->be)->e->expiry, now_ms, max, n,
+	    s_take_expired_one, seqs, "taking expired messages");
+}
+
+/* dead_exp: keep-until . seq . recipient -> time of the dead letter.  An
+ * entry of a dead letter that was redelivered (and perhaps dead-lettered
+ * again later, with a new time) is dropped without a word. */
+static int
+s_take_dead_one(
+    struct s_txn *bt, const MDB_val *k, const MDB_val *d, void *out, size_t *n)
+{
+	MDB_val dk = {k->mv_size - 8, (uint8_t *)k->mv_data + 8}, dd;
+	struct store_dead *x;
+	uint64_t when;
+	int rc;
+
+	if (k->mv_size <= 16 || k->mv_size > 16 + STORE_NAME_MAX ||
+	    d->mv_size != 8)
+		return 0; /* damaged: dropped */
+	when = s_get64(d->mv_data);
+	rc = mdb_get(bt->txn, bt->e->dead, &dk, &dd);
+	if (rc != 0 || dd.mv_size != S_DEADVAL_LEN ||
+	    s_get64((uint8_t *)dd.mv_data + 4) != when)
+		return rc;
+	x = &((struct store_dead *)out)[(*n)++];
+	x->seq = s_get64(dk.mv_data);
+	memcpy(x->recipient, (uint8_t *)dk.mv_data + 8, dk.mv_size - 8);
+	x->recipient[dk.mv_size - 8] = '\0';
+	x->code = s_get32(dd.mv_data);
+	x->time_ms = when;
+	return 0;
+}
+
+static int
+s_take_dead_due(struct store_txn *t, uint64_t now_ms, struct store_dead *out,
+    size_t max, size_t *n)
+{
+	return s_take_due(t, ((struct s_txn *)t->be)->e->dead_exp, now_ms, max,
+	    n, s_take_dead_one, out, "taking dead letters due");
+}
+
+/* dedup_exp: until . id.  Only the id whose window this entry records is
+ * forgotten (with its receipt, unless the message is still stored: it is
+ * delivered with it, and s_release drops it then). */
+static int
+s_expire_id(
+    struct s_txn *bt, const MDB_val *k, const MDB_val *d, void *out, size_t *n)
+{
+	MDB_val ik = {STORE_ID_LEN, (uint8_t *)k->mv_data + 8}, v, md;
+	uint8_t sk[8];
+	MDB_val rk = {sizeof sk, sk};
+	int rc = 0;
+
+	(void)d;
+	(void)out;
+	if (k->mv_size == 8 + STORE_ID_LEN)
+		rc = mdb_get(bt->txn, bt->e->dedup, &ik, &v);
+	if (k->mv_size == 8 + STORE_ID_LEN && rc == 0 &&
+	    v.mv_size >= S_DEDUPVAL_LEN &&
+	    memcmp((uint8_t *)v.mv_data + 8, k->mv_data, 8) == 0) {
+		/* The value points into the page mdb_del changes. */
+		memcpy(sk, v.mv_data, 8);
+		rc = mdb_del(bt->txn, bt->e->dedup, &ik, NULL);
+		if (rc == 0 &&
+		    mdb_get(bt->txn, bt->e->msgs, &rk, &md) == MDB_NOTFOUND)
+			rc = mdb_del(bt->txn, bt->e->receipts, &rk, NULL);
+	}
+	(*n)++;
+	return rc;
+}
+
+static int
+s_expire_dedup(
+    struct store_txn *t, uint64_t now_ms, size_t max, size_t *removed)
+{
+	/* A window ending at now_ms has not ended yet. */
+	if (now_ms == 0)
+		return s_check(t);
+	return s_take_due(t, ((struct s_txn *)t->be)->e->dedup_exp, now_ms - 1,
+	    max, removed, s_expire_id, NULL, "expiring message ids");
+}
+
 /* (Re)indexes message `seq` as due at `at_ms`. */
 static int
 s_index_expiry(struct store_txn *t, uint64_t at_ms, uint64_t seq)
@@ -918,38 +1059,6 @@ s_index_expiry(struct store_txn *t, uint64_t at_ms, uint64_t seq)
 	rc = mdb_put(bt->txn, bt->e->expiry, &k, &d, 0);
 	if (rc != 0)
 		return s_wfail(t, rc, "indexing a message's expiry");
-	return STORE_OK;
-}
-
-static int
-s_take_expired(
-    struct store_txn *t, uint64_t now_ms, uint64_t *seqs, size_t max, size_t *n)
-{
-	struct s_txn *bt = t->be;
-	MDB_cursor *c;
-	MDB_val k, d;
-	int rc = s_check(t);
-
-	if (rc != STORE_OK)
-		return rc;
-	rc = mdb_cursor_open(bt->txn, bt->e->expiry, &c);
-	if (rc != 0)
-		return s_wfail(t, rc, "opening the expiry index");
-	while (*n < max) {
-		rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
-		if (rc != 0)
-			break;
-		if (k.mv_size == 16 && s_get64(k.mv_data) > now_ms)
-			break;
-		if (k.mv_size == 16) /* anything else is dropped */
-			seqs[(*n)++] = s_get64((uint8_t *)k.mv_data + 8);
-		rc = mdb_cursor_del(c, 0);
-		if (rc != 0)
-			break;
-	}
-	mdb_cursor_close(c);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return s_wfail(t, rc, "taking expired messages");
 	return STORE_OK;
 }
 
@@ -1060,65 +1169,6 @@ s_dead_letter(struct store_txn *t, const char *rcpt, uint64_t seq,
 	return STORE_OK;
 }
 
-/* Takes the dead letters whose retention ended.  An index entry of a
- * dead letter that was redelivered (and perhaps dead-lettered again
- * later, with a new time) is dropped without a word. */
-static int
-s_take_dead_due(struct store_txn *t, uint64_t now_ms, struct store_dead *out,
-    size_t max, size_t *n)
-{
-	struct s_txn *bt = t->be;
-	MDB_cursor *c;
-	MDB_val k, d;
-	int rc = s_check(t);
-
-	if (rc != STORE_OK)
-		return rc;
-	rc = mdb_cursor_open(bt->txn, bt->e->dead_exp, &c);
-	if (rc != 0)
-		return s_wfail(t, rc, "opening the dead letters' retention");
-	while (*n < max) {
-		MDB_val dkv, dd;
-		uint64_t when;
-
-		rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
-		if (rc != 0)
-			break;
-		if (k.mv_size <= 16 || k.mv_size > 16 + STORE_NAME_MAX ||
-		    d.mv_size != 8) {
-			rc = mdb_cursor_del(c, 0); /* damaged: dropped */
-			if (rc != 0)
-				break;
-			continue;
-		}
-		if (s_get64(k.mv_data) > now_ms)
-			break;
-		when = s_get64(d.mv_data);
-		dkv.mv_size = k.mv_size - 8;
-		dkv.mv_data = (uint8_t *)k.mv_data + 8;
-		rc = mdb_get(bt->txn, bt->e->dead, &dkv, &dd);
-		if (rc == 0 && dd.mv_size == S_DEADVAL_LEN &&
-		    s_get64((uint8_t *)dd.mv_data + 4) == when) {
-			struct store_dead *x = &out[(*n)++];
-			size_t rl = dkv.mv_size - 8;
-			x->seq = s_get64(dkv.mv_data);
-			memcpy(x->recipient, (uint8_t *)dkv.mv_data + 8, rl);
-			x->recipient[rl] = '\0';
-			x->code = s_get32(dd.mv_data);
-			x->time_ms = when;
-		} else if (rc != 0 && rc != MDB_NOTFOUND) {
-			break;
-		}
-		rc = mdb_cursor_del(c, 0);
-		if (rc != 0)
-			break;
-	}
-	mdb_cursor_close(c);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return s_wfail(t, rc, "taking dead letters due");
-	return STORE_OK;
-}
-
 /* Finds a dead letter: STORE_OK, STORE_NOT_FOUND or a spoiling code. */
 static int
 s_dead_find(struct store_txn *t, MDB_val *k, const char *rcpt, uint64_t seq)
@@ -1194,61 +1244,6 @@ s_purge(struct store_txn *t, const char *rcpt, uint64_t seq)
 	if (rc != 0)
 		return s_wfail(t, rc, "removing a dead letter");
 	return s_release(t, seq);
-}
-
-static int
-s_expire_dedup(
-    struct store_txn *t, uint64_t now_ms, size_t max, size_t *removed)
-{
-	struct s_txn *bt = t->be;
-	MDB_cursor *c;
-	MDB_val k, d;
-	int rc = s_check(t);
-
-	if (rc != STORE_OK)
-		return rc;
-	rc = mdb_cursor_open(bt->txn, bt->e->dedup_exp, &c);
-	if (rc != 0)
-		return s_wfail(t, rc, "opening the message ids");
-	while (*removed < max) {
-		MDB_val ik;
-		uint8_t sk[8];
-
-		rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
-		if (rc != 0)
-			break;
-		if (k.mv_size != 8 + STORE_ID_LEN ||
-		    s_get64(k.mv_data) >= now_ms)
-			break;
-		ik.mv_size = STORE_ID_LEN;
-		ik.mv_data = (uint8_t *)k.mv_data + 8;
-		/* Only the id whose window this entry records. */
-		rc = mdb_get(bt->txn, bt->e->dedup, &ik, &d);
-		if (rc == 0 && d.mv_size >= S_DEDUPVAL_LEN &&
-		    memcmp((uint8_t *)d.mv_data + 8, k.mv_data, 8) == 0) {
-			/* The key points into the page mdb_del changes. */
-			MDB_val rk = {8, sk}, md;
-			memcpy(sk, d.mv_data, 8);
-			rc = mdb_del(bt->txn, bt->e->dedup, &ik, NULL);
-			/* A message still stored keeps its receipt (to be
-			 * delivered with it); s_release drops it then. */
-			if (rc == 0 &&
-			    mdb_get(bt->txn, bt->e->msgs, &rk, &md) ==
-				MDB_NOTFOUND)
-				rc = mdb_del(
-				    bt->txn, bt->e->receipts, &rk, NULL);
-		}
-		if (rc != 0 && rc != MDB_NOTFOUND)
-			break;
-		rc = mdb_cursor_del(c, 0);
-		if (rc != 0)
-			break;
-		(*removed)++;
-	}
-	mdb_cursor_close(c);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return s_wfail(t, rc, "expiring message ids");
-	return STORE_OK;
 }
 
 static int
