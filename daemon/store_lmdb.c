@@ -55,6 +55,7 @@ struct s_env {
 	uint8_t head[STORE_HASH_LEN];
 	uint64_t psize;
 	uint64_t reserve; /* bytes store_put leaves for acks and dead letters */
+	uint64_t layout_found; /* when it is not S_LAYOUT */
 };
 
 struct s_txn {
@@ -418,6 +419,7 @@ s_open_dbs(struct s_env *e, MDB_txn *txn, const char **what)
 		if (rc != 0)
 			return rc;
 	} else if (layout != S_LAYOUT) {
+		e->layout_found = layout;
 		return MDB_VERSION_MISMATCH;
 	}
 	rc = s_meta_u64(txn, e->meta, "last_seq", &e->last_seq);
@@ -495,11 +497,17 @@ s_open(struct store *s, const struct store_opts *opts)
 	if (rc == 0)
 		rc = mdb_env_stat(e->env, &st);
 	if (rc != 0) {
+		uint64_t layout_found = e->layout_found;
 		mdb_env_close(e->env);
 		free(e);
 		if (rc == MDB_VERSION_MISMATCH)
 			return store_fail(s, STORE_ERROR,
-			    "the store in %s has an unknown layout", opts->dir);
+			    "the store in %s has layout %llu and this schakeld "
+			    "reads layout %d only; nothing was changed: run the "
+			    "schakeld that wrote it, or move the folder away to "
+			    "start with an empty store",
+			    opts->dir, (unsigned long long)layout_found,
+			    S_LAYOUT);
 		return s_fail(s, rc, what);
 	}
 	e->psize = st.ms_psize;
