@@ -53,7 +53,10 @@ struct inflight {
 struct case_state {
 	char ref[STORE_NAME_MAX + 1];
 	bool inflight;
-	bool ready;          /* on the session's ready list */
+	bool ready; /* on the session's ready list */
+	/* More entries came than a case may hold: they were passed over,
+	 * and a rescan finds them once the held ones are gone. */
+	bool overflow;
 	size_t head, n, cap; /* held entries, queue order, from head */
 	struct store_entry *held;
 };
