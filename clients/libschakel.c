@@ -1560,6 +1560,17 @@ s_notice(struct schakel_client *c, const struct frame_notice *n)
 {
 	struct schakel_notice sn;
 
+	/* Signed by the broker like its receipts: a notice that does not
+	 * verify is not handed over, and the Nack leaves it with the
+	 * broker's dead letters for an administrator. */
+	if (frame_notice_verify(n, c->broker_sign) != SCHAKEL_OK) {
+		(void)s_fail(c, SCHAKEL_E_BAD_SIGNATURE,
+		    "a notice (store sequence %llu) does not carry the "
+		    "broker's signature; refused",
+		    (unsigned long long)n->store_seq);
+		return s_ack(
+		    c, n->store_seq, n->message_id, SCHAKEL_E_BAD_SIGNATURE);
+	}
 	if (c->notice_fn != NULL) {
 		memset(&sn, 0, sizeof sn);
 		sn.kind = (enum schakel_notice_kind)n->kind;

@@ -3,7 +3,8 @@
  * open path and never handed over, a redelivery is acknowledged without
  * the handler, an unpinned sender is refused; a send whose answer is lost
  * is submitted again byte for byte after a reconnect; ROUTE_CHANGED builds
- * a new message; a Welcome with another signing key is refused; and
+ * a new message; a Welcome with another signing key is refused; a
+ * notice not signed by the broker is refused and not handed over; and
  * env_open refuses tampered envelopes directly. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -760,12 +761,88 @@ t_env_open_tampered(void **state)
 	keys_secret_destroy(&ta);
 }
 
+/* ---- notices ---- */
+
+static void
+s_fb_notice(struct fb *b, uint64_t seq, const uint8_t *sk)
+{
+	struct frame f = {0};
+
+	f.kind = FRAME_NOTICE;
+	f.u.notice.kind = FRAME_NOTICE_DELIVERED;
+	memset(f.u.notice.message_id, 0x33, ENV_ID_LEN);
+	snprintf(f.u.notice.recipient, sizeof f.u.notice.recipient, "team-a");
+	f.u.notice.time_ms = s_now_ms();
+	f.u.notice.store_seq = seq;
+	frame_notice_sign(&f.u.notice, sk);
+	s_fb_send(b, &f);
+}
+
+/* A notice signed by the broker is handed over and acknowledged; one
+ * signed by another key is refused with a Nack and not handed over. */
+static void
+s_script_notices(struct fb *b)
+{
+	uint8_t pk[32], sk[64];
+
+	crypto_sign_keypair(pk, sk);
+	s_fb_welcome(b, NULL);
+	s_fb_notice(b, 10, b->broker->sign_sk);
+	s_fb_answer(b, 10, 0, "signed notice: expected Ack");
+	s_fb_notice(b, 11, sk);
+	s_fb_answer(
+	    b, 11, SCHAKEL_E_BAD_SIGNATURE, "forged notice: expected Nack");
+}
+
+struct s_notices_seen {
+	int n;
+	char recipient[65];
+	enum schakel_notice_kind kind;
+};
+
+static void
+s_on_notice(void *arg, const struct schakel_notice *n)
+{
+	struct s_notices_seen *s = arg;
+
+	s->n++;
+	s->kind = n->kind;
+	snprintf(s->recipient, sizeof s->recipient, "%s", n->recipient);
+}
+
+static void
+t_receive_notices(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client *c = NULL;
+	struct s_notices_seen ns = {0};
+	struct s_seen seen = {0};
+	char err[SCHAKEL_ERROR_MAX];
+	size_t handed = 99;
+
+	s_start(b, s_script_notices);
+	assert_int_equal(
+	    s_connect(b, "gemeente", 2000, &c, err, sizeof err), SCHAKEL_OK);
+	schakel_set_notice_handler(c, s_on_notice, &ns);
+	assert_int_equal(
+	    schakel_receive(c, 0, 1500, s_on_message, &seen, &handed),
+	    SCHAKEL_OK);
+	s_join(b);
+	assert_int_equal(seen.n, 0);
+	assert_int_equal(ns.n, 1);
+	assert_int_equal(ns.kind, SCHAKEL_NOTICE_DELIVERED);
+	assert_string_equal(ns.recipient, "team-a");
+	assert_non_null(strstr(schakel_client_error(c), "signature"));
+	schakel_close(&c);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(t_env_open_tampered),
 	    cmocka_unit_test(t_receive_refuses_and_filters),
+	    cmocka_unit_test(t_receive_notices),
 	    cmocka_unit_test(t_send_resends_same_bytes),
 	    cmocka_unit_test(t_send_route_changed),
 	    cmocka_unit_test(t_send_box_key_mismatch),

@@ -285,6 +285,7 @@ s_notice(struct broker *b, const struct store_msg *m, const char *recipient,
 	f.u.notice.time_ms = b->now_ms;
 	f.u.notice.code = code;
 	f.u.notice.store_seq = n.seq;
+	frame_notice_sign(&f.u.notice, b->keys->sign_sk);
 	rc = frame_encode(&f, &buf);
 	if (rc != SCHAKEL_OK) {
 		log_warnx("cannot encode a notice: %s", schakel_errname(rc));

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "pb.h"
 #include "syntax.h"
 
@@ -190,4 +192,59 @@ frame_refusal(
 		f->u.refusal.has_message_id = true;
 		memcpy(f->u.refusal.message_id, message_id, ENV_ID_LEN);
 	}
+}
+
+/* ---- notice signatures ----------------------------------------------- */
+
+#define S_NOTICE_DOMAIN "schakel-notice-v1"
+#define S_NOTICE_MAX \
+	(sizeof S_NOTICE_DOMAIN + 1 + ENV_ID_LEN + 1 + ENV_MAX_NAME_LEN + 8 + \
+	    4 + 8)
+
+static void
+s_put_be(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+}
+
+/* The bytes a notice's signature covers; returns their number. */
+static size_t
+s_notice_bytes(const struct frame_notice *n, uint8_t out[S_NOTICE_MAX])
+{
+	size_t rl = strnlen(n->recipient, ENV_MAX_NAME_LEN);
+	size_t k = sizeof S_NOTICE_DOMAIN; /* with its NUL */
+
+	memcpy(out, S_NOTICE_DOMAIN, k);
+	out[k++] = (uint8_t)n->kind;
+	memcpy(out + k, n->message_id, ENV_ID_LEN);
+	k += ENV_ID_LEN;
+	out[k++] = (uint8_t)rl;
+	memcpy(out + k, n->recipient, rl);
+	k += rl;
+	s_put_be(out + k, n->time_ms, 8);
+	s_put_be(out + k + 8, n->code, 4);
+	s_put_be(out + k + 12, n->store_seq, 8);
+	return k + 20;
+}
+
+void
+frame_notice_sign(struct frame_notice *n, const uint8_t sk[64])
+{
+	uint8_t m[S_NOTICE_MAX];
+	size_t len = s_notice_bytes(n, m);
+
+	crypto_sign_detached(n->signature, NULL, m, len, sk);
+}
+
+int
+frame_notice_verify(
+    const struct frame_notice *n, const uint8_t pk[FRAME_KEY_LEN])
+{
+	uint8_t m[S_NOTICE_MAX];
+	size_t len = s_notice_bytes(n, m);
+
+	return crypto_sign_verify_detached(n->signature, m, len, pk) == 0
+	    ? SCHAKEL_OK
+	    : SCHAKEL_E_BAD_SIGNATURE;
 }

@@ -18,6 +18,7 @@
 #define FRAME_MAX_PROTOCOL_LEN 16
 #define FRAME_MAX_TEXT_LEN 256 /* Hello.software, Refusal.reason */
 #define FRAME_KEY_LEN 32
+#define FRAME_SIG_LEN 64
 
 /* The body's field number in schakel.v1.Frame. */
 enum frame_kind {
@@ -119,6 +120,7 @@ struct frame_notice {
 	uint64_t time_ms;
 	uint32_t code;
 	uint64_t store_seq;
+	uint8_t signature[FRAME_SIG_LEN]; /* see frame_notice_sign */
 };
 
 struct frame {
@@ -157,6 +159,17 @@ frame_decode(const uint8_t *buf, size_t len, size_t max_len, struct frame *f);
 
 /* Release what frame_decode allocated; safe on a zeroed or cleared frame. */
 void frame_clear(struct frame *f);
+
+/* Signs a notice with the broker's Ed25519 secret key: the signature
+ * covers "schakel-notice-v1" and a NUL, then kind (1 byte), message_id
+ * (16), the recipient's length (1) and bytes, time_ms (8), code (4) and
+ * store_seq (8), integers big-endian (docs/protocol.md 11.5). */
+void frame_notice_sign(struct frame_notice *n, const uint8_t sk[64]);
+
+/* Checks a notice's signature against the broker's signing key:
+ * SCHAKEL_OK or SCHAKEL_E_BAD_SIGNATURE. */
+int frame_notice_verify(
+    const struct frame_notice *n, const uint8_t pk[FRAME_KEY_LEN]);
 
 /* Fill a Refusal frame for `code` with the code's standard sentence. */
 void frame_refusal(

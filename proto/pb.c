@@ -905,8 +905,9 @@ static const struct wire_field s_notice_f[] = {
     {4, WIRE_U64, 1, 0, NULL},
     {5, WIRE_U32, 1, 0, NULL},
     {6, WIRE_U64, 1, 0, NULL},
+    {7, WIRE_LEN, 1, FRAME_SIG_LEN, NULL},
 };
-static const struct wire_msg s_notice_m = {s_notice_f, 6, 0, 0};
+static const struct wire_msg s_notice_m = {s_notice_f, 7, 0, 0};
 
 #define S_BIG (ENV_MAX_LEN + 64)
 static const struct wire_field s_frame_f[] = {
@@ -1102,6 +1103,8 @@ pb_frame_encode(const struct frame *f, struct codec_buf *out)
 		x->b.notice.time_ms = f->u.notice.time_ms;
 		x->b.notice.code = f->u.notice.code;
 		x->b.notice.store_seq = f->u.notice.store_seq;
+		x->b.notice.signature =
+		    s_bin(f->u.notice.signature, FRAME_SIG_LEN);
 		x->m.notice = &x->b.notice;
 		break;
 	default:
@@ -1264,6 +1267,9 @@ s_frame_from_pb(const Schakel__V1__Frame *m, struct frame *f)
 		if (rc == SCHAKEL_OK)
 			rc = s_exact(f->u.notice.message_id, ENV_ID_LEN,
 			    m->notice->message_id);
+		if (rc == SCHAKEL_OK)
+			rc = s_exact(f->u.notice.signature, FRAME_SIG_LEN,
+			    m->notice->signature);
 		return rc;
 	default:
 		/* A frame must carry exactly one body. */
