@@ -53,10 +53,7 @@ struct inflight {
 struct case_state {
 	char ref[STORE_NAME_MAX + 1];
 	bool inflight;
-	bool ready; /* on the session's ready list */
-	/* More entries came than a case may hold: they were passed over,
-	 * and a rescan finds them once the held ones are gone. */
-	bool overflow;
+	bool ready;          /* on the session's ready list */
 	size_t head, n, cap; /* held entries, queue order, from head */
 	struct store_entry *held;
 };

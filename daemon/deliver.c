@@ -18,9 +18,6 @@
 /* Entries a session may hold back behind their cases' messages in
  * flight; beyond it the pump stops reading ahead until cases free up. */
 #define S_HELD_MAX (4 * BROKER_MAX_INFLIGHT)
-/* Entries one case may hold, so that one long case does not use up
- * S_HELD_MAX and keep the other cases of its recipient waiting. */
-#define S_CASE_HELD_MAX BROKER_MAX_INFLIGHT
 /* Notices to senders travel through the sender's queue like messages,
  * under this type, with the encoded Notice frame as their "envelope". */
 #define S_NOTICE_TYPE "schakel.notice"
@@ -63,7 +60,7 @@ s_case_add(struct session *s, const char *ref)
 static void
 s_case_gc(struct session *s, struct case_state *cs)
 {
-	if (cs->inflight || cs->n > 0 || cs->ready || cs->overflow)
+	if (cs->inflight || cs->n > 0 || cs->ready)
 		return;
 	idmap_del(&s->cases, cs->ref, strlen(cs->ref));
 	free(cs->held);
@@ -97,17 +94,6 @@ s_hold(struct session *s, struct case_state *cs, const struct store_entry *e)
 	return true;
 }
 
-/* A case with nothing in flight and nothing held that passed entries
- * over: time to look for them again. */
-static void
-s_case_idle(struct session *s, const struct case_state *cs)
-{
-	if (!cs->inflight && cs->n == 0 && cs->overflow) {
-		s->rescan = true;
-		s->dirty = true;
-	}
-}
-
 /* A case's message is no longer in flight: what it held may go. */
 static void
 s_case_free_up(struct session *s, const char *ref)
@@ -117,7 +103,6 @@ s_case_free_up(struct session *s, const char *ref)
 	if (cs == NULL)
 		return;
 	cs->inflight = false;
-	s_case_idle(s, cs);
 	if (cs->n > 0 && !cs->ready) {
 		if (s->nready == s->capready) {
 			size_t cap = s->capready > 0 ? 2 * s->capready : 16;
@@ -160,7 +145,6 @@ s_unhold_all(struct session *s)
 		cs = s->cases.vals[i];
 		cs->head = cs->n = 0;
 		cs->ready = false;
-		cs->overflow = false;
 		if (!cs->inflight && gone != NULL)
 			gone[ngone++] = cs;
 	}
@@ -377,12 +361,8 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	if (store_get(b->store, e->seq, &m, &envelope, &receipt) != STORE_OK)
 		return S_PASSED;
 	cs = s_case(s, m.case_ref);
-	if (!from_held && cs != NULL &&
-	    (cs->inflight || cs->n > 0 || cs->overflow)) {
-		if (cs->overflow || cs->n >= S_CASE_HELD_MAX)
-			cs->overflow = true; /* passed over: found again */
-		else
-			used = s_hold(s, cs, e) ? S_HELD : S_NO_ROOM;
+	if (!from_held && cs != NULL && (cs->inflight || cs->n > 0)) {
+		used = s_hold(s, cs, e) ? S_HELD : S_NO_ROOM;
 		goto out;
 	}
 	/* Its state records the message in flight (made before it goes). */
@@ -473,7 +453,6 @@ s_pump_ready(struct broker *b, struct session *s)
 			break; /* no credit left: it stays first in line */
 		cs->ready = false;
 		i++;
-		s_case_idle(s, cs);
 		s_case_gc(s, cs);
 	}
 	if (i > 0) {
