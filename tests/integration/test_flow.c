@@ -555,6 +555,93 @@ t_expire_in_flight(void **state)
 	schakel_receipt_clear(&r);
 }
 
+/* What arrived in a long run: the case (0 long, 1 short) and number of
+ * each message, in arrival order. */
+struct s_run {
+	size_t n;
+	int which[1200];
+	int k[1200];
+};
+
+static int
+s_on_run(void *arg, const struct schakel_delivery *d)
+{
+	struct s_run *r = arg;
+	char zaak[32], text[64];
+	int k;
+
+	if (r->n >= 1200 || d->payload_len >= sizeof text)
+		return -1;
+	memcpy(text, d->payload, d->payload_len);
+	text[d->payload_len] = '\0';
+	if (sscanf(text, "%31s %d", zaak, &k) != 2)
+		return -1;
+	r->which[r->n] = strcmp(zaak, "zaak-lang") == 0 ? 0 : 1;
+	r->k[r->n] = k;
+	r->n++;
+	return 0;
+}
+
+/* (i) One long case (1,100 messages queued behind one in flight), then a
+ * short case: everything arrives once, in order per case, and the short
+ * case is not kept waiting until the long one is done. */
+static void
+t_long_case(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *b = NULL;
+	static struct schakel_message m[100];
+	static char text[100][32];
+	static int results[100];
+	struct s_run *r = calloc(1, sizeof *r);
+	int last[2] = {-1, -1};
+	size_t handed = 0, last_pos[2] = {0, 0};
+
+	assert_non_null(r);
+	s_connect(h, HX_SENDER, &a);
+	for (int batch = 0; batch < 11; batch++) {
+		for (int i = 0; i < 100; i++) {
+			snprintf(text[i], sizeof text[i], "zaak-lang %d",
+			    batch * 100 + i);
+			m[i] = hx_msg(HX_TYPE_ONE, "zaak-lang", text[i]);
+		}
+		assert_int_equal(
+		    schakel_send_batch(a, m, 100, NULL, results), SCHAKEL_OK);
+	}
+	for (int i = 0; i < 5; i++) {
+		snprintf(text[i], sizeof text[i], "zaak-kort %d", i);
+		m[i] = hx_msg(HX_TYPE_ONE, "zaak-kort", text[i]);
+	}
+	assert_int_equal(
+	    schakel_send_batch(a, m, 5, NULL, results), SCHAKEL_OK);
+	schakel_close(&a);
+
+	s_connect(h, HX_TEAM_A, &b);
+	while (r->n < 1105) {
+		size_t before = r->n;
+		assert_int_equal(schakel_receive(b, 1105 - r->n, 10000,
+				     s_on_run, r, &handed),
+		    SCHAKEL_OK);
+		if (r->n == before)
+			fail_msg("stalled after %zu messages", r->n);
+	}
+	for (size_t i = 0; i < r->n; i++) {
+		int w = r->which[i];
+		/* In order per case, none twice, none missing. */
+		assert_int_equal(r->k[i], last[w] + 1);
+		last[w] = r->k[i];
+		last_pos[w] = i;
+	}
+	assert_int_equal(last[0], 1099);
+	assert_int_equal(last[1], 4);
+	assert_true(last_pos[1] < last_pos[0]);
+	assert_int_equal(
+	    schakel_receive(b, 1, 500, s_on_run, r, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 0);
+	schakel_close(&b);
+	free(r);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -570,6 +657,7 @@ main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(
 		t_unknown_transport_key, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(t_notices, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(t_long_case, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_expire_in_flight, s_setup_ack_timeout, s_teardown),
 	};
