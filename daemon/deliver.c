@@ -519,7 +519,14 @@ deliver_ack(
 	struct store_msg m;
 
 	if (store_get(b->store, a->store_seq, &m, NULL, NULL) != STORE_OK ||
-	    memcmp(m.id, a->message_id, STORE_ID_LEN) != 0 || t == NULL)
+	    t == NULL)
+		return;
+	/* A message is acknowledged by its id; a notice (stored under an id
+	 * of its own, and acknowledged with the id of the message it is
+	 * about) only by a session it was handed to. */
+	if (strcmp(m.type, S_NOTICE_TYPE) == 0
+		? x == NULL
+		: memcmp(m.id, a->message_id, STORE_ID_LEN) != 0)
 		return;
 	if (x != NULL)
 		s_remove(s, x);

@@ -500,7 +500,7 @@ s_open(struct store *s, const struct store_opts *opts)
 		uint64_t layout_found = e->layout_found;
 		mdb_env_close(e->env);
 		free(e);
-		if (rc == MDB_VERSION_MISMATCH)
+		if (rc == MDB_VERSION_MISMATCH && layout_found != 0)
 			return store_fail(s, STORE_ERROR,
 			    "the store in %s has layout %llu and this schakeld "
 			    "reads layout %d only; nothing was changed: run the "

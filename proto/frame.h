@@ -163,7 +163,7 @@ void frame_clear(struct frame *f);
 /* Signs a notice with the broker's Ed25519 secret key: the signature
  * covers "schakel-notice-v1" and a NUL, then kind (1 byte), message_id
  * (16), the recipient's length (1) and bytes, time_ms (8), code (4) and
- * store_seq (8), integers big-endian (docs/protocol.md 11.5). */
+ * store_seq (8), integers big-endian (docs/protocol.md 10.7). */
 void frame_notice_sign(struct frame_notice *n, const uint8_t sk[64]);
 
 /* Checks a notice's signature against the broker's signing key:

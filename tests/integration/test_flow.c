@@ -547,6 +547,9 @@ t_expire_in_flight(void **state)
 	frame_clear(&got);
 	hx_raw_close(&raw);
 	s_wait_notices(a, &ns, 1, 6000);
+	assert_int_equal(ns.n, 1);
+	/* Acknowledged once and for all: not again after the ack timeout. */
+	s_wait_notices(a, &ns, 2, 3000);
 	schakel_close(&a);
 	assert_int_equal(ns.n, 1);
 	assert_int_equal(ns.v[0].kind, SCHAKEL_NOTICE_NON_DELIVERY);
