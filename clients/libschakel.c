@@ -577,7 +577,14 @@ s_pump(struct schakel_client *c, uint64_t since, int wait_ms,
 		zmq_msg_close(&msg);
 		if (frame_decode(raw->data, raw->len, 0, f) != SCHAKEL_OK) {
 			/* A frame we cannot read is dropped; what it carried
-			 * is sent again (deliveries) or times out. */
+			 * is sent again (deliveries, until the broker's
+			 * delivery limit makes it a dead letter) or times
+			 * out.  The broker spent a credit on it if it was a
+			 * delivery: count it as one, so the credit is granted
+			 * again (a credit too many is capped by the broker);
+			 * otherwise both sides disagree until none is left. */
+			if (c->credit > 0)
+				c->credit--;
 			codec_buf_clear(raw);
 			continue;
 		}

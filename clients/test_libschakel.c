@@ -4,7 +4,8 @@
  * the handler, an unpinned sender is refused; a send whose answer is lost
  * is submitted again byte for byte after a reconnect; ROUTE_CHANGED builds
  * a new message; a Welcome with another signing key is refused; a
- * notice not signed by the broker is refused and not handed over; and
+ * notice not signed by the broker is refused and not handed over; a
+ * frame the client cannot read still has its credit granted again; and
  * env_open refuses tampered envelopes directly. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -47,6 +48,7 @@ struct fb {
 	size_t peer_len;
 	uint64_t seq;
 	bool wrong_box_key; /* Resolved names another box key for team-a */
+	uint64_t credits;   /* credit granted by the client so far */
 };
 
 static uint64_t
@@ -125,6 +127,7 @@ s_fb_recv(struct fb *b, struct frame *f, int timeout_ms, struct codec_buf *raw)
 			continue;
 		}
 		if (f->kind == FRAME_CREDIT) {
+			b->credits += f->u.credit;
 			frame_clear(f);
 			continue;
 		}
@@ -761,6 +764,70 @@ t_env_open_tampered(void **state)
 	keys_secret_destroy(&ta);
 }
 
+/* ---- a frame the client cannot read ---- */
+
+/* Waits until the client granted `total` credit in all. */
+static int
+s_fb_wait_credit(struct fb *b, uint64_t total, const char *what)
+{
+	uint64_t until = s_now_ms() + 3000;
+	struct frame f;
+
+	while (b->credits < total && s_now_ms() < until)
+		if (s_fb_recv(b, &f, 100, NULL) == 0)
+			frame_clear(&f);
+	if (b->credits >= total)
+		return 0;
+	s_fb_fail(b, what);
+	return -1;
+}
+
+/* The broker spends a credit on every delivery, also on one the client
+ * cannot decode: the client must grant that credit again, or broker and
+ * client disagree on it until the client has none left. */
+static void
+s_script_unreadable(struct fb *b)
+{
+	static const uint8_t junk[] = {0xba, 0x01, 0x05, 0xff, 0xff, 0xff};
+
+	uint64_t base;
+	struct frame f;
+
+	s_fb_welcome(b, NULL);
+	if (s_fb_wait_credit(b, 1, "expected Credit") != 0)
+		return;
+	/* Whatever else the client grants at first (and what an earlier
+	 * test's client left on the socket) comes before the junk. */
+	while (s_fb_recv(b, &f, 300, NULL) == 0)
+		frame_clear(&f);
+	base = b->credits;
+	zmq_send(b->sock, b->peer, b->peer_len, ZMQ_SNDMORE);
+	zmq_send(b->sock, junk, sizeof junk, 0);
+	(void)s_fb_wait_credit(
+	    b, base + 1, "no credit granted again after an unreadable frame");
+}
+
+static void
+t_receive_unreadable_frame(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client *c = NULL;
+	struct s_seen seen = {0};
+	char err[SCHAKEL_ERROR_MAX];
+	size_t handed = 99;
+
+	b->credits = 0;
+	s_start(b, s_script_unreadable);
+	assert_int_equal(
+	    s_connect(b, "team-a", 2000, &c, err, sizeof err), SCHAKEL_OK);
+	assert_int_equal(
+	    schakel_receive(c, 1, 1500, s_on_message, &seen, &handed),
+	    SCHAKEL_OK);
+	s_join(b);
+	assert_int_equal(handed, 0);
+	schakel_close(&c);
+}
+
 /* ---- notices ---- */
 
 static void
@@ -843,6 +910,7 @@ main(void)
 	    cmocka_unit_test(t_env_open_tampered),
 	    cmocka_unit_test(t_receive_refuses_and_filters),
 	    cmocka_unit_test(t_receive_notices),
+	    cmocka_unit_test(t_receive_unreadable_frame),
 	    cmocka_unit_test(t_send_resends_same_bytes),
 	    cmocka_unit_test(t_send_route_changed),
 	    cmocka_unit_test(t_send_box_key_mismatch),
