@@ -250,8 +250,16 @@ struct store_txn *
 broker_txn(struct broker *b)
 {
 	if (b->txn == NULL && store_begin(b->store, &b->txn) != STORE_OK) {
-		log_warnx("store: cannot begin a transaction: %s",
-		    store_error(b->store));
+		/* Once a minute: the timers try every second. */
+		b->txn_failed++;
+		if (b->now_ms >= b->txn_warned_ms + 60000) {
+			log_warnx("store: cannot begin a transaction (%llu "
+				  "times since the last warning): %s",
+			    (unsigned long long)b->txn_failed,
+			    store_error(b->store));
+			b->txn_warned_ms = b->now_ms;
+			b->txn_failed = 0;
+		}
 		b->txn = NULL;
 	}
 	return b->txn;

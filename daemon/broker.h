@@ -166,8 +166,10 @@ struct broker {
 	struct broker_stats stats;
 	struct metrics *metrics; /* NULL when metrics are off */
 	uint64_t metrics_at_ms;
-	uint64_t dedup_at_ms;  /* last expiry of message ids */
-	uint64_t expire_at_ms; /* last look for expired messages */
+	uint64_t dedup_at_ms;   /* last expiry of message ids */
+	uint64_t expire_at_ms;  /* last look for expired messages */
+	uint64_t txn_warned_ms; /* last warning that no txn could begin */
+	uint64_t txn_failed;    /* failures since */
 };
 
 /* broker.c */
