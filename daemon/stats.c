@@ -207,8 +207,16 @@ stats_publish(struct broker *b)
 	    "schakel_store_used_bytes %llu\n"
 	    "# HELP schakel_store_size_bytes The store's map size.\n"
 	    "# TYPE schakel_store_size_bytes gauge\n"
-	    "schakel_store_size_bytes %llu\n",
-	    connected, (unsigned long long)used, (unsigned long long)size);
+	    "schakel_store_size_bytes %llu\n"
+	    "# HELP schakel_verify_pending Submissions waiting for their "
+	    "signature check.\n"
+	    "# TYPE schakel_verify_pending gauge\n"
+	    "schakel_verify_pending %zu\n"
+	    "# HELP schakel_verify_threads Threads that check signatures.\n"
+	    "# TYPE schakel_verify_threads gauge\n"
+	    "schakel_verify_threads %u\n",
+	    connected, (unsigned long long)used, (unsigned long long)size,
+	    verify_pending(b->verify), verify_threads(b->verify));
 	healthy = !b->stopping && !b->store_full;
 	metrics_publish(b->metrics, t.buf != NULL ? t.buf : "", t.len, healthy,
 	    b->stopping         ? "stopping"

@@ -225,6 +225,12 @@ verify_pending(const struct verify_pool *p)
 	return (size_t)(p->tail - p->head);
 }
 
+unsigned
+verify_threads(const struct verify_pool *p)
+{
+	return p->nthreads;
+}
+
 bool
 verify_ready(const struct verify_pool *p)
 {

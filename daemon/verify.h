@@ -47,6 +47,9 @@ size_t verify_room(const struct verify_pool *p);
 /* Jobs pushed and not popped yet. */
 size_t verify_pending(const struct verify_pool *p);
 
+/* Worker threads (0: checks run inside verify_push). */
+unsigned verify_threads(const struct verify_pool *p);
+
 /* Takes back the oldest job when it has been verified: returns true with
  * its envelope, `arg` and env_verify's result; false when there is no job
  * or the oldest one is not done yet (later ones wait behind it). */
