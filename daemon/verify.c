@@ -70,7 +70,7 @@ s_worker(void *arg)
 			pthread_mutex_unlock(&p->mu);
 			break;
 		}
-		/* A fair share of what waits, so every worker gets some. */
+		/* A fair share of what waits, so that every worker has some. */
 		avail = p->tail - p->claim;
 		n = (avail + p->nthreads - 1) / p->nthreads;
 		if (n > S_CHUNK_MAX)

@@ -1,8 +1,9 @@
 /* Integration tests of the message flow through the real schakeld with
  * the real libschakel: A -> broker -> B, fan-out to three recipients (one
  * message and a batch under one signature), a recipient that was offline
- * during twenty sends, a tampered ciphertext refused by the broker, and
- * the notices a sender gets (expired in a queue, delivered).
+ * during twenty sends, a tampered ciphertext refused by the broker, the
+ * notices a sender receives (expired in a queue, also while in flight;
+ * delivered), and one long case beside a short one.
  * Each test starts its own broker in its own folder. */
 #include <setjmp.h>
 #include <stdarg.h>
