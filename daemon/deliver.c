@@ -588,23 +588,28 @@ s_expire_batch(
 	}
 }
 
-void
-deliver_expire(struct broker *b)
+/* One round of a sweep: takes a batch of due entries into the open
+ * transaction and acts on each; *n tells how many it took. */
+typedef int (*s_round_fn)(struct broker *b, struct store_txn *t, size_t *n);
+
+#define S_SWEEP_BATCH 256
+
+/* Runs rounds until one takes less than a full batch (at most
+ * S_SWEEP_ROUNDS); a look that finds nothing commits nothing. */
+static void
+s_sweep(struct broker *b, s_round_fn round, const char *what)
 {
-	uint64_t seqs[256];
 	bool opened = b->txn == NULL;
 	struct store_txn *t = broker_txn(b);
-	size_t n = 256, total = 0;
+	size_t n = S_SWEEP_BATCH, total = 0;
 
-	for (int round = 0; t != NULL && n == 256 && round < S_SWEEP_ROUNDS;
-	     round++) {
-		if (store_take_expired(t, b->now_ms, seqs, 256, &n) !=
-		    STORE_OK) {
-			log_warnx("store: cannot read the expiry index: %s",
+	for (int i = 0; t != NULL && n == S_SWEEP_BATCH && i < S_SWEEP_ROUNDS;
+	     i++) {
+		if (round(b, t, &n) != STORE_OK) {
+			log_warnx("store: cannot read %s: %s", what,
 			    store_error(b->store));
 			return;
 		}
-		s_expire_batch(b, t, seqs, n);
 		total += n;
 	}
 	/* Nothing due: no commit (and no fsync) for an empty look. */
@@ -612,41 +617,49 @@ deliver_expire(struct broker *b)
 		store_abort(&b->txn);
 }
 
+static int
+s_expire_round(struct broker *b, struct store_txn *t, size_t *n)
+{
+	uint64_t seqs[S_SWEEP_BATCH];
+	int rc = store_take_expired(t, b->now_ms, seqs, S_SWEEP_BATCH, n);
+
+	if (rc == STORE_OK)
+		s_expire_batch(b, t, seqs, *n);
+	return rc;
+}
+
+void
+deliver_expire(struct broker *b)
+{
+	s_sweep(b, s_expire_round, "the expiry index");
+}
+
+static int
+s_retention_round(struct broker *b, struct store_txn *t, size_t *n)
+{
+	struct store_dead due[S_SWEEP_BATCH];
+	int rc = store_take_dead_due(t, b->now_ms, due, S_SWEEP_BATCH, n);
+
+	for (size_t i = 0; rc == STORE_OK && i < *n; i++) {
+		struct store_msg m;
+		bool known =
+		    store_get(b->store, due[i].seq, &m, NULL, NULL) == STORE_OK;
+		if (store_purge(t, due[i].recipient, due[i].seq) != STORE_OK)
+			continue;
+		if (known)
+			s_audit(b, AUDIT_RETENTION_ENDED, due[i].recipient, &m,
+			    due[i].code, 0);
+		log_info("removed dead letter seq=%llu recipient=%s "
+			 "(its agreement's retention ended)",
+		    (unsigned long long)due[i].seq, due[i].recipient);
+	}
+	return rc;
+}
+
 void
 deliver_retention(struct broker *b)
 {
-	struct store_dead due[256];
-	bool opened = b->txn == NULL;
-	struct store_txn *t = broker_txn(b);
-	size_t n = 256, total = 0;
-
-	for (int round = 0; t != NULL && n == 256 && round < S_SWEEP_ROUNDS;
-	     round++) {
-		if (store_take_dead_due(t, b->now_ms, due, 256, &n) !=
-		    STORE_OK) {
-			log_warnx("store: cannot read the dead letters' "
-				  "retention: %s",
-			    store_error(b->store));
-			return;
-		}
-		for (size_t i = 0; i < n; i++) {
-			struct store_msg m;
-			bool known = store_get(b->store, due[i].seq, &m, NULL,
-					 NULL) == STORE_OK;
-			if (store_purge(t, due[i].recipient, due[i].seq) !=
-			    STORE_OK)
-				continue;
-			if (known)
-				s_audit(b, AUDIT_RETENTION_ENDED,
-				    due[i].recipient, &m, due[i].code, 0);
-			log_info("removed dead letter seq=%llu recipient=%s "
-				 "(its agreement's retention ended)",
-			    (unsigned long long)due[i].seq, due[i].recipient);
-		}
-		total += n;
-	}
-	if (t != NULL && total == 0 && opened)
-		store_abort(&b->txn);
+	s_sweep(b, s_retention_round, "the dead letters' retention");
 }
 
 void

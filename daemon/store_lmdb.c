@@ -717,6 +717,34 @@ s_put_case(struct store_txn *t, const char *case_ref, const char *party)
 	return STORE_OK;
 }
 
+/* The key of a message in the expiry index: expires . seq. */
+static MDB_val
+s_expiry_key(uint8_t xk[16], uint64_t at_ms, uint64_t seq)
+{
+	MDB_val k = {16, xk};
+
+	s_be64(xk, at_ms);
+	s_be64(xk + 8, seq);
+	return k;
+}
+
+/* (Re)indexes message `seq` as due at `at_ms`. */
+static int
+s_index_expiry(struct store_txn *t, uint64_t at_ms, uint64_t seq)
+{
+	struct s_txn *bt = t->be;
+	uint8_t xk[16];
+	MDB_val k = s_expiry_key(xk, at_ms, seq), d = {0, NULL};
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_put(bt->txn, bt->e->expiry, &k, &d, 0);
+	if (rc != 0)
+		return s_wfail(t, rc, "indexing a message's expiry");
+	return STORE_OK;
+}
+
 static int
 s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 {
@@ -791,12 +819,9 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 	rc = mdb_put(bt->txn, e->dedup_exp, &k, &d, 0);
 	if (rc != 0)
 		return s_wfail(t, rc, "storing a message id's expiry");
-	s_be64(xk, m->expires_ms);
-	memcpy(xk + 8, sk, 8);
-	k.mv_size = 16;
-	rc = mdb_put(bt->txn, e->expiry, &k, &d, 0);
-	if (rc != 0)
-		return s_wfail(t, rc, "storing a message's expiry");
+	rc = s_index_expiry(t, m->expires_ms, m->seq);
+	if (rc != STORE_OK)
+		return rc;
 
 	rc = s_put_case(t, m->case_ref, m->sender);
 	for (size_t i = 0; rc == STORE_OK && i < m->n_recipients; i++)
@@ -856,6 +881,7 @@ s_release(struct store_txn *t, uint64_t seq)
 	struct s_env *e = bt->e;
 	struct store_msg m;
 	uint8_t sk[8], dk[8 + STORE_NAME_MAX], xk16[16];
+	MDB_val xkv;
 	MDB_val k = {sizeof sk, sk}, d;
 	int rc;
 
@@ -900,11 +926,8 @@ s_release(struct store_txn *t, uint64_t seq)
 	rc = mdb_del(bt->txn, e->msgs, &k, NULL);
 	if (rc != 0)
 		return s_wfail(t, rc, "removing a message");
-	s_be64(xk16, m.expires_ms);
-	memcpy(xk16 + 8, sk, 8);
-	k.mv_size = sizeof xk16;
-	k.mv_data = xk16;
-	rc = mdb_del(bt->txn, e->expiry, &k, NULL);
+	xkv = s_expiry_key(xk16, m.expires_ms, seq);
+	rc = mdb_del(bt->txn, e->expiry, &xkv, NULL);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return s_wfail(t, rc, "removing a message's expiry");
 	return STORE_OK;
@@ -1049,25 +1072,6 @@ s_expire_dedup(
 		return s_check(t);
 	return s_take_due(t, ((struct s_txn *)t->be)->e->dedup_exp, now_ms - 1,
 	    max, removed, s_expire_id, NULL, "expiring message ids");
-}
-
-/* (Re)indexes message `seq` as due at `at_ms`. */
-static int
-s_index_expiry(struct store_txn *t, uint64_t at_ms, uint64_t seq)
-{
-	struct s_txn *bt = t->be;
-	uint8_t xk[16];
-	MDB_val k = {sizeof xk, xk}, d = {0, NULL};
-	int rc = s_check(t);
-
-	if (rc != STORE_OK)
-		return rc;
-	s_be64(xk, at_ms);
-	s_be64(xk + 8, seq);
-	rc = mdb_put(bt->txn, bt->e->expiry, &k, &d, 0);
-	if (rc != 0)
-		return s_wfail(t, rc, "indexing a message's expiry");
-	return STORE_OK;
 }
 
 /* Opens a cursor on the queue positioned on (rcpt, seq): STORE_OK,
