@@ -60,6 +60,8 @@ s_worker(void *arg)
 	struct verify_pool *p = arg;
 	struct merkle_cache *cache = merkle_cache_new(S_CACHE_SLOTS);
 
+	/* Named, so that top -H and /proc show where the CPU goes. */
+	pthread_setname_np(pthread_self(), "schakeld-verify");
 	for (;;) {
 		uint64_t first, n, avail;
 

@@ -6,7 +6,8 @@
  * every message signed on its own, batches of 64 under one signature,
  * and a paced 2,000 msgs/s for the receipt latency.  It prints figures
  * and conditions (with the broker's CPU time per message, all its
- * threads, from /proc: steadier than rates on a shared machine) and
+ * threads by kind, from /proc, and its own: steadier than rates on a
+ * shared machine) and
  * asserts nothing about speed.
  *
  *   bench_broker SCHAKELD [-k SENDERS] [-m RECIPIENTS] [-n MESSAGES]
@@ -16,6 +17,7 @@
  * sender's messages go round CASES case references, so deliveries wait
  * behind their case's message in flight (one per case and recipient).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +41,9 @@
 #define S_MAX_PARTIES 16
 #define S_WINDOW 2000 /* outstanding submits per sender */
 #define S_PAYLOAD 1024
+
+/* The broker's threads, by kind, for its CPU time per message. */
+enum { S_CPU_MAIN, S_CPU_IO, S_CPU_VERIFY, S_CPU_ALL, S_CPU_KINDS };
 
 static uint64_t
 s_now_us(void)
@@ -383,34 +389,71 @@ struct s_phase {
 	double e2e_per_s;
 	double p50_ms, p99_ms;
 	size_t refused;
-	double cpu_us; /* the broker's CPU time (all threads) per message */
+	double cpu_us[S_CPU_KINDS]; /* the broker's CPU time per message */
+	double load_cpu_us;         /* this process's CPU time per message */
 };
 
-/* CPU seconds (user + system, all threads) the broker used so far. */
-static double
-s_cpu_s(pid_t pid)
+/* CPU seconds (user + system) the broker's threads used so far, by
+ * kind: [0] its own thread, [1] ZeroMQ's I/O thread (CurveZMQ),
+ * [2] the signature verifiers, [3] all of them. */
+static void
+s_cpu_s(pid_t pid, double out[S_CPU_KINDS])
 {
-	char path[64], buf[1024], *p;
-	unsigned long long ut = 0, st = 0;
+	char path[300], buf[1024], *p, *name;
+	unsigned long long ut, st;
+	struct dirent *de;
+	DIR *d;
 	FILE *f;
 	size_t n;
+	int kind;
 
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (f == NULL)
-		return 0;
-	n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* Fields 14 and 15, counted after the ")" that ends the name. */
-	p = strrchr(buf, ')');
-	if (p == NULL ||
-	    sscanf(p + 2,
-		"%*c %*d %*d %*d %*d %*d %*u %*u %*u "
-		"%*u %*u %llu %llu",
-		&ut, &st) != 2)
-		return 0;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	memset(out, 0, S_CPU_KINDS * sizeof(*out));
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int)pid,
+		    de->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		n = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		/* Fields 14 and 15, counted after the ")" that ends the
+		 * thread's name. */
+		name = strchr(buf, '(');
+		p = strrchr(buf, ')');
+		if (name == NULL || p == NULL ||
+		    sscanf(p + 2,
+			"%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+			"%*u %*u %llu %llu",
+			&ut, &st) != 2)
+			continue;
+		kind = strncmp(name + 1, "ZMQbg/IO", 8) == 0 ? S_CPU_IO
+		    : strncmp(name + 1, "schakeld-verify", 15) == 0
+		    ? S_CPU_VERIFY
+		    : S_CPU_MAIN;
+		out[kind] += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+		out[S_CPU_ALL] +=
+		    (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	}
+	closedir(d);
+}
+
+/* CPU seconds this process (senders, recipients, their ZeroMQ I/O
+ * thread) used so far. */
+static double
+s_self_cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static int
@@ -436,9 +479,11 @@ s_run_phase(struct s_bench *b, struct codec_buf **env, size_t per_sender,
 	uint64_t *lat = calloc(total, sizeof(*lat));
 	size_t nlat = 0, base = b->delivered;
 	uint64_t t0, t_acc = 0;
-	double cpu0 = s_cpu_s(b->pid);
+	double cpu0[S_CPU_KINDS], cpu1[S_CPU_KINDS];
+	double self0 = s_self_cpu_s();
 
 	memset(out, 0, sizeof(*out));
+	s_cpu_s(b->pid, cpu0);
 	for (size_t i = 0; i < b->k; i++) {
 		socks[i] = s_connect(b, b->senders[i]);
 		if (socks[i] == NULL) {
@@ -520,7 +565,10 @@ s_run_phase(struct s_bench *b, struct codec_buf **env, size_t per_sender,
 	    (double)(total - out->refused) / ((double)(t_acc - t0) / 1e6);
 	out->e2e_per_s =
 	    (double)(b->delivered - base) / ((double)(s_now_us() - t0) / 1e6);
-	out->cpu_us = (s_cpu_s(b->pid) - cpu0) * 1e6 / (double)total;
+	s_cpu_s(b->pid, cpu1);
+	for (int k = 0; k < S_CPU_KINDS; k++)
+		out->cpu_us[k] = (cpu1[k] - cpu0[k]) * 1e6 / (double)total;
+	out->load_cpu_us = (s_self_cpu_s() - self0) * 1e6 / (double)total;
 	qsort(lat, nlat, sizeof(*lat), s_cmp_u64);
 	if (nlat > 0) {
 		out->p50_ms = (double)lat[nlat / 2] / 1000.0;
@@ -530,6 +578,16 @@ s_run_phase(struct s_bench *b, struct codec_buf **env, size_t per_sender,
 		zmq_close(socks[i]);
 	free(sent_at);
 	free(lat);
+}
+
+/* Where a phase's CPU went, per message delivered. */
+static void
+s_print_cpu(const struct s_phase *p)
+{
+	printf("  CPU per message: broker %.1f us (its thread %.1f, ZeroMQ "
+	       "I/O %.1f, verifiers %.1f), load generator %.1f us\n",
+	    p->cpu_us[S_CPU_ALL], p->cpu_us[S_CPU_MAIN], p->cpu_us[S_CPU_IO],
+	    p->cpu_us[S_CPU_VERIFY], p->load_cpu_us);
 }
 
 /* Ed25519 verify + sign per second on this machine: the crypto the
@@ -665,15 +723,16 @@ main(int argc, char **argv)
 	printf("ceiling (libsodium Ed25519 verify+sign): %.0f /s\n", ceiling);
 	printf("single-signed: %llu msgs, accepted %.0f msgs/s (%.0f%% of the "
 	       "ceiling), end to end %.0f msgs/s, receipt p50 %.2f ms, p99 "
-	       "%.2f ms, refused %zu, broker CPU %.0f us/msg\n",
+	       "%.2f ms, refused %zu\n",
 	    (unsigned long long)n, p1.accepted_per_s,
 	    100 * p1.accepted_per_s / ceiling, p1.e2e_per_s, p1.p50_ms,
-	    p1.p99_ms, p1.refused, p1.cpu_us);
+	    p1.p99_ms, p1.refused);
+	s_print_cpu(&p1);
 	printf("batches of 64: %llu msgs, accepted %.0f msgs/s, end to end "
-	       "%.0f msgs/s, receipt p50 %.2f ms, p99 %.2f ms, refused %zu, "
-	       "broker CPU %.0f us/msg\n",
+	       "%.0f msgs/s, receipt p50 %.2f ms, p99 %.2f ms, refused %zu\n",
 	    (unsigned long long)n, p2.accepted_per_s, p2.e2e_per_s, p2.p50_ms,
-	    p2.p99_ms, p2.refused, p2.cpu_us);
+	    p2.p99_ms, p2.refused);
+	s_print_cpu(&p2);
 	printf("paced 2000 msgs/s offered: accepted %.0f msgs/s, receipt p50 "
 	       "%.2f ms, p99 %.2f ms\n",
 	    p3.accepted_per_s, p3.p50_ms, p3.p99_ms);
