@@ -15,6 +15,7 @@
 #include "log.h"
 #include "schakel-config.h"
 #include "schakel_err.h"
+#include "text.h"
 
 #define S_MAX_ARGS 16
 
@@ -313,9 +314,9 @@ s_deadletter_change(struct broker *b, struct s_req *r, bool redeliver,
 	if (store_get(b->store, seq, &m, NULL, NULL) == STORE_OK) {
 		ev.has_id = true;
 		memcpy(ev.id, m.id, AUDIT_ID_LEN);
-		snprintf(ev.from, sizeof ev.from, "%s", m.sender);
-		snprintf(ev.type, sizeof ev.type, "%s", m.type);
-		snprintf(ev.case_ref, sizeof ev.case_ref, "%s", m.case_ref);
+		text_copy(ev.from, sizeof ev.from, m.sender);
+		text_copy(ev.type, sizeof ev.type, m.type);
+		text_copy(ev.case_ref, sizeof ev.case_ref, m.case_ref);
 	}
 	rc = redeliver ? store_redeliver(t, party, seq)
 		       : store_purge(t, party, seq);
@@ -328,7 +329,7 @@ s_deadletter_change(struct broker *b, struct s_req *r, bool redeliver,
 		s_fail(r, "%s", store_error(b->store));
 		return;
 	}
-	snprintf(ev.to[0], sizeof ev.to[0], "%s", party);
+	text_copy(ev.to[0], sizeof ev.to[0], party);
 	broker_audit(b, &ev);
 	{
 		struct session *s = broker_session(b, party);

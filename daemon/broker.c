@@ -18,6 +18,7 @@
 #include "admin.h"
 #include "log.h"
 #include "schakel_err.h"
+#include "text.h"
 
 static uint64_t
 s_now_ms(void)
@@ -327,7 +328,7 @@ broker_log_refusal(struct broker *b, const char *party, int code)
 		w = calloc(1, sizeof(*w));
 		if (w == NULL)
 			return;
-		snprintf(w->party, sizeof w->party, "%s", party);
+		text_copy(w->party, sizeof w->party, party);
 		if (idmap_put(&b->refusal_log, w->party, strlen(w->party), w,
 			&old) != 0) {
 			free(w);
@@ -364,7 +365,7 @@ s_drop_session(struct broker *b, struct session *s, const char *why)
 	    .kind = AUDIT_DISCONNECTED, .time_ms = b->now_ms};
 
 	log_info("disconnected party=%s reason=%s", s->party, why);
-	snprintf(ev.from, sizeof ev.from, "%s", s->party);
+	text_copy(ev.from, sizeof ev.from, s->party);
 	broker_audit(b, &ev);
 	deliver_forget(b, s);
 	idmap_del(&b->peers, s->peer.id, s->peer.len);
@@ -407,7 +408,7 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 		    b, &m->peer, f->corr_id, SCHAKEL_E_NO_MEMORY, NULL);
 		return;
 	}
-	snprintf(s->party, sizeof s->party, "%s", m->party);
+	text_copy(s->party, sizeof s->party, m->party);
 	s->peer = m->peer;
 	s->last_seen_ms = s->last_sent_ms = b->now_ms;
 	if (idmap_put(&b->sessions, s->party, strlen(s->party), s, &dup) != 0 ||
@@ -419,10 +420,10 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 		return;
 	}
 	log_info("connected party=%s software=%s", s->party, h->software);
-	snprintf(ev.from, sizeof ev.from, "%s", s->party);
+	text_copy(ev.from, sizeof ev.from, s->party);
 	broker_audit(b, &ev);
-	snprintf(w.u.welcome.protocol, sizeof w.u.welcome.protocol, "%s",
-	    FRAME_PROTOCOL);
+	text_copy(
+	    w.u.welcome.protocol, sizeof w.u.welcome.protocol, FRAME_PROTOCOL);
 	snprintf(
 	    w.u.welcome.broker_id, sizeof w.u.welcome.broker_id, "schakel");
 	memcpy(w.u.welcome.broker_sign_key, b->keys->pub.sign, FRAME_KEY_LEN);

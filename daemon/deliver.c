@@ -13,6 +13,7 @@
 #include "env.h"
 #include "log.h"
 #include "schakel_err.h"
+#include "text.h"
 
 #define S_PAGE 256
 /* Entries a session may hold back behind their cases' messages in
@@ -48,7 +49,7 @@ s_case_add(struct session *s, const char *ref)
 	cs = calloc(1, sizeof(*cs));
 	if (cs == NULL)
 		return NULL;
-	snprintf(cs->ref, sizeof cs->ref, "%s", ref);
+	text_copy(cs->ref, sizeof cs->ref, ref);
 	if (idmap_put(&s->cases, cs->ref, strlen(cs->ref), cs, &old) != 0) {
 		free(cs);
 		return NULL;
@@ -230,10 +231,10 @@ s_audit(struct broker *b, enum audit_event_kind kind, const char *recipient,
 	    .count = count};
 
 	memcpy(ev.id, m->id, AUDIT_ID_LEN);
-	snprintf(ev.from, sizeof ev.from, "%s", m->sender);
-	snprintf(ev.to[0], sizeof ev.to[0], "%s", recipient);
-	snprintf(ev.type, sizeof ev.type, "%s", m->type);
-	snprintf(ev.case_ref, sizeof ev.case_ref, "%s", m->case_ref);
+	text_copy(ev.from, sizeof ev.from, m->sender);
+	text_copy(ev.to[0], sizeof ev.to[0], recipient);
+	text_copy(ev.type, sizeof ev.type, m->type);
+	text_copy(ev.case_ref, sizeof ev.case_ref, m->case_ref);
 	broker_audit(b, &ev);
 }
 
@@ -252,20 +253,19 @@ s_notice(struct broker *b, const struct store_msg *m, const char *recipient,
 		return; /* no notices about notices */
 	n.seq = store_next_seq(t);
 	env_new_id(n.id);
-	snprintf(n.sender, sizeof n.sender, "%s", m->sender);
-	snprintf(n.type, sizeof n.type, "%s", S_NOTICE_TYPE);
+	text_copy(n.sender, sizeof n.sender, m->sender);
+	text_copy(n.type, sizeof n.type, S_NOTICE_TYPE);
 	/* Its own "case", so it never waits behind the sender's cases. */
 	snprintf(n.case_ref, sizeof n.case_ref, "notice-%llu",
 	    (unsigned long long)n.seq);
 	n.accepted_ms = b->now_ms;
 	n.expires_ms = b->now_ms + b->conf->broker.limits.dedup_window * 1000;
 	n.n_recipients = 1;
-	snprintf(n.recipients[0], sizeof n.recipients[0], "%s", m->sender);
+	text_copy(n.recipients[0], sizeof n.recipients[0], m->sender);
 	snprintf(n.agreements[0], sizeof n.agreements[0], "-");
 	f.u.notice.kind = kind;
 	memcpy(f.u.notice.message_id, m->id, STORE_ID_LEN);
-	snprintf(
-	    f.u.notice.recipient, sizeof f.u.notice.recipient, "%s", recipient);
+	text_copy(f.u.notice.recipient, sizeof f.u.notice.recipient, recipient);
 	f.u.notice.time_ms = b->now_ms;
 	f.u.notice.code = code;
 	f.u.notice.store_seq = n.seq;

@@ -4,6 +4,7 @@
  * reads broker state, so no counter needs to be atomic.
  */
 #include "metrics.h"
+#include "text.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -161,8 +162,7 @@ metrics_publish(struct metrics *m, const char *text, size_t len, bool healthy,
 		m->len = len;
 	}
 	m->healthy = healthy;
-	snprintf(
-	    m->reason, sizeof m->reason, "%s", reason != NULL ? reason : "");
+	text_copy(m->reason, sizeof m->reason, reason != NULL ? reason : "");
 	pthread_mutex_unlock(&m->lock);
 }
 

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "schakel_err.h"
+#include "text.h"
 
 static const double s_bounds[STATS_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 10, 60};
@@ -54,7 +55,7 @@ stats_count_type(struct broker *b, const char *type)
 		c = calloc(1, sizeof(*c));
 		if (c == NULL)
 			return;
-		snprintf(c->id, sizeof c->id, "%s", type);
+		text_copy(c->id, sizeof c->id, type);
 		if (idmap_put(&b->stats.accepted_by_type, c->id, strlen(c->id),
 			c, &old) != 0) {
 			free(c);

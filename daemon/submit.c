@@ -13,6 +13,7 @@
 #include "env.h"
 #include "log.h"
 #include "schakel_err.h"
+#include "text.h"
 
 static int32_t
 s_today(const struct broker *b)
@@ -129,11 +130,10 @@ submit_resolve(
 	for (size_t i = 0; i < res.n; i++) {
 		struct frame_recipient *fr = &out.u.resolved.recipients[i];
 		const struct conf_party *p = res.slot[i].party;
-		snprintf(fr->party_id, sizeof fr->party_id, "%s", p->id);
+		text_copy(fr->party_id, sizeof fr->party_id, p->id);
 		memcpy(fr->box_key, p->box_key, FRAME_KEY_LEN);
 		memcpy(fr->sign_key, p->sign_key, FRAME_KEY_LEN);
-		snprintf(
-		    fr->agreement_id, sizeof fr->agreement_id, "%s", ag[i]->id);
+		text_copy(fr->agreement_id, sizeof fr->agreement_id, ag[i]->id);
 	}
 	out.u.resolved.config_version = b->conf->generation;
 	out.u.resolved.default_ttl_ms = type->ttl * 1000;
@@ -151,17 +151,16 @@ s_refuse(struct broker *b, const struct transport_msg *m, uint64_t corr_id,
 	    .code = (uint32_t)code};
 
 	broker_refuse(b, &m->peer, corr_id, code, h != NULL ? h->id : NULL);
-	snprintf(ev.from, sizeof ev.from, "%s", m->party);
+	text_copy(ev.from, sizeof ev.from, m->party);
 	if (h != NULL) {
 		ev.has_id = true;
 		memcpy(ev.id, h->id, AUDIT_ID_LEN);
 	}
 	if (h != NULL && verified) {
-		snprintf(ev.type, sizeof ev.type, "%s", h->type);
-		snprintf(ev.purpose, sizeof ev.purpose, "%s", h->purpose);
+		text_copy(ev.type, sizeof ev.type, h->type);
+		text_copy(ev.purpose, sizeof ev.purpose, h->purpose);
 		if (code != SCHAKEL_E_BSN_AS_CASE && !env_is_bsn(h->case_ref))
-			snprintf(
-			    ev.case_ref, sizeof ev.case_ref, "%s", h->case_ref);
+			text_copy(ev.case_ref, sizeof ev.case_ref, h->case_ref);
 	}
 	broker_audit(b, &ev);
 	broker_log_refusal(b, m->party, code);
@@ -431,10 +430,10 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc)
 	p->arrived_us = m->arrived_us;
 	p->msg.seq = seq;
 	memcpy(p->msg.id, h->id, STORE_ID_LEN);
-	snprintf(p->msg.sender, sizeof p->msg.sender, "%s", h->sender);
-	snprintf(p->msg.type, sizeof p->msg.type, "%s", h->type);
-	snprintf(p->msg.case_ref, sizeof p->msg.case_ref, "%s", h->case_ref);
-	snprintf(p->purpose, sizeof p->purpose, "%s", h->purpose);
+	text_copy(p->msg.sender, sizeof p->msg.sender, h->sender);
+	text_copy(p->msg.type, sizeof p->msg.type, h->type);
+	text_copy(p->msg.case_ref, sizeof p->msg.case_ref, h->case_ref);
+	text_copy(p->purpose, sizeof p->purpose, h->purpose);
 	p->msg.accepted_ms = b->now_ms;
 	p->msg.expires_ms = h->expires_ms;
 	p->msg.notify_delivered = h->notify_delivered;
@@ -449,16 +448,16 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc)
 	r->n_recipients = h->n_recipients;
 	r->store_seq = seq;
 	env_header_hash(e, r->header_hash);
-	snprintf(r->sender, sizeof r->sender, "%s", h->sender);
+	text_copy(r->sender, sizeof r->sender, h->sender);
 	for (size_t i = 0; i < h->n_recipients; i++) {
-		snprintf(p->msg.recipients[i], sizeof p->msg.recipients[i],
-		    "%s", h->recipients[i]);
-		snprintf(p->msg.agreements[i], sizeof p->msg.agreements[i],
-		    "%s", ag[i]->id);
-		snprintf(r->recipients[i], sizeof r->recipients[i], "%s",
+		text_copy(p->msg.recipients[i], sizeof p->msg.recipients[i],
 		    h->recipients[i]);
-		snprintf(r->agreement_ids[i], sizeof r->agreement_ids[i], "%s",
+		text_copy(p->msg.agreements[i], sizeof p->msg.agreements[i],
 		    ag[i]->id);
+		text_copy(r->recipients[i], sizeof r->recipients[i],
+		    h->recipients[i]);
+		text_copy(
+		    r->agreement_ids[i], sizeof r->agreement_ids[i], ag[i]->id);
 	}
 	if (idmap_put(&b->pend_ids, p->msg.id, STORE_ID_LEN, p, &old) != 0) {
 		s_refuse(b, m, job->corr_id, SCHAKEL_E_NO_MEMORY, h, true);
@@ -536,11 +535,10 @@ submit_prepare_group(struct broker *b)
 		p->msg.receipt_len = p->signed_receipt.len;
 		src = store_put(t, &p->msg, dedup_until);
 		memcpy(ev.id, p->msg.id, AUDIT_ID_LEN);
-		snprintf(ev.from, sizeof ev.from, "%s", p->msg.sender);
-		snprintf(ev.type, sizeof ev.type, "%s", p->msg.type);
-		snprintf(
-		    ev.case_ref, sizeof ev.case_ref, "%s", p->msg.case_ref);
-		snprintf(ev.purpose, sizeof ev.purpose, "%s", p->purpose);
+		text_copy(ev.from, sizeof ev.from, p->msg.sender);
+		text_copy(ev.type, sizeof ev.type, p->msg.type);
+		text_copy(ev.case_ref, sizeof ev.case_ref, p->msg.case_ref);
+		text_copy(ev.purpose, sizeof ev.purpose, p->purpose);
 		if (src != STORE_OK) {
 			if (src == STORE_FULL)
 				b->store_full = true;
@@ -559,10 +557,10 @@ submit_prepare_group(struct broker *b)
 		ev.n_to = p->msg.n_recipients;
 		ev.n_agreements = p->msg.n_recipients;
 		for (size_t r = 0; r < p->msg.n_recipients; r++) {
-			snprintf(ev.to[r], sizeof ev.to[r], "%s",
-			    p->msg.recipients[r]);
-			snprintf(ev.agreements[r], sizeof ev.agreements[r],
-			    "%s", p->msg.agreements[r]);
+			text_copy(
+			    ev.to[r], sizeof ev.to[r], p->msg.recipients[r]);
+			text_copy(ev.agreements[r], sizeof ev.agreements[r],
+			    p->msg.agreements[r]);
 		}
 		broker_audit(b, &ev);
 	}

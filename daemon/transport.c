@@ -16,6 +16,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "text.h"
 
 #define S_ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define S_MAX_ENDPOINTS 16
@@ -59,7 +60,7 @@ s_admin_bind(struct transport *t, const char *path, char *err, size_t errlen)
 	{
 		char dir[4096];
 		char *slash;
-		snprintf(dir, sizeof dir, "%s", path);
+		text_copy(dir, sizeof dir, path);
 		slash = strrchr(dir, '/');
 		if (slash != NULL && slash != dir) {
 			*slash = '\0';
@@ -87,7 +88,7 @@ s_admin_bind(struct transport *t, const char *path, char *err, size_t errlen)
 		    strerror(errno));
 		return -1;
 	}
-	snprintf(t->admin_path, sizeof t->admin_path, "%s", path);
+	text_copy(t->admin_path, sizeof t->admin_path, path);
 	return 0;
 }
 
