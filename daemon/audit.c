@@ -6,7 +6,6 @@
 #include "audit.h"
 
 #include <sodium.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,18 +61,24 @@ s_plain(unsigned char c)
 	    c == '-';
 }
 
-/* Writes a value percent-encoded. */
+/* Writes a value percent-encoded; runs of plain characters in one copy. */
 static void
 s_value(struct s_out *o, const char *v)
 {
 	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)v;
 
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-		char esc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-		if (s_plain(*p))
-			s_raw(o, (const char *)p, 1);
-		else
+	while (*p != '\0') {
+		const unsigned char *run = p;
+		while (*p != '\0' && s_plain(*p))
+			p++;
+		if (p > run)
+			s_raw(o, (const char *)run, (size_t)(p - run));
+		if (*p != '\0') {
+			char esc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
 			s_raw(o, esc, 3);
+			p++;
+		}
 	}
 }
 
@@ -104,14 +109,36 @@ s_list(struct s_out *o, const char *name, const char (*v)[AUDIT_NAME_MAX + 1],
 	}
 }
 
+/* Writes " name=decimal". */
 static void
 s_num(struct s_out *o, const char *name, uint64_t v)
 {
-	char buf[32];
-	int n =
-	    snprintf(buf, sizeof buf, " %s=%llu", name, (unsigned long long)v);
+	char buf[20]; /* UINT64_MAX has 20 digits */
+	size_t n = sizeof buf;
 
-	s_raw(o, buf, (size_t)n);
+	do {
+		buf[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	s_raw(o, " ", 1);
+	s_raw(o, name, strlen(name));
+	s_raw(o, "=", 1);
+	s_raw(o, buf + n, sizeof buf - n);
+}
+
+/* Writes bytes as lower-case hex (public values: hashes and ids, so no
+ * need for sodium_bin2hex's constant time). */
+static void
+s_put_hex(struct s_out *o, const uint8_t *b, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char buf[2 * AUDIT_HASH_LEN];
+
+	for (size_t i = 0; i < n && i < AUDIT_HASH_LEN; i++) {
+		buf[2 * i] = hex[b[i] >> 4];
+		buf[2 * i + 1] = hex[b[i] & 15];
+	}
+	s_raw(o, buf, 2 * (n < AUDIT_HASH_LEN ? n : AUDIT_HASH_LEN));
 }
 
 size_t
@@ -119,24 +146,21 @@ audit_encode(
     const struct audit_event *ev, const uint8_t prev[AUDIT_HASH_LEN], char *out)
 {
 	struct s_out o = {.buf = out, .ok = true};
-	char hex[2 * AUDIT_HASH_LEN + 1];
 	const char *name = audit_kind_name(ev->kind);
 
 	if (ev->n_to > AUDIT_MAX_PARTIES ||
 	    ev->n_agreements > AUDIT_MAX_PARTIES)
 		return 0;
 	s_raw(&o, "v1 prev=", 8);
-	sodium_bin2hex(hex, sizeof hex, prev, AUDIT_HASH_LEN);
-	s_raw(&o, hex, 2 * AUDIT_HASH_LEN);
+	s_put_hex(&o, prev, AUDIT_HASH_LEN);
 	s_num(&o, "t", ev->time_ms);
 	s_raw(&o, " ev=", 4);
 	s_raw(&o, name, strlen(name));
 	if (ev->seq != 0)
 		s_num(&o, "seq", ev->seq);
 	if (ev->has_id) {
-		sodium_bin2hex(hex, sizeof hex, ev->id, AUDIT_ID_LEN);
 		s_raw(&o, " id=", 4);
-		s_raw(&o, hex, 2 * AUDIT_ID_LEN);
+		s_put_hex(&o, ev->id, AUDIT_ID_LEN);
 	}
 	s_field(&o, "from", ev->from);
 	s_list(&o, "to", ev->to, ev->n_to);
