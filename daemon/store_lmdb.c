@@ -56,6 +56,11 @@ struct s_env {
 	uint64_t psize;
 	uint64_t reserve; /* bytes store_put leaves for acks and dead letters */
 	uint64_t layout_found; /* when it is not S_LAYOUT */
+	/* A reset read transaction kept for the next reader (atomic; any
+	 * thread may take it: the env is MDB_NOTLS).  Renewing it keeps its
+	 * reader slot, where beginning one allocates and takes the lock
+	 * table's mutex. */
+	MDB_txn *spare;
 };
 
 struct s_txn {
@@ -527,6 +532,8 @@ s_close(struct store *s)
 {
 	struct s_env *e = s->be;
 
+	if (e->spare != NULL)
+		mdb_txn_abort(e->spare);
 	mdb_env_close(e->env);
 	free(e);
 	s->be = NULL;
@@ -1286,11 +1293,34 @@ static int
 s_rbegin(struct store *s, MDB_txn **txn)
 {
 	struct s_env *e = s->be;
-	int rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, txn);
+	MDB_txn *t = __atomic_exchange_n(&e->spare, NULL, __ATOMIC_ACQUIRE);
+	int rc;
 
+	if (t != NULL) {
+		rc = mdb_txn_renew(t);
+		if (rc == 0) {
+			*txn = t;
+			return STORE_OK;
+		}
+		mdb_txn_abort(t);
+	}
+	rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, txn);
 	if (rc != 0)
 		return s_fail(s, rc, "starting a read transaction");
 	return STORE_OK;
+}
+
+/* Ends a read transaction begun by s_rbegin, keeping it for the next. */
+static void
+s_rend(struct store *s, MDB_txn *txn)
+{
+	struct s_env *e = s->be;
+	MDB_txn *none = NULL;
+
+	mdb_txn_reset(txn);
+	if (!__atomic_compare_exchange_n(&e->spare, &none, txn, false,
+		__ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		mdb_txn_abort(txn);
 }
 
 static uint8_t *
@@ -1316,7 +1346,7 @@ s_seen(struct store *s, const uint8_t id[STORE_ID_LEN], uint64_t *seq)
 	rc = mdb_get(txn, e->dedup, &k, &d);
 	if (rc == 0 && d.mv_size >= S_DEDUPVAL_LEN)
 		*seq = s_get64(d.mv_data);
-	mdb_txn_abort(txn);
+	s_rend(s, txn);
 	if (rc == MDB_NOTFOUND)
 		return store_fail(s, STORE_NOT_FOUND, "message id not seen");
 	if (rc != 0)
@@ -1350,7 +1380,7 @@ s_receipt(struct store *s, const uint8_t id[STORE_ID_LEN], uint8_t **receipt,
 		*len = d.mv_size;
 		*receipt = s_dup(d.mv_data, d.mv_size);
 	}
-	mdb_txn_abort(txn);
+	s_rend(s, txn);
 	if (rc == MDB_NOTFOUND || (rc == 0 && *len == 0))
 		return store_fail(s, STORE_NOT_FOUND,
 		    "no receipt kept for this "
@@ -1377,7 +1407,7 @@ s_get(struct store *s, uint64_t seq, struct store_msg *m, uint8_t **envelope,
 	s_be64(sk, seq);
 	rc = mdb_get(txn, e->msgs, &k, &d);
 	if (rc != 0) {
-		mdb_txn_abort(txn);
+		s_rend(s, txn);
 		if (rc == MDB_NOTFOUND)
 			return store_fail(s, STORE_NOT_FOUND,
 			    "message %llu is not in the store",
@@ -1385,7 +1415,7 @@ s_get(struct store *s, uint64_t seq, struct store_msg *m, uint8_t **envelope,
 		return s_fail(s, rc, "reading a message");
 	}
 	if (!s_decode(&d, seq, m)) {
-		mdb_txn_abort(txn);
+		s_rend(s, txn);
 		memset(m, 0, sizeof(*m));
 		return store_fail(s, STORE_ERROR,
 		    "message %llu is damaged in the store",
@@ -1393,14 +1423,14 @@ s_get(struct store *s, uint64_t seq, struct store_msg *m, uint8_t **envelope,
 	}
 	if (envelope == NULL) {
 		/* Metadata only: the pointers would outlive the txn. */
-		mdb_txn_abort(txn);
+		s_rend(s, txn);
 		m->envelope = NULL;
 		m->receipt = NULL;
 		return STORE_OK;
 	}
 	rc = mdb_get(txn, e->receipts, &k, &d);
 	if (rc != 0) {
-		mdb_txn_abort(txn);
+		s_rend(s, txn);
 		memset(m, 0, sizeof(*m));
 		if (rc == MDB_NOTFOUND)
 			return store_fail(s, STORE_ERROR,
@@ -1411,7 +1441,7 @@ s_get(struct store *s, uint64_t seq, struct store_msg *m, uint8_t **envelope,
 	*envelope = s_dup(m->envelope, m->envelope_len);
 	m->receipt_len = d.mv_size;
 	*receipt = s_dup(d.mv_data, d.mv_size);
-	mdb_txn_abort(txn);
+	s_rend(s, txn);
 	m->envelope = *envelope;
 	m->receipt = *receipt;
 	if (*envelope == NULL || *receipt == NULL) {
@@ -1445,7 +1475,7 @@ s_queue(struct store *s, const char *rcpt, uint64_t after,
 		return rc;
 	rc = mdb_cursor_open(txn, e->queue, &c);
 	if (rc != 0) {
-		mdb_txn_abort(txn);
+		s_rend(s, txn);
 		return s_fail(s, rc, "opening a queue");
 	}
 	s_be64(qv, after + 1);
@@ -1462,7 +1492,7 @@ s_queue(struct store *s, const char *rcpt, uint64_t after,
 		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT_DUP);
 	}
 	mdb_cursor_close(c);
-	mdb_txn_abort(txn);
+	s_rend(s, txn);
 	if (rc != 0 && rc != MDB_NOTFOUND) {
 		*n = 0;
 		return s_fail(s, rc, "reading a queue");
@@ -1489,7 +1519,7 @@ s_queue_depth(struct store *s, const char *rcpt, uint64_t *depth)
 			rc = mdb_cursor_count(c, &count);
 		mdb_cursor_close(c);
 	}
-	mdb_txn_abort(txn);
+	s_rend(s, txn);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return s_fail(s, rc, "counting a queue");
 	*depth = count;
@@ -1510,7 +1540,7 @@ s_participants(struct store *s, const char *case_ref,
 		return rc;
 	rc = mdb_cursor_open(txn, e->cases, &c);
 	if (rc != 0) {
-		mdb_txn_abort(txn);
+		s_rend(s, txn);
 		return s_fail(s, rc, "opening the cases");
 	}
 	rc = mdb_cursor_get(c, &k, &d, MDB_SET);
@@ -1525,7 +1555,7 @@ s_participants(struct store *s, const char *case_ref,
 		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT_DUP);
 	}
 	mdb_cursor_close(c);
-	mdb_txn_abort(txn);
+	s_rend(s, txn);
 	if (rc != 0 && rc != MDB_NOTFOUND) {
 		*n = 0;
 		return s_fail(s, rc, "reading a case's participants");
@@ -1553,7 +1583,7 @@ s_dead_letters(struct store *s, const char *rcpt, uint64_t after,
 		return rc;
 	rc = mdb_cursor_open(txn, e->dead, &c);
 	if (rc != 0) {
-		mdb_txn_abort(txn);
+		s_rend(s, txn);
 		return s_fail(s, rc, "opening the dead letters");
 	}
 	s_be64(sk, after + 1);
@@ -1583,7 +1613,7 @@ s_dead_letters(struct store *s, const char *rcpt, uint64_t after,
 		x->time_ms = s_get64(dp + 4);
 	}
 	mdb_cursor_close(c);
-	mdb_txn_abort(txn);
+	s_rend(s, txn);
 	if (rc != 0 && rc != MDB_NOTFOUND) {
 		*n = 0;
 		return s_fail(s, rc, "reading the dead letters");
@@ -1625,7 +1655,7 @@ s_audit_each(struct store *s, uint64_t after,
 	if (rc == 0)
 		rc = mdb_cursor_open(txn, e->audit, &c);
 	if (rc != 0) {
-		mdb_txn_abort(txn);
+		s_rend(s, txn);
 		return s_fail(s, rc, "reading the audit log");
 	}
 	if (after == UINT64_MAX) {
@@ -1645,7 +1675,7 @@ s_audit_each(struct store *s, uint64_t after,
 			break;
 	}
 	mdb_cursor_close(c);
-	mdb_txn_abort(txn);
+	s_rend(s, txn);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return s_fail(s, rc, "reading the audit log");
 	return STORE_OK;
