@@ -712,6 +712,10 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		if (b->now_ms >= next_timers) {
 			deliver_timers(b);
 			next_timers = b->now_ms + 100;
+			/* Counts of deliveries that timed out: committed
+			 * before the pump reads the queues again. */
+			if (b->txn != NULL)
+				s_flush(b);
 			/* One summary line a minute, not a line per try. */
 			b->refused_conns += transport_take_refused(b->tp);
 			if (b->refused_conns > 0 &&
@@ -724,7 +728,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 			}
 		}
 		deliver_pump(b);
-		/* Delivery counts and dead letters of the pump. */
+		/* Redeliveries' counts and dead letters of the pump. */
 		if (b->txn != NULL)
 			s_flush(b);
 		if (b->now_ms >= b->metrics_at_ms + 1000) {
@@ -753,6 +757,11 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		submit_collect(b);
 		s_flush(b);
 	}
+	/* What is in flight now comes again after the restart: its
+	 * delivery counts are kept. */
+	for (size_t i = 0; i < b->sessions.cap; i++)
+		if (b->sessions.keys != NULL && b->sessions.keys[i] != NULL)
+			deliver_forget(b, b->sessions.vals[i]);
 	s_flush(b);
 	return 0;
 }

@@ -123,6 +123,22 @@ s_case_free_up(struct session *s, const char *ref)
 	s->dirty = true;
 }
 
+/* Writes the count of a first delivery that failed (timed out, Nack'ed,
+ * its session gone), which s_offer did not write, so that the next one
+ * counts on from it. */
+static void
+s_count_failed(struct broker *b, struct session *s, const struct inflight *x)
+{
+	struct store_txn *t;
+	uint32_t count;
+
+	if (x->count != 1)
+		return;
+	t = broker_txn(b);
+	if (t != NULL)
+		(void)store_delivered(t, s->party, x->seq, &count);
+}
+
 static void
 s_remove(struct session *s, struct inflight *x)
 {
@@ -212,7 +228,8 @@ deliver_notify(struct broker *b, const struct store_msg *m)
 void
 deliver_forget(struct broker *b, struct session *s)
 {
-	(void)b;
+	for (size_t i = 0; i < s->ninflight; i++)
+		s_count_failed(b, s, &s->inflight[i]);
 	s->ninflight = 0;
 	s->credit = 0;
 }
@@ -390,10 +407,16 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 		s_dead(b, s->party, &m, SCHAKEL_E_DELIVERY_FAILED);
 		goto out;
 	}
-	t = broker_txn(b);
-	if (t == NULL ||
-	    store_delivered(t, s->party, e->seq, &count) != STORE_OK)
-		goto out;
+	/* A first delivery is not written: most are acknowledged, and the
+	 * pump then has nothing to commit.  The count is written when the
+	 * delivery fails (s_count_failed), and a redelivery's before it
+	 * goes. */
+	if (count > 1) {
+		t = broker_txn(b);
+		if (t == NULL ||
+		    store_delivered(t, s->party, e->seq, &count) != STORE_OK)
+			goto out;
+	}
 	f.u.deliver.store_seq = e->seq;
 	f.u.deliver.delivery_count = count;
 	f.u.deliver.envelope.data = envelope;
@@ -528,8 +551,11 @@ deliver_ack(
 		? x == NULL
 		: memcmp(m.id, a->message_id, STORE_ID_LEN) != 0)
 		return;
-	if (x != NULL)
+	if (x != NULL) {
+		if (nack && schakel_err_retryable((int)a->code))
+			s_count_failed(b, s, x);
 		s_remove(s, x);
+	}
 	s->dirty = true;
 	/* A Nack'ed message that is retried comes again from the head of the
 	 * queue (what its case held comes free with s_remove). */
@@ -676,6 +702,7 @@ deliver_timers(struct broker *b)
 		s = b->sessions.vals[i];
 		for (size_t k = 0; k < s->ninflight;) {
 			if (s->inflight[k].deadline_ms <= b->now_ms) {
+				s_count_failed(b, s, &s->inflight[k]);
 				s_remove(s, &s->inflight[k]);
 				s->dirty = true;
 				s->rescan = true;

@@ -142,7 +142,8 @@ int store_put(
     struct store_txn *t, const struct store_msg *m, uint64_t dedup_until_ms);
 
 /* Records that `recipient` was handed message `seq` once more; the new
- * count is written to *deliveries. */
+ * count is written to *deliveries.  (The broker records a first delivery
+ * only when it fails, so a count can be one short after a crash.) */
 int store_delivered(struct store_txn *t, const char *recipient, uint64_t seq,
     uint32_t *deliveries);
 

@@ -3,7 +3,8 @@
  * message and a batch under one signature), a recipient that was offline
  * during twenty sends, a tampered ciphertext refused by the broker, the
  * notices a sender receives (expired in a queue, also while in flight;
- * delivered), and one long case beside a short one.
+ * delivered), one long case beside a short one, and the delivery count
+ * across a Nack, a reconnect and an ack timeout.
  * Each test starts its own broker in its own folder. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +23,8 @@
 #include "harness.h"
 #include "keys.h"
 #include "schakel.h"
+
+#include <zmq.h>
 
 static const char *s_schakeld;
 
@@ -502,7 +505,8 @@ t_notices(void **state)
 	free(g);
 }
 
-/* The standard ecosystem with a 2 s ack timeout. */
+/* The standard ecosystem with a 2 s ack timeout and at most four
+ * deliveries. */
 static int
 s_setup_ack_timeout(void **state)
 {
@@ -512,7 +516,8 @@ s_setup_ack_timeout(void **state)
 
 	if (hb == NULL)
 		return -1;
-	snprintf(yaml, sizeof yaml, "%.*sheartbeat: 2s\n    ack_timeout: 2s%s",
+	snprintf(yaml, sizeof yaml,
+	    "%.*sheartbeat: 2s\n    ack_timeout: 2s\n    max_deliveries: 4%s",
 	    (int)(hb - std), std, hb + strlen("heartbeat: 2s"));
 	h = hx_new(s_schakeld, yaml);
 	*state = h;
@@ -555,6 +560,85 @@ t_expire_in_flight(void **state)
 	assert_int_equal(ns.n, 1);
 	assert_int_equal(ns.v[0].kind, SCHAKEL_NOTICE_NON_DELIVERY);
 	assert_int_equal(ns.v[0].code, SCHAKEL_E_EXPIRED);
+	assert_memory_equal(ns.v[0].id, r.message_id, SCHAKEL_ID_LEN);
+	schakel_receipt_clear(&r);
+}
+
+/* Grants one credit on a raw connection and returns the next Deliver's
+ * count for `seq` (0 when none came within `ms`). */
+static uint32_t
+s_raw_deliver(void *raw, uint64_t seq, int ms)
+{
+	struct frame credit = {.kind = FRAME_CREDIT}, got;
+	uint32_t count = 0;
+
+	credit.u.credit = 1;
+	if (hx_raw_request(raw, &credit, &got, ms) != 0)
+		return 0;
+	if (got.kind == FRAME_DELIVER && got.u.deliver.store_seq == seq)
+		count = got.u.deliver.delivery_count;
+	frame_clear(&got);
+	return count;
+}
+
+/* (j) The delivery count goes up by one for each failed delivery, of each
+ * kind: a retryable Nack, a lost connection, an ack timeout; after the
+ * fourth (max_deliveries: 4) the message is dead-lettered and the sender
+ * told.  (The broker writes a first delivery's count only when it fails:
+ * without that, the count would stay 1 and the message would come back
+ * for ever.) */
+static void
+t_delivery_counts(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL;
+	struct schakel_message m = hx_msg(HX_TYPE_ONE, "zaak-0008", "telt");
+	struct schakel_receipt r;
+	struct s_notices ns = {0};
+	struct frame nack = {.kind = FRAME_NACK};
+	struct codec_buf buf = {0};
+	uint32_t got[6] = {0};
+	void *raw;
+
+	s_connect(h, HX_SENDER, &a);
+	schakel_set_notice_handler(a, s_on_notice, &ns);
+	s_send_ok(a, &m, &r);
+	/* Counts are collected first and checked once the raw connections
+	 * are closed (an open socket would keep the harness from ending). */
+	raw = hx_raw_connect(h, HX_TEAM_A);
+	assert_non_null(raw);
+	got[0] = s_raw_deliver(raw, r.store_seq, 5000);
+	/* A retryable Nack. */
+	nack.u.ack.store_seq = r.store_seq;
+	memcpy(nack.u.ack.message_id, r.message_id, SCHAKEL_ID_LEN);
+	nack.u.ack.code = SCHAKEL_E_UNAVAILABLE;
+	if (frame_encode(&nack, &buf) == SCHAKEL_OK)
+		got[5] = zmq_send(raw, buf.data, buf.len, 0) == (int)buf.len;
+	codec_buf_clear(&buf);
+	got[1] = s_raw_deliver(raw, r.store_seq, 5000);
+	/* The connection is replaced while it is in flight. */
+	hx_raw_close(&raw);
+	raw = hx_raw_connect(h, HX_TEAM_A);
+	if (raw != NULL) {
+		got[2] = s_raw_deliver(raw, r.store_seq, 5000);
+		/* No Ack within the 2 s ack timeout. */
+		got[3] = s_raw_deliver(raw, r.store_seq, 6000);
+		/* The fourth times out too: dead-lettered, not handed out
+		 * again. */
+		got[4] = s_raw_deliver(raw, r.store_seq, 4000);
+		hx_raw_close(&raw);
+	}
+	s_wait_notices(a, &ns, 1, 6000);
+	schakel_close(&a);
+	assert_int_equal(got[5], 1);
+	assert_int_equal(got[0], 1);
+	assert_int_equal(got[1], 2);
+	assert_int_equal(got[2], 3);
+	assert_int_equal(got[3], 4);
+	assert_int_equal(got[4], 0);
+	assert_int_equal(ns.n, 1);
+	assert_int_equal(ns.v[0].kind, SCHAKEL_NOTICE_DEAD_LETTERED);
+	assert_int_equal(ns.v[0].code, SCHAKEL_E_DELIVERY_FAILED);
 	assert_memory_equal(ns.v[0].id, r.message_id, SCHAKEL_ID_LEN);
 	schakel_receipt_clear(&r);
 }
@@ -664,6 +748,8 @@ main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(t_long_case, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_expire_in_flight, s_setup_ack_timeout, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_delivery_counts, s_setup_ack_timeout, s_teardown),
 	};
 
 	if (argc != 2) {
