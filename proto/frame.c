@@ -147,13 +147,15 @@ frame_decode(const uint8_t *buf, size_t len, size_t max_len, struct frame *f)
 {
 	int rc;
 
-	memset(f, 0, sizeof *f);
+	/* pb_frame_decode clears *f (a struct of several KiB) itself; only
+	 * the refusals before it do so here, so a decode clears it once. */
 	if (max_len == 0 || max_len > S_MAX_FRAME)
 		max_len = S_MAX_FRAME;
-	if (len > max_len)
-		return SCHAKEL_E_TOO_LARGE;
-	if (buf == NULL && len > 0)
-		return SCHAKEL_E_BAD_ARGUMENT;
+	if (len > max_len || (buf == NULL && len > 0)) {
+		memset(f, 0, sizeof *f);
+		return len > max_len ? SCHAKEL_E_TOO_LARGE
+				     : SCHAKEL_E_BAD_ARGUMENT;
+	}
 	rc = pb_frame_decode(buf, len, f);
 	if (rc)
 		return rc;

@@ -1,10 +1,11 @@
 /*
  * pb: the wire format of schakel.v1, and the one file that includes the
  * protobuf-c generated header.  Every decode first walks the input against
- * a limits table (wire.c): envelopes and headers are decoded by that walk
- * itself (zero-copy), receipts and frames are then unpacked by protobuf-c
- * into a bounded arena.  Encoding uses protobuf-c.  It checks sizes, not
- * meaning.
+ * a limits table (wire.c): envelopes, headers and the per-message frames
+ * are decoded by that walk itself, receipts and the other frames are then
+ * unpacked by protobuf-c into a bounded arena.  Encoding uses protobuf-c,
+ * except for the per-message frames, which are written by hand exactly as
+ * protobuf-c writes them.  It checks sizes, not meaning.
  */
 #include "pb.h"
 
@@ -1000,7 +1001,7 @@ s_frame_resolved_to_pb(const struct frame_resolved *r, struct s_frame_pb *x)
 }
 
 int
-pb_frame_encode(const struct frame *f, struct codec_buf *out)
+pb_frame_encode_pbc(const struct frame *f, struct codec_buf *out)
 {
 	struct s_frame_pb *x = calloc(1, sizeof *x);
 	int rc;
@@ -1277,18 +1278,16 @@ s_frame_from_pb(const Schakel__V1__Frame *m, struct frame *f)
 	}
 }
 
-int
-pb_frame_decode(const uint8_t *buf, size_t len, struct frame *f)
+/* Unpack a frame that already passed the limits walk; *f is zeroed and
+ * stays zeroed on failure. */
+static int
+s_frame_unpack(const uint8_t *buf, size_t len, struct frame *f)
 {
 	struct s_arena ar;
 	ProtobufCAllocator a;
 	Schakel__V1__Frame *m;
 	int rc;
 
-	memset(f, 0, sizeof *f);
-	rc = wire_check(&s_frame_m, buf, len, S_DEPTH);
-	if (rc)
-		return rc;
 	rc = s_arena_init(&ar, &a, len);
 	if (rc)
 		return rc;
@@ -1303,4 +1302,383 @@ pb_frame_decode(const uint8_t *buf, size_t len, struct frame *f)
 	}
 	f->owner = ar.base;
 	return SCHAKEL_OK;
+}
+
+int
+pb_frame_decode_pbc(const uint8_t *buf, size_t len, struct frame *f)
+{
+	int rc;
+
+	memset(f, 0, sizeof *f);
+	rc = wire_check(&s_frame_m, buf, len, S_DEPTH);
+	if (rc)
+		return rc;
+	return s_frame_unpack(buf, len, f);
+}
+
+/* ---- the per-message frames, by hand -------------------------------- */
+
+/* Submit, Accepted, Deliver, Ack, Nack, Credit, Ping, Pong and Refusal go
+ * by for every message, so they skip protobuf-c's descriptor-driven code.
+ * The output is byte for byte protobuf-c's (test_frame compares them):
+ * fields in number order, a field equal to zero or empty left out
+ * (proto3), corr_id too, but the body always written, even empty, because
+ * the oneof case is set.  Decoding takes the fields from wire_walk, after
+ * the same limits walk as every frame; it needs no merging (the last of a
+ * repeated field, or two bodies merged) because that walk refuses a field
+ * or a body that appears twice.  Empty byte fields stay NULL, as
+ * protobuf-c leaves them. */
+
+/* A body's fields by number (1..4): varints in v, bytes and strings as
+ * p[0..n). */
+#define S_HOT_NUMS 5
+
+/* No frame holds a field this large (frame.c caps them far lower); the
+ * bound keeps the size sums below from overflowing. */
+#define S_HOT_MAX_BYTES UINT32_MAX
+
+struct s_hot_vals {
+	uint64_t v[S_HOT_NUMS];
+	const uint8_t *p[S_HOT_NUMS];
+	size_t n[S_HOT_NUMS];
+};
+
+/* The body's limits table for a per-message kind, NULL for the others. */
+static const struct wire_msg *
+s_hot_m(uint32_t kind)
+{
+	switch (kind) {
+	case FRAME_SUBMIT:
+		return &s_submit_m;
+	case FRAME_ACCEPTED:
+		return &s_accepted_m;
+	case FRAME_REFUSAL:
+		return &s_refusal_m;
+	case FRAME_CREDIT:
+		return &s_credit_m;
+	case FRAME_DELIVER:
+		return &s_deliver_m;
+	case FRAME_ACK:
+		return &s_ack_m;
+	case FRAME_NACK:
+		return &s_nack_m;
+	case FRAME_PING:
+	case FRAME_PONG:
+		return &s_ping_m;
+	default:
+		return NULL;
+	}
+}
+
+static bool
+s_is_varint(enum wire_kind k)
+{
+	return k == WIRE_U64 || k == WIRE_U32 || k == WIRE_BOOL;
+}
+
+static size_t
+s_varint_put(uint8_t *o, uint64_t v)
+{
+	size_t n = 0;
+
+	for (; v >= 0x80; v >>= 7)
+		o[n++] = (uint8_t)(v | 0x80);
+	o[n++] = (uint8_t)v;
+	return n;
+}
+
+static void
+s_hot_from_frame(const struct frame *f, struct s_hot_vals *x)
+{
+	memset(x, 0, sizeof *x);
+	switch (f->kind) {
+	case FRAME_SUBMIT:
+		x->p[1] = f->u.submit.data;
+		x->n[1] = f->u.submit.len;
+		break;
+	case FRAME_ACCEPTED:
+		x->p[1] = f->u.accepted.data;
+		x->n[1] = f->u.accepted.len;
+		break;
+	case FRAME_REFUSAL:
+		x->v[1] = f->u.refusal.code;
+		x->p[2] = (const uint8_t *)f->u.refusal.reason;
+		x->n[2] =
+		    strnlen(f->u.refusal.reason, sizeof f->u.refusal.reason);
+		if (f->u.refusal.has_message_id) {
+			x->p[3] = f->u.refusal.message_id;
+			x->n[3] = ENV_ID_LEN;
+		}
+		break;
+	case FRAME_CREDIT:
+		x->v[1] = f->u.credit;
+		break;
+	case FRAME_DELIVER:
+		x->v[1] = f->u.deliver.store_seq;
+		x->v[2] = f->u.deliver.delivery_count;
+		x->p[3] = f->u.deliver.envelope.data;
+		x->n[3] = f->u.deliver.envelope.len;
+		x->p[4] = f->u.deliver.receipt.data;
+		x->n[4] = f->u.deliver.receipt.len;
+		break;
+	case FRAME_ACK:
+	case FRAME_NACK: /* an Ack's table has no field 3 */
+		x->v[1] = f->u.ack.store_seq;
+		x->p[2] = f->u.ack.message_id;
+		x->n[2] = ENV_ID_LEN;
+		x->v[3] = f->u.ack.code;
+		break;
+	case FRAME_PING:
+	case FRAME_PONG:
+		x->v[1] = f->u.ping_ms;
+		break;
+	default:
+		break;
+	}
+}
+
+/* The body's encoded size, or SIZE_MAX when a field is too large. */
+static size_t
+s_hot_size(const struct wire_msg *m, const struct s_hot_vals *x)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < m->nfields; i++) {
+		const struct wire_field *fl = &m->fields[i];
+		uint64_t key = (uint64_t)fl->num << 3;
+
+		if (s_is_varint(fl->kind)) {
+			if (x->v[fl->num] != 0)
+				n += s_varint_len(key) +
+				    s_varint_len(x->v[fl->num]);
+		} else if (x->n[fl->num] > S_HOT_MAX_BYTES) {
+			return SIZE_MAX;
+		} else if (x->n[fl->num] > 0) {
+			n += s_varint_len(key | 2) +
+			    s_varint_len(x->n[fl->num]) + x->n[fl->num];
+		}
+	}
+	return n;
+}
+
+static size_t
+s_hot_write(const struct wire_msg *m, const struct s_hot_vals *x, uint8_t *o)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < m->nfields; i++) {
+		const struct wire_field *fl = &m->fields[i];
+		uint64_t key = (uint64_t)fl->num << 3;
+
+		if (s_is_varint(fl->kind)) {
+			if (x->v[fl->num] == 0)
+				continue;
+			k += s_varint_put(o + k, key);
+			k += s_varint_put(o + k, x->v[fl->num]);
+		} else if (x->n[fl->num] > 0) {
+			k += s_varint_put(o + k, key | 2);
+			k += s_varint_put(o + k, x->n[fl->num]);
+			memcpy(o + k, x->p[fl->num], x->n[fl->num]);
+			k += x->n[fl->num];
+		}
+	}
+	return k;
+}
+
+/* Encode a per-message frame whose body table is `m` into one exactly
+ * sized allocation. */
+static int
+s_frame_encode_hot(
+    const struct frame *f, const struct wire_msg *m, struct codec_buf *out)
+{
+	struct s_hot_vals x;
+	uint64_t key = (uint64_t)f->kind << 3 | 2;
+	size_t body, total, k = 0;
+
+	s_hot_from_frame(f, &x);
+	body = s_hot_size(m, &x);
+	if (body == SIZE_MAX)
+		return SCHAKEL_E_TOO_LARGE;
+	total = s_varint_len(key) + s_varint_len(body) + body;
+	if (f->corr_id != 0)
+		total += 1 + s_varint_len(f->corr_id);
+	out->data = malloc(total);
+	if (out->data == NULL)
+		return SCHAKEL_E_NO_MEMORY;
+	if (f->corr_id != 0) {
+		out->data[k++] = 1 << 3; /* corr_id, a varint */
+		k += s_varint_put(out->data + k, f->corr_id);
+	}
+	k += s_varint_put(out->data + k, key);
+	k += s_varint_put(out->data + k, body);
+	k += s_hot_write(m, &x, out->data + k);
+	if (k != total) {
+		free(out->data);
+		out->data = NULL;
+		return SCHAKEL_E_INTERNAL;
+	}
+	out->len = k;
+	return SCHAKEL_OK;
+}
+
+int
+pb_frame_encode(const struct frame *f, struct codec_buf *out)
+{
+	const struct wire_msg *m = s_hot_m(f->kind);
+
+	if (m != NULL)
+		return s_frame_encode_hot(f, m, out);
+	return pb_frame_encode_pbc(f, out);
+}
+
+/* What the limits walk of a Frame saw: corr_id and the body's span. */
+struct s_frame_ctx {
+	uint64_t corr_id;
+	uint32_t kind;
+	const uint8_t *body;
+	size_t body_len;
+};
+
+static int
+s_frame_visit(void *ctx, uint32_t num, uint64_t v, const uint8_t *p, size_t n)
+{
+	struct s_frame_ctx *c = ctx;
+
+	if (num == 1) {
+		c->corr_id = v;
+	} else { /* a body: the walk lets at most one through */
+		c->kind = num;
+		c->body = p;
+		c->body_len = n;
+	}
+	return SCHAKEL_OK;
+}
+
+static int
+s_hot_visit(void *ctx, uint32_t num, uint64_t v, const uint8_t *p, size_t n)
+{
+	struct s_hot_vals *x = ctx;
+
+	if (num < S_HOT_NUMS) { /* always: the tables stop at 4 */
+		x->v[num] = v;
+		x->p[num] = p;
+		x->n[num] = n;
+	}
+	return SCHAKEL_OK;
+}
+
+/* Copy up to two byte fields into one block that becomes f->owner.  An
+ * empty field stays (NULL, 0), as protobuf-c leaves it; with nothing to
+ * copy the owner stays NULL. */
+static int
+s_own(struct frame *f, struct frame_bytes *a, const uint8_t *ap, size_t an,
+    struct frame_bytes *b, const uint8_t *bp, size_t bn)
+{
+	uint8_t *blk;
+
+	if (an + bn == 0)
+		return SCHAKEL_OK;
+	blk = malloc(an + bn);
+	if (blk == NULL)
+		return SCHAKEL_E_NO_MEMORY;
+	if (an > 0) {
+		memcpy(blk, ap, an);
+		a->data = blk;
+		a->len = an;
+	}
+	if (bn > 0) {
+		memcpy(blk + an, bp, bn);
+		b->data = blk + an;
+		b->len = bn;
+	}
+	f->owner = blk;
+	return SCHAKEL_OK;
+}
+
+/* s_exact for a field the walk handed over. */
+static int
+s_exact_span(uint8_t *dst, size_t want, const uint8_t *p, size_t n)
+{
+	if (n != want)
+		return SCHAKEL_E_BAD_FIELD;
+	memcpy(dst, p, want);
+	return SCHAKEL_OK;
+}
+
+/* Fill the body of a zeroed per-message frame whose kind is set, as
+ * s_frame_from_pb would. */
+static int
+s_hot_to_frame(const struct s_hot_vals *x, struct frame *f)
+{
+	switch (f->kind) {
+	case FRAME_SUBMIT:
+		return s_own(f, &f->u.submit, x->p[1], x->n[1], NULL, NULL, 0);
+	case FRAME_ACCEPTED:
+		return s_own(
+		    f, &f->u.accepted, x->p[1], x->n[1], NULL, NULL, 0);
+	case FRAME_REFUSAL:
+		f->u.refusal.code = (uint32_t)x->v[1];
+		if (x->n[2] > 0) /* at most FRAME_MAX_TEXT_LEN, by the walk */
+			s_put(f->u.refusal.reason, sizeof f->u.refusal.reason,
+			    x->p[2], x->n[2]);
+		f->u.refusal.has_message_id = x->n[3] > 0;
+		if (!f->u.refusal.has_message_id)
+			return SCHAKEL_OK;
+		return s_exact_span(
+		    f->u.refusal.message_id, ENV_ID_LEN, x->p[3], x->n[3]);
+	case FRAME_CREDIT:
+		f->u.credit = (uint32_t)x->v[1];
+		return SCHAKEL_OK;
+	case FRAME_DELIVER:
+		f->u.deliver.store_seq = x->v[1];
+		f->u.deliver.delivery_count = (uint32_t)x->v[2];
+		return s_own(f, &f->u.deliver.envelope, x->p[3], x->n[3],
+		    &f->u.deliver.receipt, x->p[4], x->n[4]);
+	case FRAME_ACK:
+	case FRAME_NACK: /* an Ack's walk never sets field 3 */
+		f->u.ack.store_seq = x->v[1];
+		f->u.ack.code = (uint32_t)x->v[3];
+		return s_exact_span(
+		    f->u.ack.message_id, ENV_ID_LEN, x->p[2], x->n[2]);
+	case FRAME_PING:
+	case FRAME_PONG:
+		f->u.ping_ms = x->v[1];
+		return SCHAKEL_OK;
+	default:
+		return SCHAKEL_E_INTERNAL;
+	}
+}
+
+int
+pb_frame_decode(const uint8_t *buf, size_t len, struct frame *f)
+{
+	struct s_frame_ctx c = {0, FRAME_NONE, NULL, 0};
+	struct s_hot_vals x;
+	const struct wire_msg *m;
+	int rc;
+
+	memset(f, 0, sizeof *f);
+	/* The limits fence (wire_check) for every kind, noting on the way
+	 * where the body is. */
+	rc = wire_walk(&s_frame_m, buf, len, S_DEPTH, s_frame_visit, &c);
+	if (rc)
+		return rc;
+	if (c.kind == FRAME_NONE) /* a frame must carry exactly one body */
+		return SCHAKEL_E_MALFORMED;
+	m = s_hot_m(c.kind);
+	if (m == NULL)
+		return s_frame_unpack(buf, len, f);
+	/* The fence walked this body already, with this table; walking it
+	 * again only collects the fields. */
+	memset(&x, 0, sizeof x);
+	rc = wire_walk(m, c.body, c.body_len, S_DEPTH - 1, s_hot_visit, &x);
+	f->corr_id = c.corr_id;
+	f->kind = (enum frame_kind)c.kind;
+	if (rc == SCHAKEL_OK)
+		rc = s_hot_to_frame(&x, f);
+	if (rc) {
+		free(f->owner);
+		memset(f, 0, sizeof *f);
+	}
+	return rc;
 }

@@ -65,10 +65,19 @@ int pb_signed_receipt_decode(const uint8_t *buf, size_t len,
     uint8_t receipt[RECEIPT_MAX_LEN], size_t *receipt_len,
     struct merkle_sig *sig);
 
-/* Frame: plain struct <-> bytes.  Decoding checks the wire format and
- * lengths and sets f->owner to the memory the byte fields point into (free
- * it with free()); frame.c checks the fields' syntax. */
+/* Frame: plain struct <-> bytes.  Decoding clears *f first, checks the
+ * wire format and lengths and sets f->owner to the memory the byte fields
+ * point into (free it with free(); it may be NULL when there is nothing to
+ * own); on failure *f is left zeroed.  frame.c checks the fields' syntax.
+ * The per-message kinds (Submit, Accepted, Refusal, Credit, Deliver, Ack,
+ * Nack, Ping, Pong) are encoded and decoded without protobuf-c. */
 int pb_frame_encode(const struct frame *f, struct codec_buf *out);
 int pb_frame_decode(const uint8_t *buf, size_t len, struct frame *f);
+
+/* The same through protobuf-c for every kind.  These exist for tests,
+ * which check that both paths give the same bytes, results and frames;
+ * nothing else should call them. */
+int pb_frame_encode_pbc(const struct frame *f, struct codec_buf *out);
+int pb_frame_decode_pbc(const uint8_t *buf, size_t len, struct frame *f);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * test_frame: unit tests of the broker command codec: every command
  * round-trips, and frames with no body, two bodies, bad fields or
- * oversized contents are refused with their codes.
+ * oversized contents are refused with their codes.  The per-message kinds,
+ * which pb.c codes by hand, are held to the protobuf-c path.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 #include <sodium.h>
 
 #include "frame.h"
+#include "pb.h"
 #include "receipt.h"
 
 static int
@@ -356,6 +358,707 @@ test_notice_signature(void **state)
 	codec_buf_clear(&buf);
 }
 
+/* ---- the per-message kinds against protobuf-c -------------------------- */
+
+/* pb.c encodes and decodes the per-message kinds by hand; these tests hold
+ * that path to the protobuf-c one (pb_frame_encode_pbc, _decode_pbc): the
+ * same bytes for random frames, and the same result and frame for random
+ * and mutated input.  The generator is seeded, so a failure repeats. */
+
+#define S_SEED 0x5c4a4b454cull
+#define S_RANDOM_PER_KIND 2000
+#define S_MUTATED_PER_KIND 6000
+#define S_MUT_MAX 512
+#define S_POOL_LEN (ENV_MAX_LEN + 2 * RECEIPT_MAX_LEN)
+
+static const enum frame_kind s_hot_kinds[] = {FRAME_SUBMIT, FRAME_ACCEPTED,
+    FRAME_REFUSAL, FRAME_CREDIT, FRAME_DELIVER, FRAME_ACK, FRAME_NACK,
+    FRAME_PING, FRAME_PONG};
+#define S_N_HOT (sizeof s_hot_kinds / sizeof s_hot_kinds[0])
+
+static uint64_t s_rng;
+
+/* splitmix64 */
+static uint64_t
+s_rand(void)
+{
+	uint64_t z = (s_rng += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t
+s_below(uint64_t n)
+{
+	return s_rand() % n;
+}
+
+/* A varint worth trying: zero, one, the ends of each byte count, the
+ * maximum, or random of a random width. */
+static uint64_t
+s_rand_u64(void)
+{
+	switch (s_below(8)) {
+	case 0:
+		return 0;
+	case 1:
+		return UINT64_MAX;
+	case 2:
+		return 1;
+	case 3: {
+		uint64_t edge = 1ull << (7 * (1 + s_below(9)));
+
+		return edge - 1 + s_below(2);
+	}
+	default:
+		return s_rand() >> s_below(64);
+	}
+}
+
+static uint32_t
+s_rand_u32(void)
+{
+	if (s_below(8) == 0)
+		return UINT32_MAX;
+	return (uint32_t)s_rand_u64();
+}
+
+/* A length worth trying, at most `max`. */
+static size_t
+s_rand_len(size_t max)
+{
+	static const size_t edges[] = {0, 1, 127, 128, 16383, 16384};
+	size_t n;
+
+	if (s_below(4) == 0)
+		n = edges[s_below(sizeof edges / sizeof edges[0])];
+	else
+		n = (size_t)s_below(3000);
+	return n < max ? n : max;
+}
+
+/* Bytes of length n from the pool; an empty field is sometimes NULL. */
+static void
+s_rand_bytes(struct frame_bytes *b, const uint8_t *pool, size_t n)
+{
+	b->len = n;
+	b->data =
+	    n == 0 && s_below(2) ? NULL : pool + s_below(S_POOL_LEN - n + 1);
+}
+
+static void
+s_rand_text(char *s, size_t cap, size_t max)
+{
+	size_t n = (size_t)s_below(max + 1);
+
+	if (n >= cap)
+		n = cap - 1;
+	for (size_t i = 0; i < n; i++)
+		/* Now and then a byte the decoder refuses (never NUL). */
+		s[i] = (char)(s_below(64) == 0 ? 1 + s_below(255)
+					       : 0x20 + s_below(0x5f));
+	s[n] = '\0';
+}
+
+/* A random frame of `kind`; `size` 0 and 1 ask for the largest byte
+ * fields frame_encode allows (0) and the largest the decoder takes (1),
+ * S_MUT_MAX for small ones, anything else for the usual mix. */
+static void
+s_rand_frame(
+    enum frame_kind kind, size_t size, const uint8_t *pool, struct frame *f)
+{
+	size_t env = size == 0 || size == 1 ? ENV_MAX_LEN
+	    : size == S_MUT_MAX             ? (size_t)s_below(40)
+					    : s_rand_len(ENV_MAX_LEN);
+	size_t rcpt = size == 0 ? RECEIPT_MAX_LEN + 1024
+	    : size == 1         ? RECEIPT_MAX_LEN
+	    : size == S_MUT_MAX ? (size_t)s_below(40)
+				: s_rand_len(RECEIPT_MAX_LEN + 1024);
+
+	memset(f, 0, sizeof *f);
+	f->kind = kind;
+	f->corr_id = s_below(2) ? 0 : s_rand_u64();
+	switch (kind) {
+	case FRAME_SUBMIT:
+		s_rand_bytes(&f->u.submit, pool, env);
+		break;
+	case FRAME_ACCEPTED:
+		s_rand_bytes(&f->u.accepted, pool, env);
+		break;
+	case FRAME_REFUSAL:
+		f->u.refusal.code = s_rand_u32();
+		s_rand_text(f->u.refusal.reason, sizeof f->u.refusal.reason,
+		    size == S_MUT_MAX ? 40 : FRAME_MAX_TEXT_LEN);
+		f->u.refusal.has_message_id = s_below(2);
+		if (f->u.refusal.has_message_id)
+			memcpy(f->u.refusal.message_id,
+			    pool + s_below(S_POOL_LEN - ENV_ID_LEN),
+			    ENV_ID_LEN);
+		break;
+	case FRAME_CREDIT:
+		f->u.credit = s_rand_u32();
+		break;
+	case FRAME_DELIVER:
+		f->u.deliver.store_seq = s_rand_u64();
+		f->u.deliver.delivery_count = s_rand_u32();
+		s_rand_bytes(&f->u.deliver.envelope, pool, env);
+		s_rand_bytes(&f->u.deliver.receipt, pool, rcpt);
+		break;
+	case FRAME_ACK:
+	case FRAME_NACK:
+		f->u.ack.store_seq = s_rand_u64();
+		memcpy(f->u.ack.message_id,
+		    pool + s_below(S_POOL_LEN - ENV_ID_LEN), ENV_ID_LEN);
+		/* An Ack carries no code; one set here must not show. */
+		f->u.ack.code = s_rand_u32();
+		break;
+	case FRAME_PING:
+	case FRAME_PONG:
+		f->u.ping_ms = s_rand_u64();
+		break;
+	default:
+		fail();
+	}
+}
+
+static uint8_t *
+s_pool_new(void)
+{
+	uint8_t *pool = malloc(S_POOL_LEN);
+
+	assert_non_null(pool);
+	for (size_t i = 0; i + 8 <= S_POOL_LEN; i += 8) {
+		uint64_t r = s_rand();
+
+		memcpy(pool + i, &r, 8);
+	}
+	return pool;
+}
+
+static void
+s_dump(const char *what, enum frame_kind kind, size_t i, const uint8_t *buf,
+    size_t len)
+{
+	print_error(
+	    "%s: kind %d case %zu, %zu bytes:", what, (int)kind, i, len);
+	for (size_t k = 0; k < len && k < 256; k++)
+		print_error(" %02x", buf[k]);
+	print_error("\n");
+}
+
+/* Move a decoded byte field's contents out of the comparison: equal
+ * lengths, equal NULL-ness, equal bytes; then both pointers cleared. */
+static void
+s_same_bytes(struct frame_bytes *a, struct frame_bytes *b)
+{
+	assert_int_equal(a->len, b->len);
+	assert_int_equal(a->data == NULL, b->data == NULL);
+	if (a->len > 0)
+		assert_memory_equal(a->data, b->data, a->len);
+	a->data = b->data = NULL;
+}
+
+/* The two decodes agree: both refused and left *f zeroed, or both gave
+ * the same frame (apart from where the bytes live). */
+static void
+s_same_decode(int rc_a, const struct frame *a, int rc_b, const struct frame *b)
+{
+	static const struct frame zero;
+	struct frame x = *a, y = *b;
+	bool held;
+
+	assert_int_equal(rc_a, rc_b);
+	if (rc_a != SCHAKEL_OK) {
+		assert_memory_equal(a, &zero, sizeof zero);
+		assert_memory_equal(b, &zero, sizeof zero);
+		return;
+	}
+	assert_int_equal(x.kind, y.kind);
+	/* The hand decoder (a) owns memory exactly when there are bytes to
+	 * hold; protobuf-c's arena is always there. */
+	switch (x.kind) {
+	case FRAME_SUBMIT:
+	case FRAME_ACCEPTED:
+		held = a->u.submit.len > 0;
+		break;
+	case FRAME_DELIVER:
+		held = a->u.deliver.envelope.len + a->u.deliver.receipt.len > 0;
+		break;
+	default:
+		held = a->owner != NULL; /* not a hand-decoded kind */
+		break;
+	}
+	assert_int_equal(a->owner != NULL, held);
+	switch (x.kind) {
+	case FRAME_SUBMIT:
+		s_same_bytes(&x.u.submit, &y.u.submit);
+		break;
+	case FRAME_ACCEPTED:
+		s_same_bytes(&x.u.accepted, &y.u.accepted);
+		break;
+	case FRAME_DELIVER:
+		s_same_bytes(&x.u.deliver.envelope, &y.u.deliver.envelope);
+		s_same_bytes(&x.u.deliver.receipt, &y.u.deliver.receipt);
+		break;
+	default:
+		break;
+	}
+	x.owner = y.owner = NULL;
+	assert_memory_equal(&x, &y, sizeof x);
+}
+
+/* Decode buf both ways and compare; returns the result. */
+static int
+s_decode_both(enum frame_kind kind, size_t i, const uint8_t *buf, size_t len)
+{
+	struct frame a, b;
+	int rc_a, rc_b;
+
+	memset(&a, 0xa5, sizeof a);
+	memset(&b, 0x5a, sizeof b);
+	rc_a = pb_frame_decode(buf, len, &a);
+	rc_b = pb_frame_decode_pbc(buf, len, &b);
+	if (rc_a != rc_b) {
+		s_dump("decoders differ", kind, i, buf, len);
+		fail_msg("hand %d, protobuf-c %d", rc_a, rc_b);
+	}
+	s_same_decode(rc_a, &a, rc_b, &b);
+	frame_clear(&a);
+	frame_clear(&b);
+	return rc_a;
+}
+
+/* Random frames of every per-message kind, byte fields from empty to the
+ * largest: both encoders write the same bytes, and both decoders read
+ * them back the same, also once the input is gone. */
+static void
+test_hot_same_as_pbc(void **state)
+{
+	uint8_t *pool;
+
+	(void)state;
+	s_rng = S_SEED;
+	pool = s_pool_new();
+	for (size_t k = 0; k < S_N_HOT; k++) {
+		for (size_t i = 0; i < S_RANDOM_PER_KIND; i++) {
+			struct codec_buf a = {0}, b = {0};
+			struct frame f, da, db;
+			int rc_a, rc_b;
+
+			s_rand_frame(s_hot_kinds[k], i, pool, &f);
+			rc_a = pb_frame_encode(&f, &a);
+			rc_b = pb_frame_encode_pbc(&f, &b);
+			assert_int_equal(rc_a, SCHAKEL_OK);
+			assert_int_equal(rc_b, SCHAKEL_OK);
+			if (a.len != b.len || memcmp(a.data, b.data, a.len)) {
+				s_dump("hand", f.kind, i, a.data, a.len);
+				s_dump("protobuf-c", f.kind, i, b.data, b.len);
+				fail();
+			}
+			/* The decoded frame must not point into the input. */
+			rc_a = pb_frame_decode(a.data, a.len, &da);
+			codec_buf_clear(&a);
+			rc_b = pb_frame_decode_pbc(b.data, b.len, &db);
+			codec_buf_clear(&b);
+			s_same_decode(rc_a, &da, rc_b, &db);
+			if (rc_a == SCHAKEL_OK && f.kind == FRAME_DELIVER)
+				assert_int_equal(da.u.deliver.store_seq,
+				    f.u.deliver.store_seq);
+			frame_clear(&da);
+			frame_clear(&db);
+		}
+	}
+	free(pool);
+}
+
+/* ---- a small protobuf writer for mutated frames ---- */
+
+struct s_wbuf {
+	uint8_t d[S_MUT_MAX];
+	size_t n;
+};
+
+static void
+s_w_byte(struct s_wbuf *w, uint8_t b)
+{
+	if (w->n < sizeof w->d)
+		w->d[w->n++] = b;
+}
+
+static void
+s_w_varint(struct s_wbuf *w, uint64_t v)
+{
+	/* Now and then a padded (non-minimal) varint. */
+	bool pad = s_below(32) == 0;
+
+	for (; v >= 0x80; v >>= 7)
+		s_w_byte(w, (uint8_t)(v | 0x80));
+	if (pad) {
+		s_w_byte(w, (uint8_t)(v | 0x80));
+		s_w_byte(w, 0);
+	} else {
+		s_w_byte(w, (uint8_t)v);
+	}
+}
+
+static void
+s_w_raw(struct s_wbuf *w, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		s_w_byte(w, p[i]);
+}
+
+/* Each body's field types by number: v a varint, w a 32-bit varint, b
+ * bytes, i a 16-byte id, s a string. */
+static const char *
+s_schema(enum frame_kind kind)
+{
+	switch (kind) {
+	case FRAME_SUBMIT:
+	case FRAME_ACCEPTED:
+		return "b";
+	case FRAME_REFUSAL:
+		return "wsi";
+	case FRAME_CREDIT:
+		return "w";
+	case FRAME_DELIVER:
+		return "vwbb";
+	case FRAME_ACK:
+		return "vi";
+	case FRAME_NACK:
+		return "viw";
+	default:
+		return "v"; /* Ping, Pong */
+	}
+}
+
+static void
+s_w_field(struct s_wbuf *w, uint32_t num, char type, const uint8_t *pool)
+{
+	uint32_t wt = type == 'v' || type == 'w' ? 0 : 2;
+	size_t n;
+
+	if (s_below(24) == 0)
+		wt = (uint32_t)s_below(8); /* often the wrong one */
+	s_w_varint(w, (uint64_t)num << 3 | wt);
+	switch (wt) {
+	case 0:
+		s_w_varint(w,
+		    type == 'w' && s_below(16) ? s_rand_u32() : s_rand_u64());
+		break;
+	case 1:
+		s_w_raw(w, pool + s_below(1024), 8);
+		break;
+	case 2:
+		n = type == 'i' && s_below(4) ? ENV_ID_LEN : s_below(41);
+		s_w_varint(w, n);
+		if (type == 's') {
+			char text[41];
+
+			s_rand_text(text, sizeof text, n);
+			/* The length above stays; a short text is cut off. */
+			s_w_raw(w, (const uint8_t *)text, strlen(text));
+			for (size_t k = strlen(text); k < n; k++)
+				s_w_byte(w, 'x');
+		} else {
+			s_w_raw(w, pool + s_below(1024), n);
+		}
+		break;
+	case 5:
+		s_w_raw(w, pool + s_below(1024), 4);
+		break;
+	default:
+		break;
+	}
+}
+
+/* A body of `kind`: each field there or not, some duplicated, unknown
+ * ones added, the order shuffled. */
+static void
+s_w_body(struct s_wbuf *w, enum frame_kind kind, const uint8_t *pool)
+{
+	const char *sc = s_schema(kind);
+	uint32_t nf = (uint32_t)strlen(sc), order[12];
+	size_t n = 0;
+
+	for (uint32_t num = 1; num <= nf; num++)
+		if (s_below(4) != 0)
+			order[n++] = num;
+	if (n > 0 && s_below(8) == 0) {
+		order[n] = order[s_below(n)];
+		n++;
+	}
+	if (s_below(8) == 0)
+		order[n++] = nf + 1 + (uint32_t)s_below(6);
+	if (s_below(4) == 0)
+		for (size_t i = n; i > 1; i--) {
+			size_t j = (size_t)s_below(i);
+			uint32_t t = order[i - 1];
+
+			order[i - 1] = order[j];
+			order[j] = t;
+		}
+	for (size_t i = 0; i < n; i++)
+		s_w_field(w, order[i],
+		    order[i] <= nf ? sc[order[i] - 1] : "vbs"[s_below(3)],
+		    pool);
+}
+
+/* The body number to write for `kind`: mostly its own, now and then
+ * another per-message kind, any body or no body at all. */
+static uint32_t
+s_w_kind(enum frame_kind kind)
+{
+	switch (s_below(24)) {
+	case 0:
+		return s_hot_kinds[s_below(S_N_HOT)];
+	case 1:
+		return 10 + (uint32_t)s_below(14);
+	case 2:
+		return 2 + (uint32_t)s_below(30);
+	default:
+		return (uint32_t)kind;
+	}
+}
+
+static void
+s_w_frame(struct s_wbuf *w, enum frame_kind kind, const uint8_t *pool)
+{
+	struct s_wbuf body = {{0}, 0};
+	uint64_t corr = s_below(2) ? 0 : s_rand_u64();
+	int corr_at = (int)s_below(3); /* none, before, after the body */
+	size_t len;
+
+	s_w_body(&body, kind, pool);
+	if (corr_at == 1) {
+		s_w_varint(w, 1 << 3);
+		s_w_varint(w, corr);
+	}
+	s_w_varint(w, (uint64_t)s_w_kind(kind) << 3 | 2);
+	len = body.n;
+	if (s_below(24) == 0)
+		len = s_below(2) && len > 0 ? len - 1 : len + 1;
+	s_w_varint(w, len);
+	s_w_raw(w, body.d, body.n);
+	if (corr_at == 2 || s_below(24) == 0) {
+		s_w_varint(w, 1 << 3);
+		s_w_varint(w, corr);
+	}
+	if (s_below(16) == 0) { /* a second body */
+		struct s_wbuf b2 = {{0}, 0};
+		enum frame_kind k2 = s_hot_kinds[s_below(S_N_HOT)];
+
+		s_w_body(&b2, k2, pool);
+		s_w_varint(w, (uint64_t)k2 << 3 | 2);
+		s_w_varint(w, b2.n);
+		s_w_raw(w, b2.d, b2.n);
+	}
+	if (s_below(24) == 0) /* an unknown top-level field */
+		s_w_field(w, 2 + (uint32_t)s_below(8), "vbs"[s_below(3)], pool);
+}
+
+/* Flip, overwrite, cut, insert or drop bytes. */
+static void
+s_mutate_bytes(struct s_wbuf *w)
+{
+	int rounds = 1 + (int)s_below(3);
+
+	for (int r = 0; r < rounds && w->n > 0; r++) {
+		size_t at = (size_t)s_below(w->n);
+
+		switch (s_below(5)) {
+		case 0:
+			w->d[at] ^= (uint8_t)(1u << s_below(8));
+			break;
+		case 1:
+			w->d[at] = (uint8_t)s_rand();
+			break;
+		case 2:
+			w->n = at;
+			break;
+		case 3:
+			if (w->n < sizeof w->d) {
+				memmove(w->d + at + 1, w->d + at, w->n - at);
+				w->d[at] = (uint8_t)s_rand();
+				w->n++;
+			}
+			break;
+		default:
+			memmove(w->d + at, w->d + at + 1, w->n - at - 1);
+			w->n--;
+			break;
+		}
+	}
+}
+
+/* Mutated input for every per-message kind: frames built field by field
+ * (fields left out, duplicated, unknown, reordered, of the wrong wire
+ * type, padded varints, wrong lengths, two bodies, a second corr_id) and
+ * encoder output with bytes flipped, overwritten, cut, inserted and
+ * dropped.  Both decoders must give the same result and frame.  Enough
+ * of each must decode, and enough be refused, for the test to mean
+ * something. */
+static void
+test_hot_mutations_same_as_pbc(void **state)
+{
+	uint8_t *pool;
+
+	(void)state;
+	s_rng = S_SEED + 1;
+	pool = s_pool_new();
+	for (size_t k = 0; k < S_N_HOT; k++) {
+		size_t ok = 0;
+
+		for (size_t i = 0; i < S_MUTATED_PER_KIND; i++) {
+			struct s_wbuf w = {{0}, 0};
+
+			if (i % 2 == 0) {
+				s_w_frame(&w, s_hot_kinds[k], pool);
+				if (s_below(4) == 0)
+					s_mutate_bytes(&w);
+			} else {
+				struct codec_buf b = {0};
+				struct frame f;
+
+				s_rand_frame(
+				    s_hot_kinds[k], S_MUT_MAX, pool, &f);
+				assert_int_equal(
+				    pb_frame_encode_pbc(&f, &b), 0);
+				assert_true(b.len <= sizeof w.d);
+				s_w_raw(&w, b.data, b.len);
+				codec_buf_clear(&b);
+				s_mutate_bytes(&w);
+			}
+			if (s_decode_both(s_hot_kinds[k], i, w.d, w.n) ==
+			    SCHAKEL_OK)
+				ok++;
+		}
+		print_message("kind %d: %zu of %d mutated inputs decode\n",
+		    (int)s_hot_kinds[k], ok, S_MUTATED_PER_KIND);
+		assert_true(ok >= S_MUTATED_PER_KIND / 10);
+		assert_true(ok <= S_MUTATED_PER_KIND - S_MUTATED_PER_KIND / 10);
+	}
+	free(pool);
+}
+
+/* The cases protobuf-c's proto3 rules decide, written out: corr_id 0
+ * and zero fields are left out, an empty body is still written. */
+static void
+test_hot_known_bytes(void **state)
+{
+	static const uint8_t env[1] = {0x42};
+	static const struct {
+		enum frame_kind kind;
+		uint64_t corr_id;
+		uint64_t value; /* the body's first varint, when it has one */
+		size_t env_len;
+		uint8_t want[16];
+		size_t want_len;
+		int frame_rc; /* what frame_decode says of it */
+	} cases[] = {
+	    {FRAME_PING, 0, 0, 0, {0xaa, 0x01, 0x00}, 3, SCHAKEL_OK},
+	    {FRAME_PONG, 0, 1, 0, {0xb2, 0x01, 0x02, 0x08, 0x01}, 5,
+		SCHAKEL_OK},
+	    {FRAME_ACCEPTED, 0, 0, 0, {0x7a, 0x00}, 2, SCHAKEL_E_BAD_FIELD},
+	    {FRAME_SUBMIT, 300, 0, 1,
+		{0x08, 0xac, 0x02, 0x72, 0x03, 0x0a, 0x01, 0x42}, 8,
+		SCHAKEL_OK},
+	    {FRAME_CREDIT, 1, 0, 0, {0x08, 0x01, 0x8a, 0x01, 0x00}, 5,
+		SCHAKEL_OK},
+	    {FRAME_REFUSAL, 0, 0, 0, {0x82, 0x01, 0x00}, 3, SCHAKEL_OK},
+	    {FRAME_DELIVER, 0, 0, 0, {0x92, 0x01, 0x00}, 3,
+		SCHAKEL_E_BAD_FIELD},
+	};
+	uint8_t id[ENV_ID_LEN];
+
+	(void)state;
+	memset(id, 0x11, sizeof id);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct codec_buf a = {0}, b = {0};
+		struct frame f, g;
+
+		memset(&f, 0, sizeof f);
+		f.kind = cases[i].kind;
+		f.corr_id = cases[i].corr_id;
+		f.u.ping_ms = cases[i].value;
+		if (cases[i].kind == FRAME_SUBMIT) {
+			f.u.submit.data = env;
+			f.u.submit.len = cases[i].env_len;
+		}
+		assert_int_equal(pb_frame_encode(&f, &a), SCHAKEL_OK);
+		assert_int_equal(pb_frame_encode_pbc(&f, &b), SCHAKEL_OK);
+		assert_int_equal(a.len, cases[i].want_len);
+		assert_memory_equal(a.data, cases[i].want, a.len);
+		assert_int_equal(b.len, cases[i].want_len);
+		assert_memory_equal(b.data, cases[i].want, b.len);
+		s_decode_both(f.kind, i, a.data, a.len);
+		memset(&g, 0xff, sizeof g);
+		assert_int_equal(
+		    frame_decode(a.data, a.len, 0, &g), cases[i].frame_rc);
+		frame_clear(&g);
+		codec_buf_clear(&a);
+		codec_buf_clear(&b);
+	}
+
+	/* An Ack always carries its 16-byte id, even all zeros. */
+	{
+		struct codec_buf a = {0};
+		struct frame f;
+		static const uint8_t want[] = {0x9a, 0x01, 0x12, 0x12, 0x10, 0,
+		    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+
+		memset(&f, 0, sizeof f);
+		f.kind = FRAME_ACK;
+		f.u.ack.code = 5; /* not in an Ack */
+		assert_int_equal(pb_frame_encode(&f, &a), SCHAKEL_OK);
+		assert_int_equal(a.len, sizeof want);
+		assert_memory_equal(a.data, want, sizeof want);
+		codec_buf_clear(&a);
+	}
+}
+
+/* A refused decode leaves the frame zeroed, whatever it held before,
+ * including the refusals frame_decode makes before pb.c sees the bytes. */
+static void
+test_refused_decode_clears(void **state)
+{
+	static const struct frame zero;
+	static const uint8_t ping[] = {0xaa, 0x01, 0x00};
+	/* Ack with a 15-byte id */
+	static const uint8_t short_id[] = {0x9a, 0x01, 0x11, 0x12, 0x0f, 1, 2,
+	    3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+	/* Deliver with an envelope, then cut one byte short */
+	static const uint8_t cut[] = {0x92, 0x01, 0x04, 0x1a, 0x02, 0x01};
+	struct frame g;
+
+	(void)state;
+	memset(&g, 0xff, sizeof g);
+	assert_int_equal(
+	    frame_decode(ping, sizeof ping, 2, &g), SCHAKEL_E_TOO_LARGE);
+	assert_memory_equal(&g, &zero, sizeof g);
+	memset(&g, 0xff, sizeof g);
+	assert_int_equal(frame_decode(NULL, 3, 0, &g), SCHAKEL_E_BAD_ARGUMENT);
+	assert_memory_equal(&g, &zero, sizeof g);
+	memset(&g, 0xff, sizeof g);
+	assert_int_equal(frame_decode(short_id, sizeof short_id, 0, &g),
+	    SCHAKEL_E_BAD_FIELD);
+	assert_memory_equal(&g, &zero, sizeof g);
+	memset(&g, 0xff, sizeof g);
+	assert_int_equal(
+	    frame_decode(cut, sizeof cut, 0, &g), SCHAKEL_E_MALFORMED);
+	assert_memory_equal(&g, &zero, sizeof g);
+	/* An empty input is a frame without a body. */
+	memset(&g, 0xff, sizeof g);
+	assert_int_equal(frame_decode(NULL, 0, 0, &g), SCHAKEL_E_MALFORMED);
+	assert_memory_equal(&g, &zero, sizeof g);
+	assert_int_equal(frame_decode(ping, sizeof ping, 0, &g), SCHAKEL_OK);
+	assert_int_equal(g.kind, FRAME_PING);
+	assert_null(g.owner);
+	frame_clear(&g);
+}
+
 int
 main(void)
 {
@@ -364,6 +1067,10 @@ main(void)
 	    cmocka_unit_test(test_accepted_receipt),
 	    cmocka_unit_test(test_refused),
 	    cmocka_unit_test(test_notice_signature),
+	    cmocka_unit_test(test_hot_known_bytes),
+	    cmocka_unit_test(test_refused_decode_clears),
+	    cmocka_unit_test(test_hot_same_as_pbc),
+	    cmocka_unit_test(test_hot_mutations_same_as_pbc),
 	};
 
 	return cmocka_run_group_tests(tests, s_setup, NULL);
