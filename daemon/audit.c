@@ -22,6 +22,7 @@ static const char *const s_names[] = {
     [AUDIT_DISCONNECTED] = "disconnected",
     [AUDIT_CONFIG_LOADED] = "config-loaded",
     [AUDIT_RETENTION_ENDED] = "retention-ended",
+    [AUDIT_CASE_FORGOTTEN] = "case-forgotten",
 };
 
 #define S_NKINDS (sizeof s_names / sizeof s_names[0])

@@ -41,6 +41,7 @@ enum audit_event_kind {
 	AUDIT_DISCONNECTED,
 	AUDIT_CONFIG_LOADED,
 	AUDIT_RETENTION_ENDED, /* a dead letter removed: retention ended */
+	AUDIT_CASE_FORGOTTEN,  /* a case's participants removed: the same */
 };
 
 struct audit_event {

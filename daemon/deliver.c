@@ -682,10 +682,34 @@ s_retention_round(struct broker *b, struct store_txn *t, size_t *n)
 	return rc;
 }
 
+/* How many cases one round looks at, and forgets at most. */
+#define S_CASES_LOOK (4 * S_SWEEP_BATCH)
+
+static int
+s_cases_round(struct broker *b, struct store_txn *t, size_t *n)
+{
+	static char refs[S_SWEEP_BATCH][STORE_NAME_MAX + 1];
+	int rc = store_forget_cases(
+	    t, b->now_ms, S_CASES_LOOK, refs, S_SWEEP_BATCH, n);
+
+	for (size_t i = 0; rc == STORE_OK && i < *n; i++) {
+		struct audit_event ev = {
+		    .kind = AUDIT_CASE_FORGOTTEN, .time_ms = b->now_ms};
+		text_copy(ev.case_ref, sizeof ev.case_ref, refs[i]);
+		broker_audit(b, &ev);
+	}
+	if (rc == STORE_OK && *n > 0)
+		log_info("forgot the participants of %zu cases (the "
+			 "retention of their agreements ended)",
+		    *n);
+	return rc;
+}
+
 void
 deliver_retention(struct broker *b)
 {
 	s_sweep(b, s_retention_round, "the dead letters' retention");
+	s_sweep(b, s_cases_round, "the cases' retention");
 }
 
 void

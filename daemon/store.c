@@ -307,6 +307,14 @@ store_take_dead_due(struct store_txn *t, uint64_t now_ms,
 }
 
 int
+store_forget_cases(struct store_txn *t, uint64_t now_ms, size_t look,
+    char (*refs)[STORE_NAME_MAX + 1], size_t max, size_t *n)
+{
+	*n = 0;
+	return t->s->ops->forget_cases(t, now_ms, look, refs, max, n);
+}
+
+int
 store_audit_append(struct store_txn *t, const uint8_t *rec, size_t len,
     const uint8_t head[STORE_HASH_LEN], uint64_t *audit_seq)
 {

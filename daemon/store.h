@@ -13,7 +13,8 @@
  *   dedup        message id -> sequence, for the dedup window
  *   dead letters per recipient: messages that expired or failed too often
  *   participants case reference -> parties that sent or were routed a
- *                message on that case
+ *                message on that case, until the retention of its
+ *                agreements has passed since its last message
  *   audit        the hash-chained audit records, in order
  *   meta         the last sequence numbers and the audit chain head
  *
@@ -81,6 +82,9 @@ struct store_msg {
 	size_t envelope_len;
 	const uint8_t *receipt;
 	size_t receipt_len;
+	/* For store_put: keep the case's participants at least until then
+	 * (they go with store_forget_cases); 0 records none (notices). */
+	uint64_t case_until_ms;
 };
 
 /* One entry of a recipient's queue. */
@@ -131,8 +135,9 @@ uint64_t store_next_seq(struct store_txn *t);
 
 /* Stores a message under m->seq (reserved with store_next_seq in this
  * transaction): the message, an entry at the tail of each recipient's
- * queue, the dedup id (kept until `dedup_until_ms`), and the sender and
- * recipients as participants of the case.  STORE_EXISTS when the id is
+ * queue, the dedup id (kept until `dedup_until_ms`), and, unless
+ * m->case_until_ms is 0, the sender and recipients as participants of the
+ * case, kept at least until m->case_until_ms.  STORE_EXISTS when the id is
  * stored already (also earlier in this transaction); STORE_FULL when the
  * store has no room left for new messages (room is kept back so that
  * acknowledgements and dead-lettering go on working); STORE_ERROR for an
@@ -194,6 +199,14 @@ int store_expire_later(struct store_txn *t, uint64_t at_ms, uint64_t seq);
  * (store_purge). */
 int store_take_dead_due(struct store_txn *t, uint64_t now_ms,
     struct store_dead *out, size_t max, size_t *n);
+
+/* Forgets the participants of cases whose keep-until time (the latest
+ * case_until_ms of their messages) is at or before `now_ms`: looks at up
+ * to `look` cases, from where the last call stopped (round and round the
+ * cases in reference order, so no index is kept per message), and stops
+ * early after `max`.  Their references go to refs[]; *n tells how many. */
+int store_forget_cases(struct store_txn *t, uint64_t now_ms, size_t look,
+    char (*refs)[STORE_NAME_MAX + 1], size_t max, size_t *n);
 
 /* Appends an audit record (already serialized, with its chain hash in it)
  * under the next audit sequence, and makes `head` the chain head. */

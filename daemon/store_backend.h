@@ -54,6 +54,8 @@ struct store_ops {
 	int (*expire_later)(struct store_txn *t, uint64_t at_ms, uint64_t seq);
 	int (*take_dead_due)(struct store_txn *t, uint64_t now_ms,
 	    struct store_dead *out, size_t max, size_t *n);
+	int (*forget_cases)(struct store_txn *t, uint64_t now_ms, size_t look,
+	    char (*refs)[STORE_NAME_MAX + 1], size_t max, size_t *n);
 	int (*audit_append)(struct store_txn *t, const uint8_t *rec, size_t len,
 	    const uint8_t head[STORE_HASH_LEN], uint64_t *audit_seq);
 	int (*seen)(

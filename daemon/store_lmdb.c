@@ -32,7 +32,7 @@
  * recipients still holds it in a queue or as a dead letter, which is
  * looked up at the time, so a count can never drift.
  */
-#define S_LAYOUT 2
+#define S_LAYOUT 3
 #define S_REC_VERSION 1
 #define S_QVAL_LEN 12
 #define S_DEADVAL_LEN 12
@@ -49,7 +49,7 @@
 struct s_env {
 	MDB_env *env;
 	MDB_dbi msgs, queue, dead, dead_exp, receipts, dedup, dedup_exp, expiry,
-	    cases, audit, meta;
+	    cases, case_until, audit, meta;
 	uint64_t last_seq;   /* committed */
 	uint64_t last_audit; /* committed */
 	uint8_t head[STORE_HASH_LEN];
@@ -61,6 +61,9 @@ struct s_env {
 	 * reader slot, where beginning one allocates and takes the lock
 	 * table's mutex. */
 	MDB_txn *spare;
+	/* Where store_forget_cases goes on: the last reference it looked
+	 * at ("" for the first). */
+	char case_pos[STORE_NAME_MAX + 1];
 };
 
 struct s_txn {
@@ -399,6 +402,7 @@ s_open_dbs(struct s_env *e, MDB_txn *txn, const char **what)
 	    {"dedup_exp", 0, offsetof(struct s_env, dedup_exp)},
 	    {"expiry", 0, offsetof(struct s_env, expiry)},
 	    {"cases", MDB_DUPSORT, offsetof(struct s_env, cases)},
+	    {"case_until", 0, offsetof(struct s_env, case_until)},
 	    {"audit", 0, offsetof(struct s_env, audit)},
 	    {"meta", 0, offsetof(struct s_env, meta)},
 	};
@@ -470,7 +474,7 @@ s_open(struct store *s, const struct store_opts *opts)
 		return s_fail(s, rc, what);
 	}
 	what = "setting up the environment";
-	rc = mdb_env_set_maxdbs(e->env, 11);
+	rc = mdb_env_set_maxdbs(e->env, 12);
 	if (rc == 0)
 		rc = mdb_env_set_mapsize(e->env, (size_t)opts->map_size);
 	if (rc == 0) {
@@ -724,6 +728,86 @@ s_put_case(struct store_txn *t, const char *case_ref, const char *party)
 	return STORE_OK;
 }
 
+/* Keeps a case's participants at least until `until_ms`: case_until holds
+ * case reference -> keep-until (big-endian), the latest one asked for. */
+static int
+s_case_keep(struct store_txn *t, const char *case_ref, uint64_t until_ms)
+{
+	struct s_txn *bt = t->be;
+	MDB_val k = {strlen(case_ref), (void *)case_ref}, d;
+	uint8_t v[8];
+	int rc = mdb_get(bt->txn, bt->e->case_until, &k, &d);
+
+	if (rc == 0 && d.mv_size == 8 && s_get64(d.mv_data) >= until_ms)
+		return STORE_OK;
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return s_wfail(t, rc, "reading how long a case is kept");
+	s_be64(v, until_ms);
+	d.mv_size = sizeof v;
+	d.mv_data = v;
+	rc = mdb_put(bt->txn, bt->e->case_until, &k, &d, 0);
+	if (rc != 0)
+		return s_wfail(t, rc, "storing how long a case is kept");
+	return STORE_OK;
+}
+
+static int
+s_forget_cases(struct store_txn *t, uint64_t now_ms, size_t look,
+    char (*refs)[STORE_NAME_MAX + 1], size_t max, size_t *n)
+{
+	struct s_txn *bt = t->be;
+	struct s_env *e = bt->e;
+	MDB_cursor *c;
+	MDB_val k = {strlen(e->case_pos), e->case_pos}, d;
+	size_t seen = 0;
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = mdb_cursor_open(bt->txn, e->case_until, &c);
+	if (rc != 0)
+		return s_wfail(t, rc, "opening the cases");
+	rc = k.mv_size > 0 ? mdb_cursor_get(c, &k, &d, MDB_SET_RANGE)
+			   : mdb_cursor_get(c, &k, &d, MDB_FIRST);
+	/* Past the one it stopped at. */
+	if (rc == 0 && k.mv_size == strlen(e->case_pos) &&
+	    memcmp(k.mv_data, e->case_pos, k.mv_size) == 0)
+		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT);
+	/* First the due ones (the walk does not write) ... */
+	while (rc == 0 && seen < look && *n < max) {
+		if (k.mv_size == 0 || k.mv_size > STORE_NAME_MAX) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		memcpy(e->case_pos, k.mv_data, k.mv_size);
+		e->case_pos[k.mv_size] = '\0';
+		if (d.mv_size != 8 || s_get64(d.mv_data) <= now_ms)
+			memcpy(refs[(*n)++], e->case_pos, k.mv_size + 1);
+		seen++;
+		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	/* At the end: the next call starts from the first again. */
+	if (rc == MDB_NOTFOUND) {
+		e->case_pos[0] = '\0';
+		rc = 0;
+	}
+	/* ... then their keep-until and participants go. */
+	for (size_t i = 0; rc == 0 && i < *n; i++) {
+		MDB_val ck = {strlen(refs[i]), refs[i]};
+		rc = mdb_del(bt->txn, e->case_until, &ck, NULL);
+		if (rc == 0 || rc == MDB_NOTFOUND)
+			rc = mdb_del(bt->txn, e->cases, &ck, NULL);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+	}
+	if (rc != 0) {
+		*n = 0;
+		return s_wfail(t, rc, "forgetting a case");
+	}
+	return STORE_OK;
+}
+
 /* The key of a message in the expiry index: expires . seq. */
 static MDB_val
 s_expiry_key(uint8_t xk[16], uint64_t at_ms, uint64_t seq)
@@ -761,7 +845,7 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 	uint8_t xk[8 + STORE_ID_LEN];
 	size_t size = s_rec_size(m);
 	uint64_t more = 2 * (uint64_t)size + 2 * (uint64_t)m->receipt_len +
-	    128 * (m->n_recipients + 6);
+	    128 * (m->n_recipients + 7);
 	MDB_val k = {sizeof sk, sk}, d, ik = {STORE_ID_LEN, (void *)m->id};
 	bool append = m->seq > bt->put_max;
 	int rc = s_check(t);
@@ -830,11 +914,15 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 	if (rc != STORE_OK)
 		return rc;
 
-	rc = s_put_case(t, m->case_ref, m->sender);
-	for (size_t i = 0; rc == STORE_OK && i < m->n_recipients; i++)
-		rc = s_put_case(t, m->case_ref, m->recipients[i]);
-	if (rc != STORE_OK)
-		return rc;
+	if (m->case_until_ms != 0) {
+		rc = s_put_case(t, m->case_ref, m->sender);
+		for (size_t i = 0; rc == STORE_OK && i < m->n_recipients; i++)
+			rc = s_put_case(t, m->case_ref, m->recipients[i]);
+		if (rc == STORE_OK)
+			rc = s_case_keep(t, m->case_ref, m->case_until_ms);
+		if (rc != STORE_OK)
+			return rc;
+	}
 	if (append)
 		bt->put_max = m->seq;
 	bt->added += more;
@@ -1717,6 +1805,7 @@ const struct store_ops store_lmdb_ops = {
     .take_expired = s_take_expired,
     .expire_later = s_index_expiry,
     .take_dead_due = s_take_dead_due,
+    .forget_cases = s_forget_cases,
     .audit_append = s_audit_append,
     .seen = s_seen,
     .receipt = s_receipt,

@@ -449,7 +449,15 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc)
 	r->store_seq = seq;
 	env_header_hash(e, r->header_hash);
 	text_copy(r->sender, sizeof r->sender, h->sender);
+	/* The case's participants are kept as long as the longest
+	 * retention of the agreements it was routed under, from its last
+	 * message. */
+	p->msg.case_until_ms = b->now_ms;
 	for (size_t i = 0; i < h->n_recipients; i++) {
+		uint64_t until =
+		    b->now_ms + (uint64_t)ag[i]->retention_days * 86400000;
+		if (until > p->msg.case_until_ms)
+			p->msg.case_until_ms = until;
 		text_copy(p->msg.recipients[i], sizeof p->msg.recipients[i],
 		    h->recipients[i]);
 		text_copy(p->msg.agreements[i], sizeof p->msg.agreements[i],

@@ -97,6 +97,7 @@ s_msg(struct msgbuf *b, uint64_t seq, uint64_t idn, const char *sender,
 	snprintf(b->m.case_ref, sizeof b->m.case_ref, "%s", case_ref);
 	b->m.accepted_ms = 1780000000000ULL + seq;
 	b->m.expires_ms = 1790000000000ULL + seq;
+	b->m.case_until_ms = 1790000000000ULL + seq;
 	b->m.notify_delivered = (seq & 1) != 0;
 	for (size_t i = 0; rcpts[i] != NULL; i++) {
 		snprintf(b->m.recipients[i], sizeof b->m.recipients[i], "%s",
@@ -755,6 +756,101 @@ test_receipt_outlives_id(void **state)
 	assert_int_equal(store_commit(&t), STORE_OK);
 	assert_int_equal(
 	    store_get(s, b.m.seq, &m, NULL, NULL), STORE_NOT_FOUND);
+	store_close(&s);
+}
+
+/* Puts one message on `case_ref` whose participants are kept until
+ * `until` (0: none recorded, as for a notice). */
+static void
+s_put_until(struct store *s, uint64_t idn, const char *case_ref,
+    const char *const *rcpts, uint64_t until)
+{
+	struct store_txn *t;
+	struct msgbuf b;
+
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	s_msg(&b, store_next_seq(t), idn, "gemeente-u", case_ref, rcpts, 100);
+	b.m.case_until_ms = until;
+	assert_int_equal(store_put(t, &b.m, 5000), STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+}
+
+/* Forgets in one transaction; returns how many, their references in
+ * refs. */
+static size_t
+s_forget(struct store *s, uint64_t now, size_t look,
+    char (*refs)[STORE_NAME_MAX + 1], size_t max)
+{
+	struct store_txn *t;
+	size_t n = 99;
+
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(
+	    store_forget_cases(t, now, look, refs, max, &n), STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	return n;
+}
+
+static size_t
+s_nparticipants(struct store *s, const char *case_ref)
+{
+	char out[8][STORE_NAME_MAX + 1];
+	size_t n = 99;
+
+	assert_int_equal(store_participants(s, case_ref, out, 8, &n), STORE_OK);
+	return n;
+}
+
+/* A case's participants are kept until the latest keep-until of its
+ * messages, then forgotten by a walk that goes round the cases a few at
+ * a time; a notice's "case" records none. */
+static void
+test_forget_cases(void **state)
+{
+	struct env *e = *state;
+	struct store *s = s_open(e, MAP_DEFAULT, true);
+	static const char *const r[] = {"team-west", NULL};
+	char refs[8][STORE_NAME_MAX + 1];
+
+	s_put_until(s, 1, "case-a", r, 1000);
+	s_put_until(s, 2, "case-a", r, 3000); /* the later one counts */
+	s_put_until(s, 3, "case-b", r, 2000);
+	s_put_until(s, 4, "case-c", r, 1000);
+	s_put_until(s, 5, "case-d", r, 5000);
+	s_put_until(s, 6, "case-a", r, 1500); /* an earlier one does not */
+	s_put_until(s, 7, "notice-7", r, 0);
+	assert_int_equal(s_nparticipants(s, "case-a"), 2);
+	assert_int_equal(s_nparticipants(s, "notice-7"), 0);
+
+	/* Nothing due yet. */
+	assert_int_equal(s_forget(s, 999, 100, refs, 8), 0);
+	/* At 1000 only case-c. */
+	assert_int_equal(s_forget(s, 1000, 100, refs, 8), 1);
+	assert_string_equal(refs[0], "case-c");
+	assert_int_equal(s_nparticipants(s, "case-c"), 0);
+	assert_int_equal(s_nparticipants(s, "case-a"), 2);
+	/* At 3000, two at a time: the walk goes on where it stopped and
+	 * comes round again from the first. */
+	assert_int_equal(s_forget(s, 3000, 2, refs, 8), 2);
+	assert_string_equal(refs[0], "case-a");
+	assert_string_equal(refs[1], "case-b");
+	assert_int_equal(s_forget(s, 3000, 2, refs, 8), 0); /* case-d */
+	assert_int_equal(s_forget(s, 3000, 2, refs, 8), 0); /* from the top */
+	assert_int_equal(s_nparticipants(s, "case-a"), 0);
+	assert_int_equal(s_nparticipants(s, "case-b"), 0);
+	assert_int_equal(s_nparticipants(s, "case-d"), 2);
+	/* A case that gets a message again is kept again. */
+	s_put_until(s, 8, "case-a", r, 9000);
+	assert_int_equal(s_forget(s, 8999, 100, refs, 1), 1);
+	assert_string_equal(refs[0], "case-d");
+	assert_int_equal(s_forget(s, 8999, 100, refs, 1), 0);
+	assert_int_equal(s_nparticipants(s, "case-a"), 2);
+	/* `max` stops a round early. */
+	s_put_until(s, 9, "case-e", r, 100);
+	s_put_until(s, 10, "case-f", r, 100);
+	assert_int_equal(s_forget(s, 9000, 100, refs, 1), 1);
+	assert_int_equal(s_forget(s, 9000, 100, refs, 8), 2);
+	assert_int_equal(s_nparticipants(s, "case-a"), 0);
 	store_close(&s);
 }
 
@@ -1456,6 +1552,7 @@ main(void)
 	    T(test_dead_retention),
 	    T(test_receipt_outlives_id),
 	    T(test_participants),
+	    T(test_forget_cases),
 	    T(test_audit),
 	    T(test_seq_and_abort),
 	    T(test_full_map),

@@ -87,6 +87,7 @@ s_run(const char *base, size_t group, bool sync, double budget,
 			snprintf(m.case_ref, sizeof m.case_ref, "zaak-%llu",
 			    (unsigned long long)(m.seq % 5000));
 			m.accepted_ms = m.seq;
+			m.case_until_ms = m.seq + 86400000;
 			if (store_put(t, &m, m.seq + 86400000) != STORE_OK) {
 				store_abort(&t);
 				goto fail;
