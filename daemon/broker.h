@@ -45,6 +45,7 @@ struct inflight {
 	uint64_t seq;
 	uint64_t deadline_ms; /* the ack timeout */
 	uint32_t count;       /* delivery count of this delivery */
+	bool notice;          /* a notice: acknowledged without its id */
 	char case_ref[STORE_NAME_MAX + 1];
 };
 

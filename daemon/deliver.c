@@ -430,6 +430,7 @@ sent:
 		struct inflight *x = &s->inflight[s->ninflight++];
 		x->seq = e->seq;
 		x->count = count;
+		x->notice = strcmp(m.type, S_NOTICE_TYPE) == 0;
 		x->deadline_ms =
 		    b->now_ms + b->conf->broker.limits.ack_timeout * 1000;
 		memcpy(x->case_ref, m.case_ref, sizeof x->case_ref);
@@ -532,51 +533,69 @@ deliver_pump(struct broker *b)
 	}
 }
 
+/* An Ack: the queue entry goes, read and checked in one step with the
+ * message (its metadata is what the audit record and a delivered
+ * notice need). */
+static void
+s_ack(struct broker *b, struct session *s, const struct frame_ack *a,
+    struct inflight *x)
+{
+	struct store_txn *t = broker_txn(b);
+	struct store_msg m;
+
+	/* A message is acknowledged by its id; a notice (stored under an id
+	 * of its own, and acknowledged with the id of the message it is
+	 * about) only by a session it was handed to. */
+	if (t == NULL ||
+	    store_ack_id(t, s->party, a->store_seq,
+		x != NULL && x->notice ? NULL : a->message_id, &m) != STORE_OK)
+		return;
+	if (x != NULL)
+		s_remove(s, x);
+	s->dirty = true;
+	if (m.seq == 0 || strcmp(m.type, S_NOTICE_TYPE) == 0)
+		return;
+	s_audit(b, AUDIT_ACKNOWLEDGED, s->party, &m, 0, 0);
+	b->stats.acked++;
+	stats_observe(
+	    &b->stats.delivery, (double)(b->now_ms - m.accepted_ms) / 1000.0);
+	if (m.notify_delivered)
+		s_notice(b, &m, s->party, FRAME_NOTICE_DELIVERED, 0);
+}
+
 void
 deliver_ack(
     struct broker *b, struct session *s, const struct frame *f, bool nack)
 {
 	const struct frame_ack *a = &f->u.ack;
 	struct inflight *x = s_find(s, a->store_seq);
-	struct store_txn *t = broker_txn(b);
 	struct store_msg m;
 
-	if (store_get(b->store, a->store_seq, &m, NULL, NULL) != STORE_OK ||
-	    t == NULL)
+	if (!nack) {
+		s_ack(b, s, a, x);
 		return;
-	/* A message is acknowledged by its id; a notice (stored under an id
-	 * of its own, and acknowledged with the id of the message it is
-	 * about) only by a session it was handed to. */
+	}
+	if (store_get(b->store, a->store_seq, &m, NULL, NULL) != STORE_OK ||
+	    broker_txn(b) == NULL)
+		return;
+	/* A Nack is checked like an Ack (s_ack). */
 	if (strcmp(m.type, S_NOTICE_TYPE) == 0
 		? x == NULL
 		: memcmp(m.id, a->message_id, STORE_ID_LEN) != 0)
 		return;
 	if (x != NULL) {
-		if (nack && schakel_err_retryable((int)a->code))
+		if (schakel_err_retryable((int)a->code))
 			s_count_failed(b, s, x);
 		s_remove(s, x);
 	}
 	s->dirty = true;
 	/* A Nack'ed message that is retried comes again from the head of the
 	 * queue (what its case held comes free with s_remove). */
-	if (nack && schakel_err_retryable((int)a->code))
+	if (schakel_err_retryable((int)a->code))
 		s->rescan = true;
-	if (!nack) {
-		if (store_ack(t, s->party, a->store_seq) == STORE_OK &&
-		    strcmp(m.type, S_NOTICE_TYPE) != 0) {
-			s_audit(b, AUDIT_ACKNOWLEDGED, s->party, &m, 0, 0);
-			b->stats.acked++;
-			stats_observe(&b->stats.delivery,
-			    (double)(b->now_ms - m.accepted_ms) / 1000.0);
-			if (m.notify_delivered)
-				s_notice(
-				    b, &m, s->party, FRAME_NOTICE_DELIVERED, 0);
-		}
-	} else if (!schakel_err_retryable((int)a->code)) {
-		/* The envelope is bad for this recipient: no retry helps. */
+	else /* the envelope is bad for this recipient: no retry helps */
 		s_dead(b, s->party, &m,
 		    a->code != 0 ? a->code : SCHAKEL_E_DELIVERY_FAILED);
-	}
 }
 
 /* Rounds of a sweep per call: at most this many times the batch. */

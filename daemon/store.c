@@ -245,9 +245,16 @@ store_delivered(struct store_txn *t, const char *recipient, uint64_t seq,
 int
 store_ack(struct store_txn *t, const char *recipient, uint64_t seq)
 {
+	return store_ack_id(t, recipient, seq, NULL, NULL);
+}
+
+int
+store_ack_id(struct store_txn *t, const char *recipient, uint64_t seq,
+    const uint8_t want_id[STORE_ID_LEN], struct store_msg *out)
+{
 	if (!s_name_ok(recipient))
 		return s_bad_name(t->s, "recipient");
-	return t->s->ops->ack(t, recipient, seq);
+	return t->s->ops->ack(t, recipient, seq, want_id, out);
 }
 
 int

@@ -157,6 +157,14 @@ int store_delivered(struct store_txn *t, const char *recipient, uint64_t seq,
  * STORE_NOT_FOUND when it was not queued for that recipient. */
 int store_ack(struct store_txn *t, const char *recipient, uint64_t seq);
 
+/* store_ack, only when the stored message has the id `want_id` (unless
+ * NULL: then any); STORE_NOT_FOUND, with nothing changed, when it has
+ * another or is not stored.  Its metadata (no envelope, no receipt) goes
+ * to *out when `out` is not NULL (zeroed if the record was gone or
+ * damaged). */
+int store_ack_id(struct store_txn *t, const char *recipient, uint64_t seq,
+    const uint8_t want_id[STORE_ID_LEN], struct store_msg *out);
+
 /* Moves `seq` from `recipient`'s queue to its dead letters with `code`
  * at `time_ms`, to be kept until `keep_until_ms` (see
  * store_take_dead_due).  The message is kept while a dead letter refers

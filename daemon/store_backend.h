@@ -40,7 +40,8 @@ struct store_ops {
 	    uint64_t dedup_until_ms);
 	int (*delivered)(struct store_txn *t, const char *recipient,
 	    uint64_t seq, uint32_t *deliveries);
-	int (*ack)(struct store_txn *t, const char *recipient, uint64_t seq);
+	int (*ack)(struct store_txn *t, const char *recipient, uint64_t seq,
+	    const uint8_t *want_id, struct store_msg *out);
 	int (*dead_letter)(struct store_txn *t, const char *recipient,
 	    uint64_t seq, uint32_t code, uint64_t time_ms,
 	    uint64_t keep_until_ms);

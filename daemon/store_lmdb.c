@@ -967,32 +967,28 @@ s_q_has(MDB_txn *txn, MDB_dbi dbi, const char *rcpt, uint64_t seq, bool *held)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Removes message `seq` when no recipient holds it any more (queued or
- * dead).  A damaged record is left alone: it cannot say who holds it. */
+/* Removes message `m` when no recipient holds it any more (queued or
+ * dead); `gone`, when not NULL, is a recipient known to hold it no more
+ * (the one that just acknowledged it). */
 static int
-s_release(struct store_txn *t, uint64_t seq)
+s_release_msg(struct store_txn *t, const struct store_msg *m, const char *gone)
 {
 	struct s_txn *bt = t->be;
 	struct s_env *e = bt->e;
-	struct store_msg m;
 	uint8_t sk[8], dk[8 + STORE_NAME_MAX], xk16[16];
 	MDB_val xkv;
-	MDB_val k = {sizeof sk, sk}, d;
+	MDB_val k = {sizeof sk, sk};
 	int rc;
 
-	s_be64(sk, seq);
-	rc = mdb_get(bt->txn, e->msgs, &k, &d);
-	if (rc == MDB_NOTFOUND)
-		return STORE_OK;
-	if (rc != 0)
-		return s_wfail(t, rc, "reading a message");
-	if (!s_decode(&d, seq, &m))
-		return STORE_OK;
-	for (size_t i = 0; i < m.n_recipients; i++) {
+	s_be64(sk, m->seq);
+	for (size_t i = 0; i < m->n_recipients; i++) {
 		bool held;
-		MDB_val xk = {s_dead_key(dk, seq, m.recipients[i]), dk}, xd;
+		MDB_val xk = {s_dead_key(dk, m->seq, m->recipients[i]), dk}, xd;
 
-		rc = s_q_has(bt->txn, e->queue, m.recipients[i], seq, &held);
+		if (gone != NULL && strcmp(m->recipients[i], gone) == 0)
+			continue;
+		rc =
+		    s_q_has(bt->txn, e->queue, m->recipients[i], m->seq, &held);
 		if (rc != 0)
 			return s_wfail(t, rc, "reading a queue");
 		if (held)
@@ -1006,11 +1002,11 @@ s_release(struct store_txn *t, uint64_t seq)
 	/* The id's window may have ended while the message was stored: then
 	 * nothing answers a resubmission with the receipt any more. */
 	{
-		MDB_val ik = {STORE_ID_LEN, m.id}, dd;
+		MDB_val ik = {STORE_ID_LEN, (void *)m->id}, dd;
 		rc = mdb_get(bt->txn, e->dedup, &ik, &dd);
 		if (rc == MDB_NOTFOUND ||
 		    (rc == 0 &&
-			(dd.mv_size < 8 || s_get64(dd.mv_data) != seq))) {
+			(dd.mv_size < 8 || s_get64(dd.mv_data) != m->seq))) {
 			rc = mdb_del(bt->txn, e->receipts, &k, NULL);
 			if (rc == MDB_NOTFOUND)
 				rc = 0;
@@ -1021,11 +1017,47 @@ s_release(struct store_txn *t, uint64_t seq)
 	rc = mdb_del(bt->txn, e->msgs, &k, NULL);
 	if (rc != 0)
 		return s_wfail(t, rc, "removing a message");
-	xkv = s_expiry_key(xk16, m.expires_ms, seq);
+	xkv = s_expiry_key(xk16, m->expires_ms, m->seq);
 	rc = mdb_del(bt->txn, e->expiry, &xkv, NULL);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return s_wfail(t, rc, "removing a message's expiry");
 	return STORE_OK;
+}
+
+/* Reads message `seq` through the write transaction: 0, MDB_NOTFOUND,
+ * MDB_CORRUPTED for a damaged record, or an LMDB code. */
+static int
+s_wget(struct store_txn *t, uint64_t seq, struct store_msg *m)
+{
+	struct s_txn *bt = t->be;
+	uint8_t sk[8];
+	MDB_val k = {sizeof sk, sk}, d;
+	int rc;
+
+	s_be64(sk, seq);
+	rc = mdb_get(bt->txn, bt->e->msgs, &k, &d);
+	if (rc != 0)
+		return rc;
+	if (!s_decode(&d, seq, m))
+		return MDB_CORRUPTED;
+	m->envelope = NULL;
+	m->receipt = NULL;
+	return 0;
+}
+
+/* Removes message `seq` when no recipient holds it any more.  A damaged
+ * record is left alone: it cannot say who holds it. */
+static int
+s_release(struct store_txn *t, uint64_t seq)
+{
+	struct store_msg m;
+	int rc = s_wget(t, seq, &m);
+
+	if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED)
+		return STORE_OK;
+	if (rc != 0)
+		return s_wfail(t, rc, "reading a message");
+	return s_release_msg(t, &m, NULL);
 }
 
 /* Hands an entry of a time-ordered index to its taker: returns 0 or an
@@ -1224,13 +1256,25 @@ s_delivered(
 }
 
 static int
-s_ack(struct store_txn *t, const char *rcpt, uint64_t seq)
+s_ack(struct store_txn *t, const char *rcpt, uint64_t seq,
+    const uint8_t *want_id, struct store_msg *out)
 {
+	struct store_msg own, *m = out != NULL ? out : &own;
 	MDB_cursor *c;
-	int rc = s_check(t);
+	int rc = s_check(t), got;
 
 	if (rc != STORE_OK)
 		return rc;
+	/* The message first: its id is checked before anything changes,
+	 * and what is read here decides whether it goes. */
+	got = s_wget(t, seq, m);
+	if (got != 0 && got != MDB_NOTFOUND && got != MDB_CORRUPTED)
+		return s_wfail(t, got, "reading a message");
+	if (want_id != NULL &&
+	    (got != 0 || memcmp(m->id, want_id, STORE_ID_LEN) != 0))
+		return store_fail(t->s, STORE_NOT_FOUND,
+		    "message %llu with that id is not stored",
+		    (unsigned long long)seq);
 	rc = s_q_open(t, rcpt, seq, &c, NULL);
 	if (rc != STORE_OK)
 		return rc;
@@ -1238,7 +1282,13 @@ s_ack(struct store_txn *t, const char *rcpt, uint64_t seq)
 	mdb_cursor_close(c);
 	if (rc != 0)
 		return s_wfail(t, rc, "removing from a queue");
-	return s_release(t, seq);
+	if (got != 0) {
+		/* Gone or damaged: nothing to tell the caller about it. */
+		if (out != NULL)
+			memset(out, 0, sizeof(*out));
+		return STORE_OK;
+	}
+	return s_release_msg(t, m, rcpt);
 }
 
 static int

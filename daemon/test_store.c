@@ -379,6 +379,51 @@ test_ack(void **state)
 	store_close(&s);
 }
 
+/* store_ack_id checks the stored id before anything changes and hands
+ * back the message's metadata. */
+static void
+test_ack_id(void **state)
+{
+	struct env *e = *state;
+	struct store *s = s_open(e, MAP_DEFAULT, true);
+	static const char *const rcpts[] = {"x", "y", NULL};
+	struct store_txn *t;
+	struct store_entry q[4];
+	struct store_msg m;
+	struct msgbuf want;
+	uint8_t wrong[STORE_ID_LEN] = {0};
+	uint64_t seq = s_put1(s, 7, "case-i", rcpts);
+	size_t n;
+
+	s_msg(&want, seq, 7, "gemeente-u", "case-i", rcpts, 1);
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	/* Another id: refused, the entry stays. */
+	assert_int_equal(store_ack_id(t, "x", seq, wrong, &m), STORE_NOT_FOUND);
+	assert_int_equal(
+	    store_ack_id(t, "x", 999, want.m.id, &m), STORE_NOT_FOUND);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	assert_int_equal(store_queue(s, "x", 0, q, 4, &n), STORE_OK);
+	assert_int_equal(n, 1);
+
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	memset(&m, 0, sizeof m);
+	assert_int_equal(store_ack_id(t, "x", seq, want.m.id, &m), STORE_OK);
+	assert_int_equal(m.seq, seq);
+	assert_memory_equal(m.id, want.m.id, STORE_ID_LEN);
+	assert_string_equal(m.case_ref, "case-i");
+	assert_string_equal(m.sender, "gemeente-u");
+	assert_int_equal(m.n_recipients, 2);
+	assert_null(m.envelope);
+	/* Without an id to check (a notice in flight). */
+	assert_int_equal(store_ack_id(t, "y", seq, NULL, NULL), STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	/* Neither holds it: gone. */
+	assert_int_equal(store_queue(s, "x", 0, q, 4, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_get(s, seq, &m, NULL, NULL), STORE_NOT_FOUND);
+	store_close(&s);
+}
+
 static void
 test_delivered_survives_reopen(void **state)
 {
@@ -1553,6 +1598,7 @@ main(void)
 	    T(test_receipt_outlives_id),
 	    T(test_participants),
 	    T(test_forget_cases),
+	    T(test_ack_id),
 	    T(test_audit),
 	    T(test_seq_and_abort),
 	    T(test_full_map),
