@@ -17,8 +17,11 @@
 
 #define S_PAGE 256
 /* Entries a session may hold back behind their cases' messages in
- * flight; beyond it the pump stops reading ahead until cases free up. */
-#define S_HELD_MAX (4 * BROKER_MAX_INFLIGHT)
+ * flight (16 bytes each: 1 to 2 MiB a session at most); beyond it the pump
+ * stops reading ahead until cases free up.  Large, so that one long case
+ * (a creditor's batch about one citizen) does not keep the recipient's
+ * other cases waiting behind it. */
+#define S_HELD_MAX (64 * BROKER_MAX_INFLIGHT)
 /* Notices to senders travel through the sender's queue like messages,
  * under this type, with the encoded Notice frame as their "envelope". */
 #define S_NOTICE_TYPE "schakel.notice"
@@ -76,7 +79,9 @@ s_hold(struct session *s, struct case_state *cs, const struct store_entry *e)
 	if (s->nheld >= S_HELD_MAX)
 		return false;
 	if (cs->head + cs->n == cs->cap) {
-		if (cs->head > 0) {
+		/* Moved down only when at least half is free at the head, so
+		 * each entry is moved a bounded number of times. */
+		if (cs->head > 0 && cs->head >= cs->n) {
 			memmove(cs->held, cs->held + cs->head,
 			    cs->n * sizeof(*cs->held));
 			cs->head = 0;
