@@ -505,10 +505,9 @@ t_notices(void **state)
 	free(g);
 }
 
-/* The standard ecosystem with a 2 s ack timeout and at most four
- * deliveries. */
+/* The standard ecosystem with `limits` (lines of broker.limits) added. */
 static int
-s_setup_ack_timeout(void **state)
+s_setup_limits(void **state, const char *limits)
 {
 	static char yaml[8192];
 	const char *std = hx_yaml(), *hb = strstr(std, "heartbeat: 2s");
@@ -516,12 +515,28 @@ s_setup_ack_timeout(void **state)
 
 	if (hb == NULL)
 		return -1;
-	snprintf(yaml, sizeof yaml,
-	    "%.*sheartbeat: 2s\n    ack_timeout: 2s\n    max_deliveries: 4%s",
-	    (int)(hb - std), std, hb + strlen("heartbeat: 2s"));
+	snprintf(yaml, sizeof yaml, "%.*sheartbeat: 2s\n%s%s", (int)(hb - std),
+	    std, limits, hb + strlen("heartbeat: 2s\n"));
 	h = hx_new(s_schakeld, yaml);
 	*state = h;
 	return h != NULL ? 0 : -1;
+}
+
+/* Without the submit rate limit (a thousand a second): for t_long_case,
+ * which sends 4,305 at once. */
+static int
+s_setup_no_rate(void **state)
+{
+	return s_setup_limits(
+	    state, "    submit_rate: 1000000\n    submit_burst: 1000000\n");
+}
+
+/* A 2 s ack timeout and at most four deliveries. */
+static int
+s_setup_ack_timeout(void **state)
+{
+	return s_setup_limits(
+	    state, "    ack_timeout: 2s\n    max_deliveries: 4\n");
 }
 
 /* (h) A message that expires while in flight at a recipient that then
@@ -701,6 +716,8 @@ t_long_case(void **state)
 		}
 		assert_int_equal(
 		    schakel_send_batch(a, m, 100, NULL, results), SCHAKEL_OK);
+		for (int i = 0; i < 100; i++)
+			assert_int_equal(results[i], SCHAKEL_OK);
 	}
 	for (int i = 0; i < 5; i++) {
 		snprintf(text[i], sizeof text[i], "zaak-kort %d", i);
@@ -708,6 +725,8 @@ t_long_case(void **state)
 	}
 	assert_int_equal(
 	    schakel_send_batch(a, m, 5, NULL, results), SCHAKEL_OK);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(results[i], SCHAKEL_OK);
 	schakel_close(&a);
 
 	s_connect(h, HX_TEAM_A, &b);
@@ -751,7 +770,8 @@ main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(
 		t_unknown_transport_key, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(t_notices, s_setup, s_teardown),
-	    cmocka_unit_test_setup_teardown(t_long_case, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_long_case, s_setup_no_rate, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_expire_in_flight, s_setup_ack_timeout, s_teardown),
 	    cmocka_unit_test_setup_teardown(
