@@ -54,16 +54,29 @@ int pb_envelope_decode(const uint8_t *buf, size_t len, struct pb_envelope *e);
 /* Forget the pointers into the decoded buffer; NULL-safe. */
 void pb_release(struct pb_envelope *e);
 
+/* Receipt: plain struct <-> bytes.  Encoding writes the bytes by hand,
+ * without protobuf-c, into an owned out->data; its strings must end within
+ * their arrays.  Returns SCHAKEL_OK, SCHAKEL_E_TOO_LARGE (more than
+ * ENV_MAX_RECIPIENTS recipients) or SCHAKEL_E_NO_MEMORY. */
 int pb_receipt_encode(const struct receipt *r, struct codec_buf *out);
 int pb_receipt_decode(const uint8_t *buf, size_t len, struct receipt *r);
-/* SignedReceipt: receipt bytes and signature <-> bytes.  On decode the
- * receipt bytes are copied to receipt[0..*receipt_len), which has room
- * for RECEIPT_MAX_LEN bytes. */
+/* SignedReceipt: receipt bytes and signature <-> bytes.  Encoding is by
+ * hand too and returns SCHAKEL_OK, SCHAKEL_E_TOO_LARGE (a proof longer
+ * than MERKLE_MAX_PROOF or receipt bytes over RECEIPT_MAX_LEN) or
+ * SCHAKEL_E_NO_MEMORY.  On decode the receipt bytes are copied to
+ * receipt[0..*receipt_len), which has room for RECEIPT_MAX_LEN bytes. */
 int pb_signed_receipt_encode(const uint8_t *receipt, size_t receipt_len,
     const struct merkle_sig *sig, struct codec_buf *out);
 int pb_signed_receipt_decode(const uint8_t *buf, size_t len,
     uint8_t receipt[RECEIPT_MAX_LEN], size_t *receipt_len,
     struct merkle_sig *sig);
+
+/* The same two encoders through protobuf-c.  These exist only so that
+ * tests can check that both give the same bytes and results; nothing else
+ * should call them. */
+int pb_receipt_encode_pbc(const struct receipt *r, struct codec_buf *out);
+int pb_signed_receipt_encode_pbc(const uint8_t *receipt, size_t receipt_len,
+    const struct merkle_sig *sig, struct codec_buf *out);
 
 /* Frame: plain struct <-> bytes.  Decoding clears *f first, checks the
  * wire format and lengths and sets f->owner to the memory the byte fields
