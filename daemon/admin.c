@@ -335,7 +335,7 @@ s_deadletter_change(struct broker *b, struct s_req *r, bool redeliver,
 		struct session *s = broker_session(b, party);
 		if (s != NULL) {
 			s->dirty = true;
-			s->rescan = true; /* back in its place by sequence */
+			deliver_rescan(s); /* back in its place by sequence */
 		}
 	}
 	if (r->json) {

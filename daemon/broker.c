@@ -250,7 +250,10 @@ broker_destroy(struct broker **bp)
 struct store_txn *
 broker_txn(struct broker *b)
 {
-	if (b->txn == NULL && store_begin(b->store, &b->txn) != STORE_OK) {
+	if (b->txn == NULL) {
+		b->txn_broken = store_begin(b->store, &b->txn) != STORE_OK;
+		if (!b->txn_broken)
+			return b->txn;
 		/* Once a minute: the timers try every second. */
 		b->txn_failed++;
 		if (b->now_ms >= b->txn_warned_ms + 60000) {
@@ -648,6 +651,17 @@ s_expire_dedup(struct broker *b)
 	s_flush(b);
 }
 
+/* On the way out: what is in flight comes again after the restart, with
+ * its delivery count kept. */
+static void
+s_end_sessions(struct broker *b)
+{
+	for (size_t i = 0; i < b->sessions.cap; i++)
+		if (b->sessions.keys != NULL && b->sessions.keys[i] != NULL)
+			deliver_forget(b, b->sessions.vals[i]);
+	s_flush(b);
+}
+
 int
 broker_run(struct broker *b, volatile sig_atomic_t *stop,
     volatile sig_atomic_t *reload)
@@ -668,6 +682,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		rc = transport_poll(b->tp, timeout);
 		if (rc < 0 && errno != EINTR) {
 			log_warn("transport: poll failed");
+			s_end_sessions(b);
 			return 1;
 		}
 		verify_clear_wake(b->verify);
@@ -741,6 +756,11 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 			b->expire_at_ms = b->now_ms;
 			if (b->txn != NULL)
 				s_flush(b);
+			/* In a transaction of its own: a failure there
+			 * must not undo the expiry and retention above. */
+			deliver_forget_cases(b);
+			if (b->txn != NULL)
+				s_flush(b);
 		}
 		if (b->now_ms >= b->dedup_at_ms + 10000) {
 			s_expire_dedup(b);
@@ -757,12 +777,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		submit_collect(b);
 		s_flush(b);
 	}
-	/* What is in flight now comes again after the restart: its
-	 * delivery counts are kept. */
-	for (size_t i = 0; i < b->sessions.cap; i++)
-		if (b->sessions.keys != NULL && b->sessions.keys[i] != NULL)
-			deliver_forget(b, b->sessions.vals[i]);
-	s_flush(b);
+	s_end_sessions(b);
 	return 0;
 }
 

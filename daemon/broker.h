@@ -69,10 +69,13 @@ struct session {
 	bool dirty; /* something new may be deliverable */
 	/* The pump pages through the queue after `scanned`; everything up
 	 * to it was offered, is in flight or is held in `cases` behind its
-	 * case's message in flight.  `rescan` makes it start from the head
-	 * again (and forget what it held): a delivery came back (timeout,
-	 * Nack, redeliver). */
+	 * case's message in flight.  A delivery that fails (timeout, Nack)
+	 * goes back to the head of its case's held entries.  `rescan` makes
+	 * the pump start from the head of the queue again and forget what
+	 * it held (a dead letter put back, memory ran short); up to
+	 * `rescan_upto` it then meets entries in flight, and skips them. */
 	uint64_t scanned;
+	uint64_t rescan_upto;
 	bool rescan;
 	struct idmap cases;        /* case reference -> struct case_state */
 	size_t nheld;              /* entries held, all cases */
@@ -171,6 +174,7 @@ struct broker {
 	uint64_t expire_at_ms;  /* last look for expired messages */
 	uint64_t txn_warned_ms; /* last warning that no txn could begin */
 	uint64_t txn_failed;    /* failures since */
+	bool txn_broken;        /* the last store_begin failed */
 };
 
 /* broker.c */
@@ -249,10 +253,16 @@ void deliver_expire(struct broker *b);
 /* Removes dead letters whose agreement's retention ended (and records
  * it); a bounded number per call. */
 void deliver_retention(struct broker *b);
+/* Forgets the participants of cases whose agreements' retention ended
+ * (and records it); a bounded number of cases looked at per call. */
+void deliver_forget_cases(struct broker *b);
 /* Marks sessions of these recipients as having new work. */
 void deliver_notify(struct broker *b, const struct store_msg *m);
 /* Forgets a session's deliveries (they stay queued in the store). */
 void deliver_forget(struct broker *b, struct session *s);
+/* Has the pump read `s`'s queue from its head again (an entry came back
+ * before what it read already, e.g. a dead letter redelivered). */
+void deliver_rescan(struct session *s);
 /* Frees what the session's deliveries keep in memory. */
 void deliver_free(struct session *s);
 

@@ -60,6 +60,14 @@ s_case_add(struct session *s, const char *ref)
 	return cs;
 }
 
+void
+deliver_rescan(struct session *s)
+{
+	if (!s->rescan && s->scanned > s->rescan_upto)
+		s->rescan_upto = s->scanned;
+	s->rescan = true;
+}
+
 /* Forgets a case with nothing in flight or held. */
 static void
 s_case_gc(struct session *s, struct case_state *cs)
@@ -100,6 +108,31 @@ s_hold(struct session *s, struct case_state *cs, const struct store_entry *e)
 	return true;
 }
 
+/* Puts a delivery that failed back in front of its case's held entries
+ * (it goes again before them).  False when memory ran out. */
+static bool
+s_hold_front(
+    struct session *s, struct case_state *cs, const struct store_entry *e)
+{
+	if (cs->head == 0) {
+		if (cs->n == cs->cap) {
+			size_t cap = cs->cap > 0 ? 2 * cs->cap : 4;
+			struct store_entry *h =
+			    realloc(cs->held, cap * sizeof(*h));
+			if (h == NULL)
+				return false;
+			cs->held = h;
+			cs->cap = cap;
+		}
+		memmove(cs->held + 1, cs->held, cs->n * sizeof(*cs->held));
+		cs->head = 1;
+	}
+	cs->held[--cs->head] = *e;
+	cs->n++;
+	s->nheld++;
+	return true;
+}
+
 /* A case's message is no longer in flight: what it held may go. */
 static void
 s_case_free_up(struct session *s, const char *ref)
@@ -115,7 +148,7 @@ s_case_free_up(struct session *s, const char *ref)
 			struct case_state **r =
 			    realloc(s->ready, cap * sizeof(*r));
 			if (r == NULL) {
-				s->rescan = true; /* find them again */
+				deliver_rescan(s); /* find them again */
 				return;
 			}
 			s->ready = r;
@@ -149,6 +182,21 @@ s_remove(struct session *s, struct inflight *x)
 {
 	s_case_free_up(s, x->case_ref);
 	*x = s->inflight[--s->ninflight];
+}
+
+/* A delivery failed (ack timeout, retryable Nack): its count is kept and
+ * it goes again first of its case. */
+static void
+s_retry(struct broker *b, struct session *s, struct inflight *x)
+{
+	struct case_state *cs = s_case(s, x->case_ref);
+	struct store_entry e = {.seq = x->seq, .deliveries = x->count};
+
+	s_count_failed(b, s, x);
+	if (cs == NULL || !s_hold_front(s, cs, &e))
+		deliver_rescan(s);
+	s_remove(s, x);
+	s->dirty = true;
 }
 
 /* Lets go of every held entry (a rescan finds them again). */
@@ -378,7 +426,8 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	uint32_t count = e->deliveries + 1;
 	enum s_offered used = S_PASSED;
 
-	if (s_find(s, e->seq) != NULL)
+	/* Only a rescan reads entries in flight. */
+	if (!from_held && e->seq <= s->rescan_upto && s_find(s, e->seq) != NULL)
 		return S_PASSED;
 	if (store_get(b->store, e->seq, &m, &envelope, &receipt) != STORE_OK)
 		return S_PASSED;
@@ -416,6 +465,11 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	 * pump then has nothing to commit.  The count is written when the
 	 * delivery fails (s_count_failed), and a redelivery's before it
 	 * goes. */
+	/* Its count could not be written if it failed: wait for the store. */
+	if (count == 1 && b->txn_broken) {
+		used = S_NO_ROOM;
+		goto out;
+	}
 	if (count > 1) {
 		t = broker_txn(b);
 		if (t == NULL ||
@@ -502,6 +556,8 @@ s_pump(struct broker *b, struct session *s)
 	 * again. */
 	if (s->rescan) {
 		s_unhold_all(s);
+		if (s->scanned > s->rescan_upto)
+			s->rescan_upto = s->scanned;
 		s->scanned = 0;
 		s->rescan = false;
 	}
@@ -588,19 +644,19 @@ deliver_ack(
 		? x == NULL
 		: memcmp(m.id, a->message_id, STORE_ID_LEN) != 0)
 		return;
-	if (x != NULL) {
-		if (schakel_err_retryable((int)a->code))
-			s_count_failed(b, s, x);
-		s_remove(s, x);
-	}
 	s->dirty = true;
-	/* A Nack'ed message that is retried comes again from the head of the
-	 * queue (what its case held comes free with s_remove). */
-	if (schakel_err_retryable((int)a->code))
-		s->rescan = true;
-	else /* the envelope is bad for this recipient: no retry helps */
-		s_dead(b, s->party, &m,
-		    a->code != 0 ? a->code : SCHAKEL_E_DELIVERY_FAILED);
+	if (schakel_err_retryable((int)a->code)) {
+		if (x != NULL)
+			s_retry(b, s, x);
+		else /* not in flight here: found again from the head */
+			deliver_rescan(s);
+		return;
+	}
+	/* The envelope is bad for this recipient: no retry helps. */
+	if (x != NULL)
+		s_remove(s, x);
+	s_dead(b, s->party, &m,
+	    a->code != 0 ? a->code : SCHAKEL_E_DELIVERY_FAILED);
 }
 
 /* Rounds of a sweep per call: at most this many times the batch. */
@@ -733,6 +789,11 @@ void
 deliver_retention(struct broker *b)
 {
 	s_sweep(b, s_retention_round, "the dead letters' retention");
+}
+
+void
+deliver_forget_cases(struct broker *b)
+{
 	s_sweep(b, s_cases_round, "the cases' retention");
 }
 
@@ -750,10 +811,7 @@ deliver_timers(struct broker *b)
 		s = b->sessions.vals[i];
 		for (size_t k = 0; k < s->ninflight;) {
 			if (s->inflight[k].deadline_ms <= b->now_ms) {
-				s_count_failed(b, s, &s->inflight[k]);
-				s_remove(s, &s->inflight[k]);
-				s->dirty = true;
-				s->rescan = true;
+				s_retry(b, s, &s->inflight[k]);
 			} else {
 				k++;
 			}

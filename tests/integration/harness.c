@@ -373,6 +373,19 @@ hx_raw_close(void **sock)
 }
 
 int
+hx_raw_send(void *sock, const struct frame *f)
+{
+	struct codec_buf b = {0};
+	int rc = -1;
+
+	if (frame_encode(f, &b) == SCHAKEL_OK &&
+	    zmq_send(sock, b.data, b.len, 0) == (int)b.len)
+		rc = 0;
+	codec_buf_clear(&b);
+	return rc;
+}
+
+int
 hx_raw_request(
     void *sock, struct frame *req, struct frame *reply, int timeout_ms)
 {

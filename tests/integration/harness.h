@@ -80,6 +80,8 @@ int hx_connect(struct hx *h, const char *party, int timeout_ms,
  * received Welcome.  Returns the socket or NULL. */
 void *hx_raw_connect(struct hx *h, const char *party);
 void hx_raw_close(void **sock);
+/* Sends one frame and waits for nothing; 0 or -1. */
+int hx_raw_send(void *sock, const struct frame *f);
 /* Sends `req` and waits up to timeout_ms for a reply with its corr_id
  * (answering Pings).  Returns 0 with *reply filled in (frame_clear it),
  * or -1. */

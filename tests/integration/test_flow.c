@@ -4,7 +4,7 @@
  * during twenty sends, a tampered ciphertext refused by the broker, the
  * notices a sender receives (expired in a queue, also while in flight;
  * delivered), one long case beside a short one, and the delivery count
- * across a Nack, a reconnect and an ack timeout.
+ * across a Nack, a reconnect, an ack timeout and a restart.
  * Each test starts its own broker in its own folder. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,8 +23,6 @@
 #include "harness.h"
 #include "keys.h"
 #include "schakel.h"
-
-#include <zmq.h>
 
 static const char *s_schakeld;
 
@@ -611,7 +609,6 @@ t_delivery_counts(void **state)
 	struct schakel_receipt r;
 	struct s_notices ns = {0};
 	struct frame nack = {.kind = FRAME_NACK};
-	struct codec_buf buf = {0};
 	uint32_t got[6] = {0};
 	void *raw;
 
@@ -627,9 +624,7 @@ t_delivery_counts(void **state)
 	nack.u.ack.store_seq = r.store_seq;
 	memcpy(nack.u.ack.message_id, r.message_id, SCHAKEL_ID_LEN);
 	nack.u.ack.code = SCHAKEL_E_UNAVAILABLE;
-	if (frame_encode(&nack, &buf) == SCHAKEL_OK)
-		got[5] = zmq_send(raw, buf.data, buf.len, 0) == (int)buf.len;
-	codec_buf_clear(&buf);
+	got[5] = hx_raw_send(raw, &nack) == 0;
 	got[1] = s_raw_deliver(raw, r.store_seq, 5000);
 	/* The connection is replaced while it is in flight. */
 	hx_raw_close(&raw);
@@ -656,6 +651,76 @@ t_delivery_counts(void **state)
 	assert_int_equal(ns.v[0].code, SCHAKEL_E_DELIVERY_FAILED);
 	assert_memory_equal(ns.v[0].id, r.message_id, SCHAKEL_ID_LEN);
 	schakel_receipt_clear(&r);
+}
+
+/* Acknowledges `r`'s message on a raw connection. */
+static int
+s_raw_ack(void *raw, const struct schakel_receipt *r)
+{
+	struct frame ack = {.kind = FRAME_ACK};
+
+	ack.u.ack.store_seq = r->store_seq;
+	memcpy(ack.u.ack.message_id, r->message_id, SCHAKEL_ID_LEN);
+	return hx_raw_send(raw, &ack);
+}
+
+/* (k) A first delivery that fails is counted, whichever way it fails:
+ * the ack timeout, the connection replaced, the broker stopped (SIGTERM)
+ * and started again.  Each time the next delivery has count 2.  (The
+ * broker writes a first delivery's count only when it fails.) */
+static void
+t_first_delivery_fails(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL;
+	struct schakel_message m[3] = {
+	    hx_msg(HX_TYPE_ONE, "zaak-0010", "timeout"),
+	    hx_msg(HX_TYPE_ONE, "zaak-0011", "replaced"),
+	    hx_msg(HX_TYPE_ONE, "zaak-0012", "stopped")};
+	struct schakel_receipt r[3];
+	uint32_t got[6] = {0};
+	int acked = 0, restarted;
+	void *raw;
+
+	/* One message at a time: credit would hand out the next one. */
+	s_connect(h, HX_SENDER, &a);
+	s_send_ok(a, &m[0], &r[0]);
+	/* Counts are checked once the raw connections are closed. */
+	raw = hx_raw_connect(h, HX_TEAM_A);
+	assert_non_null(raw);
+	got[0] = s_raw_deliver(raw, r[0].store_seq, 5000);
+	got[1] = s_raw_deliver(raw, r[0].store_seq, 6000); /* timed out */
+	acked += s_raw_ack(raw, &r[0]) == 0;
+	s_send_ok(a, &m[1], &r[1]);
+	got[2] = s_raw_deliver(raw, r[1].store_seq, 5000);
+	hx_raw_close(&raw);
+	raw = hx_raw_connect(h, HX_TEAM_A); /* replaces the session */
+	if (raw != NULL) {
+		got[3] = s_raw_deliver(raw, r[1].store_seq, 5000);
+		acked += s_raw_ack(raw, &r[1]) == 0;
+		s_send_ok(a, &m[2], &r[2]);
+		got[4] = s_raw_deliver(raw, r[2].store_seq, 5000);
+		hx_raw_close(&raw);
+	}
+	schakel_close(&a);
+	hx_stop(h, SIGTERM);
+	restarted = hx_start(h);
+	raw = restarted == 0 ? hx_raw_connect(h, HX_TEAM_A) : NULL;
+	if (raw != NULL) {
+		got[5] = s_raw_deliver(raw, r[2].store_seq, 5000);
+		acked += s_raw_ack(raw, &r[2]) == 0;
+		hx_raw_close(&raw);
+	}
+	assert_int_equal(restarted, 0);
+	assert_int_equal(acked, 3);
+	assert_int_equal(got[0], 1);
+	assert_int_equal(got[1], 2);
+	assert_int_equal(got[2], 1);
+	assert_int_equal(got[3], 2);
+	assert_int_equal(got[4], 1);
+	assert_int_equal(got[5], 2);
+	for (int i = 0; i < 3; i++)
+		schakel_receipt_clear(&r[i]);
 }
 
 /* The long case of t_long_case: more than 4,096 messages, the number of
@@ -776,6 +841,8 @@ main(int argc, char **argv)
 		t_expire_in_flight, s_setup_ack_timeout, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_delivery_counts, s_setup_ack_timeout, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_first_delivery_fails, s_setup_ack_timeout, s_teardown),
 	};
 
 	if (argc != 2) {
