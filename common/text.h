@@ -6,6 +6,7 @@
 #ifndef SCHAKEL_TEXT_H
 #define SCHAKEL_TEXT_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 static inline bool
 text_copy(char *dst, size_t size, const char *src)
 {
+	assert(size > 0 && src != NULL);
 	if (memccpy(dst, src, '\0', size) != NULL)
 		return true;
 	dst[size - 1] = '\0';

@@ -759,7 +759,8 @@ s_forget_cases(struct store_txn *t, uint64_t now_ms, size_t look,
 	struct s_env *e = bt->e;
 	MDB_cursor *c;
 	MDB_val k = {strlen(e->case_pos), e->case_pos}, d;
-	size_t seen = 0;
+	uint8_t bad[511]; /* LMDB's longest key */
+	size_t seen = 0, nbad = 0;
 	int rc = s_check(t);
 
 	if (rc != STORE_OK)
@@ -776,8 +777,16 @@ s_forget_cases(struct store_txn *t, uint64_t now_ms, size_t look,
 	/* First the due ones (the walk does not write) ... */
 	while (rc == 0 && seen < look && *n < max) {
 		if (k.mv_size == 0 || k.mv_size > STORE_NAME_MAX) {
-			rc = MDB_CORRUPTED;
-			break;
+			/* No case reference can be this long: a damaged
+			 * entry, removed (one a call) rather than stop the
+			 * walk here for good. */
+			if (nbad == 0 && k.mv_size <= sizeof bad) {
+				memcpy(bad, k.mv_data, k.mv_size);
+				nbad = k.mv_size;
+			}
+			seen++;
+			rc = mdb_cursor_get(c, &k, &d, MDB_NEXT);
+			continue;
 		}
 		memcpy(e->case_pos, k.mv_data, k.mv_size);
 		e->case_pos[k.mv_size] = '\0';
@@ -791,6 +800,14 @@ s_forget_cases(struct store_txn *t, uint64_t now_ms, size_t look,
 	if (rc == MDB_NOTFOUND) {
 		e->case_pos[0] = '\0';
 		rc = 0;
+	}
+	if (rc == 0 && nbad > 0) {
+		MDB_val bk = {nbad, bad};
+		rc = mdb_del(bt->txn, e->case_until, &bk, NULL);
+		if (rc == 0 || rc == MDB_NOTFOUND)
+			rc = mdb_del(bt->txn, e->cases, &bk, NULL);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
 	}
 	/* ... then their keep-until and participants go. */
 	for (size_t i = 0; rc == 0 && i < *n; i++) {

@@ -804,6 +804,19 @@ test_receipt_outlives_id(void **state)
 	store_close(&s);
 }
 
+/* The store's LMDB environment opened directly, to damage it. */
+static MDB_env *
+s_raw_env(const struct env *e)
+{
+	MDB_env *env;
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+	assert_int_equal(mdb_env_set_mapsize(env, MAP_DEFAULT), 0);
+	assert_int_equal(mdb_env_open(env, e->sub, MDB_NOSYNC, 0600), 0);
+	return env;
+}
+
 /* Puts one message on `case_ref` whose participants are kept until
  * `until` (0: none recorded, as for a notice). */
 static void
@@ -897,6 +910,44 @@ test_forget_cases(void **state)
 	assert_int_equal(s_forget(s, 9000, 100, refs, 8), 2);
 	assert_int_equal(s_nparticipants(s, "case-a"), 0);
 	store_close(&s);
+}
+
+/* A case_until entry no case reference could have (too long: a damaged
+ * store) is removed by the walk, which goes on past it. */
+static void
+test_forget_damaged_case(void **state)
+{
+	struct env *e = *state;
+	static const char *const r[] = {"team-west", NULL};
+	char refs[8][STORE_NAME_MAX + 1], key[100];
+	struct store *s = s_open(e, MAP_DEFAULT, true);
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	uint8_t v[8] = {0};
+	MDB_val k = {sizeof key, key}, d = {sizeof v, v};
+
+	s_put_until(s, 1, "case-b", r, 1000);
+	store_close(&s);
+	memset(key, 'a', sizeof key); /* sorts before "case-b" */
+	env = s_raw_env(e);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "case_until", 0, &dbi), 0);
+	assert_int_equal(mdb_put(txn, dbi, &k, &d, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+
+	s = s_open(e, MAP_DEFAULT, true);
+	assert_int_equal(s_forget(s, 2000, 100, refs, 8), 1);
+	assert_string_equal(refs[0], "case-b");
+	store_close(&s);
+	/* It is gone. */
+	env = s_raw_env(e);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "case_until", 0, &dbi), 0);
+	assert_int_equal(mdb_get(txn, dbi, &k, &d), MDB_NOTFOUND);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
 }
 
 static void
@@ -1369,10 +1420,7 @@ s_inject(const struct env *e, uint64_t seq, const void *p, size_t len,
 
 	for (int i = 0; i < 8; i++)
 		k8[i] = (uint8_t)(seq >> (56 - 8 * i));
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
-	assert_int_equal(mdb_env_set_mapsize(env, MAP_DEFAULT), 0);
-	assert_int_equal(mdb_env_open(env, e->sub, MDB_NOSYNC, 0600), 0);
+	env = s_raw_env(e);
 	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
 	assert_int_equal(mdb_dbi_open(txn, "msgs", 0, &dbi), 0);
 	if (saved != NULL) {
@@ -1598,6 +1646,7 @@ main(void)
 	    T(test_receipt_outlives_id),
 	    T(test_participants),
 	    T(test_forget_cases),
+	    T(test_forget_damaged_case),
 	    T(test_ack_id),
 	    T(test_audit),
 	    T(test_seq_and_abort),
