@@ -79,6 +79,21 @@ s_case_gc(struct session *s, struct case_state *cs)
 	free(cs);
 }
 
+/* Doubles the room for a case's held entries; false when memory ran
+ * out. */
+static bool
+s_held_grow(struct case_state *cs)
+{
+	size_t cap = cs->cap > 0 ? 2 * cs->cap : 4;
+	struct store_entry *h = realloc(cs->held, cap * sizeof(*h));
+
+	if (h == NULL)
+		return false;
+	cs->held = h;
+	cs->cap = cap;
+	return true;
+}
+
 /* Holds an entry back behind its case's message in flight.  False when
  * the session holds all it may (or memory ran out). */
 static bool
@@ -93,14 +108,8 @@ s_hold(struct session *s, struct case_state *cs, const struct store_entry *e)
 			memmove(cs->held, cs->held + cs->head,
 			    cs->n * sizeof(*cs->held));
 			cs->head = 0;
-		} else {
-			size_t cap = cs->cap > 0 ? 2 * cs->cap : 4;
-			struct store_entry *h =
-			    realloc(cs->held, cap * sizeof(*h));
-			if (h == NULL)
-				return false;
-			cs->held = h;
-			cs->cap = cap;
+		} else if (!s_held_grow(cs)) {
+			return false;
 		}
 	}
 	cs->held[cs->head + cs->n++] = *e;
@@ -115,15 +124,8 @@ s_hold_front(
     struct session *s, struct case_state *cs, const struct store_entry *e)
 {
 	if (cs->head == 0) {
-		if (cs->n == cs->cap) {
-			size_t cap = cs->cap > 0 ? 2 * cs->cap : 4;
-			struct store_entry *h =
-			    realloc(cs->held, cap * sizeof(*h));
-			if (h == NULL)
-				return false;
-			cs->held = h;
-			cs->cap = cap;
-		}
+		if (cs->n == cs->cap && !s_held_grow(cs))
+			return false;
 		memmove(cs->held + 1, cs->held, cs->n * sizeof(*cs->held));
 		cs->head = 1;
 	}

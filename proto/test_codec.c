@@ -21,6 +21,7 @@
 #include "merkle.h"
 #include "pb.h"
 #include "receipt.h"
+#include "test_rand.h"
 #include "wire.h"
 
 struct s_party {
@@ -427,73 +428,25 @@ test_receipts(void **state)
 #define S_RANDOM_RECEIPTS 12000
 #define S_RANDOM_SIGNED 12000
 
-static uint64_t s_rng;
-
-/* splitmix64 */
-static uint64_t
-s_rand(void)
-{
-	uint64_t z = (s_rng += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t
-s_below(uint64_t n)
-{
-	return s_rand() % n;
-}
-
 static void
 s_rand_fill(uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		p[i] = (uint8_t)s_rand();
-}
-
-/* A varint worth trying: zero, one, the maximum, the ends of each byte
- * count, or random of a random width. */
-static uint64_t
-s_rand_u64(void)
-{
-	switch (s_below(8)) {
-	case 0:
-		return 0;
-	case 1:
-		return UINT64_MAX;
-	case 2:
-		return 1;
-	case 3: {
-		uint64_t edge = 1ull << (7 * (1 + s_below(9)));
-
-		return edge - 1 + s_below(2);
-	}
-	default:
-		return s_rand() >> s_below(64);
-	}
-}
-
-static uint32_t
-s_rand_u32(void)
-{
-	if (s_below(8) == 0)
-		return UINT32_MAX;
-	return (uint32_t)s_rand_u64();
+		p[i] = (uint8_t)trand_next();
 }
 
 /* A count over `max`, which the encoders refuse. */
 static size_t
 s_rand_over(size_t max)
 {
-	switch (s_below(4)) {
+	switch (trand_below(4)) {
 	case 0:
 		return max + 1;
 	case 1:
 		return SIZE_MAX;
 	default:
-		return max + 1 + (size_t)(s_rand() >> (1 + s_below(63)));
+		return max + 1 +
+		    (size_t)(trand_next() >> (1 + trand_below(63)));
 	}
 }
 
@@ -505,15 +458,16 @@ s_rand_name(char s[ENV_MAX_NAME_LEN + 1], bool dirty)
 {
 	static const size_t edges[] = {
 	    0, 1, ENV_MAX_NAME_LEN - 1, ENV_MAX_NAME_LEN};
-	size_t n = s_below(4) == 0 ? edges[s_below(4)]
-				   : (size_t)s_below(ENV_MAX_NAME_LEN + 1);
+	size_t n = trand_below(4) == 0
+	    ? edges[trand_below(4)]
+	    : (size_t)trand_below(ENV_MAX_NAME_LEN + 1);
 	bool bad = false;
 
 	for (size_t i = 0; i < n; i++) {
-		uint8_t b = (uint8_t)(0x20 + s_below(0x5f));
+		uint8_t b = (uint8_t)(0x20 + trand_below(0x5f));
 
-		if (dirty && s_below(64) == 0)
-			b = (uint8_t)(1 + s_below(255));
+		if (dirty && trand_below(64) == 0)
+			b = (uint8_t)(1 + trand_below(255));
 		bad = bad || b < 0x20 || b > 0x7e;
 		s[i] = (char)b;
 	}
@@ -528,13 +482,13 @@ s_rand_name(char s[ENV_MAX_NAME_LEN + 1], bool dirty)
 static bool
 s_rand_receipt(size_t i, struct receipt *r)
 {
-	bool dirty = s_below(16) == 0, bad = false;
+	bool dirty = trand_below(16) == 0, bad = false;
 
 	memset(r, 0, sizeof *r);
 	s_rand_fill(r->message_id, sizeof r->message_id);
 	s_rand_fill(r->header_hash, sizeof r->header_hash);
-	r->accepted_ms = s_rand_u64();
-	r->store_seq = s_rand_u64();
+	r->accepted_ms = trand_u64();
+	r->store_seq = trand_u64();
 	r->n_recipients = i % (ENV_MAX_RECIPIENTS + 1);
 	if (i == 0) {
 		r->accepted_ms = r->store_seq = UINT64_MAX;
@@ -553,7 +507,7 @@ s_rand_receipt(size_t i, struct receipt *r)
 		bad = s_rand_name(r->agreement_ids[k], dirty) || bad;
 	}
 	bad = s_rand_name(r->sender, dirty) || bad;
-	if (s_below(50) == 0)
+	if (trand_below(50) == 0)
 		r->n_recipients = s_rand_over(ENV_MAX_RECIPIENTS);
 	return bad;
 }
@@ -566,12 +520,12 @@ s_rand_sig(size_t i, struct merkle_sig *s)
 	memset(s, 0, sizeof *s);
 	s_rand_fill(s->root, sizeof s->root);
 	s_rand_fill(s->sig, sizeof s->sig);
-	s->leaf_index = s_rand_u32();
-	s->leaf_count = s_rand_u32();
+	s->leaf_index = trand_u32();
+	s->leaf_count = trand_u32();
 	s->proof_len = i % (MERKLE_MAX_PROOF + 1);
 	for (size_t k = 0; k < s->proof_len; k++)
 		s_rand_fill(s->proof[k], MERKLE_HASH_LEN);
-	if (s_below(50) == 0)
+	if (trand_below(50) == 0)
 		s->proof_len = s_rand_over(MERKLE_MAX_PROOF);
 }
 
@@ -583,11 +537,11 @@ s_rand_receipt_len(void)
 	static const size_t edges[] = {
 	    0, 1, 127, 128, RECEIPT_MAX_LEN - 1, RECEIPT_MAX_LEN};
 
-	if (s_below(50) == 0)
+	if (trand_below(50) == 0)
 		return s_rand_over(RECEIPT_MAX_LEN);
-	if (s_below(4) == 0)
-		return edges[s_below(sizeof edges / sizeof edges[0])];
-	return (size_t)s_below(RECEIPT_MAX_LEN + 1);
+	if (trand_below(4) == 0)
+		return edges[trand_below(sizeof edges / sizeof edges[0])];
+	return (size_t)trand_below(RECEIPT_MAX_LEN + 1);
 }
 
 static void
@@ -631,7 +585,7 @@ test_receipt_same_as_pbc(void **state)
 	size_t refused = 0, decoded = 0;
 
 	(void)state;
-	s_rng = S_SEED;
+	trand_seed(S_SEED);
 	for (size_t i = 0; i < S_RANDOM_RECEIPTS; i++) {
 		struct codec_buf a = untouched, b = untouched;
 		struct receipt r, got;
@@ -681,7 +635,7 @@ test_signed_receipt_same_as_pbc(void **state)
 	(void)state;
 	assert_non_null(pool);
 	assert_non_null(body);
-	s_rng = S_SEED ^ 1;
+	trand_seed(S_SEED ^ 1);
 	s_rand_fill(pool, RECEIPT_MAX_LEN);
 	for (size_t i = 0; i < S_RANDOM_SIGNED; i++) {
 		struct codec_buf a = untouched, b = untouched;
@@ -696,10 +650,10 @@ test_signed_receipt_same_as_pbc(void **state)
 			s.proof_len = MERKLE_MAX_PROOF;
 			s.leaf_index = s.leaf_count = UINT32_MAX;
 		}
-		if (len == 0 && s_below(2) == 0)
+		if (len == 0 && trand_below(2) == 0)
 			p = NULL;
 		else if (len <= RECEIPT_MAX_LEN)
-			p = pool + s_below(RECEIPT_MAX_LEN - len + 1);
+			p = pool + trand_below(RECEIPT_MAX_LEN - len + 1);
 		rc_a = pb_signed_receipt_encode(p, len, &s, &a);
 		rc_b = pb_signed_receipt_encode_pbc(p, len, &s, &b);
 		s_same_encoding(i, rc_a, &a, rc_b, &b, &untouched);

@@ -18,6 +18,7 @@
 #include "frame.h"
 #include "pb.h"
 #include "receipt.h"
+#include "test_rand.h"
 
 static int
 s_setup(void **state)
@@ -376,55 +377,6 @@ static const enum frame_kind s_hot_kinds[] = {FRAME_SUBMIT, FRAME_ACCEPTED,
     FRAME_PING, FRAME_PONG};
 #define S_N_HOT (sizeof s_hot_kinds / sizeof s_hot_kinds[0])
 
-static uint64_t s_rng;
-
-/* splitmix64 */
-static uint64_t
-s_rand(void)
-{
-	uint64_t z = (s_rng += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t
-s_below(uint64_t n)
-{
-	return s_rand() % n;
-}
-
-/* A varint worth trying: zero, one, the ends of each byte count, the
- * maximum, or random of a random width. */
-static uint64_t
-s_rand_u64(void)
-{
-	switch (s_below(8)) {
-	case 0:
-		return 0;
-	case 1:
-		return UINT64_MAX;
-	case 2:
-		return 1;
-	case 3: {
-		uint64_t edge = 1ull << (7 * (1 + s_below(9)));
-
-		return edge - 1 + s_below(2);
-	}
-	default:
-		return s_rand() >> s_below(64);
-	}
-}
-
-static uint32_t
-s_rand_u32(void)
-{
-	if (s_below(8) == 0)
-		return UINT32_MAX;
-	return (uint32_t)s_rand_u64();
-}
-
 /* A length worth trying, at most `max`. */
 static size_t
 s_rand_len(size_t max)
@@ -432,10 +384,10 @@ s_rand_len(size_t max)
 	static const size_t edges[] = {0, 1, 127, 128, 16383, 16384};
 	size_t n;
 
-	if (s_below(4) == 0)
-		n = edges[s_below(sizeof edges / sizeof edges[0])];
+	if (trand_below(4) == 0)
+		n = edges[trand_below(sizeof edges / sizeof edges[0])];
 	else
-		n = (size_t)s_below(3000);
+		n = (size_t)trand_below(3000);
 	return n < max ? n : max;
 }
 
@@ -444,21 +396,22 @@ static void
 s_rand_bytes(struct frame_bytes *b, const uint8_t *pool, size_t n)
 {
 	b->len = n;
-	b->data =
-	    n == 0 && s_below(2) ? NULL : pool + s_below(S_POOL_LEN - n + 1);
+	b->data = n == 0 && trand_below(2)
+	    ? NULL
+	    : pool + trand_below(S_POOL_LEN - n + 1);
 }
 
 static void
 s_rand_text(char *s, size_t cap, size_t max)
 {
-	size_t n = (size_t)s_below(max + 1);
+	size_t n = (size_t)trand_below(max + 1);
 
 	if (n >= cap)
 		n = cap - 1;
 	for (size_t i = 0; i < n; i++)
 		/* Now and then a byte the decoder refuses (never NUL). */
-		s[i] = (char)(s_below(64) == 0 ? 1 + s_below(255)
-					       : 0x20 + s_below(0x5f));
+		s[i] = (char)(trand_below(64) == 0 ? 1 + trand_below(255)
+						   : 0x20 + trand_below(0x5f));
 	s[n] = '\0';
 }
 
@@ -470,16 +423,16 @@ s_rand_frame(
     enum frame_kind kind, size_t size, const uint8_t *pool, struct frame *f)
 {
 	size_t env = size == 0 || size == 1 ? ENV_MAX_LEN
-	    : size == S_MUT_MAX             ? (size_t)s_below(40)
+	    : size == S_MUT_MAX             ? (size_t)trand_below(40)
 					    : s_rand_len(ENV_MAX_LEN);
 	size_t rcpt = size == 0 ? RECEIPT_MAX_LEN + 1024
 	    : size == 1         ? RECEIPT_MAX_LEN
-	    : size == S_MUT_MAX ? (size_t)s_below(40)
+	    : size == S_MUT_MAX ? (size_t)trand_below(40)
 				: s_rand_len(RECEIPT_MAX_LEN + 1024);
 
 	memset(f, 0, sizeof *f);
 	f->kind = kind;
-	f->corr_id = s_below(2) ? 0 : s_rand_u64();
+	f->corr_id = trand_below(2) ? 0 : trand_u64();
 	switch (kind) {
 	case FRAME_SUBMIT:
 		s_rand_bytes(&f->u.submit, pool, env);
@@ -488,35 +441,35 @@ s_rand_frame(
 		s_rand_bytes(&f->u.accepted, pool, env);
 		break;
 	case FRAME_REFUSAL:
-		f->u.refusal.code = s_rand_u32();
+		f->u.refusal.code = trand_u32();
 		s_rand_text(f->u.refusal.reason, sizeof f->u.refusal.reason,
 		    size == S_MUT_MAX ? 40 : FRAME_MAX_TEXT_LEN);
-		f->u.refusal.has_message_id = s_below(2);
+		f->u.refusal.has_message_id = trand_below(2);
 		if (f->u.refusal.has_message_id)
 			memcpy(f->u.refusal.message_id,
-			    pool + s_below(S_POOL_LEN - ENV_ID_LEN),
+			    pool + trand_below(S_POOL_LEN - ENV_ID_LEN),
 			    ENV_ID_LEN);
 		break;
 	case FRAME_CREDIT:
-		f->u.credit = s_rand_u32();
+		f->u.credit = trand_u32();
 		break;
 	case FRAME_DELIVER:
-		f->u.deliver.store_seq = s_rand_u64();
-		f->u.deliver.delivery_count = s_rand_u32();
+		f->u.deliver.store_seq = trand_u64();
+		f->u.deliver.delivery_count = trand_u32();
 		s_rand_bytes(&f->u.deliver.envelope, pool, env);
 		s_rand_bytes(&f->u.deliver.receipt, pool, rcpt);
 		break;
 	case FRAME_ACK:
 	case FRAME_NACK:
-		f->u.ack.store_seq = s_rand_u64();
+		f->u.ack.store_seq = trand_u64();
 		memcpy(f->u.ack.message_id,
-		    pool + s_below(S_POOL_LEN - ENV_ID_LEN), ENV_ID_LEN);
+		    pool + trand_below(S_POOL_LEN - ENV_ID_LEN), ENV_ID_LEN);
 		/* An Ack carries no code; one set here must not show. */
-		f->u.ack.code = s_rand_u32();
+		f->u.ack.code = trand_u32();
 		break;
 	case FRAME_PING:
 	case FRAME_PONG:
-		f->u.ping_ms = s_rand_u64();
+		f->u.ping_ms = trand_u64();
 		break;
 	default:
 		fail();
@@ -530,7 +483,7 @@ s_pool_new(void)
 
 	assert_non_null(pool);
 	for (size_t i = 0; i + 8 <= S_POOL_LEN; i += 8) {
-		uint64_t r = s_rand();
+		uint64_t r = trand_next();
 
 		memcpy(pool + i, &r, 8);
 	}
@@ -639,7 +592,7 @@ test_hot_same_as_pbc(void **state)
 	uint8_t *pool;
 
 	(void)state;
-	s_rng = S_SEED;
+	trand_seed(S_SEED);
 	pool = s_pool_new();
 	for (size_t k = 0; k < S_N_HOT; k++) {
 		for (size_t i = 0; i < S_RANDOM_PER_KIND; i++) {
@@ -691,7 +644,7 @@ static void
 s_w_varint(struct s_wbuf *w, uint64_t v)
 {
 	/* Now and then a padded (non-minimal) varint. */
-	bool pad = s_below(32) == 0;
+	bool pad = trand_below(32) == 0;
 
 	for (; v >= 0x80; v >>= 7)
 		s_w_byte(w, (uint8_t)(v | 0x80));
@@ -740,19 +693,20 @@ s_w_field(struct s_wbuf *w, uint32_t num, char type, const uint8_t *pool)
 	uint32_t wt = type == 'v' || type == 'w' ? 0 : 2;
 	size_t n;
 
-	if (s_below(24) == 0)
-		wt = (uint32_t)s_below(8); /* often the wrong one */
+	if (trand_below(24) == 0)
+		wt = (uint32_t)trand_below(8); /* often the wrong one */
 	s_w_varint(w, (uint64_t)num << 3 | wt);
 	switch (wt) {
 	case 0:
 		s_w_varint(w,
-		    type == 'w' && s_below(16) ? s_rand_u32() : s_rand_u64());
+		    type == 'w' && trand_below(16) ? trand_u32() : trand_u64());
 		break;
 	case 1:
-		s_w_raw(w, pool + s_below(1024), 8);
+		s_w_raw(w, pool + trand_below(1024), 8);
 		break;
 	case 2:
-		n = type == 'i' && s_below(4) ? ENV_ID_LEN : s_below(41);
+		n = type == 'i' && trand_below(4) ? ENV_ID_LEN
+						  : trand_below(41);
 		s_w_varint(w, n);
 		if (type == 's') {
 			char text[41];
@@ -763,11 +717,11 @@ s_w_field(struct s_wbuf *w, uint32_t num, char type, const uint8_t *pool)
 			for (size_t k = strlen(text); k < n; k++)
 				s_w_byte(w, 'x');
 		} else {
-			s_w_raw(w, pool + s_below(1024), n);
+			s_w_raw(w, pool + trand_below(1024), n);
 		}
 		break;
 	case 5:
-		s_w_raw(w, pool + s_below(1024), 4);
+		s_w_raw(w, pool + trand_below(1024), 4);
 		break;
 	default:
 		break;
@@ -784,17 +738,17 @@ s_w_body(struct s_wbuf *w, enum frame_kind kind, const uint8_t *pool)
 	size_t n = 0;
 
 	for (uint32_t num = 1; num <= nf; num++)
-		if (s_below(4) != 0)
+		if (trand_below(4) != 0)
 			order[n++] = num;
-	if (n > 0 && s_below(8) == 0) {
-		order[n] = order[s_below(n)];
+	if (n > 0 && trand_below(8) == 0) {
+		order[n] = order[trand_below(n)];
 		n++;
 	}
-	if (s_below(8) == 0)
-		order[n++] = nf + 1 + (uint32_t)s_below(6);
-	if (s_below(4) == 0)
+	if (trand_below(8) == 0)
+		order[n++] = nf + 1 + (uint32_t)trand_below(6);
+	if (trand_below(4) == 0)
 		for (size_t i = n; i > 1; i--) {
-			size_t j = (size_t)s_below(i);
+			size_t j = (size_t)trand_below(i);
 			uint32_t t = order[i - 1];
 
 			order[i - 1] = order[j];
@@ -802,7 +756,7 @@ s_w_body(struct s_wbuf *w, enum frame_kind kind, const uint8_t *pool)
 		}
 	for (size_t i = 0; i < n; i++)
 		s_w_field(w, order[i],
-		    order[i] <= nf ? sc[order[i] - 1] : "vbs"[s_below(3)],
+		    order[i] <= nf ? sc[order[i] - 1] : "vbs"[trand_below(3)],
 		    pool);
 }
 
@@ -811,13 +765,13 @@ s_w_body(struct s_wbuf *w, enum frame_kind kind, const uint8_t *pool)
 static uint32_t
 s_w_kind(enum frame_kind kind)
 {
-	switch (s_below(24)) {
+	switch (trand_below(24)) {
 	case 0:
-		return s_hot_kinds[s_below(S_N_HOT)];
+		return s_hot_kinds[trand_below(S_N_HOT)];
 	case 1:
-		return 10 + (uint32_t)s_below(14);
+		return 10 + (uint32_t)trand_below(14);
 	case 2:
-		return 2 + (uint32_t)s_below(30);
+		return 2 + (uint32_t)trand_below(30);
 	default:
 		return (uint32_t)kind;
 	}
@@ -827,8 +781,8 @@ static void
 s_w_frame(struct s_wbuf *w, enum frame_kind kind, const uint8_t *pool)
 {
 	struct s_wbuf body = {{0}, 0};
-	uint64_t corr = s_below(2) ? 0 : s_rand_u64();
-	int corr_at = (int)s_below(3); /* none, before, after the body */
+	uint64_t corr = trand_below(2) ? 0 : trand_u64();
+	int corr_at = (int)trand_below(3); /* none, before, after the body */
 	size_t len;
 
 	s_w_body(&body, kind, pool);
@@ -838,42 +792,43 @@ s_w_frame(struct s_wbuf *w, enum frame_kind kind, const uint8_t *pool)
 	}
 	s_w_varint(w, (uint64_t)s_w_kind(kind) << 3 | 2);
 	len = body.n;
-	if (s_below(24) == 0)
-		len = s_below(2) && len > 0 ? len - 1 : len + 1;
+	if (trand_below(24) == 0)
+		len = trand_below(2) && len > 0 ? len - 1 : len + 1;
 	s_w_varint(w, len);
 	s_w_raw(w, body.d, body.n);
-	if (corr_at == 2 || s_below(24) == 0) {
+	if (corr_at == 2 || trand_below(24) == 0) {
 		s_w_varint(w, 1 << 3);
 		s_w_varint(w, corr);
 	}
-	if (s_below(16) == 0) { /* a second body */
+	if (trand_below(16) == 0) { /* a second body */
 		struct s_wbuf b2 = {{0}, 0};
-		enum frame_kind k2 = s_hot_kinds[s_below(S_N_HOT)];
+		enum frame_kind k2 = s_hot_kinds[trand_below(S_N_HOT)];
 
 		s_w_body(&b2, k2, pool);
 		s_w_varint(w, (uint64_t)k2 << 3 | 2);
 		s_w_varint(w, b2.n);
 		s_w_raw(w, b2.d, b2.n);
 	}
-	if (s_below(24) == 0) /* an unknown top-level field */
-		s_w_field(w, 2 + (uint32_t)s_below(8), "vbs"[s_below(3)], pool);
+	if (trand_below(24) == 0) /* an unknown top-level field */
+		s_w_field(w, 2 + (uint32_t)trand_below(8),
+		    "vbs"[trand_below(3)], pool);
 }
 
 /* Flip, overwrite, cut, insert or drop bytes. */
 static void
 s_mutate_bytes(struct s_wbuf *w)
 {
-	int rounds = 1 + (int)s_below(3);
+	int rounds = 1 + (int)trand_below(3);
 
 	for (int r = 0; r < rounds && w->n > 0; r++) {
-		size_t at = (size_t)s_below(w->n);
+		size_t at = (size_t)trand_below(w->n);
 
-		switch (s_below(5)) {
+		switch (trand_below(5)) {
 		case 0:
-			w->d[at] ^= (uint8_t)(1u << s_below(8));
+			w->d[at] ^= (uint8_t)(1u << trand_below(8));
 			break;
 		case 1:
-			w->d[at] = (uint8_t)s_rand();
+			w->d[at] = (uint8_t)trand_next();
 			break;
 		case 2:
 			w->n = at;
@@ -881,7 +836,7 @@ s_mutate_bytes(struct s_wbuf *w)
 		case 3:
 			if (w->n < sizeof w->d) {
 				memmove(w->d + at + 1, w->d + at, w->n - at);
-				w->d[at] = (uint8_t)s_rand();
+				w->d[at] = (uint8_t)trand_next();
 				w->n++;
 			}
 			break;
@@ -906,7 +861,7 @@ test_hot_mutations_same_as_pbc(void **state)
 	uint8_t *pool;
 
 	(void)state;
-	s_rng = S_SEED + 1;
+	trand_seed(S_SEED + 1);
 	pool = s_pool_new();
 	for (size_t k = 0; k < S_N_HOT; k++) {
 		size_t ok = 0;
@@ -916,7 +871,7 @@ test_hot_mutations_same_as_pbc(void **state)
 
 			if (i % 2 == 0) {
 				s_w_frame(&w, s_hot_kinds[k], pool);
-				if (s_below(4) == 0)
+				if (trand_below(4) == 0)
 					s_mutate_bytes(&w);
 			} else {
 				struct codec_buf b = {0};
