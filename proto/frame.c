@@ -90,7 +90,10 @@ s_check(const struct frame *f)
 	case FRAME_ACCEPTED:
 		if (f->u.submit.len == 0 || f->u.submit.data == NULL)
 			return SCHAKEL_E_BAD_FIELD;
-		if (f->u.submit.len > ENV_MAX_LEN)
+		/* The same limits as the decoder's (pb.c). */
+		if (f->u.submit.len > (f->kind == FRAME_SUBMIT
+					      ? ENV_MAX_LEN
+					      : RECEIPT_SIGNED_MAX_LEN))
 			return SCHAKEL_E_TOO_LARGE;
 		return SCHAKEL_OK;
 	case FRAME_REFUSAL:
@@ -105,7 +108,7 @@ s_check(const struct frame *f)
 			f->u.deliver.receipt.data == NULL))
 			return SCHAKEL_E_BAD_FIELD;
 		if (f->u.deliver.envelope.len > ENV_MAX_LEN ||
-		    f->u.deliver.receipt.len > RECEIPT_MAX_LEN + 1024)
+		    f->u.deliver.receipt.len > RECEIPT_SIGNED_MAX_LEN)
 			return SCHAKEL_E_TOO_LARGE;
 		return SCHAKEL_OK;
 	case FRAME_NOTICE:

@@ -811,7 +811,9 @@ pb_signed_receipt_decode(const uint8_t *buf, size_t len,
 
 /* ---- Frame ------------------------------------------------------------- */
 
-#define S_SRECEIPT_MAX (RECEIPT_MAX_LEN + S_BSIG_MAX + 16)
+#define S_SRECEIPT_MAX RECEIPT_SIGNED_MAX_LEN
+_Static_assert(S_SRECEIPT_MAX == RECEIPT_MAX_LEN + S_BSIG_MAX + 16,
+    "a signed receipt's limit is written in two places");
 
 static const struct wire_field s_hello_f[] = {
     {1, WIRE_STR, 1, FRAME_MAX_PROTOCOL_LEN, NULL},

@@ -14,6 +14,11 @@
 #include "merkle.h"
 
 #define RECEIPT_MAX_LEN 16384
+/* The longest SignedReceipt (receipt, Merkle root, proof, signature, with
+ * their tags and lengths): what Accepted and Deliver frames may carry. */
+#define RECEIPT_SIGNED_MAX_LEN \
+	(RECEIPT_MAX_LEN + MERKLE_HASH_LEN * (MERKLE_MAX_PROOF + 1) + \
+	    MERKLE_SIG_LEN + 80)
 
 /* schakel.v1.Receipt as plain C. */
 struct receipt {

@@ -1014,6 +1014,53 @@ test_refused_decode_clears(void **state)
 	frame_clear(&g);
 }
 
+/* What frame_encode lets through in an Accepted or a Deliver, frame_decode
+ * takes: a signed receipt of RECEIPT_SIGNED_MAX_LEN bytes goes both ways,
+ * one byte more is refused by the encoder already. */
+static void
+test_receipt_limits(void **state)
+{
+	static uint8_t receipt[RECEIPT_SIGNED_MAX_LEN + 1], env[64];
+	struct frame f, g;
+	struct codec_buf b = {0};
+
+	(void)state;
+	memset(receipt, 0x5a, sizeof receipt);
+	memset(env, 0x11, sizeof env);
+	for (int kind = 0; kind < 2; kind++) {
+		for (size_t extra = 0; extra < 2; extra++) {
+			size_t len = RECEIPT_SIGNED_MAX_LEN + extra;
+			memset(&f, 0, sizeof f);
+			if (kind == 0) {
+				f.kind = FRAME_ACCEPTED;
+				f.u.accepted.data = receipt;
+				f.u.accepted.len = len;
+			} else {
+				f.kind = FRAME_DELIVER;
+				f.u.deliver.store_seq = 7;
+				f.u.deliver.envelope.data = env;
+				f.u.deliver.envelope.len = sizeof env;
+				f.u.deliver.receipt.data = receipt;
+				f.u.deliver.receipt.len = len;
+			}
+			if (extra > 0) {
+				assert_int_equal(
+				    frame_encode(&f, &b), SCHAKEL_E_TOO_LARGE);
+				continue;
+			}
+			assert_int_equal(frame_encode(&f, &b), SCHAKEL_OK);
+			assert_int_equal(
+			    frame_decode(b.data, b.len, 0, &g), SCHAKEL_OK);
+			assert_int_equal(g.kind, f.kind);
+			assert_int_equal(kind == 0 ? g.u.accepted.len
+						   : g.u.deliver.receipt.len,
+			    len);
+			frame_clear(&g);
+			codec_buf_clear(&b);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -1026,6 +1073,7 @@ main(void)
 	    cmocka_unit_test(test_refused_decode_clears),
 	    cmocka_unit_test(test_hot_same_as_pbc),
 	    cmocka_unit_test(test_hot_mutations_same_as_pbc),
+	    cmocka_unit_test(test_receipt_limits),
 	};
 
 	return cmocka_run_group_tests(tests, s_setup, NULL);
