@@ -108,6 +108,20 @@ s_head(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 	return 1;
 }
 
+/* The longest retention of the configuration's agreements, and at least
+ * the dedup window. */
+static uint64_t
+s_longest_retention_ms(const struct conf *c)
+{
+	uint64_t ms = c->broker.limits.dedup_window * 1000;
+
+	for (size_t i = 0; i < c->nagreements; i++)
+		if ((uint64_t)c->agreements[i].retention_days * 86400000 > ms)
+			ms = (uint64_t)c->agreements[i].retention_days *
+			    86400000;
+	return ms;
+}
+
 struct broker *
 broker_new(const struct broker_opts *opts)
 {
@@ -153,9 +167,14 @@ broker_new(const struct broker_opts *opts)
 	so.dir = b->conf->broker.data_dir;
 	so.map_size = b->conf->broker.limits.map_size;
 	so.no_sync = opts->no_sync;
+	so.upgrade_case_until_ms = s_now_ms() + s_longest_retention_ms(b->conf);
 	b->store = store_open(&so, err, sizeof err);
 	if (b->store == NULL)
 		fatalx("store: %s", err);
+	if (store_upgraded_from(b->store) != 0)
+		log_notice("store: %s upgraded from layout %llu; its cases are "
+			   "kept for the longest retention_days from now",
+		    so.dir, (unsigned long long)store_upgraded_from(b->store));
 	if (store_audit_each(
 		b->store, UINT64_MAX, s_head, NULL, b->audit_head) != STORE_OK)
 		fatalx("store: cannot read the audit chain: %s",

@@ -313,6 +313,12 @@ store_take_dead_due(struct store_txn *t, uint64_t now_ms,
 	return t->s->ops->take_dead_due(t, now_ms, out, max, n);
 }
 
+uint64_t
+store_upgraded_from(const struct store *s)
+{
+	return s->upgraded_from;
+}
+
 int
 store_forget_cases(struct store_txn *t, uint64_t now_ms, size_t look,
     char (*refs)[STORE_NAME_MAX + 1], size_t max, size_t *n)

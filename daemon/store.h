@@ -62,6 +62,9 @@ struct store_opts {
 	                      * when group or others may write to it */
 	uint64_t map_size;   /* bytes; the most the store may grow to */
 	bool no_sync;        /* tests only: skip fsync (never in production) */
+	/* Upgrading a store of layout 2 (which did not record how long a
+	 * case is kept): its cases are kept until this time (unix ms). */
+	uint64_t upgrade_case_until_ms;
 };
 
 /* One accepted message, as stored.  For store_put the pointers are
@@ -220,6 +223,10 @@ int store_forget_cases(struct store_txn *t, uint64_t now_ms, size_t look,
  * under the next audit sequence, and makes `head` the chain head. */
 int store_audit_append(struct store_txn *t, const uint8_t *rec, size_t len,
     const uint8_t head[STORE_HASH_LEN], uint64_t *audit_seq);
+
+/* The layout the store was upgraded from when it was opened; 0 when it
+ * was not upgraded. */
+uint64_t store_upgraded_from(const struct store *s);
 
 /* ---- reading: each call reads a consistent snapshot ---- */
 

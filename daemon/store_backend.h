@@ -16,8 +16,9 @@ struct store_ops;
 
 struct store {
 	const struct store_ops *ops;
-	void *be;     /* the backend's state */
-	bool writing; /* a write transaction is open */
+	void *be;               /* the backend's state */
+	bool writing;           /* a write transaction is open */
+	uint64_t upgraded_from; /* set by the backend's open */
 };
 
 struct store_txn {

@@ -384,8 +384,35 @@ s_meta_put64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t v)
 }
 
 /* Opens the named databases and reads meta; returns an LMDB code. */
+/* Layout 2 -> 3: case_until is new (created empty by s_open_dbs); each
+ * case gets `until`. */
 static int
-s_open_dbs(struct s_env *e, MDB_txn *txn, const char **what)
+s_upgrade_2(struct s_env *e, MDB_txn *txn, uint64_t until)
+{
+	MDB_cursor *c;
+	MDB_val k, d;
+	uint8_t v[8];
+	int rc = mdb_cursor_open(txn, e->cases, &c);
+
+	if (rc != 0)
+		return rc;
+	s_be64(v, until);
+	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT_NODUP)) {
+		MDB_val dv = {sizeof v, v};
+		rc = mdb_put(txn, e->case_until, &k, &dv, 0);
+		if (rc != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	return s_meta_put64(txn, e->meta, "layout", 3);
+}
+
+static int
+s_open_dbs(struct s_env *e, MDB_txn *txn, const char **what,
+    const struct store_opts *opts)
 {
 	static const struct {
 		const char *name;
@@ -427,6 +454,12 @@ s_open_dbs(struct s_env *e, MDB_txn *txn, const char **what)
 		rc = s_meta_put64(txn, e->meta, "layout", S_LAYOUT);
 		if (rc != 0)
 			return rc;
+	} else if (layout == 2 && S_LAYOUT == 3) {
+		*what = "upgrading the store from layout 2";
+		rc = s_upgrade_2(e, txn, opts->upgrade_case_until_ms);
+		if (rc != 0)
+			return rc;
+		e->layout_found = layout;
 	} else if (layout != S_LAYOUT) {
 		e->layout_found = layout;
 		return MDB_VERSION_MISMATCH;
@@ -491,7 +524,7 @@ s_open(struct store *s, const struct store_opts *opts)
 		rc = mdb_txn_begin(e->env, NULL, 0, &txn);
 	}
 	if (rc == 0) {
-		rc = s_open_dbs(e, txn, &what);
+		rc = s_open_dbs(e, txn, &what, opts);
 		if (rc == 0) {
 			what = "creating the databases";
 			rc = mdb_txn_commit(txn);
@@ -519,6 +552,7 @@ s_open(struct store *s, const struct store_opts *opts)
 			    S_LAYOUT);
 		return s_fail(s, rc, what);
 	}
+	s->upgraded_from = e->layout_found;
 	e->psize = st.ms_psize;
 	e->reserve = info.me_mapsize / 16;
 	if (e->reserve < S_RESERVE_PAGES * e->psize)

@@ -950,6 +950,53 @@ test_forget_damaged_case(void **state)
 	mdb_env_close(env);
 }
 
+/* A store of layout 2 (no case_until table) is upgraded in place: its
+ * cases are kept until the time the caller gives, then forgotten. */
+static void
+test_upgrade_layout_2(void **state)
+{
+	struct env *e = *state;
+	static const char *const r[] = {"team-west", NULL};
+	char refs[8][STORE_NAME_MAX + 1], err[256];
+	struct store *s = s_open(e, MAP_DEFAULT, true);
+	struct store_opts o = {.dir = e->sub,
+	    .map_size = MAP_DEFAULT,
+	    .no_sync = true,
+	    .upgrade_case_until_ms = 7000};
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi, meta;
+	uint8_t two[8] = {0, 0, 0, 0, 0, 0, 0, 2};
+	MDB_val k = {6, (void *)"layout"}, d = {sizeof two, two};
+
+	s_put_until(s, 1, "case-u", r, 1000);
+	assert_int_equal(store_upgraded_from(s), 0);
+	store_close(&s);
+	/* What a layout-2 store looks like. */
+	env = s_raw_env(e);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "case_until", 0, &dbi), 0);
+	assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	assert_int_equal(mdb_put(txn, meta, &k, &d, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+
+	s = store_open(&o, err, sizeof err);
+	if (s == NULL)
+		fail_msg("store_open: %s", err);
+	assert_int_equal(store_upgraded_from(s), 2);
+	assert_int_equal(s_nparticipants(s, "case-u"), 2);
+	assert_int_equal(s_forget(s, 6999, 100, refs, 8), 0);
+	assert_int_equal(s_forget(s, 7000, 100, refs, 8), 1);
+	assert_string_equal(refs[0], "case-u");
+	store_close(&s);
+	/* Upgraded once: the next open finds layout 3. */
+	s = s_open(e, MAP_DEFAULT, true);
+	assert_int_equal(store_upgraded_from(s), 0);
+	store_close(&s);
+}
+
 static void
 test_participants(void **state)
 {
@@ -1647,6 +1694,7 @@ main(void)
 	    T(test_participants),
 	    T(test_forget_cases),
 	    T(test_forget_damaged_case),
+	    T(test_upgrade_layout_2),
 	    T(test_ack_id),
 	    T(test_audit),
 	    T(test_seq_and_abort),
