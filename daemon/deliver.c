@@ -465,9 +465,8 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	}
 	/* A first delivery is not written: most are acknowledged, and the
 	 * pump then has nothing to commit.  The count is written when the
-	 * delivery fails (s_count_failed), and a redelivery's before it
-	 * goes. */
-	/* Its count could not be written if it failed: wait for the store. */
+	 * delivery fails (s_count_failed), so none goes out while the store
+	 * cannot take a write; a redelivery's is written before it goes. */
 	if (count == 1 && b->txn_broken) {
 		used = S_NO_ROOM;
 		goto out;

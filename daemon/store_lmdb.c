@@ -785,6 +785,18 @@ s_case_keep(struct store_txn *t, const char *case_ref, uint64_t until_ms)
 	return STORE_OK;
 }
 
+/* Removes a case's keep-until and participants: 0 or an LMDB code. */
+static int
+s_case_drop(struct s_txn *bt, const void *ref, size_t len)
+{
+	MDB_val k = {len, (void *)ref};
+	int rc = mdb_del(bt->txn, bt->e->case_until, &k, NULL);
+
+	if (rc == 0 || rc == MDB_NOTFOUND)
+		rc = mdb_del(bt->txn, bt->e->cases, &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int
 s_forget_cases(struct store_txn *t, uint64_t now_ms, size_t look,
     char (*refs)[STORE_NAME_MAX + 1], size_t max, size_t *n)
@@ -835,23 +847,11 @@ s_forget_cases(struct store_txn *t, uint64_t now_ms, size_t look,
 		e->case_pos[0] = '\0';
 		rc = 0;
 	}
-	if (rc == 0 && nbad > 0) {
-		MDB_val bk = {nbad, bad};
-		rc = mdb_del(bt->txn, e->case_until, &bk, NULL);
-		if (rc == 0 || rc == MDB_NOTFOUND)
-			rc = mdb_del(bt->txn, e->cases, &bk, NULL);
-		if (rc == MDB_NOTFOUND)
-			rc = 0;
-	}
+	if (rc == 0 && nbad > 0)
+		rc = s_case_drop(bt, bad, nbad);
 	/* ... then their keep-until and participants go. */
-	for (size_t i = 0; rc == 0 && i < *n; i++) {
-		MDB_val ck = {strlen(refs[i]), refs[i]};
-		rc = mdb_del(bt->txn, e->case_until, &ck, NULL);
-		if (rc == 0 || rc == MDB_NOTFOUND)
-			rc = mdb_del(bt->txn, e->cases, &ck, NULL);
-		if (rc == MDB_NOTFOUND)
-			rc = 0;
-	}
+	for (size_t i = 0; rc == 0 && i < *n; i++)
+		rc = s_case_drop(bt, refs[i], strlen(refs[i]));
 	if (rc != 0) {
 		*n = 0;
 		return s_wfail(t, rc, "forgetting a case");
