@@ -328,7 +328,8 @@ submit_envelope(
 /* The checks after the signature, in the order of docs/protocol.md 10.4,
  * for an envelope whose signature check `vrc` came back. */
 static void
-s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc)
+s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
+    const uint8_t header_hash[ENV_HASH_LEN])
 {
 	const struct transport_msg *m = &job->m;
 	const struct conf_limits *lim = &b->conf->broker.limits;
@@ -447,7 +448,7 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc)
 	r->accepted_ms = b->now_ms;
 	r->n_recipients = h->n_recipients;
 	r->store_seq = seq;
-	env_header_hash(e, r->header_hash);
+	memcpy(r->header_hash, header_hash, ENV_HASH_LEN);
 	text_copy(r->sender, sizeof r->sender, h->sender);
 	/* The case's participants are kept as long as the longest
 	 * retention of the agreements it was routed under, from its last
@@ -485,11 +486,12 @@ submit_collect(struct broker *b)
 {
 	struct env *e;
 	void *arg;
+	uint8_t hash[ENV_HASH_LEN];
 	int rc;
 
-	while (
-	    b->npend < BROKER_DRAIN_MAX && verify_pop(b->verify, &e, &arg, &rc))
-		s_verified(b, arg, e, rc);
+	while (b->npend < BROKER_DRAIN_MAX &&
+	    verify_pop(b->verify, &e, &arg, &rc, hash))
+		s_verified(b, arg, e, rc, hash);
 }
 
 void
@@ -502,7 +504,7 @@ submit_drop_waiting(struct broker *b)
 	while (verify_pending(b->verify) > 0) {
 		struct s_job *job;
 		verify_wait(b->verify);
-		if (!verify_pop(b->verify, &e, &arg, &rc))
+		if (!verify_pop(b->verify, &e, &arg, &rc, NULL))
 			continue;
 		job = arg;
 		env_destroy(&e);

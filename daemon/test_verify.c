@@ -126,6 +126,7 @@ s_run(struct s_fixture *fx, unsigned threads, size_t cap)
 	while (popped < S_N) {
 		struct env *e;
 		void *arg;
+		uint8_t hash[ENV_HASH_LEN], want[ENV_HASH_LEN];
 		int rc;
 
 		while (pushed < S_N && verify_room(p) > 0) {
@@ -146,9 +147,14 @@ s_run(struct s_fixture *fx, unsigned threads, size_t cap)
 		verify_start(p);
 		verify_wait(p);
 		assert_true(verify_ready(p));
-		while (verify_pop(p, &e, &arg, &rc)) {
+		while (verify_pop(p, &e, &arg, &rc, hash)) {
 			assert_int_equal((uintptr_t)arg, popped + 1);
 			assert_int_equal(rc, fx->expect[popped]);
+			/* A verified one comes with its header hash. */
+			if (rc == SCHAKEL_OK) {
+				env_header_hash(e, want);
+				assert_memory_equal(hash, want, ENV_HASH_LEN);
+			}
 			/* The envelope handed back is the one pushed. */
 			assert_memory_equal(
 			    env_header(e)->case_ref, "zaak-", 5);
@@ -207,7 +213,7 @@ test_wake_fd(void **state)
 	verify_start(p);
 	assert_int_equal(poll(&pfd, 1, 10000), 1);
 	verify_wait(p);
-	assert_true(verify_pop(p, &e, &arg, &rc));
+	assert_true(verify_pop(p, &e, &arg, &rc, NULL));
 	assert_int_equal(rc, SCHAKEL_OK);
 	env_destroy(&e);
 	verify_clear_wake(p);

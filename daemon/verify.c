@@ -27,6 +27,7 @@ struct s_slot {
 	struct env *env;
 	void *arg;
 	uint8_t pk[MERKLE_PK_LEN];
+	uint8_t header_hash[ENV_HASH_LEN]; /* when rc is SCHAKEL_OK */
 	int rc;
 	int done; /* atomic: set by the worker when rc is written */
 };
@@ -51,6 +52,9 @@ static void
 s_check(struct s_slot *s, struct merkle_cache *cache)
 {
 	s->rc = env_verify(s->env, s->pk, cache);
+	/* The receipt's header hash, also off the broker's thread. */
+	if (s->rc == SCHAKEL_OK)
+		env_header_hash(s->env, s->header_hash);
 	__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
 }
 
@@ -241,7 +245,8 @@ verify_ready(const struct verify_pool *p)
 }
 
 bool
-verify_pop(struct verify_pool *p, struct env **e, void **arg, int *rc)
+verify_pop(struct verify_pool *p, struct env **e, void **arg, int *rc,
+    uint8_t header_hash[ENV_HASH_LEN])
 {
 	struct s_slot *s;
 
@@ -251,6 +256,8 @@ verify_pop(struct verify_pool *p, struct env **e, void **arg, int *rc)
 	*e = s->env;
 	*arg = s->arg;
 	*rc = s->rc;
+	if (header_hash != NULL && s->rc == SCHAKEL_OK)
+		memcpy(header_hash, s->header_hash, ENV_HASH_LEN);
 	s->env = NULL;
 	s->arg = NULL;
 	p->head++;

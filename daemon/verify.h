@@ -51,9 +51,12 @@ size_t verify_pending(const struct verify_pool *p);
 unsigned verify_threads(const struct verify_pool *p);
 
 /* Takes back the oldest job when it has been verified: returns true with
- * its envelope, `arg` and env_verify's result; false when there is no job
- * or the oldest one is not done yet (later ones wait behind it). */
-bool verify_pop(struct verify_pool *p, struct env **e, void **arg, int *rc);
+ * its envelope, `arg` and env_verify's result (and, when that is
+ * SCHAKEL_OK and `header_hash` is not NULL, env_header_hash's, also
+ * computed by the worker); false when there is no job or the oldest one
+ * is not done yet (later ones wait behind it). */
+bool verify_pop(struct verify_pool *p, struct env **e, void **arg, int *rc,
+    uint8_t header_hash[ENV_HASH_LEN]);
 
 /* True when verify_pop would return a job now. */
 bool verify_ready(const struct verify_pool *p);
