@@ -68,18 +68,13 @@ s_sender(void *arg)
 
 	for (size_t i = 0; i < S_N; i++) {
 		char text[32], zaak[16];
-		struct schakel_message m = {0};
+		struct schakel_message m;
 		struct schakel_receipt rc_out;
 		int rc;
 
 		snprintf(zaak, sizeof zaak, "zaak-%zu", i % S_CASES);
 		snprintf(text, sizeof text, "crash %zu", i);
-		m.type = HX_TYPE_ONE;
-		m.case_ref = zaak;
-		m.purpose = HX_PURPOSE;
-		m.region = "GM0344";
-		m.payload = (const uint8_t *)text;
-		m.payload_len = strlen(text);
+		m = hx_msg(HX_TYPE_ONE, zaak, text);
 		for (;;) {
 			rc = schakel_send(r->sender, &m, &rc_out);
 			if (rc == SCHAKEL_OK)
