@@ -431,6 +431,7 @@ struct s_phase {
 	size_t refused;
 	double cpu_us[S_CPU_KINDS]; /* the broker's CPU time per message */
 	double load_cpu_us;         /* this process's CPU time per message */
+	double written_kib;         /* the broker's writes per message */
 };
 
 /* CPU seconds (user + system) the broker's threads used so far, by
@@ -484,6 +485,26 @@ s_cpu_s(pid_t pid, double out[S_CPU_KINDS])
 	closedir(d);
 }
 
+/* Bytes the broker has written so far (write_bytes: what reached the
+ * page cache to be written out, i.e. the store's pages), from /proc. */
+static double
+s_written(pid_t pid)
+{
+	char path[64], line[128];
+	double v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof line, f) != NULL)
+		if (strncmp(line, "wchar:", 6) == 0)
+			v = strtod(line + 6, NULL);
+	fclose(f);
+	return v;
+}
+
 /* CPU seconds this process (senders, recipients, their ZeroMQ I/O
  * thread) used so far. */
 static double
@@ -520,7 +541,7 @@ s_run_phase(struct s_bench *b, struct codec_buf **env, size_t per_sender,
 	size_t nlat = 0, base = b->delivered;
 	uint64_t t0, t_acc = 0;
 	double cpu0[S_CPU_KINDS], cpu1[S_CPU_KINDS];
-	double self0 = s_self_cpu_s();
+	double self0 = s_self_cpu_s(), w0 = s_written(b->pid);
 
 	memset(out, 0, sizeof(*out));
 	s_cpu_s(b->pid, cpu0);
@@ -609,6 +630,7 @@ s_run_phase(struct s_bench *b, struct codec_buf **env, size_t per_sender,
 	for (int k = 0; k < S_CPU_KINDS; k++)
 		out->cpu_us[k] = (cpu1[k] - cpu0[k]) * 1e6 / (double)total;
 	out->load_cpu_us = (s_self_cpu_s() - self0) * 1e6 / (double)total;
+	out->written_kib = (s_written(b->pid) - w0) / 1024.0 / (double)total;
 	qsort(lat, nlat, sizeof(*lat), s_cmp_u64);
 	if (nlat > 0) {
 		out->p50_ms = (double)lat[nlat / 2] / 1000.0;
@@ -625,9 +647,10 @@ static void
 s_print_cpu(const struct s_phase *p)
 {
 	printf("  CPU per message: broker %.1f us (its thread %.1f, ZeroMQ "
-	       "I/O %.1f, verifiers %.1f), load generator %.1f us\n",
+	       "I/O %.1f, verifiers %.1f), load generator %.1f us; broker "
+	       "wrote %.1f KiB\n",
 	    p->cpu_us[S_CPU_ALL], p->cpu_us[S_CPU_MAIN], p->cpu_us[S_CPU_IO],
-	    p->cpu_us[S_CPU_VERIFY], p->load_cpu_us);
+	    p->cpu_us[S_CPU_VERIFY], p->load_cpu_us, p->written_kib);
 }
 
 /* Ed25519 verify + sign per second on this machine: the crypto the
