@@ -749,14 +749,20 @@ s_next_seq(struct store_txn *t)
 	return ++bt->last_seq;
 }
 
+/* Records `party` in the case, unless it is there already: looked up
+ * first, because a put that finds it copies the pages on its way (LMDB
+ * touches them before it compares), and most messages are about a case
+ * whose parties are known. */
 static int
-s_put_case(struct store_txn *t, const char *case_ref, const char *party)
+s_put_case(
+    struct store_txn *t, MDB_cursor *c, const char *case_ref, const char *party)
 {
-	struct s_txn *bt = t->be;
 	MDB_val k = {strlen(case_ref), (void *)case_ref};
 	MDB_val d = {strlen(party), (void *)party};
-	int rc = mdb_put(bt->txn, bt->e->cases, &k, &d, MDB_NODUPDATA);
+	int rc = mdb_cursor_get(c, &k, &d, MDB_GET_BOTH);
 
+	if (rc == MDB_NOTFOUND)
+		rc = mdb_cursor_put(c, &k, &d, MDB_NODUPDATA);
 	if (rc != 0 && rc != MDB_KEYEXIST)
 		return s_wfail(t, rc, "storing a case participant");
 	return STORE_OK;
@@ -966,9 +972,14 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 		return rc;
 
 	if (m->case_until_ms != 0) {
-		rc = s_put_case(t, m->case_ref, m->sender);
+		MDB_cursor *c;
+		rc = mdb_cursor_open(bt->txn, e->cases, &c);
+		if (rc != 0)
+			return s_wfail(t, rc, "opening the cases");
+		rc = s_put_case(t, c, m->case_ref, m->sender);
 		for (size_t i = 0; rc == STORE_OK && i < m->n_recipients; i++)
-			rc = s_put_case(t, m->case_ref, m->recipients[i]);
+			rc = s_put_case(t, c, m->case_ref, m->recipients[i]);
+		mdb_cursor_close(c);
 		if (rc == STORE_OK)
 			rc = s_case_keep(t, m->case_ref, m->case_until_ms);
 		if (rc != STORE_OK)

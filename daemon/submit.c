@@ -15,10 +15,12 @@
 #include "schakel_err.h"
 #include "text.h"
 
+#define S_DAY_MS ((uint64_t)86400000)
+
 static int32_t
 s_today(const struct broker *b)
 {
-	return (int32_t)(b->now_ms / 86400000);
+	return (int32_t)(b->now_ms / S_DAY_MS);
 }
 
 /* "GM0344" -> 344; "" -> 0; anything else -> -1. */
@@ -452,11 +454,12 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 	text_copy(r->sender, sizeof r->sender, h->sender);
 	/* The case's participants are kept as long as the longest
 	 * retention of the agreements it was routed under, from its last
-	 * message. */
+	 * message, to the end of that (UTC) day: the store rewrites a
+	 * case's keep-until only when it moves, so at most once a day. */
 	p->msg.case_until_ms = b->now_ms;
 	for (size_t i = 0; i < h->n_recipients; i++) {
 		uint64_t until =
-		    b->now_ms + (uint64_t)ag[i]->retention_days * 86400000;
+		    b->now_ms + (uint64_t)ag[i]->retention_days * S_DAY_MS;
 		if (until > p->msg.case_until_ms)
 			p->msg.case_until_ms = until;
 		text_copy(p->msg.recipients[i], sizeof p->msg.recipients[i],
@@ -468,6 +471,7 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 		text_copy(
 		    r->agreement_ids[i], sizeof r->agreement_ids[i], ag[i]->id);
 	}
+	p->msg.case_until_ms += S_DAY_MS - p->msg.case_until_ms % S_DAY_MS;
 	if (idmap_put(&b->pend_ids, p->msg.id, STORE_ID_LEN, p, &old) != 0) {
 		s_refuse(b, m, job->corr_id, SCHAKEL_E_NO_MEMORY, h, true);
 		goto out;
