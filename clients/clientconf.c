@@ -300,6 +300,9 @@ s_top_pair(struct s_ctx *x, const char *key, const yaml_node_t *k,
 			    x, v, "peers: '%s' is not a folder", cc->peers);
 		return 0;
 	}
+	if (strcmp(key, "seen_file") == 0)
+		return s_path(
+		    x, v, "seen_file", cc->seen_file, sizeof cc->seen_file);
 	if (strcmp(key, "purpose") == 0)
 		return s_name(x, v, "purpose", cc->purpose, sizeof cc->purpose);
 	if (strcmp(key, "timeout") == 0) {
@@ -315,7 +318,7 @@ s_top_pair(struct s_ctx *x, const char *key, const yaml_node_t *k,
 	}
 	return s_fail(x, k,
 	    "unknown key '%s' (expected broker, party, key_file, peers, "
-	    "timeout or purpose)",
+	    "seen_file, timeout or purpose)",
 	    key);
 }
 
@@ -411,4 +414,5 @@ clientconf_opts(const struct clientconf *cc, struct schakel_client_opts *opts)
 	opts->key_file = cc->key_file;
 	opts->peers_dir = cc->peers[0] != '\0' ? cc->peers : NULL;
 	opts->timeout_ms = cc->timeout_ms;
+	opts->seen_file = cc->seen_file[0] != '\0' ? cc->seen_file : NULL;
 }

@@ -22,8 +22,9 @@ struct clientconf {
 	uint8_t broker_sign[SCHAKEL_KEY_LEN];
 	uint8_t broker_transport[SCHAKEL_KEY_LEN];
 	char party[SCHAKEL_NAME_MAX + 1];
-	char key_file[PATH_MAX]; /* resolved against the file's folder */
-	char peers[PATH_MAX];    /* "" when not configured */
+	char key_file[PATH_MAX];  /* resolved against the file's folder */
+	char peers[PATH_MAX];     /* "" when not configured */
+	char seen_file[PATH_MAX]; /* "" when not configured */
 	char purpose[SCHAKEL_NAME_MAX + 1]; /* default purpose, "" if none */
 	int timeout_ms;
 };

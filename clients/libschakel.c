@@ -6,13 +6,17 @@
  * file never parses protobuf itself and never logs.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <zmq.h>
@@ -49,14 +53,27 @@ _Static_assert(SCHAKEL_MAX_ATTRS == ENV_MAX_ATTRS, "attributes");
 _Static_assert(SCHAKEL_ERROR_MAX > FRAME_MAX_TEXT_LEN, "error room");
 
 /* The ids of messages handed to the application: a ring of the last
- * SCHAKEL_SEEN_IDS ids with a chained hash index over it. */
+ * SCHAKEL_SEEN_IDS ids with a chained hash index over it, and the file
+ * they are also kept in (opts.seen_file), if any. */
 struct s_seen {
 	uint8_t (*ids)[ENV_ID_LEN];
 	int32_t *next;   /* per ring slot: next slot in its bucket, or -1 */
 	int32_t *bucket; /* per bucket: first slot, or -1 */
 	size_t count;
 	size_t pos;
+	/* Keyed, because ids are chosen by senders and begin with their
+	 * time (UUIDv7): their own bytes would put a minute's ids in one
+	 * bucket. */
+	uint8_t key[crypto_shorthash_KEYBYTES];
+	bool has_file;
+	int fd;         /* the file, locked (flock) while the client lives */
+	size_t in_file; /* ids in it, after its header */
+	char path[PATH_MAX];
 };
+
+/* The file's first 16 bytes (the size of one id, so records stay
+ * aligned); then ids, 16 bytes each, oldest first. */
+static const char s_seen_magic[ENV_ID_LEN] = "schakel-seen-v1\n";
 
 struct schakel_client {
 	void *ctx;
@@ -244,12 +261,15 @@ s_seen_init(struct s_seen *s)
 	}
 	s->count = 0;
 	s->pos = 0;
+	randombytes_buf(s->key, sizeof s->key);
 	return 0;
 }
 
 static void
 s_seen_free(struct s_seen *s)
 {
+	if (s->has_file)
+		close(s->fd);
 	free(s->ids);
 	free(s->next);
 	free(s->bucket);
@@ -257,19 +277,20 @@ s_seen_free(struct s_seen *s)
 }
 
 static size_t
-s_seen_hash(const uint8_t id[ENV_ID_LEN])
+s_seen_hash(const struct s_seen *s, const uint8_t id[ENV_ID_LEN])
 {
-	uint32_t h;
+	uint8_t h[crypto_shorthash_BYTES];
+	uint64_t v;
 
-	/* Ids are random: their first bytes are a good enough hash. */
-	memcpy(&h, id, sizeof h);
-	return h % SCHAKEL_SEEN_IDS;
+	crypto_shorthash(h, id, ENV_ID_LEN, s->key);
+	memcpy(&v, h, sizeof v);
+	return (size_t)(v % SCHAKEL_SEEN_IDS);
 }
 
 static bool
 s_seen_has(const struct s_seen *s, const uint8_t id[ENV_ID_LEN])
 {
-	for (int32_t i = s->bucket[s_seen_hash(id)]; i >= 0; i = s->next[i])
+	for (int32_t i = s->bucket[s_seen_hash(s, id)]; i >= 0; i = s->next[i])
 		if (memcmp(s->ids[i], id, ENV_ID_LEN) == 0)
 			return true;
 	return false;
@@ -283,7 +304,7 @@ s_seen_add(struct s_seen *s, const uint8_t id[ENV_ID_LEN])
 
 	if (s->count == SCHAKEL_SEEN_IDS) {
 		/* Evict the oldest id, which lives in this slot. */
-		p = &s->bucket[s_seen_hash(s->ids[slot])];
+		p = &s->bucket[s_seen_hash(s, s->ids[slot])];
 		while (*p >= 0 && *p != (int32_t)slot)
 			p = &s->next[*p];
 		if (*p == (int32_t)slot)
@@ -292,10 +313,182 @@ s_seen_add(struct s_seen *s, const uint8_t id[ENV_ID_LEN])
 		s->count++;
 	}
 	memcpy(s->ids[slot], id, ENV_ID_LEN);
-	p = &s->bucket[s_seen_hash(id)];
+	p = &s->bucket[s_seen_hash(s, id)];
 	s->next[slot] = *p;
 	*p = (int32_t)slot;
 	s->pos = (slot + 1) % SCHAKEL_SEEN_IDS;
+}
+
+/* Writes all of buf at off; 0 or -1 (errno set). */
+static int
+s_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+/* Opens `path` for the client's exclusive use: created (mode 0600) with
+ * its header when it does not exist (or a crash cut its header short),
+ * else it must begin with the header.  Returns the locked descriptor, or
+ * -1 with the sentence. */
+static int
+s_seen_lock(struct schakel_client *c, const char *path, int flags)
+{
+	char head[ENV_ID_LEN];
+	const char *why = NULL;
+	struct stat st;
+	ssize_t got = 0;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | flags, 0600);
+
+	if (fd < 0)
+		why = strerror(errno);
+	else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		why = "not a regular file";
+	else if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+		why = "in use by another client of this party (give each "
+		      "its own)";
+	else if (st.st_size > 0 &&
+	    ((got = pread(fd, head, sizeof head, 0)) <= 0 ||
+		memcmp(head, s_seen_magic, (size_t)got) != 0))
+		why = "not a file of message ids (it does not begin with "
+		      "schakel-seen-v1); not touched";
+	else if (got < (ssize_t)sizeof head &&
+	    (s_pwrite_all(fd, s_seen_magic, sizeof head, 0) != 0 ||
+		fdatasync(fd) != 0))
+		why = strerror(errno);
+	if (why == NULL)
+		return fd;
+	s_fail(c, SCHAKEL_E_BAD_ARGUMENT, "seen file '%s': %s", path, why);
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* Takes the ids kept in opts.seen_file: the last SCHAKEL_SEEN_IDS, in
+ * order.  A torn last record (a crash while it was written) is cut off. */
+static int
+s_seen_open(struct schakel_client *c, const char *path)
+{
+	struct s_seen *s = &c->seen;
+	uint8_t buf[256][ENV_ID_LEN];
+	struct stat st;
+	size_t n, first;
+	int fd;
+
+	if (s_copy(s->path, sizeof s->path, path) != SCHAKEL_OK)
+		return s_fail(
+		    c, SCHAKEL_E_BAD_ARGUMENT, "seen file path too long");
+	fd = s_seen_lock(c, path, 0);
+	if (fd < 0)
+		return SCHAKEL_E_BAD_ARGUMENT;
+	s->fd = fd;
+	s->has_file = true;
+	if (fstat(fd, &st) != 0)
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT, "seen file '%s': %s",
+		    path, strerror(errno));
+	n = ((size_t)st.st_size - ENV_ID_LEN) / ENV_ID_LEN;
+	if ((size_t)st.st_size != (n + 1) * ENV_ID_LEN &&
+	    ftruncate(fd, (off_t)((n + 1) * ENV_ID_LEN)) != 0)
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT,
+		    "seen file '%s': cannot cut off a torn record: %s", path,
+		    strerror(errno));
+	first = n > SCHAKEL_SEEN_IDS ? n - SCHAKEL_SEEN_IDS : 0;
+	for (size_t i = first; i < n;) {
+		size_t want = n - i < 256 ? n - i : 256;
+		ssize_t got = pread(
+		    fd, buf, want * ENV_ID_LEN, (off_t)((i + 1) * ENV_ID_LEN));
+
+		if (got != (ssize_t)(want * ENV_ID_LEN))
+			return s_fail(c, SCHAKEL_E_BAD_ARGUMENT,
+			    "seen file '%s': cannot read it: %s", path,
+			    got < 0 ? strerror(errno) : "short read");
+		for (size_t j = 0; j < want; j++)
+			s_seen_add(s, buf[j]);
+		i += want;
+	}
+	s->in_file = n;
+	return SCHAKEL_OK;
+}
+
+/* Rewrites the file with only the ids in memory (it grows to twice
+ * that, then this): a new file, synced, renamed over the old one. */
+static int
+s_seen_compact(struct schakel_client *c)
+{
+	struct s_seen *s = &c->seen;
+	char tmp[PATH_MAX + 8], dir[PATH_MAX];
+	size_t start =
+	    (s->pos + SCHAKEL_SEEN_IDS - s->count) % SCHAKEL_SEEN_IDS;
+	int fd, dfd;
+
+	snprintf(tmp, sizeof tmp, "%s.new", s->path);
+	(void)unlink(tmp);
+	fd = s_seen_lock(c, tmp, O_EXCL);
+	if (fd < 0)
+		return -1;
+	for (size_t i = 0; i < s->count; i++) {
+		size_t slot = (start + i) % SCHAKEL_SEEN_IDS;
+		if (s_pwrite_all(fd, s->ids[slot], ENV_ID_LEN,
+			(off_t)((i + 1) * ENV_ID_LEN)) != 0)
+			goto fail;
+	}
+	if (fdatasync(fd) != 0 || rename(tmp, s->path) != 0)
+		goto fail;
+	/* The rename itself is durable once the folder is synced. */
+	memcpy(dir, s->path, sizeof dir);
+	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	close(s->fd);
+	s->fd = fd;
+	s->in_file = s->count;
+	return 0;
+fail:
+	s_fail(c, SCHAKEL_E_INTERNAL, "seen file '%s': cannot rewrite it: %s",
+	    s->path, strerror(errno));
+	close(fd);
+	(void)unlink(tmp);
+	return -1;
+}
+
+/* Remembers `id` as handed over: in memory and, with a seen file,
+ * written and synced there before the caller acknowledges it, so a
+ * redelivery whose Ack was lost is recognised after a restart or crash
+ * too.  Returns 0, or -1 with the sentence when the file could not be
+ * written (the id is then remembered in memory only). */
+static int
+s_seen_record(struct schakel_client *c, const uint8_t id[ENV_ID_LEN])
+{
+	struct s_seen *s = &c->seen;
+
+	s_seen_add(s, id);
+	if (!s->has_file)
+		return 0;
+	if (s->in_file >= 2 * SCHAKEL_SEEN_IDS && s_seen_compact(c) != 0)
+		return -1;
+	if (s_pwrite_all(s->fd, id, ENV_ID_LEN,
+		(off_t)((s->in_file + 1) * ENV_ID_LEN)) != 0 ||
+	    fdatasync(s->fd) != 0) {
+		s_fail(c, SCHAKEL_E_INTERNAL,
+		    "seen file '%s': cannot record a handed-over message: %s",
+		    s->path, strerror(errno));
+		return -1;
+	}
+	s->in_file++;
+	return 0;
 }
 
 /* ---- pending deliveries (arrived while a send waited) ---- */
@@ -1552,7 +1745,9 @@ s_deliver(struct schakel_client *c, const struct frame_deliver *d,
 	sodium_memzero(payload, plen);
 	free(payload);
 	if (rc == 0) {
-		s_seen_add(&c->seen, h->id);
+		/* Acknowledged even when the file could not be written: not
+		 * to would have it delivered again for certain. */
+		(void)s_seen_record(c, h->id);
 		(*handed)++;
 		rc = s_ack(c, d->store_seq, h->id, SCHAKEL_OK);
 	} else {
@@ -1793,6 +1988,9 @@ s_connect(struct schakel_client *c, const struct schakel_client_opts *o)
 	c->cache = merkle_cache_new(S_CACHE_SLOTS);
 	if (c->cache == NULL || s_seen_init(&c->seen) != 0)
 		return s_fail(c, SCHAKEL_E_NO_MEMORY, "out of memory");
+	if (o->seen_file != NULL && o->seen_file[0] != '\0' &&
+	    s_seen_open(c, o->seen_file) != SCHAKEL_OK)
+		return SCHAKEL_E_BAD_ARGUMENT;
 	c->ctx = zmq_ctx_new();
 	if (c->ctx == NULL)
 		return s_fail(c, SCHAKEL_E_INTERNAL, "cannot start ZeroMQ: %s",

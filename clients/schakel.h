@@ -52,6 +52,14 @@ struct schakel_client_opts {
 	 * when a file exists.  NULL: no pinned peers (sending only). */
 	const char *peers_dir;
 	int timeout_ms; /* per request before resending; 0: 10000 */
+	/* A file in which receive keeps the ids of the messages it handed
+	 * to the application (the last SCHAKEL_SEEN_IDS; created with mode
+	 * 0600), so that a message delivered again because its Ack was lost
+	 * is recognised after a restart or a crash too, not only by this
+	 * client.  Each id is written and synced before its Ack (one
+	 * fdatasync a message).  One client at a time: a second client
+	 * with the same file is refused.  NULL or "": in memory only. */
+	const char *seen_file;
 };
 
 /* A connected client. */
@@ -211,7 +219,8 @@ void schakel_receipt_clear(struct schakel_receipt *r);
  * broker key) and that this party was named are checked before it is
  * opened; a message that fails is refused with its code and never handed
  * over.  A message already handed over (the last SCHAKEL_SEEN_IDS ids,
- * in memory only) is acknowledged without calling the handler again.
+ * kept in opts.seen_file when given, else in memory) is acknowledged
+ * without calling the handler again.
  * Notices go to the notice handler (schakel_set_notice_handler), if any,
  * and are acknowledged.  *handed (may be NULL) is set to the number of
  * messages handed over.  A lost connection is made again, with backoff,

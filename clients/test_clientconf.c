@@ -84,6 +84,7 @@ t_valid_pub_file(void **state)
 			     "party: gemeente-u\n"
 			     "key_file: keys/gemeente-u.key\n"
 			     "peers: keys/\n"
+			     "seen_file: state/gemeente-u.seen\n"
 			     "timeout: 3s\n"),
 	    0);
 	assert_string_equal(fx->cc.endpoint, "tcp://127.0.0.1:7450");
@@ -101,6 +102,8 @@ t_valid_pub_file(void **state)
 	clientconf_opts(&fx->cc, &o);
 	assert_string_equal(o.endpoint, fx->cc.endpoint);
 	assert_ptr_equal(o.peers_dir, fx->cc.peers);
+	snprintf(want, sizeof want, "%s/state/gemeente-u.seen", fx->dir);
+	assert_string_equal(o.seen_file, want);
 	assert_memory_equal(o.broker_sign_key, pub.sign, 32);
 }
 
@@ -131,6 +134,7 @@ t_valid_inline_keys(void **state)
 	assert_string_equal(fx->cc.peers, "");
 	clientconf_opts(&fx->cc, &o);
 	assert_null(o.peers_dir);
+	assert_null(o.seen_file);
 }
 
 #define S_BROKER \

@@ -5,7 +5,8 @@
  * is submitted again byte for byte after a reconnect; ROUTE_CHANGED builds
  * a new message; a Welcome with another signing key is refused; a
  * notice not signed by the broker is refused and not handed over; a
- * frame the client cannot read still has its credit granted again; and
+ * frame the client cannot read still has its credit granted again; a
+ * seen file keeps a redelivery from the handler across a restart; and
  * env_open refuses tampered envelopes directly. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <sodium.h>
@@ -49,6 +51,9 @@ struct fb {
 	uint64_t seq;
 	bool wrong_box_key; /* Resolved names another box key for team-a */
 	uint64_t credits;   /* credit granted by the client so far */
+	/* One message delivered again and again (t_receive_seen_file). */
+	struct codec_buf kept, kept_r, fresh, fresh_r;
+	uint32_t kept_count;
 };
 
 static uint64_t
@@ -338,8 +343,8 @@ s_join(struct fb *b)
 }
 
 static int
-s_connect(struct fb *b, const char *party, int timeout_ms,
-    struct schakel_client **c, char *err, size_t errlen)
+s_connect_seen(struct fb *b, const char *party, int timeout_ms,
+    const char *seen_file, struct schakel_client **c, char *err, size_t errlen)
 {
 	struct schakel_client_opts o = {0};
 	char key[512], peers[512];
@@ -353,7 +358,15 @@ s_connect(struct fb *b, const char *party, int timeout_ms,
 	o.key_file = key;
 	o.peers_dir = peers;
 	o.timeout_ms = timeout_ms;
+	o.seen_file = seen_file;
 	return schakel_connect(&o, c, err, errlen);
+}
+
+static int
+s_connect(struct fb *b, const char *party, int timeout_ms,
+    struct schakel_client **c, char *err, size_t errlen)
+{
+	return s_connect_seen(b, party, timeout_ms, NULL, c, err, errlen);
 }
 
 /* ---- receiving ---- */
@@ -441,6 +454,178 @@ t_receive_refuses_and_filters(void **state)
 	assert_non_null(strstr(schakel_client_error(c), "UNKNOWN_PARTY"));
 	schakel_close(&c);
 	assert_null(c);
+}
+
+/* ---- the seen file ---- */
+
+static void
+s_script_kept_hello(struct fb *b)
+{
+	s_fb_welcome(b, NULL);
+}
+
+static void
+s_script_kept(struct fb *b)
+{
+	s_fb_welcome(b, NULL);
+	s_fb_deliver(b, 7, b->kept_count, &b->kept, &b->kept_r);
+	s_fb_answer(b, 7, 0, "kept message: expected Ack");
+}
+
+/* Receives for `ms` with a new team-a client (seen file `seen`, or
+ * none), while the fake broker delivers the kept message once more. */
+static void
+s_receive_kept(struct fb *b, const char *seen_file, int ms, struct s_seen *seen,
+    size_t *handed)
+{
+	struct schakel_client *c = NULL;
+	char err[SCHAKEL_ERROR_MAX];
+
+	b->kept_count++;
+	s_start(b, s_script_kept);
+	assert_int_equal(
+	    s_connect_seen(b, "team-a", 2000, seen_file, &c, err, sizeof err),
+	    SCHAKEL_OK);
+	assert_int_equal(
+	    schakel_receive(c, 0, ms, s_on_message, seen, handed), SCHAKEL_OK);
+	s_join(b);
+	schakel_close(&c);
+}
+
+static long
+s_file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* With a seen file, a message delivered again after the client was
+ * restarted (its Ack lost) is acknowledged without the handler; without
+ * one it is handed over again.  A torn last record is cut off; a file
+ * that is not one of ours, or one in use, is refused and left alone. */
+static void
+t_receive_seen_file(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client *c = NULL, *c2 = NULL;
+	struct s_seen seen = {0};
+	char file[300], other[300], err[SCHAKEL_ERROR_MAX];
+	size_t handed = 99;
+	FILE *f;
+
+	snprintf(file, sizeof file, "%s/team-a.seen", b->dir);
+	snprintf(other, sizeof other, "%s/notes.txt", b->dir);
+	s_fb_message(b, b->sender, "gemeente", "eenmaal", &b->kept, &b->kept_r);
+	b->kept_count = 0;
+	s_receive_kept(b, file, 1500, &seen, &handed);
+	assert_int_equal(seen.n, 1);
+	assert_int_equal(handed, 1);
+	assert_string_equal(seen.text, "eenmaal");
+	assert_int_equal(s_file_size(file), 32); /* header and one id */
+
+	f = fopen(file, "ab");
+	assert_non_null(f);
+	fputs("torn", f);
+	fclose(f);
+	s_receive_kept(b, file, 1500, &seen, &handed);
+	assert_int_equal(seen.n, 1);
+	assert_int_equal(handed, 0);
+	assert_int_equal(s_file_size(file), 32);
+
+	/* The control: a client without the file hands it over again. */
+	s_receive_kept(b, NULL, 1500, &seen, &handed);
+	assert_int_equal(seen.n, 2);
+	assert_int_equal(handed, 1);
+
+	f = fopen(other, "w");
+	assert_non_null(f);
+	fputs("boodschappen\n", f);
+	fclose(f);
+	assert_int_equal(
+	    s_connect_seen(b, "team-a", 500, other, &c, err, sizeof err),
+	    SCHAKEL_E_BAD_ARGUMENT);
+	assert_null(c);
+	assert_non_null(strstr(err, "not a file of message ids"));
+	assert_int_equal(s_file_size(other), 13);
+
+	/* One client at a time: the fake broker welcomes the first. */
+	s_start(b, s_script_kept_hello);
+	assert_int_equal(
+	    s_connect_seen(b, "team-a", 2000, file, &c, err, sizeof err),
+	    SCHAKEL_OK);
+	s_join(b);
+	assert_int_equal(
+	    s_connect_seen(b, "team-a", 500, file, &c2, err, sizeof err),
+	    SCHAKEL_E_BAD_ARGUMENT);
+	assert_non_null(strstr(err, "in use by another client"));
+	schakel_close(&c);
+	codec_buf_clear(&b->kept);
+	codec_buf_clear(&b->kept_r);
+}
+
+static void
+s_script_kept_and_new(struct fb *b)
+{
+	s_fb_welcome(b, NULL);
+	s_fb_deliver(b, 7, b->kept_count, &b->kept, &b->kept_r);
+	s_fb_answer(b, 7, 0, "kept message: expected Ack");
+	s_fb_deliver(b, 8, 1, &b->fresh, &b->fresh_r);
+	s_fb_answer(b, 8, 0, "new message: expected Ack");
+}
+
+/* A seen file that has grown to twice what is kept is rewritten with the
+ * newest ids when the next one is recorded, and still knows them. */
+static void
+t_receive_seen_file_compacts(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client *c = NULL;
+	struct s_seen seen = {0};
+	struct env *e = NULL;
+	char file[300], err[SCHAKEL_ERROR_MAX];
+	uint8_t id[ENV_ID_LEN];
+	size_t handed = 99;
+	FILE *f;
+
+	snprintf(file, sizeof file, "%s/compact.seen", b->dir);
+	s_fb_message(b, b->sender, "gemeente", "oud", &b->kept, &b->kept_r);
+	s_fb_message(b, b->sender, "gemeente", "nieuw", &b->fresh, &b->fresh_r);
+	assert_int_equal(
+	    env_decode(b->kept.data, b->kept.len, 0, &e), SCHAKEL_OK);
+	/* Twice what is kept, the last one the kept message's id. */
+	f = fopen(file, "wb");
+	assert_non_null(f);
+	fputs("schakel-seen-v1\n", f);
+	for (size_t i = 0; i < 2 * SCHAKEL_SEEN_IDS - 1; i++) {
+		randombytes_buf(id, sizeof id);
+		assert_int_equal(fwrite(id, sizeof id, 1, f), 1);
+	}
+	assert_int_equal(fwrite(env_header(e)->id, ENV_ID_LEN, 1, f), 1);
+	fclose(f);
+	env_destroy(&e);
+
+	b->kept_count = 2;
+	s_start(b, s_script_kept_and_new);
+	assert_int_equal(
+	    s_connect_seen(b, "team-a", 2000, file, &c, err, sizeof err),
+	    SCHAKEL_OK);
+	assert_int_equal(
+	    schakel_receive(c, 0, 1500, s_on_message, &seen, &handed),
+	    SCHAKEL_OK);
+	s_join(b);
+	schakel_close(&c);
+	assert_int_equal(seen.n, 1);
+	assert_string_equal(seen.text, "nieuw");
+	/* Header, the 65,536 kept, the new one. */
+	assert_int_equal(
+	    s_file_size(file), (long)(SCHAKEL_SEEN_IDS + 2) * ENV_ID_LEN);
+	s_receive_kept(b, file, 1500, &seen, &handed);
+	assert_int_equal(seen.n, 1);
+	codec_buf_clear(&b->kept);
+	codec_buf_clear(&b->kept_r);
+	codec_buf_clear(&b->fresh);
+	codec_buf_clear(&b->fresh_r);
 }
 
 /* ---- sending ---- */
@@ -910,6 +1095,8 @@ main(void)
 	    cmocka_unit_test(t_env_open_tampered),
 	    cmocka_unit_test(t_receive_refuses_and_filters),
 	    cmocka_unit_test(t_receive_notices),
+	    cmocka_unit_test(t_receive_seen_file),
+	    cmocka_unit_test(t_receive_seen_file_compacts),
 	    cmocka_unit_test(t_receive_unreadable_frame),
 	    cmocka_unit_test(t_send_resends_same_bytes),
 	    cmocka_unit_test(t_send_route_changed),
