@@ -82,6 +82,7 @@ key_file: keys/$p.key
 peers: keys/
 purpose: schuldhulp
 timeout: 5s
+seen_file: $p.seen
 YAML
 done
 
@@ -114,6 +115,8 @@ echo "$out" | grep -q "\"payload\":\"$b64\"" || fail "json payload: $out"
 # receive raw: the payload as it was sent.
 out=$("$schakel" receive -c "$dir/team-a.yaml" --count 1 --timeout 10 2>/dev/null)
 [ "$out" = "tweede" ] || fail "raw receive printed '$out'"
+# Both ids were kept in the seen file: its header and two 16-byte ids.
+[ "$(wc -c <"$dir/team-a.seen")" -eq 48 ] || fail "seen file: $(wc -c <"$dir/team-a.seen") bytes"
 
 # Refusals: exit 1 with "schakel: CODE: sentence".
 set +e
