@@ -66,8 +66,9 @@ struct s_seen {
 	 * bucket. */
 	uint8_t key[crypto_shorthash_KEYBYTES];
 	bool has_file;
-	int fd;         /* the file, locked (flock) while the client lives */
-	size_t in_file; /* ids in it, after its header */
+	int fd;            /* the file, locked (flock) while the client lives */
+	size_t in_file;    /* ids in it, after its header */
+	size_t compact_at; /* rewritten when in_file reaches this */
 	char path[PATH_MAX];
 };
 
@@ -329,6 +330,8 @@ s_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 		ssize_t n = pwrite(fd, p, len, off);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n == 0)
+			errno = EIO;
 		if (n <= 0)
 			return -1;
 		p += n;
@@ -338,34 +341,72 @@ s_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 	return 0;
 }
 
-/* Opens `path` for the client's exclusive use: created (mode 0600) with
- * its header when it does not exist (or a crash cut its header short),
- * else it must begin with the header.  Returns the locked descriptor, or
- * -1 with the sentence. */
+/* Makes a new or renamed name in path's folder durable: 0 or -1. */
+static int
+s_fsync_dir(const char *path)
+{
+	char dir[PATH_MAX];
+	int fd, rc;
+
+	if (strlen(path) >= sizeof dir)
+		return -1;
+	memcpy(dir, path, strlen(path) + 1);
+	fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/* Whether the `len` bytes a file begins with are what a crash may leave
+ * of its header: a part of it, or zeros. */
+static bool
+s_seen_head_torn(const char *head, size_t len)
+{
+	static const char zero[ENV_ID_LEN];
+
+	return len < ENV_ID_LEN &&
+	    (memcmp(head, s_seen_magic, len) == 0 ||
+		memcmp(head, zero, len) == 0);
+}
+
+/* Opens the absolute `path` for the client's exclusive use: created
+ * (mode 0600) with its header when it does not exist or a crash cut its
+ * header short, else it must begin with the header.  Returns the locked
+ * descriptor, or -1 with the sentence. */
 static int
 s_seen_lock(struct schakel_client *c, const char *path, int flags)
 {
 	char head[ENV_ID_LEN];
 	const char *why = NULL;
-	struct stat st;
+	struct stat st, now;
 	ssize_t got = 0;
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | flags, 0600);
 
 	if (fd < 0)
 		why = strerror(errno);
-	else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+	else if (fstat(fd, &st) != 0)
+		why = strerror(errno);
+	else if (!S_ISREG(st.st_mode))
 		why = "not a regular file";
-	else if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+	else if (flock(fd, LOCK_EX | LOCK_NB) != 0 || stat(path, &now) != 0 ||
+	    now.st_ino != st.st_ino || now.st_dev != st.st_dev)
+		/* (A file replaced between open and flock is another
+		 * client's compaction: in use too.) */
 		why = "in use by another client of this party (give each "
 		      "its own)";
-	else if (st.st_size > 0 &&
-	    ((got = pread(fd, head, sizeof head, 0)) <= 0 ||
-		memcmp(head, s_seen_magic, (size_t)got) != 0))
+	else if (st.st_size > 0 && (got = pread(fd, head, sizeof head, 0)) < 0)
+		why = strerror(errno);
+	else if (got == (ssize_t)sizeof head
+		? memcmp(head, s_seen_magic, sizeof head) != 0
+		: !s_seen_head_torn(head, (size_t)got))
 		why = "not a file of message ids (it does not begin with "
 		      "schakel-seen-v1); not touched";
 	else if (got < (ssize_t)sizeof head &&
-	    (s_pwrite_all(fd, s_seen_magic, sizeof head, 0) != 0 ||
-		fdatasync(fd) != 0))
+	    (ftruncate(fd, 0) != 0 ||
+		s_pwrite_all(fd, s_seen_magic, sizeof head, 0) != 0 ||
+		fdatasync(fd) != 0 || s_fsync_dir(path) != 0))
 		why = strerror(errno);
 	if (why == NULL)
 		return fd;
@@ -376,32 +417,47 @@ s_seen_lock(struct schakel_client *c, const char *path, int flags)
 }
 
 /* Takes the ids kept in opts.seen_file: the last SCHAKEL_SEEN_IDS, in
- * order.  A torn last record (a crash while it was written) is cut off. */
+ * order.  A torn last record (a crash while it was written) is cut off,
+ * and a rewrite that a crash interrupted (".new") is removed. */
 static int
 s_seen_open(struct schakel_client *c, const char *path)
 {
 	struct s_seen *s = &c->seen;
 	uint8_t buf[256][ENV_ID_LEN];
+	char tmp[PATH_MAX + 8];
 	struct stat st;
 	size_t n, first;
 	int fd;
 
-	if (s_copy(s->path, sizeof s->path, path) != SCHAKEL_OK)
-		return s_fail(
-		    c, SCHAKEL_E_BAD_ARGUMENT, "seen file path too long");
-	fd = s_seen_lock(c, path, 0);
+	/* Kept absolute: the application may change its folder later. */
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || realpath(path, s->path) == NULL) {
+		int e = errno;
+
+		if (fd >= 0)
+			close(fd);
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT, "seen file '%s': %s",
+		    path, strerror(e));
+	}
+	close(fd);
+	fd = s_seen_lock(c, s->path, 0);
 	if (fd < 0)
 		return SCHAKEL_E_BAD_ARGUMENT;
 	s->fd = fd;
 	s->has_file = true;
+	snprintf(tmp, sizeof tmp, "%s.new", s->path);
+	(void)unlink(tmp);
 	if (fstat(fd, &st) != 0)
 		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT, "seen file '%s': %s",
-		    path, strerror(errno));
-	n = ((size_t)st.st_size - ENV_ID_LEN) / ENV_ID_LEN;
-	if ((size_t)st.st_size != (n + 1) * ENV_ID_LEN &&
+		    s->path, strerror(errno));
+	if (st.st_size < ENV_ID_LEN) /* s_seen_lock wrote one */
+		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT,
+		    "seen file '%s': its header is missing", s->path);
+	n = (size_t)(st.st_size / ENV_ID_LEN) - 1;
+	if (st.st_size % ENV_ID_LEN != 0 &&
 	    ftruncate(fd, (off_t)((n + 1) * ENV_ID_LEN)) != 0)
 		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT,
-		    "seen file '%s': cannot cut off a torn record: %s", path,
+		    "seen file '%s': cannot cut off a torn record: %s", s->path,
 		    strerror(errno));
 	first = n > SCHAKEL_SEEN_IDS ? n - SCHAKEL_SEEN_IDS : 0;
 	for (size_t i = first; i < n;) {
@@ -411,47 +467,57 @@ s_seen_open(struct schakel_client *c, const char *path)
 
 		if (got != (ssize_t)(want * ENV_ID_LEN))
 			return s_fail(c, SCHAKEL_E_BAD_ARGUMENT,
-			    "seen file '%s': cannot read it: %s", path,
+			    "seen file '%s': cannot read it: %s", s->path,
 			    got < 0 ? strerror(errno) : "short read");
 		for (size_t j = 0; j < want; j++)
 			s_seen_add(s, buf[j]);
 		i += want;
 	}
 	s->in_file = n;
+	s->compact_at = 2 * SCHAKEL_SEEN_IDS;
 	return SCHAKEL_OK;
 }
 
 /* Rewrites the file with only the ids in memory (it grows to twice
- * that, then this): a new file, synced, renamed over the old one. */
+ * that, then this): a new file, synced, renamed over the old one, the
+ * folder synced.  A crash leaves either file whole. */
 static int
 s_seen_compact(struct schakel_client *c)
 {
 	struct s_seen *s = &c->seen;
-	char tmp[PATH_MAX + 8], dir[PATH_MAX];
+	uint8_t buf[256][ENV_ID_LEN];
+	char tmp[PATH_MAX + 8];
 	size_t start =
 	    (s->pos + SCHAKEL_SEEN_IDS - s->count) % SCHAKEL_SEEN_IDS;
-	int fd, dfd;
+	int fd;
 
 	snprintf(tmp, sizeof tmp, "%s.new", s->path);
 	(void)unlink(tmp);
 	fd = s_seen_lock(c, tmp, O_EXCL);
-	if (fd < 0)
+	if (fd < 0) {
+		char why[SCHAKEL_ERROR_MAX];
+
+		memcpy(why, c->err, sizeof why);
+		s_fail(c, SCHAKEL_E_INTERNAL,
+		    "seen file '%s': cannot rewrite it (it keeps growing): %s",
+		    s->path, why);
 		return -1;
-	for (size_t i = 0; i < s->count; i++) {
-		size_t slot = (start + i) % SCHAKEL_SEEN_IDS;
-		if (s_pwrite_all(fd, s->ids[slot], ENV_ID_LEN,
+	}
+	for (size_t i = 0; i < s->count;) {
+		size_t want = s->count - i < 256 ? s->count - i : 256;
+
+		for (size_t j = 0; j < want; j++)
+			memcpy(buf[j],
+			    s->ids[(start + i + j) % SCHAKEL_SEEN_IDS],
+			    ENV_ID_LEN);
+		if (s_pwrite_all(fd, buf, want * ENV_ID_LEN,
 			(off_t)((i + 1) * ENV_ID_LEN)) != 0)
 			goto fail;
+		i += want;
 	}
 	if (fdatasync(fd) != 0 || rename(tmp, s->path) != 0)
 		goto fail;
-	/* The rename itself is durable once the folder is synced. */
-	memcpy(dir, s->path, sizeof dir);
-	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
+	(void)s_fsync_dir(s->path);
 	close(s->fd);
 	s->fd = fd;
 	s->in_file = s->count;
@@ -474,11 +540,16 @@ s_seen_record(struct schakel_client *c, const uint8_t id[ENV_ID_LEN])
 {
 	struct s_seen *s = &c->seen;
 
+	/* Rewritten before the new id joins, which is then appended like
+	 * any other.  When that fails the file just grows, and it is tried
+	 * again after as many ids more. */
+	if (s->has_file && s->in_file >= s->compact_at)
+		s->compact_at = s_seen_compact(c) == 0
+		    ? 2 * SCHAKEL_SEEN_IDS
+		    : s->in_file + SCHAKEL_SEEN_IDS;
 	s_seen_add(s, id);
 	if (!s->has_file)
 		return 0;
-	if (s->in_file >= 2 * SCHAKEL_SEEN_IDS && s_seen_compact(c) != 0)
-		return -1;
 	if (s_pwrite_all(s->fd, id, ENV_ID_LEN,
 		(off_t)((s->in_file + 1) * ENV_ID_LEN)) != 0 ||
 	    fdatasync(s->fd) != 0) {

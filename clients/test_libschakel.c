@@ -560,6 +560,19 @@ t_receive_seen_file(void **state)
 	    SCHAKEL_E_BAD_ARGUMENT);
 	assert_non_null(strstr(err, "in use by another client"));
 	schakel_close(&c);
+
+	/* A header a crash cut short (zeros here) is written again. */
+	f = fopen(other, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite("\0\0\0\0\0\0\0", 1, 7, f), 7);
+	fclose(f);
+	s_start(b, s_script_kept_hello);
+	assert_int_equal(
+	    s_connect_seen(b, "team-a", 2000, other, &c, err, sizeof err),
+	    SCHAKEL_OK);
+	s_join(b);
+	schakel_close(&c);
+	assert_int_equal(s_file_size(other), 16);
 	codec_buf_clear(&b->kept);
 	codec_buf_clear(&b->kept_r);
 }
@@ -574,36 +587,64 @@ s_script_kept_and_new(struct fb *b)
 	s_fb_answer(b, 8, 0, "new message: expected Ack");
 }
 
-/* A seen file that has grown to twice what is kept is rewritten with the
- * newest ids when the next one is recorded, and still knows them. */
+/* Writes a seen file of twice what is kept: random ids, the last one
+ * `last`.  *oldest_kept gets the first id a rewrite keeps. */
 static void
-t_receive_seen_file_compacts(void **state)
+s_seen_fill(const char *path, const uint8_t last[ENV_ID_LEN],
+    uint8_t oldest_kept[ENV_ID_LEN])
 {
-	struct fb *b = *state;
-	struct schakel_client *c = NULL;
-	struct s_seen seen = {0};
-	struct env *e = NULL;
-	char file[300], err[SCHAKEL_ERROR_MAX];
 	uint8_t id[ENV_ID_LEN];
-	size_t handed = 99;
-	FILE *f;
+	FILE *f = fopen(path, "wb");
 
-	snprintf(file, sizeof file, "%s/compact.seen", b->dir);
-	s_fb_message(b, b->sender, "gemeente", "oud", &b->kept, &b->kept_r);
-	s_fb_message(b, b->sender, "gemeente", "nieuw", &b->fresh, &b->fresh_r);
-	assert_int_equal(
-	    env_decode(b->kept.data, b->kept.len, 0, &e), SCHAKEL_OK);
-	/* Twice what is kept, the last one the kept message's id. */
-	f = fopen(file, "wb");
 	assert_non_null(f);
 	fputs("schakel-seen-v1\n", f);
 	for (size_t i = 0; i < 2 * SCHAKEL_SEEN_IDS - 1; i++) {
 		randombytes_buf(id, sizeof id);
+		if (i == SCHAKEL_SEEN_IDS)
+			memcpy(oldest_kept, id, sizeof id);
 		assert_int_equal(fwrite(id, sizeof id, 1, f), 1);
 	}
-	assert_int_equal(fwrite(env_header(e)->id, ENV_ID_LEN, 1, f), 1);
+	assert_int_equal(fwrite(last, ENV_ID_LEN, 1, f), 1);
 	fclose(f);
+}
+
+/* Record `i` of a seen file. */
+static void
+s_seen_at(const char *path, size_t i, uint8_t out[ENV_ID_LEN])
+{
+	FILE *f = fopen(path, "rb");
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, (long)((i + 1) * ENV_ID_LEN), SEEK_SET), 0);
+	assert_int_equal(fread(out, ENV_ID_LEN, 1, f), 1);
+	fclose(f);
+}
+
+/* Has team-a receive the kept message again and a new one, with the seen
+ * file `file` filled to twice what is kept.  The kept one must not be
+ * handed over, the new one must. */
+static void
+s_seen_full(struct fb *b, const char *file, uint8_t kept_id[ENV_ID_LEN],
+    uint8_t new_id[ENV_ID_LEN], uint8_t oldest_kept[ENV_ID_LEN],
+    char *err_after, size_t errlen)
+{
+	struct schakel_client *c = NULL;
+	struct s_seen seen = {0};
+	struct env *e = NULL;
+	char err[SCHAKEL_ERROR_MAX];
+	size_t handed = 99;
+
+	s_fb_message(b, b->sender, "gemeente", "oud", &b->kept, &b->kept_r);
+	s_fb_message(b, b->sender, "gemeente", "nieuw", &b->fresh, &b->fresh_r);
+	assert_int_equal(
+	    env_decode(b->kept.data, b->kept.len, 0, &e), SCHAKEL_OK);
+	memcpy(kept_id, env_header(e)->id, ENV_ID_LEN);
 	env_destroy(&e);
+	assert_int_equal(
+	    env_decode(b->fresh.data, b->fresh.len, 0, &e), SCHAKEL_OK);
+	memcpy(new_id, env_header(e)->id, ENV_ID_LEN);
+	env_destroy(&e);
+	s_seen_fill(file, kept_id, oldest_kept);
 
 	b->kept_count = 2;
 	s_start(b, s_script_kept_and_new);
@@ -614,18 +655,63 @@ t_receive_seen_file_compacts(void **state)
 	    schakel_receive(c, 0, 1500, s_on_message, &seen, &handed),
 	    SCHAKEL_OK);
 	s_join(b);
+	snprintf(err_after, errlen, "%s", schakel_client_error(c));
 	schakel_close(&c);
 	assert_int_equal(seen.n, 1);
 	assert_string_equal(seen.text, "nieuw");
-	/* Header, the 65,536 kept, the new one. */
-	assert_int_equal(
-	    s_file_size(file), (long)(SCHAKEL_SEEN_IDS + 2) * ENV_ID_LEN);
+	/* And after a restart, still known. */
 	s_receive_kept(b, file, 1500, &seen, &handed);
 	assert_int_equal(seen.n, 1);
 	codec_buf_clear(&b->kept);
 	codec_buf_clear(&b->kept_r);
 	codec_buf_clear(&b->fresh);
 	codec_buf_clear(&b->fresh_r);
+}
+
+/* A seen file that has grown to twice what is kept is rewritten with the
+ * newest ids, oldest first, when the next one is recorded. */
+static void
+t_receive_seen_file_compacts(void **state)
+{
+	struct fb *b = *state;
+	uint8_t kept[ENV_ID_LEN], fresh[ENV_ID_LEN], oldest[ENV_ID_LEN];
+	uint8_t at[ENV_ID_LEN];
+	char file[300], err[SCHAKEL_ERROR_MAX];
+
+	snprintf(file, sizeof file, "%s/compact.seen", b->dir);
+	s_seen_full(b, file, kept, fresh, oldest, err, sizeof err);
+	/* Header, the 65,536 kept, the new one. */
+	assert_int_equal(
+	    s_file_size(file), (long)(SCHAKEL_SEEN_IDS + 2) * ENV_ID_LEN);
+	s_seen_at(file, 0, at);
+	assert_memory_equal(at, oldest, ENV_ID_LEN);
+	s_seen_at(file, SCHAKEL_SEEN_IDS - 1, at);
+	assert_memory_equal(at, kept, ENV_ID_LEN);
+	s_seen_at(file, SCHAKEL_SEEN_IDS, at);
+	assert_memory_equal(at, fresh, ENV_ID_LEN);
+}
+
+/* When the rewrite cannot be made (here: the ".new" name is too long),
+ * the file keeps growing and keeps every id. */
+static void
+t_receive_seen_file_rewrite_fails(void **state)
+{
+	struct fb *b = *state;
+	uint8_t kept[ENV_ID_LEN], fresh[ENV_ID_LEN], oldest[ENV_ID_LEN];
+	uint8_t at[ENV_ID_LEN];
+	char name[253], file[600], err[SCHAKEL_ERROR_MAX];
+
+	memset(name, 's', sizeof name - 1);
+	name[sizeof name - 1] = '\0';
+	snprintf(file, sizeof file, "%s/%s", b->dir, name);
+	s_seen_full(b, file, kept, fresh, oldest, err, sizeof err);
+	if (strstr(err, "cannot rewrite") == NULL)
+		fail_msg("client error: %s", err);
+	assert_int_equal(
+	    s_file_size(file), (long)(2 * SCHAKEL_SEEN_IDS + 2) * ENV_ID_LEN);
+	s_seen_at(file, 2 * SCHAKEL_SEEN_IDS, at);
+	assert_memory_equal(at, fresh, ENV_ID_LEN);
+	assert_int_equal(remove(file), 0);
 }
 
 /* ---- sending ---- */
@@ -1097,6 +1183,7 @@ main(void)
 	    cmocka_unit_test(t_receive_notices),
 	    cmocka_unit_test(t_receive_seen_file),
 	    cmocka_unit_test(t_receive_seen_file_compacts),
+	    cmocka_unit_test(t_receive_seen_file_rewrite_fails),
 	    cmocka_unit_test(t_receive_unreadable_frame),
 	    cmocka_unit_test(t_send_resends_same_bytes),
 	    cmocka_unit_test(t_send_route_changed),

@@ -471,7 +471,8 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 		text_copy(
 		    r->agreement_ids[i], sizeof r->agreement_ids[i], ag[i]->id);
 	}
-	p->msg.case_until_ms += S_DAY_MS - p->msg.case_until_ms % S_DAY_MS;
+	p->msg.case_until_ms =
+	    (p->msg.case_until_ms + S_DAY_MS - 1) / S_DAY_MS * S_DAY_MS;
 	if (idmap_put(&b->pend_ids, p->msg.id, STORE_ID_LEN, p, &old) != 0) {
 		s_refuse(b, m, job->corr_id, SCHAKEL_E_NO_MEMORY, h, true);
 		goto out;

@@ -485,8 +485,9 @@ s_cpu_s(pid_t pid, double out[S_CPU_KINDS])
 	closedir(d);
 }
 
-/* Bytes the broker has written so far (write_bytes: what reached the
- * page cache to be written out, i.e. the store's pages), from /proc. */
+/* Bytes the broker has written so far, from /proc (wchar: what it
+ * passed to write(2) and pwrite(2), i.e. the store's pages, which LMDB
+ * writes that way, and its log; ZeroMQ's send(2) is not counted). */
 static double
 s_written(pid_t pid)
 {
