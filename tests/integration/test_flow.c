@@ -1,7 +1,8 @@
 /* Integration tests of the message flow through the real schakeld with
  * the real libschakel: A -> broker -> B, fan-out to three recipients (one
  * message and a batch under one signature), a recipient that was offline
- * during twenty sends, a tampered ciphertext refused by the broker, the
+ * during twenty sends, a tampered ciphertext refused by the broker and
+ * one changed in the broker's store refused by the recipient's library, the
  * notices a sender receives (expired in a queue, also while in flight;
  * delivered), one long case beside a short one, and the delivery count
  * across a Nack, a reconnect, an ack timeout and a restart.
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 
 #include "env.h"
 #include "frame.h"
@@ -283,26 +285,21 @@ t_offline_recipient(void **state)
 	free(g);
 }
 
-/* (d) a ciphertext flipped after signing is refused by the broker with
- * HASH_MISMATCH, and nothing reaches the recipient. */
+/* An envelope from the sender to the recipient the rules give, built
+ * here (not by libschakel) so a test can alter it: into *env. */
 static void
-t_tampered_ciphertext(void **state)
+s_build_env(struct hx *h, const char *case_ref, const char *payload,
+    struct codec_buf *env)
 {
-	struct hx *h = *state;
-	struct schakel_client *a = NULL, *b = NULL;
-	struct schakel_message m = hx_msg(HX_TYPE_ONE, "zaak-0004", "geheim");
+	struct schakel_client *a = NULL;
+	struct schakel_message m = hx_msg(HX_TYPE_ONE, case_ref, payload);
 	struct schakel_resolved res;
 	struct keys_secret *sk = hx_secret(h, HX_SENDER);
 	struct env_draft *d = calloc(1, sizeof *d);
-	struct codec_buf env = {0};
-	struct frame sub = {0}, rep = {0};
-	struct s_got *g = calloc(1, sizeof *g);
-	size_t handed;
-	void *raw;
+	struct timespec ts;
 
 	assert_non_null(sk);
 	assert_non_null(d);
-	assert_non_null(g);
 	s_connect(h, HX_SENDER, &a);
 	assert_int_equal(schakel_resolve(a, &m, &res), SCHAKEL_OK);
 	schakel_close(&a);
@@ -310,38 +307,62 @@ t_tampered_ciphertext(void **state)
 	env_new_id(d->hdr.id);
 	snprintf(d->hdr.sender, sizeof d->hdr.sender, "%s", HX_SENDER);
 	snprintf(d->hdr.type, sizeof d->hdr.type, "%s", HX_TYPE_ONE);
-	snprintf(d->hdr.case_ref, sizeof d->hdr.case_ref, "zaak-0004");
+	snprintf(d->hdr.case_ref, sizeof d->hdr.case_ref, "%s", case_ref);
 	snprintf(d->hdr.purpose, sizeof d->hdr.purpose, "%s", HX_PURPOSE);
 	snprintf(d->hdr.region, sizeof d->hdr.region, "GM0344");
-	{
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		d->hdr.created_ms = (uint64_t)ts.tv_sec * 1000;
-		d->hdr.expires_ms = d->hdr.created_ms + 3600 * 1000;
-	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	d->hdr.created_ms = (uint64_t)ts.tv_sec * 1000;
+	d->hdr.expires_ms = d->hdr.created_ms + 3600 * 1000;
 	d->n_recipients = 1;
 	snprintf(d->recipients[0].party_id, sizeof d->recipients[0].party_id,
 	    "%s", res.recipients[0].party_id);
 	memcpy(d->recipients[0].box_pk, res.recipients[0].box_key, 32);
-	d->payload = (const uint8_t *)"geheim";
-	d->payload_len = 6;
-	assert_int_equal(env_build(d, 1, sk->sign_sk, &env), SCHAKEL_OK);
-	/* The ciphertext is the envelope's last field: its last byte is
-	 * part of the AEAD tag. */
-	env.data[env.len - 1] ^= 0x01;
+	d->payload = (const uint8_t *)payload;
+	d->payload_len = strlen(payload);
+	assert_int_equal(env_build(d, 1, sk->sign_sk, env), SCHAKEL_OK);
+	keys_secret_destroy(&sk);
+	free(d);
+}
 
-	raw = hx_raw_connect(h, HX_SENDER);
+/* Submits `env` on a raw connection of the sender: 0 when it was
+ * accepted, else the refusal's code. */
+static int
+s_submit_raw(struct hx *h, const struct codec_buf *env)
+{
+	struct frame sub = {0}, rep = {0};
+	void *raw = hx_raw_connect(h, HX_SENDER);
+	int code;
+
 	assert_non_null(raw);
 	sub.corr_id = 7;
 	sub.kind = FRAME_SUBMIT;
-	sub.u.submit.data = env.data;
-	sub.u.submit.len = env.len;
+	sub.u.submit.data = env->data;
+	sub.u.submit.len = env->len;
 	assert_int_equal(hx_raw_request(raw, &sub, &rep, 5000), 0);
-	assert_int_equal(rep.kind, FRAME_REFUSAL);
-	assert_int_equal(rep.u.refusal.code, SCHAKEL_E_HASH_MISMATCH);
+	assert_true(rep.kind == FRAME_ACCEPTED || rep.kind == FRAME_REFUSAL);
+	code = rep.kind == FRAME_REFUSAL ? (int)rep.u.refusal.code : 0;
 	frame_clear(&rep);
 	hx_raw_close(&raw);
+	return code;
+}
+
+/* (d) a ciphertext flipped after signing is refused by the broker with
+ * HASH_MISMATCH, and nothing reaches the recipient. */
+static void
+t_tampered_ciphertext(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *b = NULL;
+	struct codec_buf env = {0};
+	struct s_got *g = calloc(1, sizeof *g);
+	size_t handed;
+
+	assert_non_null(g);
+	s_build_env(h, "zaak-0004", "geheim", &env);
+	/* The ciphertext is the envelope's last field: its last byte is
+	 * part of the AEAD tag. */
+	env.data[env.len - 1] ^= 0x01;
+	assert_int_equal(s_submit_raw(h, &env), SCHAKEL_E_HASH_MISMATCH);
 
 	s_connect(h, HX_TEAM_A, &b);
 	assert_int_equal(
@@ -349,8 +370,6 @@ t_tampered_ciphertext(void **state)
 	assert_int_equal(handed, 0);
 	schakel_close(&b);
 	codec_buf_clear(&env);
-	keys_secret_destroy(&sk);
-	free(d);
 	free(g);
 }
 
@@ -446,6 +465,76 @@ s_wait_notices(
 		    schakel_receive(c, 1, 200, s_on_message, g, &handed),
 		    SCHAKEL_OK);
 	assert_int_equal(g->n, 0); /* notices only, no messages */
+	free(g);
+}
+
+/* Flips the last byte of the one copy of `env` in the broker's store
+ * (stopped): what someone with the broker's disk could do. */
+static void
+s_tamper_store(struct hx *h, const struct codec_buf *env)
+{
+	char path[512];
+	struct stat st;
+	uint8_t *buf, *at, *more;
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/data/data.mdb", h->dir);
+	assert_int_equal(stat(path, &st), 0);
+	buf = malloc((size_t)st.st_size);
+	assert_non_null(buf);
+	f = fopen(path, "r+b");
+	assert_non_null(f);
+	assert_int_equal(fread(buf, 1, (size_t)st.st_size, f), st.st_size);
+	at = memmem(buf, (size_t)st.st_size, env->data, env->len);
+	assert_non_null(at);
+	more = memmem(at + 1, (size_t)st.st_size - (size_t)(at + 1 - buf),
+	    env->data, env->len);
+	assert_null(more);
+	at[env->len - 1] ^= 0x01;
+	assert_int_equal(
+	    fseek(f, (long)(at - buf) + (long)env->len - 1, SEEK_SET), 0);
+	assert_int_equal(fputc(at[env->len - 1], f), at[env->len - 1]);
+	assert_int_equal(fclose(f), 0);
+	free(buf);
+}
+
+/* (d') A ciphertext changed in the broker's store after it was accepted
+ * is refused by the recipient's library: never handed over, Nacked with
+ * HASH_MISMATCH, so the broker dead-letters it and tells the sender. */
+static void
+t_tampered_at_rest(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *b = NULL;
+	struct codec_buf env = {0};
+	struct s_notices ns = {0};
+	struct s_got *g = calloc(1, sizeof *g);
+	size_t handed = 99;
+
+	assert_non_null(g);
+	s_build_env(h, "zaak-0014", "onderweg veranderd", &env);
+	assert_int_equal(s_submit_raw(h, &env), 0);
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	s_tamper_store(h, &env);
+	assert_int_equal(hx_start(h), 0);
+
+	s_connect(h, HX_TEAM_A, &b);
+	assert_int_equal(
+	    schakel_receive(b, 1, 1500, s_on_message, g, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 0);
+	assert_int_equal(g->n, 0);
+	assert_non_null(strstr(schakel_client_error(b), "HASH_MISMATCH"));
+	schakel_close(&b);
+
+	s_connect(h, HX_SENDER, &a);
+	schakel_set_notice_handler(a, s_on_notice, &ns);
+	s_wait_notices(a, &ns, 1, 5000);
+	assert_int_equal(ns.n, 1);
+	assert_int_equal(ns.v[0].kind, SCHAKEL_NOTICE_DEAD_LETTERED);
+	assert_int_equal(ns.v[0].code, SCHAKEL_E_HASH_MISMATCH);
+	assert_string_equal(ns.v[0].recipient, HX_TEAM_A);
+	schakel_close(&a);
+	codec_buf_clear(&env);
 	free(g);
 }
 
@@ -830,6 +919,8 @@ main(int argc, char **argv)
 		t_offline_recipient, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_tampered_ciphertext, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_tampered_at_rest, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_broker_restart, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
