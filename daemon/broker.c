@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "keys.h"
 #include "log.h"
 #include "schakel_err.h"
 #include "text.h"
@@ -681,6 +682,42 @@ s_end_sessions(struct broker *b)
 	s_flush(b);
 }
 
+/* Adds the connections ZAP refused since the last look. */
+static void
+s_take_refused(struct broker *b)
+{
+	struct transport_refused r;
+
+	transport_take_refused(b->tp, &r);
+	if (r.count == 0)
+		return;
+	r.count += b->refused.count;
+	b->refused = r;
+}
+
+/* One line for the refused connections not yet logged (the caller keeps
+ * it to one a minute, not one a try), naming the last one's address and
+ * key so an operator can find the client or the party whose key is
+ * missing from the configuration. */
+static void
+s_log_refused(struct broker *b)
+{
+	const struct transport_refused *r = &b->refused;
+	char key[KEYS_TEXT_MAX] = "none";
+
+	if (r->count == 0)
+		return;
+	if (r->has_key)
+		keys_encode(KEYS_X25519, r->key, key);
+	log_warnx("refused %llu connection attempts with unknown transport "
+		  "keys; the last from %s offered key %s, which no party in "
+		  "the configuration declares",
+	    (unsigned long long)r->count,
+	    r->addr[0] != '\0' ? r->addr : "an unknown address", key);
+	b->refused.count = 0;
+	b->refused_logged_ms = b->now_ms;
+}
+
 int
 broker_run(struct broker *b, volatile sig_atomic_t *stop,
     volatile sig_atomic_t *reload)
@@ -750,16 +787,9 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 			 * before the pump reads the queues again. */
 			if (b->txn != NULL)
 				s_flush(b);
-			/* One summary line a minute, not a line per try. */
-			b->refused_conns += transport_take_refused(b->tp);
-			if (b->refused_conns > 0 &&
-			    b->now_ms >= b->refused_logged_ms + 60000) {
-				log_warnx("refused %llu connection attempts "
-					  "with unknown transport keys",
-				    (unsigned long long)b->refused_conns);
-				b->refused_conns = 0;
-				b->refused_logged_ms = b->now_ms;
-			}
+			s_take_refused(b);
+			if (b->now_ms >= b->refused_logged_ms + 60000)
+				s_log_refused(b);
 		}
 		deliver_pump(b);
 		/* Redeliveries' counts and dead letters of the pump. */
@@ -786,6 +816,8 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 			b->dedup_at_ms = b->now_ms;
 		}
 	}
+	s_take_refused(b);
+	s_log_refused(b);
 	log_notice("stopping: finishing the commit in progress");
 	b->stopping = true;
 	stats_publish(b);

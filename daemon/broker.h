@@ -165,7 +165,8 @@ struct broker {
 	bool store_full; /* the last group met a full store */
 	bool trim_due;   /* a large group ended: malloc_trim when idle */
 	struct idmap refusal_log; /* party id -> struct refusal_window */
-	uint64_t refused_conns;   /* unknown transport keys, not yet logged */
+	/* Unknown transport keys not yet logged, and the last one. */
+	struct transport_refused refused;
 	uint64_t refused_logged_ms;
 	struct broker_stats stats;
 	struct metrics *metrics; /* NULL when metrics are off */

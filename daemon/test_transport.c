@@ -95,6 +95,7 @@ test_declared_parties_tagged(void **state)
 	void *ctx = zmq_ctx_new();
 	void *a = s_client(ctx, ep, s_k.a_pk, s_k.a_sk);
 	void *b = s_client(ctx, ep, s_k.b_pk, s_k.b_sk);
+	struct transport_refused r;
 	struct transport_msg m;
 	struct transport_peer pa, pb;
 
@@ -115,7 +116,8 @@ test_declared_parties_tagged(void **state)
 	assert_memory_equal(buf, "to a", 4);
 	assert_int_equal(zmq_recv(b, buf, sizeof buf, 0), 4);
 	assert_memory_equal(buf, "to b", 4);
-	assert_int_equal(transport_take_refused(t), 0);
+	transport_take_refused(t, &r);
+	assert_int_equal(r.count, 0);
 	zmq_close(a);
 	zmq_close(b);
 	zmq_ctx_term(ctx);
@@ -130,12 +132,19 @@ test_unknown_key_refused(void **state)
 	struct transport *t = s_transport(ep, sizeof ep);
 	void *ctx = zmq_ctx_new();
 	void *x = s_client(ctx, ep, s_k.x_pk, s_k.x_sk);
+	struct transport_refused r;
 	struct transport_msg m;
 
 	zmq_send(x, "let me in", 9, ZMQ_DONTWAIT);
 	assert_int_equal(s_wait(t, &m), 0);
-	assert_true(transport_take_refused(t) >= 1);
-	assert_int_equal(transport_take_refused(t), 0);
+	/* The last refused one's key and address are kept for the log. */
+	transport_take_refused(t, &r);
+	assert_true(r.count >= 1);
+	assert_true(r.has_key);
+	assert_memory_equal(r.key, s_k.x_pk, TRANSPORT_KEY_LEN);
+	assert_string_equal(r.addr, "127.0.0.1");
+	transport_take_refused(t, &r);
+	assert_int_equal(r.count, 0);
 	zmq_close(x);
 	zmq_ctx_term(ctx);
 	transport_destroy(&t);

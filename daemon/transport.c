@@ -30,7 +30,7 @@ struct transport {
 	void *admit_arg;
 	zmq_msg_t in; /* the last message received, kept until the next */
 	bool in_live;
-	uint64_t refused;
+	struct transport_refused refused;
 	int watch_fd; /* another readable fd that ends a wait, or -1 */
 	size_t nendpoints;
 	char endpoints[S_MAX_ENDPOINTS][256];
@@ -253,8 +253,20 @@ s_zap(struct transport *t)
 	    memcmp(zmq_msg_data(&p[5]), "CURVE", 5) == 0 &&
 	    zmq_msg_size(&p[6]) == TRANSPORT_KEY_LEN)
 		ok = t->admit(t->admit_arg, zmq_msg_data(&p[6]), party);
-	if (!ok)
-		t->refused++;
+	if (!ok) {
+		struct transport_refused *r = &t->refused;
+		size_t alen = n >= 4 ? zmq_msg_size(&p[3]) : 0;
+
+		r->count++;
+		if (alen > TRANSPORT_ADDR_MAX)
+			alen = TRANSPORT_ADDR_MAX;
+		if (alen > 0)
+			memcpy(r->addr, zmq_msg_data(&p[3]), alen);
+		r->addr[alen] = '\0';
+		r->has_key = n == 7 && zmq_msg_size(&p[6]) == TRANSPORT_KEY_LEN;
+		if (r->has_key)
+			memcpy(r->key, zmq_msg_data(&p[6]), TRANSPORT_KEY_LEN);
+	}
 	s_send_str(t->zap, "1.0", 3, 1);
 	if (n >= 2)
 		zmq_send(t->zap, zmq_msg_data(&p[1]), zmq_msg_size(&p[1]),
@@ -413,11 +425,9 @@ transport_admin_reply(struct transport *t, const char *text, size_t len)
 		(void)zmq_send(t->admin, text, len, 0);
 }
 
-uint64_t
-transport_take_refused(struct transport *t)
+void
+transport_take_refused(struct transport *t, struct transport_refused *out)
 {
-	uint64_t n = t->refused;
-
-	t->refused = 0;
-	return n;
+	*out = t->refused;
+	t->refused.count = 0;
 }

@@ -15,6 +15,7 @@
 #define TRANSPORT_KEY_LEN 32
 #define TRANSPORT_PEER_MAX 256 /* a ZeroMQ routing id */
 #define TRANSPORT_PARTY_MAX 64
+#define TRANSPORT_ADDR_MAX 63 /* a peer address as ZAP gives it */
 
 /* Decides whether a CURVE client key belongs to a declared party; on
  * success writes the party id (at most TRANSPORT_PARTY_MAX bytes and a
@@ -93,8 +94,16 @@ int transport_recv(struct transport *t, struct transport_msg *m);
 int transport_send(struct transport *t, const struct transport_peer *peer,
     const uint8_t *data, size_t len);
 
-/* Connections refused by ZAP since the last call (for the rate-limited
- * summary in the log and for metrics). */
-uint64_t transport_take_refused(struct transport *t);
+/* Connections refused by ZAP since the last call, for the rate-limited
+ * line in the log and for metrics, and the last of them: its address and
+ * the transport key it offered (public: it is what an operator compares
+ * with the parties' declared keys). */
+struct transport_refused {
+	uint64_t count;
+	bool has_key;
+	uint8_t key[TRANSPORT_KEY_LEN];
+	char addr[TRANSPORT_ADDR_MAX + 1]; /* "" when ZAP gave none */
+};
+void transport_take_refused(struct transport *t, struct transport_refused *out);
 
 #endif
