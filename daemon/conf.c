@@ -801,6 +801,58 @@ static const struct {
 	1, 64, 0, false},
 };
 
+/* Writes a duration of whole seconds as the largest unit that divides it
+ * exactly, the way a person would write it in the file: "30d", "5m". */
+static void
+s_duration_text(uint64_t seconds, char *out, size_t len)
+{
+	static const struct {
+		uint64_t seconds;
+		char unit;
+	} u[] = {{86400, 'd'}, {3600, 'h'}, {60, 'm'}};
+	size_t i;
+
+	for (i = 0; i < S_NELEM(u); i++)
+		if (seconds % u[i].seconds == 0)
+			break;
+	if (i == S_NELEM(u))
+		snprintf(out, len, "%llus", (unsigned long long)seconds);
+	else
+		snprintf(out, len, "%llu%c",
+		    (unsigned long long)(seconds / u[i].seconds), u[i].unit);
+}
+
+/* The broker refuses a message whose creation time is more than
+ * clock_skew from its clock, and remembers message ids for dedup_window.
+ * Were the window the shorter, a replay could arrive after its id was
+ * forgotten while its timestamp is still accepted, and be delivered
+ * twice.  `dedup` is the dedup_window node, NULL when defaulted (the
+ * problem is then reported at `limits`); the texts are what the file
+ * says, NULL for defaults. */
+static void
+s_check_dedup_window(struct s_ctx *x, const struct ynode *limits,
+    const struct ynode *dedup, const struct conf_limits *l,
+    const char *dedup_text, const char *skew_text)
+{
+	char dbuf[32], sbuf[32];
+
+	if (l->dedup_window >= l->clock_skew)
+		return;
+	if (dedup_text == NULL) {
+		s_duration_text(l->dedup_window, dbuf, sizeof dbuf);
+		dedup_text = dbuf;
+	}
+	if (skew_text == NULL) {
+		s_duration_text(l->clock_skew, sbuf, sizeof sbuf);
+		skew_text = sbuf;
+	}
+	s_err(x, dedup != NULL ? &dedup->mark : &limits->mark,
+	    "broker.limits.dedup_window (%s) is shorter than "
+	    "broker.limits.clock_skew (%s): a message could be accepted "
+	    "twice; make dedup_window at least clock_skew",
+	    dedup_text, skew_text);
+}
+
 /* Reads a `limits` mapping into `out` (which holds the defaults).  With
  * `party`, only the per-party keys are allowed. */
 static void
@@ -810,6 +862,12 @@ s_parse_limits(struct s_ctx *x, const struct ynode *n, bool party,
 	const char *names[S_NELEM(s_limits)];
 	const struct ynode *v[S_NELEM(s_limits)];
 	size_t count = 0, map[S_NELEM(s_limits)];
+	/* By s_limits index: the node and its text when it was read
+	 * without error. */
+	const struct ynode *node[S_NELEM(s_limits)] = {0};
+	const char *text[S_NELEM(s_limits)] = {0};
+	bool failed[S_NELEM(s_limits)] = {0};
+	size_t dedup = 0, skew = 0;
 
 	for (size_t i = 0; i < S_NELEM(s_limits); i++) {
 		if (party && !s_limits[i].party)
@@ -828,6 +886,8 @@ s_parse_limits(struct s_ctx *x, const struct ynode *n, bool party,
 
 		if (v[j] == NULL)
 			continue;
+		node[i] = v[j];
+		failed[i] = true; /* until the value is stored below */
 		s = s_scalar(x, v[j], s_limits[i].name);
 		if (s == NULL)
 			continue;
@@ -868,7 +928,22 @@ s_parse_limits(struct s_ctx *x, const struct ynode *n, bool party,
 			continue;
 		}
 		*(uint64_t *)(void *)((char *)out + s_limits[i].offset) = val;
+		failed[i] = false;
+		text[i] = s;
 	}
+	if (party)
+		return;
+	for (size_t i = 0; i < S_NELEM(s_limits); i++) {
+		if (strcmp(s_limits[i].name, "dedup_window") == 0)
+			dedup = i;
+		else if (strcmp(s_limits[i].name, "clock_skew") == 0)
+			skew = i;
+	}
+	/* A value already refused would only add a misleading second
+	 * error. */
+	if (!failed[dedup] && !failed[skew])
+		s_check_dedup_window(
+		    x, n, node[dedup], out, text[dedup], text[skew]);
 }
 
 static bool

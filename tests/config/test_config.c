@@ -1,11 +1,13 @@
 /*
  * test_config: the configuration checker, driven by files.  Each broken
  * file under tests/config/broken/ names the exact diagnostics it must
- * produce in "# expect: " lines at its top.  Tests work in a private
+ * produce in "# expect: " lines at its top; each file under
+ * tests/config/valid/ must load without any.  Tests work in a private
  * copy of the folder (they may run in parallel) and never write into the
  * source tree.  No secret key is ever committed: they are generated here.
  *
  * usage: test_config SRCDIR broken FILE...
+ *        test_config SRCDIR valid FILE...
  *        test_config SRCDIR base
  *        test_config SRCDIR utrecht EXAMPLE_DIR SCHAKEL_EXE
  */
@@ -344,9 +346,6 @@ test_broken(void **state)
 	}
 }
 
-/* ------------------------------------------------------------------ */
-/* The base configuration, and its look-ups                            */
-
 static void
 s_no_diags(const char *what, const struct s_lines *got)
 {
@@ -354,6 +353,27 @@ s_no_diags(const char *what, const struct s_lines *got)
 
 	s_compare(what, &none, got);
 }
+
+/* Files on the edge of a rule, which must load without a word: they keep
+ * a check from refusing more than it should. */
+static void
+test_valid(void **state)
+{
+	(void)state;
+	for (int i = 0; i < s_nfiles; i++) {
+		struct s_lines got = {0};
+		struct conf *c = s_load(s_files[i], &got);
+
+		s_no_diags(s_files[i], &got);
+		if (c == NULL)
+			fail_msg("%s: did not load", s_files[i]);
+		conf_destroy(&c);
+		s_lines_free(&got);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* The base configuration, and its look-ups                            */
 
 static size_t
 s_flows(const struct conf *c, const char *from, const char *to,
@@ -567,6 +587,10 @@ main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(
 		test_broken, s_setup_config, s_teardown),
 	};
+	const struct CMUnitTest valid[] = {
+	    cmocka_unit_test_setup_teardown(
+		test_valid, s_setup_config, s_teardown),
+	};
 	const struct CMUnitTest base[] = {
 	    cmocka_unit_test_setup_teardown(
 		test_base_valid, s_setup_config, s_teardown),
@@ -582,6 +606,12 @@ main(int argc, char **argv)
 		s_nfiles = argc - 3;
 		return cmocka_run_group_tests(broken, NULL, NULL);
 	}
+	if (argc >= 4 && strcmp(argv[2], "valid") == 0) {
+		s_srcdir = argv[1];
+		s_files = (const char *const *)argv + 3;
+		s_nfiles = argc - 3;
+		return cmocka_run_group_tests(valid, NULL, NULL);
+	}
 	if (argc == 3 && strcmp(argv[2], "base") == 0) {
 		s_srcdir = argv[1];
 		return cmocka_run_group_tests(base, NULL, NULL);
@@ -594,8 +624,9 @@ main(int argc, char **argv)
 	}
 	fprintf(stderr,
 	    "usage: %s SRCDIR broken FILE...\n"
+	    "       %s SRCDIR valid FILE...\n"
 	    "       %s SRCDIR base\n"
 	    "       %s SRCDIR utrecht EXAMPLE_DIR SCHAKEL_EXE\n",
-	    argv[0], argv[0], argv[0]);
+	    argv[0], argv[0], argv[0], argv[0]);
 	return 2;
 }
