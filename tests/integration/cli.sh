@@ -4,6 +4,8 @@
 # config/examples/utrecht/clients/README describes.  Checks send (payload
 # from stdin, receipt printed), resolve, receive --json and raw, the exit
 # codes (0 ok, 1 refused, 2 usage) and the "schakel: CODE: sentence" form.
+# Of schakeld itself: `-n` (check the configuration and exit) and the
+# "<N>" syslog priority on every line it logs.
 #
 # usage: cli.sh SCHAKELD SCHAKEL
 set -eu
@@ -60,6 +62,31 @@ routes:
     match: {type: shv.melding.v1, sender: gemeente}
     to: [{party: team-a}]
 YAML
+
+# schakeld -n checks and exits 0 without starting a broker.  Were it to
+# start one, timeout(1) makes that a failure (124) instead of a hung test,
+# and the store would have created the data folder.
+set +e
+out=$(timeout 10 "$schakeld" -n -c "$dir/schakel.yaml" 2>&1)
+rc=$?
+set -e
+[ $rc -eq 0 ] || fail "schakeld -n: exit $rc: $out"
+[ "$out" = "$dir/schakel.yaml: configuration OK" ] ||
+	fail "schakeld -n printed '$out'"
+[ ! -e "$dir/data" ] || fail "schakeld -n created the data folder"
+
+# With one unknown key, schakeld -n refuses the file (exit 1) and names
+# the place as file:line:column, so that an editor can jump to it.
+sed 's/^  metrics: off$/&\
+  metrix: off/' "$dir/schakel.yaml" >"$dir/broken.yaml"
+set +e
+out=$(timeout 10 "$schakeld" -n -c "$dir/broken.yaml" 2>&1)
+rc=$?
+set -e
+[ $rc -eq 1 ] || fail "schakeld -n on a broken file: exit $rc: $out"
+want="$dir/broken.yaml:6:3: error: unknown key 'metrix' in the broker section"
+echo "$out" | grep -qxF "$want; did you mean 'metrics'?" ||
+	fail "schakeld -n on a broken file printed '$out'"
 
 "$schakeld" -c "$dir/schakel.yaml" -E "$dir/endpoints" 2>"$dir/schakeld.log" &
 pid=$!
@@ -164,4 +191,14 @@ case $err in
 "schakel: $dir/bad.yaml:2:3: broker: the broker's public keys are missing"*) ;;
 *) fail "bad config printed '$err'" ;;
 esac
+
+# Every line the broker logged carries its syslog priority "<0>" to "<7>",
+# or journald would file it at the default level.  The ready line and the
+# connections above make sure there is something to look at.
+grep -q '^<[0-7]>schakeld: ready ' "$dir/schakeld.log" ||
+	{ cat "$dir/schakeld.log" >&2; fail "schakeld logged no ready line"; }
+if grep -qv '^<[0-7]>' "$dir/schakeld.log"; then
+	grep -nv '^<[0-7]>' "$dir/schakeld.log" >&2
+	fail "schakeld logged lines without a priority"
+fi
 echo "cli.sh: ok"
