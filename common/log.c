@@ -31,7 +31,7 @@ static void s_vlog(enum log_level level, int errnum, const char *fmt,
 static void
 s_vlog(enum log_level level, int errnum, const char *fmt, va_list ap)
 {
-	char line[1024];
+	char line[1024], pfx[8] = "";
 	int n;
 
 	if (level > s_max)
@@ -43,12 +43,11 @@ s_vlog(enum log_level level, int errnum, const char *fmt, va_list ap)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
 	if (s_prefix)
-		fprintf(stderr, "<%d>", (int)level);
-	if (errnum != 0)
-		fprintf(
-		    stderr, "%s: %s: %s\n", s_progname, line, strerror(errnum));
-	else
-		fprintf(stderr, "%s: %s\n", s_progname, line);
+		snprintf(pfx, sizeof pfx, "<%d>", (int)level);
+	/* One call, so the line is one write that another thread's line
+	 * cannot split (glibc buffers an unbuffered stream's call). */
+	fprintf(stderr, "%s%s: %s%s%s\n", pfx, s_progname, line,
+	    errnum != 0 ? ": " : "", errnum != 0 ? strerror(errnum) : "");
 }
 
 #define S_DEFINE_LOG(name, level, with_errno) \
