@@ -298,15 +298,21 @@ broker_audit(struct broker *b, const struct audit_event *ev)
 	uint64_t aseq;
 	struct store_txn *t = broker_txn(b);
 
+	int rc;
+
 	if (len == 0 || t == NULL) {
 		log_warnx(
 		    "audit: cannot record event=%s", audit_kind_name(ev->kind));
+		if (t != NULL)
+			b->audit_failed = SCHAKEL_E_AUDIT_FAILED;
 		return;
 	}
 	audit_hash(rec, len, next);
-	if (store_audit_append(t, (const uint8_t *)rec, len, next, &aseq) !=
-	    STORE_OK) {
+	rc = store_audit_append(t, (const uint8_t *)rec, len, next, &aseq);
+	if (rc != STORE_OK) {
 		log_warnx("audit: cannot append: %s", store_error(b->store));
+		b->audit_failed = rc == STORE_FULL ? SCHAKEL_E_STORE_FULL
+						   : SCHAKEL_E_AUDIT_FAILED;
 		return;
 	}
 	memcpy(b->audit_head, next, AUDIT_HASH_LEN);
@@ -524,15 +530,30 @@ s_flush(struct broker *b)
 	if (b->npend > 0)
 		code = submit_prepare_group(b);
 	if (b->txn != NULL) {
-		rc = store_commit(&b->txn);
+		if (b->audit_failed != 0) {
+			/* Nothing is decided unlogged: the turn's decisions
+			 * go with its audit records, as if the commit had
+			 * failed. */
+			store_abort(&b->txn);
+			rc = b->audit_failed == SCHAKEL_E_STORE_FULL
+			    ? STORE_FULL
+			    : STORE_ERROR;
+			log_warnx("audit: a record could not be written; what "
+				  "this turn decided is undone");
+		} else {
+			rc = store_commit(&b->txn);
+			if (rc != STORE_OK)
+				log_warnx("store: commit failed: %s",
+				    store_error(b->store));
+		}
 		if (rc != STORE_OK) {
-			log_warnx(
-			    "store: commit failed: %s", store_error(b->store));
 			/* The audit records of this group were not kept. */
 			memcpy(b->audit_head, b->audit_durable, AUDIT_HASH_LEN);
 			if (code == SCHAKEL_OK)
 				code = rc == STORE_FULL ? SCHAKEL_E_STORE_FULL
-							: SCHAKEL_E_UNAVAILABLE;
+				    : b->audit_failed != 0
+				    ? SCHAKEL_E_AUDIT_FAILED
+				    : SCHAKEL_E_UNAVAILABLE;
 		} else {
 			memcpy(b->audit_durable, b->audit_head, AUDIT_HASH_LEN);
 			b->stats.commits++;
@@ -545,6 +566,7 @@ s_flush(struct broker *b)
 			b->trim_due = true;
 		if (code == SCHAKEL_E_STORE_FULL || rc == STORE_FULL)
 			b->store_full = true;
+		b->audit_failed = 0;
 	}
 	if (b->npend > 0)
 		submit_finish_group(b, code);

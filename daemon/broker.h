@@ -176,6 +176,9 @@ struct broker {
 	uint64_t txn_warned_ms; /* last warning that no txn could begin */
 	uint64_t txn_failed;    /* failures since */
 	bool txn_broken;        /* the last store_begin failed */
+	/* An audit record of this turn could not be written (a refusal
+	 * code, 0 when none): its decisions are undone at the flush. */
+	int audit_failed;
 };
 
 /* broker.c */
