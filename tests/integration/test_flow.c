@@ -5,7 +5,8 @@
  * one changed in the broker's store refused by the recipient's library, the
  * notices a sender receives (expired in a queue, also while in flight;
  * delivered), one long case beside a short one, and the delivery count
- * across a Nack, a reconnect, an ack timeout and a restart.
+ * across a Nack, a reconnect, an ack timeout, missed heartbeats and a
+ * restart.
  * Each test starts its own broker in its own folder. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -812,6 +813,68 @@ t_first_delivery_fails(void **state)
 		schakel_receipt_clear(&r[i]);
 }
 
+/* Whether the broker's log file `path` has a line with `text`. */
+static bool
+s_log_has(const char *path, const char *text)
+{
+	char line[1024];
+	bool found = false;
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL)
+		return false;
+	while (!found && fgets(line, sizeof line, f) != NULL)
+		found = strstr(line, text) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* (l) A recipient that goes silent with a message in flight (its
+ * connection open, but no Pong, no Ack) is dropped after three
+ * heartbeats (2 s each here; the ack timeout is 60 s), and the message
+ * comes again with count 2 on its next connection, which is opened only
+ * after the drop so that it is not what ends the first. */
+static void
+t_heartbeats_missed(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL;
+	struct schakel_message m = hx_msg(HX_TYPE_ONE, "zaak-0015", "stil");
+	struct schakel_receipt r;
+	char log[320];
+	uint32_t first, again = 0;
+	bool dropped = false;
+	int acked = -1;
+	void *raw, *raw2;
+
+	snprintf(log, sizeof log, "%s/schakeld.log", h->dir);
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	assert_int_equal(hx_start_logged(h, log), 0);
+	s_connect(h, HX_SENDER, &a);
+	s_send_ok(a, &m, &r);
+	schakel_close(&a);
+	raw = hx_raw_connect(h, HX_TEAM_A);
+	assert_non_null(raw);
+	first = s_raw_deliver(raw, r.store_seq, 5000);
+	/* Nothing read or sent on it from here on. */
+	for (int i = 0; i < 120 && !dropped; i++) {
+		hx_sleep_ms(100);
+		dropped = s_log_has(log, "no traffic for three heartbeats");
+	}
+	raw2 = hx_raw_connect(h, HX_TEAM_A);
+	if (raw2 != NULL) {
+		again = s_raw_deliver(raw2, r.store_seq, 5000);
+		acked = s_raw_ack(raw2, &r);
+		hx_raw_close(&raw2);
+	}
+	hx_raw_close(&raw);
+	assert_int_equal(first, 1);
+	assert_true(dropped);
+	assert_int_equal(again, 2);
+	assert_int_equal(acked, 0);
+	schakel_receipt_clear(&r);
+}
+
 /* The long case of t_long_case: more than 4,096 messages, the number of
  * entries a session once held back at most (the short case's messages
  * then waited behind a hundred of the long one's). */
@@ -934,6 +997,8 @@ main(int argc, char **argv)
 		t_delivery_counts, s_setup_ack_timeout, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_first_delivery_fails, s_setup_ack_timeout, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_heartbeats_missed, s_setup, s_teardown),
 	};
 
 	if (argc != 2) {
