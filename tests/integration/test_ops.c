@@ -1200,6 +1200,24 @@ t_schakelctl(void **state)
 	assert_int_equal(s_count(o->out, " ev=expired"), 4);
 	assert_int_equal(s_count(o->out, " ev=redelivered"), 2);
 	assert_int_equal(s_count(o->out, " ev=purged"), 2);
+	/* The first message's record holds every field issue 4 asks of
+	 * one (its id as 32 hex digits), in the order of docs/audit.md. */
+	{
+		static const char rest[] =
+		    " from=gemeente to=team-a type=shv.melding.v1 "
+		    "case=zaak-inzage purpose=schuldhulp agr=schuldhulp\n";
+		char want[96];
+		const char *at;
+
+		snprintf(want, sizeof want,
+		    " ev=accepted seq=%llu id=", (unsigned long long)seq);
+		at = strstr(o->out, want);
+		assert_non_null(at);
+		at += strlen(want);
+		for (int i = 0; i < 32; i++)
+			assert_non_null(strchr("0123456789abcdef", at[i]));
+		assert_int_equal(strncmp(at + 32, rest, strlen(rest)), 0);
+	}
 	S_CTL_OK(h, o, "--json", "audit", "export", "--case", "zaak-inzage");
 	s_assert_json(o->out, '[');
 	assert_int_equal(s_count(o->out, "\"case\":\"zaak-inzage\""), lines);
