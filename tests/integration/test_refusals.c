@@ -3,7 +3,8 @@
  * nothing was stored or delivered for it (the recipient gets only a valid
  * message sent afterwards, or nothing).  What a well-behaved client never
  * sends goes over raw CurveZMQ connections with hand-built envelopes.
- * Each test starts its own broker in its own folder. */
+ * t_check_order shows which code wins when a message fails several
+ * checks.  Each test starts its own broker in its own folder. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -871,6 +872,43 @@ t_expired(void **state)
 	s_marker_only(h, "zaak-0123");
 }
 
+/* A message that fails several checks is refused with the code of the
+ * first in the order of docs/protocol.md 10.4: signature, sender, clock
+ * skew, expiry, BSN, type. */
+static void
+t_check_order(void **state)
+{
+	struct hx *h = *state;
+	struct env_draft *d;
+
+	/* Signed with another key and ten minutes old. */
+	d = s_draft(h, HX_SENDER, HX_TYPE_ONE, "zaak-0130", s_to_a, "a");
+	d->hdr.created_ms -= 10 * 60 * 1000;
+	s_assert_code(
+	    s_raw_submit(h, HX_SENDER, HX_TEAM_A, d), SCHAKEL_E_BAD_SIGNATURE);
+	/* From team-a over gemeente's connection, and ten minutes old. */
+	d = s_draft(h, HX_TEAM_A, HX_TYPE_ONE, "zaak-0130", s_to_a, "b");
+	d->hdr.created_ms -= 10 * 60 * 1000;
+	s_assert_code(
+	    s_raw_submit(h, HX_SENDER, HX_TEAM_A, d), SCHAKEL_E_FORGED_SENDER);
+	/* Ten minutes old, and about a BSN. */
+	d = s_draft(h, HX_SENDER, HX_TYPE_ONE, S_BSN, s_to_a, "c");
+	d->hdr.created_ms -= 10 * 60 * 1000;
+	s_assert_code(s_raw_submit(h, HX_SENDER, HX_SENDER, d),
+	    SCHAKEL_E_STALE_TIMESTAMP);
+	/* Expired, and about a BSN. */
+	d = s_draft(h, HX_SENDER, HX_TYPE_ONE, S_BSN, s_to_a, "d");
+	d->hdr.created_ms -= 60 * 1000;
+	d->hdr.expires_ms = hx_wall_ms() - 1000;
+	s_assert_code(
+	    s_raw_submit(h, HX_SENDER, HX_SENDER, d), SCHAKEL_E_EXPIRED);
+	/* About a BSN, and of an unknown type. */
+	d = s_draft(h, HX_SENDER, "shv.onbekend.v1", S_BSN, s_to_a, "e");
+	s_assert_code(
+	    s_raw_submit(h, HX_SENDER, HX_SENDER, d), SCHAKEL_E_BSN_AS_CASE);
+	s_marker_only(h, "zaak-0131");
+}
+
 /* submit_rate 1, submit_burst 2: the third immediate submit is refused;
  * a second later one is accepted again. */
 static void
@@ -1058,6 +1096,7 @@ main(int argc, char **argv)
 	    S_T(t_consent_missing),
 	    S_T(t_route_changed),
 	    S_T(t_expired),
+	    S_T(t_check_order),
 	    cmocka_unit_test_setup_teardown(
 		t_rate_limited, s_setup_rate, s_teardown),
 	    cmocka_unit_test_setup_teardown(
