@@ -311,13 +311,8 @@ s_deadletter_change(struct broker *b, struct s_req *r, bool redeliver,
 		    store_error(b->store));
 		return;
 	}
-	if (store_get(b->store, seq, &m, NULL, NULL) == STORE_OK) {
-		ev.has_id = true;
-		memcpy(ev.id, m.id, AUDIT_ID_LEN);
-		text_copy(ev.from, sizeof ev.from, m.sender);
-		text_copy(ev.type, sizeof ev.type, m.type);
-		text_copy(ev.case_ref, sizeof ev.case_ref, m.case_ref);
-	}
+	if (store_get(b->store, seq, &m, NULL, NULL) == STORE_OK)
+		broker_audit_about(&ev, &m, party);
 	rc = redeliver ? store_redeliver(t, party, seq)
 		       : store_purge(t, party, seq);
 	if (rc == STORE_NOT_FOUND) {

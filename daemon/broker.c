@@ -319,6 +319,28 @@ broker_audit(struct broker *b, const struct audit_event *ev)
 }
 
 void
+broker_audit_about(
+    struct audit_event *ev, const struct store_msg *m, const char *recipient)
+{
+	ev->seq = m->seq;
+	ev->has_id = true;
+	memcpy(ev->id, m->id, AUDIT_ID_LEN);
+	text_copy(ev->from, sizeof ev->from, m->sender);
+	text_copy(ev->type, sizeof ev->type, m->type);
+	text_copy(ev->case_ref, sizeof ev->case_ref, m->case_ref);
+	ev->n_to = 1;
+	text_copy(ev->to[0], sizeof ev->to[0], recipient);
+	ev->n_agreements = 0;
+	for (size_t i = 0; i < m->n_recipients; i++)
+		if (strcmp(m->recipients[i], recipient) == 0) {
+			text_copy(ev->agreements[0], sizeof ev->agreements[0],
+			    m->agreements[i]);
+			ev->n_agreements = 1;
+			break;
+		}
+}
+
+void
 broker_send(
     struct broker *b, const struct transport_peer *peer, const struct frame *f)
 {

@@ -199,6 +199,12 @@ void broker_flush(struct broker *b);
 struct store_txn *broker_txn(struct broker *b);
 /* Appends an audit record to the open group. */
 void broker_audit(struct broker *b, const struct audit_event *ev);
+/* Fills the fields of an audit record about message `m` for one of its
+ * recipients: seq, id, sender, that recipient and the agreement it got
+ * the message under, type and case.  Kind, time, code and count are the
+ * caller's. */
+void broker_audit_about(
+    struct audit_event *ev, const struct store_msg *m, const char *recipient);
 /* Encodes and sends a frame to a peer; failures are counted, not fatal. */
 void broker_send(
     struct broker *b, const struct transport_peer *peer, const struct frame *f);

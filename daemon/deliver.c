@@ -294,19 +294,10 @@ static void
 s_audit(struct broker *b, enum audit_event_kind kind, const char *recipient,
     const struct store_msg *m, uint32_t code, uint32_t count)
 {
-	struct audit_event ev = {.kind = kind,
-	    .time_ms = b->now_ms,
-	    .seq = m->seq,
-	    .has_id = true,
-	    .n_to = 1,
-	    .code = code,
-	    .count = count};
+	struct audit_event ev = {
+	    .kind = kind, .time_ms = b->now_ms, .code = code, .count = count};
 
-	memcpy(ev.id, m->id, AUDIT_ID_LEN);
-	text_copy(ev.from, sizeof ev.from, m->sender);
-	text_copy(ev.to[0], sizeof ev.to[0], recipient);
-	text_copy(ev.type, sizeof ev.type, m->type);
-	text_copy(ev.case_ref, sizeof ev.case_ref, m->case_ref);
+	broker_audit_about(&ev, m, recipient);
 	broker_audit(b, &ev);
 }
 
