@@ -6,8 +6,11 @@
  * a new message; a Welcome with another signing key is refused; a
  * notice not signed by the broker is refused and not handed over; a
  * frame the client cannot read still has its credit granted again; a
- * seen file keeps a redelivery from the handler across a restart; and
- * env_open refuses tampered envelopes directly. */
+ * seen file keeps a redelivery from the handler across a restart; a
+ * broker receipt not signed with the pinned key, or signed for another
+ * message id or header, fails the send (BAD_SIGNATURE, BAD_FIELD) and
+ * has a delivery refused with a Nack of that code, never handed over;
+ * and env_open refuses tampered envelopes directly. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +36,14 @@
 
 static const char *const s_parties[] = {"gemeente", "team-a", "team-b", NULL};
 
+/* How the fake broker makes a receipt: as the broker does, or forged. */
+enum s_forgery {
+	S_GENUINE,
+	S_SIGNED_BY_SENDER, /* signed with gemeente's key, not the broker's */
+	S_OTHER_ID,         /* signed by the broker, for another message id */
+	S_OTHER_HASH,       /* signed by the broker, for another header */
+};
+
 /* The fake broker and what its script found wrong. */
 struct fb {
 	void *ctx;
@@ -54,6 +65,10 @@ struct fb {
 	/* One message delivered again and again (t_receive_seen_file). */
 	struct codec_buf kept, kept_r, fresh, fresh_r;
 	uint32_t kept_count;
+	/* The receipt forged for t_send_receipt_* and t_receive_receipt_*,
+	 * and the code a refused delivery must be answered with. */
+	enum s_forgery forgery;
+	int forged_code;
 };
 
 static uint64_t
@@ -226,6 +241,52 @@ s_fb_message(struct fb *b, const struct keys_secret *sender,
 	    receipt_build(&r, 1, b->broker->sign_sk, rcpt), SCHAKEL_OK);
 	env_destroy(&e);
 	free(d);
+}
+
+/* The broker's receipt for `env`, signed by the broker and naming the
+ * envelope unless `how` says otherwise.  Returns 0, or -1 with the
+ * failure noted. */
+static int
+s_fb_receipt(struct fb *b, const struct codec_buf *env, enum s_forgery how,
+    struct codec_buf *out)
+{
+	struct env *e = NULL;
+	const struct env_header *h;
+	struct receipt r;
+
+	if (env_decode(env->data, env->len, 0, &e) != SCHAKEL_OK) {
+		s_fb_fail(b, "the envelope does not decode");
+		return -1;
+	}
+	h = env_header(e);
+	memset(&r, 0, sizeof r);
+	memcpy(r.message_id, h->id, ENV_ID_LEN);
+	r.accepted_ms = s_now_ms();
+	r.n_recipients = h->n_recipients;
+	for (size_t i = 0; i < h->n_recipients; i++) {
+		memcpy(
+		    r.recipients[i], h->recipients[i], sizeof r.recipients[i]);
+		snprintf(r.agreement_ids[i], sizeof r.agreement_ids[i],
+		    "schuldhulp");
+	}
+	r.store_seq = ++b->seq;
+	env_header_hash(e, r.header_hash);
+	memcpy(r.sender, h->sender, sizeof r.sender);
+	env_destroy(&e);
+	/* One bit off is enough: the signature still holds, only the
+	 * comparison with what was sent or delivered can notice. */
+	if (how == S_OTHER_ID)
+		r.message_id[0] ^= 0x01;
+	if (how == S_OTHER_HASH)
+		r.header_hash[0] ^= 0x01;
+	if (receipt_build(&r, 1,
+		how == S_SIGNED_BY_SENDER ? b->sender->sign_sk
+					  : b->broker->sign_sk,
+		out) != SCHAKEL_OK) {
+		s_fb_fail(b, "cannot build a receipt");
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -454,6 +515,84 @@ t_receive_refuses_and_filters(void **state)
 	assert_non_null(strstr(schakel_client_error(c), "UNKNOWN_PARTY"));
 	schakel_close(&c);
 	assert_null(c);
+}
+
+/* ---- receiving with a forged receipt ---- */
+
+/* Delivers one message with a receipt forged as b->forgery says, which
+ * must be refused with b->forged_code, then the same envelope with the
+ * broker's own receipt, which must be handed over: only the receipt
+ * differs, and a refusal is not remembered as seen. */
+static void
+s_script_forged_deliver(struct fb *b)
+{
+	struct codec_buf env = {0}, good = {0}, forged = {0};
+
+	s_fb_welcome(b, NULL);
+	s_fb_message(b, b->sender, "gemeente", "echt", &env, &good);
+	if (s_fb_receipt(b, &env, b->forgery, &forged) == 0) {
+		s_fb_deliver(b, 1, 1, &env, &forged);
+		s_fb_answer(
+		    b, 1, b->forged_code, "forged receipt: expected Nack");
+	}
+	/* Once something went wrong the client may already be gone. */
+	if (b->why[0] == '\0') {
+		s_fb_deliver(b, 2, 2, &env, &good);
+		s_fb_answer(b, 2, 0, "the broker's receipt: expected Ack");
+	}
+	codec_buf_clear(&env);
+	codec_buf_clear(&good);
+	codec_buf_clear(&forged);
+}
+
+/* team-a receives while the fake broker runs s_script_forged_deliver
+ * with `how`: the forged one must be refused with `code`, in a sentence
+ * that says `words`, and never reach the handler. */
+static void
+s_receive_forged(struct fb *b, enum s_forgery how, int code, const char *words)
+{
+	struct schakel_client *c = NULL;
+	struct s_seen seen = {0};
+	char err[SCHAKEL_ERROR_MAX];
+	size_t handed = 99;
+
+	b->forgery = how;
+	b->forged_code = code;
+	s_start(b, s_script_forged_deliver);
+	assert_int_equal(
+	    s_connect(b, "team-a", 2000, &c, err, sizeof err), SCHAKEL_OK);
+	assert_int_equal(
+	    schakel_receive(c, 1, 2000, s_on_message, &seen, &handed),
+	    SCHAKEL_OK);
+	s_join(b);
+	b->forgery = S_GENUINE;
+	assert_int_equal(handed, 1);
+	assert_int_equal(seen.n, 1);
+	assert_string_equal(seen.text, "echt");
+	if (strstr(schakel_client_error(c), words) == NULL ||
+	    strstr(schakel_client_error(c), schakel_errname(code)) == NULL)
+		fail_msg("client error: %s", schakel_client_error(c));
+	schakel_close(&c);
+}
+
+/* A delivery whose receipt is not signed with the pinned broker key is
+ * refused with a Nack and not handed over. */
+static void
+t_receive_receipt_wrong_key(void **state)
+{
+	s_receive_forged(*state, S_SIGNED_BY_SENDER, SCHAKEL_E_BAD_SIGNATURE,
+	    "receipt for a delivered message does not verify");
+}
+
+/* A delivery whose receipt the broker signed for another message id or
+ * another header is refused with a Nack and not handed over. */
+static void
+t_receive_receipt_other_message(void **state)
+{
+	s_receive_forged(*state, S_OTHER_ID, SCHAKEL_E_BAD_FIELD,
+	    "does not match its receipt");
+	s_receive_forged(*state, S_OTHER_HASH, SCHAKEL_E_BAD_FIELD,
+	    "does not match its receipt");
 }
 
 /* ---- the seen file ---- */
@@ -739,13 +878,13 @@ s_resolved(struct fb *b)
 	s_fb_send(b, &r);
 }
 
+/* Answers Submit `corr` with Accepted and a receipt made `how`. */
 static void
-s_accept(struct fb *b, uint64_t corr, const struct codec_buf *env)
+s_accept(struct fb *b, uint64_t corr, const struct codec_buf *env,
+    enum s_forgery how)
 {
 	struct frame a = {0};
 	struct env *e = NULL;
-	const struct env_header *h;
-	struct receipt r;
 	struct codec_buf rc = {0};
 
 	if (env_decode(env->data, env->len, 0, &e) != SCHAKEL_OK ||
@@ -754,25 +893,9 @@ s_accept(struct fb *b, uint64_t corr, const struct codec_buf *env)
 		env_destroy(&e);
 		return;
 	}
-	h = env_header(e);
-	memset(&r, 0, sizeof r);
-	memcpy(r.message_id, h->id, ENV_ID_LEN);
-	r.accepted_ms = s_now_ms();
-	r.n_recipients = h->n_recipients;
-	for (size_t i = 0; i < h->n_recipients; i++) {
-		memcpy(
-		    r.recipients[i], h->recipients[i], sizeof r.recipients[i]);
-		snprintf(r.agreement_ids[i], sizeof r.agreement_ids[i],
-		    "schuldhulp");
-	}
-	r.store_seq = ++b->seq;
-	env_header_hash(e, r.header_hash);
-	memcpy(r.sender, h->sender, sizeof r.sender);
 	env_destroy(&e);
-	if (receipt_build(&r, 1, b->broker->sign_sk, &rc) != SCHAKEL_OK) {
-		s_fb_fail(b, "cannot build a receipt");
+	if (s_fb_receipt(b, env, how, &rc) != 0)
 		return;
-	}
 	a.corr_id = corr;
 	a.kind = FRAME_ACCEPTED;
 	a.u.accepted.data = rc.data;
@@ -803,7 +926,7 @@ s_script_lost_answer(struct fb *b)
 	if (first.len != second.len ||
 	    memcmp(first.data, second.data, first.len) != 0)
 		s_fb_fail(b, "the resent envelope differs from the first");
-	s_accept(b, f.corr_id, &second);
+	s_accept(b, f.corr_id, &second, S_GENUINE);
 	frame_clear(&f);
 	codec_buf_clear(&first);
 	codec_buf_clear(&second);
@@ -864,7 +987,7 @@ s_script_route_changed(struct fb *b)
 	    env_decode(second.data, second.len, 0, &e2) != SCHAKEL_OK ||
 	    memcmp(env_header(e1)->id, env_header(e2)->id, ENV_ID_LEN) == 0)
 		s_fb_fail(b, "after ROUTE_CHANGED the message id must be new");
-	s_accept(b, f.corr_id, &second);
+	s_accept(b, f.corr_id, &second, S_GENUINE);
 	env_destroy(&e1);
 	env_destroy(&e2);
 	frame_clear(&f);
@@ -930,6 +1053,91 @@ t_send_box_key_mismatch(void **state)
 	s_join(b);
 	b->wrong_box_key = false;
 	schakel_close(&c);
+}
+
+/* Answers the Submit, and any resend of it, with Accepted and a receipt
+ * forged as b->forgery says. */
+static void
+s_script_forged_accept(struct fb *b)
+{
+	struct codec_buf env = {0};
+	struct frame f;
+
+	s_fb_welcome(b, NULL);
+	s_resolved(b);
+	if (s_fb_expect(b, FRAME_SUBMIT, &f, &env, "expected Submit") != 0)
+		return;
+	do {
+		if (f.kind != FRAME_SUBMIT) {
+			s_fb_fail(b,
+			    "after the forged receipt only a resend "
+			    "was expected");
+			frame_clear(&f);
+			break;
+		}
+		s_accept(b, f.corr_id, &env, b->forgery);
+		frame_clear(&f);
+		codec_buf_clear(&env);
+	} while (s_fb_recv(b, &f, 300, &env) == 0);
+	codec_buf_clear(&env);
+}
+
+/* gemeente sends one message and the fake broker accepts it with a
+ * receipt forged `how`: the send must fail with `code`, in a sentence
+ * that says `words`, and hand back no receipt. */
+static void
+s_send_forged(struct fb *b, enum s_forgery how, int code, const char *words)
+{
+	struct schakel_client *c = NULL;
+	struct schakel_message m = {0};
+	struct schakel_receipt r;
+	char err[SCHAKEL_ERROR_MAX];
+	int rc;
+
+	b->forgery = how;
+	s_start(b, s_script_forged_accept);
+	assert_int_equal(
+	    s_connect(b, "gemeente", 2000, &c, err, sizeof err), SCHAKEL_OK);
+	m.type = "shv.melding.v1";
+	m.case_ref = "zaak-1";
+	m.purpose = "schuldhulp";
+	m.payload = (const uint8_t *)"x";
+	m.payload_len = 1;
+	/* Filled with junk: what the library leaves in it must be empty. */
+	memset(&r, 0x55, sizeof r);
+	rc = schakel_send(c, &m, &r);
+	s_join(b);
+	b->forgery = S_GENUINE;
+	if (rc != code)
+		fail_msg("send: %s, expected %s: %s", schakel_errname(rc),
+		    schakel_errname(code), schakel_client_error(c));
+	if (strstr(schakel_client_error(c), words) == NULL)
+		fail_msg("client error: %s", schakel_client_error(c));
+	assert_null(r.signed_receipt);
+	assert_int_equal(r.signed_receipt_len, 0);
+	assert_int_equal(r.n_recipients, 0);
+	schakel_close(&c);
+}
+
+/* A receipt not signed with the pinned broker key (here: the sender's
+ * own key, which it could forge) is no proof that the broker took the
+ * message: the send fails. */
+static void
+t_send_receipt_wrong_key(void **state)
+{
+	s_send_forged(*state, S_SIGNED_BY_SENDER, SCHAKEL_E_BAD_SIGNATURE,
+	    "receipt does not verify with the pinned broker key");
+}
+
+/* A receipt the broker did sign, but for another message id or another
+ * header, proves nothing about the message sent: the send fails. */
+static void
+t_send_receipt_other_message(void **state)
+{
+	s_send_forged(
+	    *state, S_OTHER_ID, SCHAKEL_E_BAD_FIELD, "names another message");
+	s_send_forged(
+	    *state, S_OTHER_HASH, SCHAKEL_E_BAD_FIELD, "names another message");
 }
 
 /* ---- connecting ---- */
@@ -1181,6 +1389,8 @@ main(void)
 	    cmocka_unit_test(t_env_open_tampered),
 	    cmocka_unit_test(t_receive_refuses_and_filters),
 	    cmocka_unit_test(t_receive_notices),
+	    cmocka_unit_test(t_receive_receipt_wrong_key),
+	    cmocka_unit_test(t_receive_receipt_other_message),
 	    cmocka_unit_test(t_receive_seen_file),
 	    cmocka_unit_test(t_receive_seen_file_compacts),
 	    cmocka_unit_test(t_receive_seen_file_rewrite_fails),
@@ -1188,6 +1398,8 @@ main(void)
 	    cmocka_unit_test(t_send_resends_same_bytes),
 	    cmocka_unit_test(t_send_route_changed),
 	    cmocka_unit_test(t_send_box_key_mismatch),
+	    cmocka_unit_test(t_send_receipt_wrong_key),
+	    cmocka_unit_test(t_send_receipt_other_message),
 	    cmocka_unit_test(t_connect_wrong_sign_key),
 	    cmocka_unit_test(t_connect_nobody_there),
 	};
