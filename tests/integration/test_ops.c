@@ -1198,6 +1198,8 @@ t_schakelctl(void **state)
 	assert_null(strstr(o->out, "zaak-anders"));
 	assert_int_equal(s_count(o->out, " ev=accepted"), 2);
 	assert_int_equal(s_count(o->out, " ev=expired"), 4);
+	/* Each names the agreement team-a got the message under. */
+	assert_int_equal(s_count(o->out, " agr=schuldhulp code="), 4);
 	assert_int_equal(s_count(o->out, " ev=redelivered"), 2);
 	assert_int_equal(s_count(o->out, " ev=purged"), 2);
 	/* The first message's record holds every field issue 4 asks of
