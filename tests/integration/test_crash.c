@@ -1,7 +1,8 @@
 /* Crash test (suite fault): while gemeente sends S_N messages to team-a
  * and team-a receives them, the broker is killed with SIGKILL at random
  * moments (seeded; the seed is printed, SCHAKEL_CRASH_SEED repeats a run)
- * and started again.  Afterwards every message the sender holds a
+ * and started again; then the same with SIGTERM, each of which must end
+ * in a clean exit.  Afterwards every message the sender holds a
  * verified receipt for has reached team-a's application, none twice and
  * in order per case, and the audit chain verifies (schakelctl audit
  * verify).  libschakel itself resends the same envelope after a lost
@@ -180,11 +181,16 @@ s_all_received(struct s_run *r, size_t *missing)
 	return miss == 0;
 }
 
+/* Stops the broker with `sig` (SIGTERM must end in a clean exit, 0),
+ * and starts it again after a moment in which clients notice and
+ * retry. */
 static void
-s_kill_and_restart(struct hx *h, unsigned *seed)
+s_stop_and_restart(struct hx *h, int sig, unsigned *seed)
 {
-	hx_stop(h, SIGKILL);
-	/* Down for a moment: clients notice and retry. */
+	int status = hx_stop(h, sig);
+
+	if (sig == SIGTERM)
+		assert_int_equal(status, 0);
 	hx_sleep_ms((long)(rand_r(seed) % 200));
 	assert_int_equal(hx_start(h), 0);
 }
@@ -243,8 +249,10 @@ s_teardown(void **state)
 	return rc;
 }
 
+/* The run: stops with `sig` at random moments while sending, and once
+ * while receiving; then everything with a receipt must have arrived. */
 static void
-t_crash(void **state)
+s_faults(void **state, int sig)
 {
 	const char *seed_env = getenv("SCHAKEL_CRASH_SEED");
 	const unsigned first_seed = seed_env != NULL
@@ -259,9 +267,9 @@ t_crash(void **state)
 	const char *verify[] = {"audit", "verify", NULL};
 
 	kills = 5 + rand_r(&seed) % 6;
-	printf("crash: seed %u (SCHAKEL_CRASH_SEED), %zu kills, %d "
+	printf("crash: seed %u (SCHAKEL_CRASH_SEED), %zu stops with %s, %d "
 	       "messages\n",
-	    first_seed, kills, S_N);
+	    first_seed, kills, sig == SIGKILL ? "SIGKILL" : "SIGTERM", S_N);
 	/* All but the last kill while sending, at random points of its
 	 * progress; the last while the receiver drains. */
 	for (size_t k = 0; k + 1 < kills; k++)
@@ -284,17 +292,17 @@ t_crash(void **state)
 		/* Somewhere inside a send: before, during or after the
 		 * commit. */
 		hx_sleep_ms((long)(rand_r(&seed) % 15));
-		printf("crash: kill %zu after %zu sends\n", k + 1,
+		printf("crash: stop %zu after %zu sends\n", k + 1,
 		    atomic_load(&r->sent));
-		s_kill_and_restart(h, &seed);
+		s_stop_and_restart(h, sig, &seed);
 	}
 	assert_int_equal(pthread_join(r->ts, NULL), 0);
 	r->sending = false;
 	assert_int_equal(r->sender_error, 0);
 	assert_int_equal(atomic_load(&r->sent), S_N);
 	hx_sleep_ms((long)(rand_r(&seed) % 100));
-	printf("crash: kill %zu while receiving\n", kills);
-	s_kill_and_restart(h, &seed);
+	printf("crash: stop %zu while receiving\n", kills);
+	s_stop_and_restart(h, sig, &seed);
 
 	while (!s_all_received(r, &missing) && hx_mono_ms() < until &&
 	    r->receiver_error == 0)
@@ -370,11 +378,27 @@ t_crash(void **state)
 	assert_non_null(strstr(out, "audit chain verified"));
 }
 
+static void
+t_crash(void **state)
+{
+	s_faults(state, SIGKILL);
+}
+
+/* SIGTERM at the same moments: each stop ends with exit status 0 (the
+ * commit in progress finished, the envelopes taken in answered), and
+ * the same holds afterwards. */
+static void
+t_stop(void **state)
+{
+	s_faults(state, SIGTERM);
+}
+
 int
 main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(t_crash, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(t_stop, s_setup, s_teardown),
 	};
 
 	if (argc != 3) {
