@@ -17,6 +17,10 @@
 
 #define S_DAY_MS ((uint64_t)86400000)
 
+/* A message's recipients fit an audit record's. */
+_Static_assert(AUDIT_MAX_PARTIES >= ENV_MAX_RECIPIENTS, "audit to");
+_Static_assert(AUDIT_NAME_MAX >= ENV_MAX_NAME_LEN, "audit names");
+
 static int32_t
 s_today(const struct broker *b)
 {
@@ -161,6 +165,10 @@ s_refuse(struct broker *b, const struct transport_msg *m, uint64_t corr_id,
 	if (h != NULL && verified) {
 		text_copy(ev.type, sizeof ev.type, h->type);
 		text_copy(ev.purpose, sizeof ev.purpose, h->purpose);
+		/* Whom the sender sealed it for (signed, so known). */
+		ev.n_to = h->n_recipients;
+		for (size_t i = 0; i < h->n_recipients; i++)
+			text_copy(ev.to[i], sizeof ev.to[i], h->recipients[i]);
 		if (code != SCHAKEL_E_BSN_AS_CASE && !env_is_bsn(h->case_ref))
 			text_copy(ev.case_ref, sizeof ev.case_ref, h->case_ref);
 	}

@@ -720,6 +720,16 @@ t_unknown_type(void **state)
 	s_assert_code(
 	    s_raw_submit(h, HX_SENDER, HX_SENDER, d), SCHAKEL_E_UNKNOWN_TYPE);
 	s_audited(h, "zaak-0110", SCHAKEL_E_UNKNOWN_TYPE);
+	/* The refusal names whom the message was sealed for. */
+	{
+		const char *args[] = {
+		    "audit", "export", "--case", "zaak-0110", "--json", NULL};
+		char out[16384];
+
+		assert_int_equal(
+		    hx_schakelctl(h, s_schakelctl, out, sizeof out, args), 0);
+		assert_non_null(strstr(out, "\"to\":[\"team-a\"]"));
+	}
 	s_marker_only(h, "zaak-0111");
 }
 
