@@ -905,6 +905,28 @@ t_metrics(void **state)
 	s_check_histogram(text, "schakel_delivery_latency_seconds", 5);
 	s_check_histogram(text, "schakel_receipt_latency_seconds", 5);
 
+	/* Group commit: 64 messages sent at once (one batch, pipelined)
+	 * share commits, where a commit (and fsync) each would make 64. */
+	{
+		static struct schakel_message batch[64];
+		static int results[64];
+		const struct s_expect all[] = {
+		    {"schakel_messages_accepted_total{type=\"shv.melding.v1\"}",
+			3 + 64},
+		};
+		double c0 = s_metric(text, "schakel_store_commits_total");
+
+		for (int i = 0; i < 64; i++)
+			batch[i] = hx_msg(HX_TYPE_ONE, "zaak-m4", "samen");
+		assert_int_equal(
+		    schakel_send_batch(a, batch, 64, NULL, results),
+		    SCHAKEL_OK);
+		s_scrape_until(h, text, all, 1);
+		assert_true(c0 > 0);
+		assert_true(
+		    s_metric(text, "schakel_store_commits_total") - c0 < 64);
+	}
+
 	schakel_close(&a);
 	/* A stopping broker says so before it goes (or is gone). */
 	assert_int_equal(hx_destroy(&h), 0);
