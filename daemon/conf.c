@@ -823,9 +823,12 @@ s_duration_text(uint64_t seconds, char *out, size_t len)
 }
 
 /* The broker refuses a message whose creation time is more than
- * clock_skew from its clock, and remembers message ids for dedup_window.
- * Were the window the shorter, a replay could arrive after its id was
- * forgotten while its timestamp is still accepted, and be delivered
+ * clock_skew from its clock, and remembers message ids for dedup_window
+ * from acceptance.  A message can be accepted as early as clock_skew
+ * before its creation time (the sender's clock ahead) and its timestamp
+ * is still accepted until clock_skew after it: 2 x clock_skew from the
+ * first acceptance.  A shorter window lets a replay arrive after its id
+ * was forgotten while its timestamp is still accepted, and be delivered
  * twice.  `dedup` is the dedup_window node, NULL when defaulted (the
  * problem is then reported at `limits`); the texts are what the file
  * says, NULL for defaults. */
@@ -836,7 +839,7 @@ s_check_dedup_window(struct s_ctx *x, const struct ynode *limits,
 {
 	char dbuf[32], sbuf[32];
 
-	if (l->dedup_window >= l->clock_skew)
+	if (l->dedup_window >= 2 * l->clock_skew)
 		return;
 	if (dedup_text == NULL) {
 		s_duration_text(l->dedup_window, dbuf, sizeof dbuf);
@@ -847,9 +850,9 @@ s_check_dedup_window(struct s_ctx *x, const struct ynode *limits,
 		skew_text = sbuf;
 	}
 	s_err(x, dedup != NULL ? &dedup->mark : &limits->mark,
-	    "broker.limits.dedup_window (%s) is shorter than "
+	    "broker.limits.dedup_window (%s) is shorter than twice "
 	    "broker.limits.clock_skew (%s): a message could be accepted "
-	    "twice; make dedup_window at least clock_skew",
+	    "twice; make dedup_window at least twice clock_skew",
 	    dedup_text, skew_text);
 }
 
