@@ -571,9 +571,13 @@ admin_handle(struct broker *b, const char *req, size_t len)
 		s_fail(&r, "too many words in the command");
 	} else {
 		s_run(b, &r);
-		/* Admin changes are durable before the answer. */
-		if (b->txn != NULL)
-			broker_flush(b);
+		/* Admin changes are durable before the answer, or undone
+		 * and the answer says so. */
+		if (b->txn != NULL && broker_flush(b) != STORE_OK)
+			s_fail(&r,
+			    "the change could not be stored, so it was not "
+			    "made: %s",
+			    store_error(b->store));
 	}
 	if (!r.failed)
 		metrics_printf(&reply, "ok\n");

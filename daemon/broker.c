@@ -543,11 +543,27 @@ s_dispatch(struct broker *b, const struct transport_msg *m)
 	frame_clear(&f);
 }
 
-/* Commits what this turn decided and answers those who wait for it. */
+/* Has every session read its queue again (after a commit that did not
+ * happen). */
 static void
+s_rescan_all(struct broker *b)
+{
+	for (size_t i = 0; i < b->sessions.cap; i++) {
+		struct session *s;
+		if (b->sessions.keys == NULL || b->sessions.keys[i] == NULL)
+			continue;
+		s = b->sessions.vals[i];
+		deliver_rescan(s);
+		s->dirty = true;
+	}
+}
+
+/* Commits what this turn decided and answers those who wait for it.
+ * Returns STORE_OK, or why the turn's changes were not kept. */
+static int
 s_flush(struct broker *b)
 {
-	int code = SCHAKEL_OK, rc;
+	int code = SCHAKEL_OK, rc = STORE_OK;
 
 	if (b->npend > 0)
 		code = submit_prepare_group(b);
@@ -571,6 +587,10 @@ s_flush(struct broker *b)
 		if (rc != STORE_OK) {
 			/* The audit records of this group were not kept. */
 			memcpy(b->audit_head, b->audit_durable, AUDIT_HASH_LEN);
+			/* Nor its acknowledgements: what was taken off the
+			 * sessions' lists is in the queues again; read them
+			 * again so it is delivered again. */
+			s_rescan_all(b);
 			if (code == SCHAKEL_OK)
 				code = rc == STORE_FULL ? SCHAKEL_E_STORE_FULL
 				    : b->audit_failed != 0
@@ -592,6 +612,7 @@ s_flush(struct broker *b)
 	}
 	if (b->npend > 0)
 		submit_finish_group(b, code);
+	return rc;
 }
 
 /* Warns about changed settings that only a restart applies. */
@@ -620,10 +641,10 @@ s_startup_only(const struct conf *old, const struct conf *new)
 			  "takes effect at the next restart");
 }
 
-void
+int
 broker_flush(struct broker *b)
 {
-	s_flush(b);
+	return s_flush(b);
 }
 
 int

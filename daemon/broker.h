@@ -193,8 +193,9 @@ int broker_run(struct broker *b, volatile sig_atomic_t *stop,
  * messages when it is valid; keeps the running one when it is not.
  * Problems go to `d` (and the log).  Returns 0 when swapped. */
 int broker_reload(struct broker *b, struct diags *d);
-/* Commits the open group now (admin changes before their answer). */
-void broker_flush(struct broker *b);
+/* Commits the open group now (admin changes before their answer).
+ * Returns STORE_OK, or the store code when the changes were not kept. */
+int broker_flush(struct broker *b);
 /* Opens the group transaction if needed; returns it or NULL. */
 struct store_txn *broker_txn(struct broker *b);
 /* Appends an audit record to the open group. */
