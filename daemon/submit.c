@@ -165,10 +165,13 @@ s_refuse(struct broker *b, const struct transport_msg *m, uint64_t corr_id,
 	if (h != NULL && verified) {
 		text_copy(ev.type, sizeof ev.type, h->type);
 		text_copy(ev.purpose, sizeof ev.purpose, h->purpose);
-		/* Whom the sender sealed it for (signed, so known). */
-		ev.n_to = h->n_recipients;
+		/* Whom the sender sealed it for (signed, so known), but
+		 * never a name that could be a BSN: routing has not yet
+		 * shown these are parties. */
 		for (size_t i = 0; i < h->n_recipients; i++)
-			text_copy(ev.to[i], sizeof ev.to[i], h->recipients[i]);
+			if (!env_is_bsn(h->recipients[i]))
+				text_copy(ev.to[ev.n_to++], sizeof ev.to[0],
+				    h->recipients[i]);
 		if (code != SCHAKEL_E_BSN_AS_CASE && !env_is_bsn(h->case_ref))
 			text_copy(ev.case_ref, sizeof ev.case_ref, h->case_ref);
 	}
@@ -562,6 +565,10 @@ submit_prepare_group(struct broker *b)
 		text_copy(ev.type, sizeof ev.type, p->msg.type);
 		text_copy(ev.case_ref, sizeof ev.case_ref, p->msg.case_ref);
 		text_copy(ev.purpose, sizeof ev.purpose, p->purpose);
+		ev.n_to = p->msg.n_recipients;
+		for (size_t r = 0; r < p->msg.n_recipients; r++)
+			text_copy(
+			    ev.to[r], sizeof ev.to[r], p->msg.recipients[r]);
 		if (src != STORE_OK) {
 			if (src == STORE_FULL)
 				b->store_full = true;
@@ -577,14 +584,10 @@ submit_prepare_group(struct broker *b)
 			broker_audit(b, &ev);
 			continue;
 		}
-		ev.n_to = p->msg.n_recipients;
 		ev.n_agreements = p->msg.n_recipients;
-		for (size_t r = 0; r < p->msg.n_recipients; r++) {
-			text_copy(
-			    ev.to[r], sizeof ev.to[r], p->msg.recipients[r]);
+		for (size_t r = 0; r < p->msg.n_recipients; r++)
 			text_copy(ev.agreements[r], sizeof ev.agreements[r],
 			    p->msg.agreements[r]);
-		}
 		broker_audit(b, &ev);
 	}
 out:
