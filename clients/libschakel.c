@@ -360,15 +360,14 @@ s_fsync_dir(const char *path)
 }
 
 /* Whether the `len` bytes a file begins with are what a crash may leave
- * of its header: a part of it, or zeros. */
+ * of its header: a part of it, or zeros (delayed allocation). */
 static bool
 s_seen_head_torn(const char *head, size_t len)
 {
 	static const char zero[ENV_ID_LEN];
 
-	return len < ENV_ID_LEN &&
-	    (memcmp(head, s_seen_magic, len) == 0 ||
-		memcmp(head, zero, len) == 0);
+	return (len < ENV_ID_LEN && memcmp(head, s_seen_magic, len) == 0) ||
+	    memcmp(head, zero, len) == 0;
 }
 
 /* Opens the absolute `path` for the client's exclusive use: created
@@ -398,12 +397,13 @@ s_seen_lock(struct schakel_client *c, const char *path, int flags)
 		      "its own)";
 	else if (st.st_size > 0 && (got = pread(fd, head, sizeof head, 0)) < 0)
 		why = strerror(errno);
-	else if (got == (ssize_t)sizeof head
-		? memcmp(head, s_seen_magic, sizeof head) != 0
-		: !s_seen_head_torn(head, (size_t)got))
+	else if ((got < (ssize_t)sizeof head ||
+		     memcmp(head, s_seen_magic, sizeof head) != 0) &&
+	    !s_seen_head_torn(head, (size_t)got))
 		why = "not a file of message ids (it does not begin with "
 		      "schakel-seen-v1); not touched";
-	else if (got < (ssize_t)sizeof head &&
+	else if ((got < (ssize_t)sizeof head ||
+		     memcmp(head, s_seen_magic, sizeof head) != 0) &&
 	    (ftruncate(fd, 0) != 0 ||
 		s_pwrite_all(fd, s_seen_magic, sizeof head, 0) != 0 ||
 		fdatasync(fd) != 0 || s_fsync_dir(path) != 0))
