@@ -857,6 +857,21 @@ t_receive_seen_file_rewrite_fails(void **state)
 
 /* ---- sending ---- */
 
+/* The message the sending tests send (to team-a by the fake broker's
+ * rules). */
+static struct schakel_message
+s_message(void)
+{
+	struct schakel_message m = {0};
+
+	m.type = "shv.melding.v1";
+	m.case_ref = "zaak-1";
+	m.purpose = "schuldhulp";
+	m.payload = (const uint8_t *)"x";
+	m.payload_len = 1;
+	return m;
+}
+
 static void
 s_resolved(struct fb *b)
 {
@@ -939,7 +954,7 @@ t_send_resends_same_bytes(void **state)
 {
 	struct fb *b = *state;
 	struct schakel_client *c = NULL;
-	struct schakel_message m = {0};
+	struct schakel_message m;
 	struct schakel_receipt r;
 	char err[SCHAKEL_ERROR_MAX];
 	int rc;
@@ -947,11 +962,7 @@ t_send_resends_same_bytes(void **state)
 	s_start(b, s_script_lost_answer);
 	assert_int_equal(
 	    s_connect(b, "gemeente", 400, &c, err, sizeof err), SCHAKEL_OK);
-	m.type = "shv.melding.v1";
-	m.case_ref = "zaak-1";
-	m.purpose = "schuldhulp";
-	m.payload = (const uint8_t *)"x";
-	m.payload_len = 1;
+	m = s_message();
 	rc = schakel_send(c, &m, &r);
 	s_join(b);
 	if (rc != SCHAKEL_OK)
@@ -1002,16 +1013,14 @@ t_send_route_changed(void **state)
 {
 	struct fb *b = *state;
 	struct schakel_client *c = NULL;
-	struct schakel_message m = {0};
+	struct schakel_message m;
 	char err[SCHAKEL_ERROR_MAX];
 	int rc;
 
 	s_start(b, s_script_route_changed);
 	assert_int_equal(
 	    s_connect(b, "gemeente", 2000, &c, err, sizeof err), SCHAKEL_OK);
-	m.type = "shv.melding.v1";
-	m.case_ref = "zaak-1";
-	m.purpose = "schuldhulp";
+	m = s_message();
 	rc = schakel_send(c, &m, NULL);
 	s_join(b);
 	if (rc != SCHAKEL_OK)
@@ -1040,16 +1049,14 @@ t_send_box_key_mismatch(void **state)
 {
 	struct fb *b = *state;
 	struct schakel_client *c = NULL;
-	struct schakel_message m = {0};
+	struct schakel_message m;
 	char err[SCHAKEL_ERROR_MAX];
 
 	b->wrong_box_key = true;
 	s_start(b, s_script_wrong_box_key);
 	assert_int_equal(
 	    s_connect(b, "gemeente", 2000, &c, err, sizeof err), SCHAKEL_OK);
-	m.type = "shv.melding.v1";
-	m.case_ref = "zaak-1";
-	m.purpose = "schuldhulp";
+	m = s_message();
 	assert_int_equal(schakel_send(c, &m, NULL), SCHAKEL_E_UNKNOWN_PARTY);
 	assert_non_null(strstr(schakel_client_error(c), "team-a.pub"));
 	s_join(b);
@@ -1091,7 +1098,7 @@ static void
 s_send_forged(struct fb *b, enum s_forgery how, int code, const char *words)
 {
 	struct schakel_client *c = NULL;
-	struct schakel_message m = {0};
+	struct schakel_message m;
 	struct schakel_receipt r;
 	char err[SCHAKEL_ERROR_MAX];
 	int rc;
@@ -1100,11 +1107,7 @@ s_send_forged(struct fb *b, enum s_forgery how, int code, const char *words)
 	s_start(b, s_script_forged_accept);
 	assert_int_equal(
 	    s_connect(b, "gemeente", 2000, &c, err, sizeof err), SCHAKEL_OK);
-	m.type = "shv.melding.v1";
-	m.case_ref = "zaak-1";
-	m.purpose = "schuldhulp";
-	m.payload = (const uint8_t *)"x";
-	m.payload_len = 1;
+	m = s_message();
 	/* Filled with junk: what the library leaves in it must be empty. */
 	memset(&r, 0x55, sizeof r);
 	rc = schakel_send(c, &m, &r);
