@@ -349,7 +349,8 @@ s_deadletter_change(struct broker *b, struct s_req *r, bool redeliver,
 struct s_walk {
 	struct audit_verifier v;
 	struct s_req *r;
-	const char *case_ref;
+	const char *case_ref; /* export: the case asked for, or */
+	const char *party;    /* the party asked for (NULL: by case) */
 	size_t shown;
 };
 
@@ -400,6 +401,21 @@ s_audit_verify(struct broker *b, struct s_req *r)
 		    (unsigned long long)w.v.records, hex);
 }
 
+/* Whether a record is about the case asked for, or (with --party)
+ * made by or for the party asked for. */
+static bool
+s_export_match(const struct s_walk *w, const struct audit_event *ev)
+{
+	if (w->party == NULL)
+		return strcmp(ev->case_ref, w->case_ref) == 0;
+	if (strcmp(ev->from, w->party) == 0)
+		return true;
+	for (size_t i = 0; i < ev->n_to; i++)
+		if (strcmp(ev->to[i], w->party) == 0)
+			return true;
+	return false;
+}
+
 static int
 s_export_one(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 {
@@ -409,7 +425,7 @@ s_export_one(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 
 	(void)seq;
 	if (audit_decode((const char *)rec, len, &ev, prev) != 0 ||
-	    strcmp(ev.case_ref, w->case_ref) != 0)
+	    !s_export_match(w, &ev))
 		return 0;
 	if (w->r->json) {
 		char id[2 * AUDIT_ID_LEN + 1] = "";
@@ -437,8 +453,9 @@ s_export_one(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 			metrics_printf(&w->r->out, "%s", i ? "," : "");
 			s_jstr(&w->r->out, ev.agreements[i]);
 		}
-		metrics_printf(&w->r->out, "],\"code\":\"%s\"}",
-		    ev.code ? schakel_errname((int)ev.code) : "OK");
+		metrics_printf(&w->r->out, "],\"code\":\"%s\",\"count\":%u}",
+		    ev.code ? schakel_errname((int)ev.code) : "OK",
+		    (unsigned)ev.count);
 	} else {
 		metrics_printf(
 		    &w->r->out, "%.*s\n", (int)len, (const char *)rec);
@@ -448,9 +465,10 @@ s_export_one(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 }
 
 static void
-s_audit_export(struct broker *b, struct s_req *r, const char *case_ref)
+s_audit_export(
+    struct broker *b, struct s_req *r, const char *case_ref, const char *party)
 {
-	struct s_walk w = {.r = r, .case_ref = case_ref};
+	struct s_walk w = {.r = r, .case_ref = case_ref, .party = party};
 	uint8_t head[STORE_HASH_LEN];
 
 	if (r->json)
@@ -463,7 +481,8 @@ s_audit_export(struct broker *b, struct s_req *r, const char *case_ref)
 	if (r->json)
 		metrics_printf(&r->out, "]\n");
 	else if (w.shown == 0)
-		metrics_printf(&r->out, "(no audit records about this case)\n");
+		metrics_printf(&r->out, "(no audit records about this %s)\n",
+		    party != NULL ? "party" : "case");
 }
 
 static void
@@ -542,7 +561,10 @@ s_run(struct broker *b, struct s_req *r)
 		s_audit_verify(b, r);
 	} else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "export") == 0 &&
 	    r->argc == 4 && strcmp(r->argv[2], "--case") == 0) {
-		s_audit_export(b, r, r->argv[3]);
+		s_audit_export(b, r, r->argv[3], NULL);
+	} else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "export") == 0 &&
+	    r->argc == 4 && strcmp(r->argv[2], "--party") == 0) {
+		s_audit_export(b, r, NULL, r->argv[3]);
 	} else if (strcmp(cmd, "reload") == 0 && r->argc == 1) {
 		s_reload(b, r);
 	} else {

@@ -289,8 +289,12 @@ broker_txn(struct broker *b)
 	return b->txn;
 }
 
-void
-broker_audit(struct broker *b, const struct audit_event *ev)
+static struct refusal_window *
+s_refusal_window(struct broker *b, const char *party);
+
+/* Writes an audit record into the open group. */
+static void
+s_audit_write(struct broker *b, const struct audit_event *ev)
 {
 	char rec[AUDIT_RECORD_MAX];
 	size_t len = audit_encode(ev, b->audit_head, rec);
@@ -316,6 +320,52 @@ broker_audit(struct broker *b, const struct audit_event *ev)
 		return;
 	}
 	memcpy(b->audit_head, next, AUDIT_HASH_LEN);
+}
+
+void
+broker_audit(struct broker *b, const struct audit_event *ev)
+{
+	struct refusal_window *w;
+
+	/* A full store keeps room back for acknowledgements and dead
+	 * letters, and a record a refusal would eat it (a client may well
+	 * retry at its full rate): while it is full, refusals are summed
+	 * per party and written once a minute (s_audit_summaries). */
+	if (ev->kind == AUDIT_REFUSED && b->store_full &&
+	    (w = s_refusal_window(b, ev->from)) != NULL) {
+		if (w->unrecorded++ == 0)
+			w->unrecorded_ms = b->now_ms;
+		w->unrecorded_code = (int)ev->code;
+		return;
+	}
+	s_audit_write(b, ev);
+}
+
+/* The summed refusals of each party as one record (event refused, the
+ * last refusal's code, count): those a minute old, or all when `all` or
+ * when the store is no longer full. */
+static void
+s_audit_summaries(struct broker *b, bool all)
+{
+	for (size_t i = 0; i < b->refusal_log.cap; i++) {
+		struct refusal_window *w;
+		struct audit_event ev = {
+		    .kind = AUDIT_REFUSED, .time_ms = b->now_ms};
+
+		if (b->refusal_log.keys == NULL ||
+		    b->refusal_log.keys[i] == NULL)
+			continue;
+		w = b->refusal_log.vals[i];
+		if (w->unrecorded == 0 ||
+		    (!all && b->store_full &&
+			b->now_ms < w->unrecorded_ms + 60000))
+			continue;
+		text_copy(ev.from, sizeof ev.from, w->party);
+		ev.code = (uint32_t)w->unrecorded_code;
+		ev.count = w->unrecorded;
+		s_audit_write(b, &ev);
+		w->unrecorded = 0;
+	}
 }
 
 void
@@ -368,25 +418,37 @@ broker_refuse(struct broker *b, const struct transport_peer *peer,
 		b->stats.refused[code]++;
 }
 
-void
-broker_log_refusal(struct broker *b, const char *party, int code)
+/* The party's refusal window, made when it has none; NULL when memory
+ * ran out. */
+static struct refusal_window *
+s_refusal_window(struct broker *b, const char *party)
 {
 	struct refusal_window *w =
 	    idmap_get(&b->refusal_log, party, strlen(party));
 	void *old;
 
-	if (w == NULL) {
-		w = calloc(1, sizeof(*w));
-		if (w == NULL)
-			return;
-		text_copy(w->party, sizeof w->party, party);
-		if (idmap_put(&b->refusal_log, w->party, strlen(w->party), w,
-			&old) != 0) {
-			free(w);
-			return;
-		}
-		w->start_ms = b->now_ms;
+	if (w != NULL)
+		return w;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return NULL;
+	text_copy(w->party, sizeof w->party, party);
+	if (idmap_put(&b->refusal_log, w->party, strlen(w->party), w, &old) !=
+	    0) {
+		free(w);
+		return NULL;
 	}
+	w->start_ms = b->now_ms;
+	return w;
+}
+
+void
+broker_log_refusal(struct broker *b, const char *party, int code)
+{
+	struct refusal_window *w = s_refusal_window(b, party);
+
+	if (w == NULL)
+		return;
 	if (b->now_ms >= w->start_ms + 60000) {
 		s_refusal_summary(w);
 		w->start_ms = b->now_ms;
@@ -744,6 +806,7 @@ s_end_sessions(struct broker *b)
 	for (size_t i = 0; i < b->sessions.cap; i++)
 		if (b->sessions.keys != NULL && b->sessions.keys[i] != NULL)
 			deliver_forget(b, b->sessions.vals[i]);
+	s_audit_summaries(b, true);
 	s_flush(b);
 }
 
@@ -867,6 +930,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		if (b->now_ms >= b->expire_at_ms + 1000) {
 			deliver_expire(b);
 			deliver_retention(b);
+			s_audit_summaries(b, false);
 			b->expire_at_ms = b->now_ms;
 			if (b->txn != NULL)
 				s_flush(b);

@@ -105,6 +105,11 @@ struct refusal_window {
 	uint32_t logged;
 	uint32_t suppressed;
 	int last_code;
+	/* Refusals not yet in the audit log: while the store is full they
+	 * are summed, and written as one record a minute (broker_audit). */
+	uint32_t unrecorded;
+	uint64_t unrecorded_ms; /* when the first of them was refused */
+	int unrecorded_code;    /* the last one's code */
 };
 
 /* A token bucket per party (submit rate limit). */
