@@ -9,8 +9,11 @@ trap 'rm -rf "$work"' EXIT
 # Crash reproducers go to the current directory (artifact_prefix) so CI
 # can upload them.
 # libFuzzer's default error exit code is 77, which meson reads as "skipped";
-# a finding must fail the test.
-exec "$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+# a finding must fail the test.  Not exec'd: the trap must still remove
+# the scratch corpus afterwards.
+status=0
+"$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -error_exitcode=1 -timeout_exitcode=1 \
     -max_len=70000 -print_final_stats=1 -artifact_prefix=./fuzz- \
-    "$work" "$seeds"
+    "$work" "$seeds" || status=$?
+exit "$status"
