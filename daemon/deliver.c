@@ -324,6 +324,9 @@ s_notice(struct broker *b, const struct store_msg *m, const char *recipient,
 	n.accepted_ms = b->now_ms;
 	n.expires_ms = b->now_ms + b->conf->broker.limits.dedup_window * 1000;
 	n.n_recipients = 1;
+	/* A full store still tells the sender what became of its message,
+	 * like it still records the dead letter. */
+	n.from_reserve = true;
 	text_copy(n.recipients[0], sizeof n.recipients[0], m->sender);
 	snprintf(n.agreements[0], sizeof n.agreements[0], "-");
 	f.u.notice.kind = kind;

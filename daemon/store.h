@@ -88,6 +88,9 @@ struct store_msg {
 	/* For store_put: keep the case's participants at least until then
 	 * (they go with store_forget_cases); 0 records none (notices). */
 	uint64_t case_until_ms;
+	/* For store_put: it may take half of the room kept back for
+	 * acknowledgements and dead letters (a notice about one). */
+	bool from_reserve;
 };
 
 /* One entry of a recipient's queue. */

@@ -631,7 +631,7 @@ s_high(struct s_env *e, uint64_t *out)
 /* Whether `more` bytes fit below the map size less the reserve.  Pages
  * are counted only near the limit; `more` is a generous estimate. */
 static int
-s_room(struct store_txn *t, uint64_t more)
+s_room(struct store_txn *t, uint64_t more, bool from_reserve)
 {
 	struct s_txn *bt = t->be;
 	struct s_env *e = bt->e;
@@ -641,7 +641,7 @@ s_room(struct store_txn *t, uint64_t more)
 
 	if (rc != 0)
 		return s_fail(t->s, rc, "reading the map size");
-	limit = info.me_mapsize - e->reserve;
+	limit = info.me_mapsize - (from_reserve ? e->reserve / 2 : e->reserve);
 	if (bt->high + bt->added + more <= limit)
 		return STORE_OK;
 	if (bt->free_b == UINT64_MAX) {
@@ -913,7 +913,7 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 		return store_fail(t->s, STORE_ERROR,
 		    "message sequence %llu was not reserved in this transaction",
 		    (unsigned long long)m->seq);
-	rc = s_room(t, more);
+	rc = s_room(t, more, m->from_reserve);
 	if (rc != STORE_OK)
 		return rc;
 
