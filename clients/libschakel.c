@@ -94,6 +94,15 @@ struct schakel_client {
 	uint32_t heartbeat_ms;
 	uint32_t max_message_bytes;
 	uint32_t max_credit;
+	bool bundles; /* the broker reads bundles: frames are sent in them */
+
+	/* Frames waiting to go as one message (s_send_out sends them
+	 * before anything is waited for), and the bundle being read: its
+	 * frames are taken one at a time (docs/protocol.md 10.9). */
+	struct frame_bundle out;
+	struct codec_buf inbox;
+	struct frame inbox_f;
+	size_t inbox_off;
 
 	uint64_t corr;
 	uint64_t last_sent_ms; /* monotonic */
@@ -620,6 +629,13 @@ s_sock_close(struct schakel_client *c)
 	}
 	s_pending_clear(c);
 	c->credit = 0;
+	/* What was not sent is sent again, or delivered again, over the
+	 * next connection. */
+	frame_bundle_reset(&c->out);
+	frame_clear(&c->inbox_f);
+	codec_buf_clear(&c->inbox);
+	c->inbox_off = 0;
+	c->bundles = false;
 }
 
 /* A fresh DEALER socket with CURVE keys, watched by a monitor so that a
@@ -734,26 +750,66 @@ s_monitor(struct schakel_client *c)
 	}
 }
 
-/* Encode and send one frame.  Returns SCHAKEL_OK, a codec code for a
- * frame that does not encode, or SCHAKEL_E_UNAVAILABLE. */
+static int
+s_zsend(struct schakel_client *c, const uint8_t *p, size_t len)
+{
+	if (c->sock == NULL || zmq_send(c->sock, p, len, 0) < 0)
+		return s_fail(c, SCHAKEL_E_UNAVAILABLE,
+		    "cannot send to the broker at %s: %s", c->endpoint,
+		    c->sock == NULL ? "not connected"
+				    : zmq_strerror(zmq_errno()));
+	c->last_sent_ms = s_mono_ms();
+	return SCHAKEL_OK;
+}
+
+/* Sends the frames waiting in the bundle.  Returns SCHAKEL_OK or
+ * SCHAKEL_E_UNAVAILABLE. */
+static int
+s_send_out(struct schakel_client *c)
+{
+	const uint8_t *p;
+	size_t n;
+	int rc = SCHAKEL_OK;
+
+	if (frame_bundle_finish(&c->out, &p, &n))
+		rc = s_zsend(c, p, n);
+	frame_bundle_reset(&c->out);
+	return rc;
+}
+
+/* Encode and send one frame: to a broker that reads bundles, into the
+ * bundle that goes before the next wait.  Returns SCHAKEL_OK, a codec
+ * code for a frame that does not encode, or SCHAKEL_E_UNAVAILABLE. */
 static int
 s_send(struct schakel_client *c, const struct frame *f)
 {
 	struct codec_buf b = {0};
-	int rc, n;
+	size_t limit = c->max_message_bytes;
+	int rc;
 
 	rc = frame_encode(f, &b);
 	if (rc != SCHAKEL_OK)
 		return s_fail(c, rc, "cannot encode a %d frame: %s",
 		    (int)f->kind, schakel_strerror(rc));
-	n = zmq_send(c->sock, b.data, b.len, 0);
+	if (c->bundles) {
+		/* A bundle stays within what the broker takes. */
+		if (c->out.count == FRAME_BUNDLE_MAX ||
+		    (c->out.count > 0 &&
+			frame_bundle_size_with(&c->out, b.len) > limit))
+			rc = s_send_out(c);
+		if (rc == SCHAKEL_OK &&
+		    frame_bundle_add_raw(&c->out, b.data, b.len) ==
+			SCHAKEL_OK) {
+			codec_buf_clear(&b);
+			return SCHAKEL_OK;
+		}
+		if (rc == SCHAKEL_OK)
+			rc = s_send_out(c); /* no memory: on its own */
+	}
+	if (rc == SCHAKEL_OK)
+		rc = s_zsend(c, b.data, b.len);
 	codec_buf_clear(&b);
-	if (n < 0)
-		return s_fail(c, SCHAKEL_E_UNAVAILABLE,
-		    "cannot send to the broker at %s: %s", c->endpoint,
-		    zmq_strerror(zmq_errno()));
-	c->last_sent_ms = s_mono_ms();
-	return SCHAKEL_OK;
+	return rc;
 }
 
 static int
@@ -767,14 +823,46 @@ s_send_ping(struct schakel_client *c)
 	return s_send(c, &f);
 }
 
+/* Takes the next frame of the bundle being read into *raw (an owned
+ * copy) and *f.  Returns 1 with a frame, 0 with none (one that does not
+ * decode is dropped, as in s_pump), -1 when the bundle is finished. */
+static int
+s_inbox_take(struct schakel_client *c, struct codec_buf *raw, struct frame *f)
+{
+	struct frame_bytes in;
+
+	if (!frame_bundle_next(&c->inbox_f.u.bundle, &c->inbox_off, &in)) {
+		frame_clear(&c->inbox_f);
+		codec_buf_clear(&c->inbox);
+		c->inbox_off = 0;
+		return -1;
+	}
+	raw->data = malloc(in.len > 0 ? in.len : 1);
+	if (raw->data == NULL)
+		return 0; /* the broker sends it again */
+	memcpy(raw->data, in.data, in.len);
+	raw->len = in.len;
+	if (frame_decode(raw->data, raw->len, 0, f) != SCHAKEL_OK ||
+	    f->kind == FRAME_BUNDLE) {
+		frame_clear(f);
+		codec_buf_clear(raw);
+		if (c->credit > 0) /* see s_pump */
+			c->credit--;
+		return 0;
+	}
+	return 1;
+}
+
 /*
- * Wait up to wait_ms for one inbound message, keeping the heartbeat: a
+ * Wait up to wait_ms for one inbound frame, keeping the heartbeat: a
  * Ping is sent when nothing was sent for a heartbeat interval, and a
- * broker Ping is answered here.  On return *raw holds an owned copy of
- * the message and *f its decoded frame (clear both), or raw->data is NULL
- * when nothing came.  Returns SCHAKEL_OK, SCHAKEL_E_UNKNOWN_PARTY (the
- * handshake was refused) or SCHAKEL_E_UNAVAILABLE (broker silent for
- * three heartbeats since `since`, or a socket error).
+ * broker Ping is answered here.  The frames of a bundle are returned one
+ * per call, and what waits to be sent is sent before any wait.  On
+ * return *raw holds an owned copy of the frame and *f its decoded frame
+ * (clear both), or raw->data is NULL when nothing came.  Returns
+ * SCHAKEL_OK, SCHAKEL_E_UNKNOWN_PARTY (the handshake was refused) or
+ * SCHAKEL_E_UNAVAILABLE (broker silent for three heartbeats since
+ * `since`, or a socket error).
  */
 static int
 s_pump(struct schakel_client *c, uint64_t since, int wait_ms,
@@ -789,6 +877,12 @@ s_pump(struct schakel_client *c, uint64_t since, int wait_ms,
 	memset(f, 0, sizeof *f);
 	until = s_mono_ms() + (uint64_t)(wait_ms > 0 ? wait_ms : 0);
 	for (;;) {
+		if (c->inbox.data != NULL) {
+			n = s_inbox_take(c, raw, f);
+			if (n == 1)
+				goto take;
+			continue;
+		}
 		now = s_mono_ms();
 		silent_from =
 		    c->last_heard_ms > since ? c->last_heard_ms : since;
@@ -802,6 +896,9 @@ s_pump(struct schakel_client *c, uint64_t since, int wait_ms,
 			if (rc != SCHAKEL_OK)
 				return rc;
 		}
+		rc = s_send_out(c);
+		if (rc != SCHAKEL_OK)
+			return rc;
 		items[0] = (zmq_pollitem_t){c->sock, 0, ZMQ_POLLIN, 0};
 		items[1] = (zmq_pollitem_t){c->mon, 0, ZMQ_POLLIN, 0};
 		next = c->last_sent_ms + c->heartbeat_ms;
@@ -839,7 +936,17 @@ s_pump(struct schakel_client *c, uint64_t since, int wait_ms,
 		}
 		memcpy(raw->data, zmq_msg_data(&msg), raw->len);
 		zmq_msg_close(&msg);
-		if (frame_decode(raw->data, raw->len, 0, f) != SCHAKEL_OK) {
+		if (frame_is_bundle(raw->data, raw->len) &&
+		    frame_decode(raw->data, raw->len, 0, &c->inbox_f) ==
+			SCHAKEL_OK) {
+			/* Its frames point into raw: kept until read. */
+			c->inbox = *raw;
+			c->inbox_off = 0;
+			memset(raw, 0, sizeof *raw);
+			continue;
+		}
+		if (frame_decode(raw->data, raw->len, 0, f) != SCHAKEL_OK ||
+		    f->kind == FRAME_BUNDLE) {
 			/* A frame we cannot read is dropped; what it carried
 			 * is sent again (deliveries, until the broker's
 			 * delivery limit makes it a dead letter) or times
@@ -847,11 +954,13 @@ s_pump(struct schakel_client *c, uint64_t since, int wait_ms,
 			 * delivery: count it as one, so the credit is granted
 			 * again (a credit too many is capped by the broker);
 			 * otherwise both sides disagree until none is left. */
+			frame_clear(f);
 			if (c->credit > 0)
 				c->credit--;
 			codec_buf_clear(raw);
 			continue;
 		}
+	take:
 		if (f->kind == FRAME_PING) {
 			struct frame pong = {0};
 
@@ -934,6 +1043,7 @@ s_hello(struct schakel_client *c)
 	snprintf(f.u.hello.party_id, sizeof f.u.hello.party_id, "%s", c->party);
 	snprintf(f.u.hello.software, sizeof f.u.hello.software, "libschakel %s",
 	    SCHAKEL_VERSION);
+	f.u.hello.bundles = true;
 	rc = s_send(c, &f);
 	if (rc != SCHAKEL_OK)
 		return rc;
@@ -974,6 +1084,7 @@ s_hello(struct schakel_client *c)
 	    ? r.u.welcome.heartbeat_ms
 	    : S_DEFAULT_HEARTBEAT_MS;
 	c->max_message_bytes = r.u.welcome.max_message_bytes;
+	c->bundles = r.u.welcome.bundles;
 	c->max_credit =
 	    r.u.welcome.max_credit != 0 ? r.u.welcome.max_credit : 1;
 	c->credit = 0;
@@ -1483,6 +1594,10 @@ s_submit(struct schakel_client *c, struct s_job *jobs, size_t n)
 				frame_clear(&f);
 			}
 		}
+		/* A Pong or an Ack may wait in the bundle. */
+		rc = s_send_out(c);
+		if (rc != SCHAKEL_OK)
+			goto retry;
 		return SCHAKEL_OK;
 	retry:
 		if (s_final(rc) || ++attempt >= S_ATTEMPTS) {
@@ -1986,6 +2101,11 @@ schakel_receive(struct schakel_client *c, size_t max, int timeout_ms,
 	}
 	rc = SCHAKEL_OK;
 out:
+	/* The acknowledgements of what was handed over go now; lost with
+	 * the connection, the messages come again and the seen ids filter
+	 * them. */
+	if (c->sock != NULL && s_send_out(c) != SCHAKEL_OK)
+		s_sock_close(c);
 	if (handed_out != NULL)
 		*handed_out = handed;
 	return rc;
@@ -2008,6 +2128,7 @@ schakel_close(struct schakel_client **cp)
 		return;
 	c = *cp;
 	s_sock_close(c);
+	frame_bundle_free(&c->out);
 	if (c->ctx != NULL)
 		zmq_ctx_term(c->ctx);
 	keys_secret_destroy(&c->keys);

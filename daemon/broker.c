@@ -218,6 +218,7 @@ broker_new(const struct broker_opts *opts)
 static void
 s_free_session(struct session *s)
 {
+	frame_bundle_free(&s->out);
 	deliver_free(s);
 	free(s->inflight);
 	free(s);
@@ -247,6 +248,7 @@ broker_destroy(struct broker **bp)
 			s_free_session(b->sessions.vals[i]);
 	idmap_free(&b->sessions);
 	idmap_free(&b->peers);
+	free(b->outq);
 	for (size_t i = 0; i < b->refusal_log.cap; i++)
 		if (b->refusal_log.keys != NULL &&
 		    b->refusal_log.keys[i] != NULL) {
@@ -390,11 +392,82 @@ broker_audit_about(
 		}
 }
 
+/* Sends the session's bundle now; it stays in the outq, if there. */
+static void
+s_send_out(struct broker *b, struct session *s)
+{
+	const uint8_t *p;
+	size_t n;
+
+	if (frame_bundle_finish(&s->out, &p, &n)) {
+		(void)transport_send(b->tp, &s->peer, p, n);
+		b->stats.messages_out++;
+		b->stats.frames_out += s->out.count;
+	}
+	frame_bundle_reset(&s->out);
+}
+
+void
+broker_flush_out(struct broker *b)
+{
+	for (size_t i = 0; i < b->nout; i++) {
+		s_send_out(b, b->outq[i]);
+		b->outq[i]->out_queued = false;
+	}
+	b->nout = 0;
+}
+
+/* Takes the session off the outq, its bundle sent (it is going away). */
+static void
+s_unqueue_out(struct broker *b, struct session *s)
+{
+	if (!s->out_queued)
+		return;
+	s_send_out(b, s);
+	for (size_t i = 0; i < b->nout; i++)
+		if (b->outq[i] == s) {
+			b->outq[i] = b->outq[--b->nout];
+			break;
+		}
+	s->out_queued = false;
+}
+
+/* Adds an encoded frame to the session's bundle.  Returns false when it
+ * must be sent on its own (no memory for it). */
+static bool
+s_bundle(struct broker *b, struct session *s, const uint8_t *p, size_t n)
+{
+	size_t limit = b->conf->broker.limits.max_message_size;
+
+	if (!s->out_queued) {
+		if (b->nout == b->capout) {
+			size_t cap = b->capout > 0 ? 2 * b->capout : 16;
+			struct session **q = realloc(b->outq, cap * sizeof(*q));
+			if (q == NULL)
+				return false;
+			b->outq = q;
+			b->capout = cap;
+		}
+		b->outq[b->nout++] = s;
+		s->out_queued = true;
+	}
+	/* A bundle stays within what a peer must take in one message. */
+	if (s->out.count == FRAME_BUNDLE_MAX ||
+	    (s->out.count > 0 && frame_bundle_size_with(&s->out, n) > limit))
+		s_send_out(b, s);
+	if (frame_bundle_add_raw(&s->out, p, n) != SCHAKEL_OK) {
+		s_send_out(b, s); /* what came before goes first */
+		return false;
+	}
+	return true;
+}
+
 void
 broker_send(
     struct broker *b, const struct transport_peer *peer, const struct frame *f)
 {
 	struct codec_buf buf = {0};
+	struct session *s;
 	int rc = frame_encode(f, &buf);
 
 	if (rc != SCHAKEL_OK) {
@@ -402,7 +475,12 @@ broker_send(
 		    schakel_errname(rc));
 		return;
 	}
-	(void)transport_send(b->tp, peer, buf.data, buf.len);
+	s = idmap_get(&b->peers, peer->id, peer->len);
+	if (s == NULL || !s->bundles || !s_bundle(b, s, buf.data, buf.len)) {
+		(void)transport_send(b->tp, peer, buf.data, buf.len);
+		b->stats.messages_out++;
+		b->stats.frames_out++;
+	}
 	codec_buf_clear(&buf);
 }
 
@@ -478,6 +556,7 @@ s_drop_session(struct broker *b, struct session *s, const char *why)
 	    .kind = AUDIT_DISCONNECTED, .time_ms = b->now_ms};
 
 	log_info("disconnected party=%s reason=%s", s->party, why);
+	s_unqueue_out(b, s);
 	text_copy(ev.from, sizeof ev.from, s->party);
 	broker_audit(b, &ev);
 	deliver_forget(b, s);
@@ -523,6 +602,7 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 	}
 	text_copy(s->party, sizeof s->party, m->party);
 	s->peer = m->peer;
+	s->bundles = h->bundles;
 	s->last_seen_ms = s->last_sent_ms = b->now_ms;
 	if (idmap_put(&b->sessions, s->party, strlen(s->party), s, &dup) != 0 ||
 	    idmap_put(&b->peers, s->peer.id, s->peer.len, s, &dup) != 0) {
@@ -546,19 +626,26 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 	w.u.welcome.max_message_bytes =
 	    (uint32_t)b->conf->broker.limits.max_message_size;
 	w.u.welcome.max_credit = BROKER_MAX_CREDIT;
+	w.u.welcome.bundles = true;
 	broker_send(b, &s->peer, &w);
 }
 
-/* Handles one inbound frame. */
+/* Handles one inbound frame, data[0..len): a message, or one frame of a
+ * bundle, which must not be a bundle again (s_dispatch opens bundles). */
 static void
-s_dispatch(struct broker *b, const struct transport_msg *m)
+s_handle(struct broker *b, const struct transport_msg *m, const uint8_t *data,
+    size_t len)
 {
 	struct frame f;
 	struct session *s;
 	int rc;
 
-	rc = frame_decode(m->data, m->len,
-	    b->conf->broker.limits.max_message_size + 65536, &f);
+	rc = frame_decode(
+	    data, len, b->conf->broker.limits.max_message_size + 65536, &f);
+	if (rc == SCHAKEL_OK && f.kind == FRAME_BUNDLE) {
+		frame_clear(&f);
+		rc = SCHAKEL_E_MALFORMED;
+	}
 	if (rc != SCHAKEL_OK) {
 		broker_log_refusal(b, m->party, rc);
 		broker_refuse(b, &m->peer, 0, rc, NULL);
@@ -605,6 +692,36 @@ s_dispatch(struct broker *b, const struct transport_msg *m)
 	frame_clear(&f);
 }
 
+/* Handles one inbound message: a frame, or each frame of a bundle in
+ * turn.  Returns the number of frames. */
+static int
+s_dispatch(struct broker *b, const struct transport_msg *m)
+{
+	struct frame f;
+	struct frame_bytes in;
+	size_t off = 0;
+	int n = 0;
+
+	/* A bundle's frames are read in place, from the message. */
+	if (!frame_is_bundle(m->data, m->len) ||
+	    frame_decode(m->data, m->len,
+		b->conf->broker.limits.max_message_size + 65536,
+		&f) != SCHAKEL_OK) {
+		s_handle(b, m, m->data, m->len);
+		b->stats.messages_in++;
+		b->stats.frames_in++;
+		return 1;
+	}
+	while (frame_bundle_next(&f.u.bundle, &off, &in)) {
+		s_handle(b, m, in.data, in.len);
+		n++;
+	}
+	b->stats.messages_in++;
+	b->stats.frames_in += (uint64_t)n;
+	frame_clear(&f);
+	return n;
+}
+
 /* Has every session read its queue again (after a commit that did not
  * happen). */
 static void
@@ -627,6 +744,9 @@ s_flush(struct broker *b)
 {
 	int code = SCHAKEL_OK, rc = STORE_OK;
 
+	/* What the turn answered so far goes out before the wait for the
+	 * disk. */
+	broker_flush_out(b);
 	if (b->npend > 0)
 		code = submit_prepare_group(b);
 	if (b->txn != NULL) {
@@ -860,7 +980,8 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		/* Verified envelopes the last turn had no room for: no
 		 * waiting.  With the verifiers' queue full, wait for them
 		 * rather than for traffic that cannot be taken in yet. */
-		if (verify_room(b->verify) == 0 && !verify_ready(b->verify))
+		if (verify_room(b->verify) < BROKER_ROOM_MIN &&
+		    !verify_ready(b->verify))
 			verify_wait(b->verify);
 		timeout = verify_ready(b->verify) ? 0 : 100;
 		rc = transport_poll(b->tp, timeout);
@@ -889,11 +1010,10 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		}
 		/* New envelopes go to the verifiers; those verified
 		 * meanwhile join this turn's group. */
-		while (n < BROKER_DRAIN_MAX && verify_room(b->verify) > 0 &&
-		    transport_recv(b->tp, &m) == 1) {
-			s_dispatch(b, &m);
-			n++;
-		}
+		while (n < BROKER_DRAIN_MAX &&
+		    verify_room(b->verify) >= BROKER_ROOM_MIN &&
+		    transport_recv(b->tp, &m) == 1)
+			n += s_dispatch(b, &m);
 		verify_start(b->verify);
 		submit_collect(b);
 		{
@@ -944,6 +1064,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 			s_expire_dedup(b);
 			b->dedup_at_ms = b->now_ms;
 		}
+		broker_flush_out(b);
 	}
 	s_take_refused(b);
 	s_log_refused(b);
@@ -958,6 +1079,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		s_flush(b);
 	}
 	s_end_sessions(b);
+	broker_flush_out(b);
 	return 0;
 }
 

@@ -33,6 +33,9 @@
 #define BROKER_DRAIN_MAX 2048 /* inbound frames handled per turn */
 /* Submissions taken in and not yet through their signature check. */
 #define BROKER_VERIFY_QUEUE BROKER_DRAIN_MAX
+/* Inbound messages are taken while the verifiers' queue has room for a
+ * whole bundle of submissions. */
+#define BROKER_ROOM_MIN FRAME_BUNDLE_MAX
 
 struct broker_opts {
 	const char *conf_path;
@@ -84,6 +87,12 @@ struct session {
 	size_t ninflight;
 	size_t capinflight;
 	struct inflight *inflight; /* grows with the credit granted */
+	/* A client that reads bundles gets what a turn sends it as one
+	 * message (docs/protocol.md 10.9): frames wait here, and the
+	 * session in the broker's outq, until broker_flush_out. */
+	bool bundles;
+	bool out_queued;
+	struct frame_bundle out;
 };
 
 /* An accepted submission waiting for the group commit. */
@@ -136,6 +145,9 @@ struct broker_stats {
 	uint64_t acked;
 	uint64_t dead_lettered[64]; /* by schakel_err code */
 	uint64_t commits;
+	/* ZeroMQ messages and the frames they carried (more frames than
+	 * messages: bundles), both ways. */
+	uint64_t messages_in, frames_in, messages_out, frames_out;
 	uint64_t reloads_ok;
 	uint64_t reloads_refused;
 	struct stats_histogram receipt;  /* submit arrived -> Accepted sent */
@@ -153,9 +165,11 @@ struct broker {
 	struct verify_pool *verify; /* submissions waiting for their check */
 	struct idmap sessions;      /* party id -> struct session * */
 	struct idmap peers;         /* routing id -> struct session * */
-	struct store_txn *txn;      /* the open group, or NULL */
-	struct pending *pend;       /* BROKER_DRAIN_MAX slots, never moved */
-	struct receipt *receipts;   /* pend[i]'s receipt, unsigned, side by
+	struct session **outq;      /* sessions with frames in their bundle */
+	size_t nout, capout;
+	struct store_txn *txn;    /* the open group, or NULL */
+	struct pending *pend;     /* BROKER_DRAIN_MAX slots, never moved */
+	struct receipt *receipts; /* pend[i]'s receipt, unsigned, side by
 				   * side for receipt_build */
 	size_t npend;
 	struct idmap pend_ids;   /* message id -> pending, this group */
@@ -211,7 +225,11 @@ void broker_audit(struct broker *b, const struct audit_event *ev);
  * caller's. */
 void broker_audit_about(
     struct audit_event *ev, const struct store_msg *m, const char *recipient);
-/* Encodes and sends a frame to a peer; failures are counted, not fatal. */
+/* Sends what the sessions' bundles hold (the end of a turn, or before
+ * the broker waits for the disk). */
+void broker_flush_out(struct broker *b);
+/* Encodes and sends a frame to a peer (to a session that reads bundles,
+ * at broker_flush_out); failures are counted, not fatal. */
 void broker_send(
     struct broker *b, const struct transport_peer *peer, const struct frame *f);
 /* Sends a Refusal (and audits refusals of messages). */

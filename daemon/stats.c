@@ -160,12 +160,27 @@ stats_publish(struct broker *b)
 	    "# HELP schakel_store_commits_total Group commits made durable.\n"
 	    "# TYPE schakel_store_commits_total counter\n"
 	    "schakel_store_commits_total %llu\n"
+	    "# HELP schakel_transport_messages_total ZeroMQ messages, by "
+	    "direction.\n"
+	    "# TYPE schakel_transport_messages_total counter\n"
+	    "schakel_transport_messages_total{direction=\"in\"} %llu\n"
+	    "schakel_transport_messages_total{direction=\"out\"} %llu\n"
+	    "# HELP schakel_frames_total Protocol frames, by direction (more "
+	    "than messages: bundles).\n"
+	    "# TYPE schakel_frames_total counter\n"
+	    "schakel_frames_total{direction=\"in\"} %llu\n"
+	    "schakel_frames_total{direction=\"out\"} %llu\n"
 	    "# HELP schakel_reloads_total Configuration reloads, by outcome.\n"
 	    "# TYPE schakel_reloads_total counter\n"
 	    "schakel_reloads_total{outcome=\"applied\"} %llu\n"
 	    "schakel_reloads_total{outcome=\"refused\"} %llu\n",
 	    (unsigned long long)st->delivered, (unsigned long long)st->acked,
-	    (unsigned long long)st->commits, (unsigned long long)st->reloads_ok,
+	    (unsigned long long)st->commits,
+	    (unsigned long long)st->messages_in,
+	    (unsigned long long)st->messages_out,
+	    (unsigned long long)st->frames_in,
+	    (unsigned long long)st->frames_out,
+	    (unsigned long long)st->reloads_ok,
 	    (unsigned long long)st->reloads_refused);
 	s_histogram(&t, "schakel_receipt_latency_seconds",
 	    "From a submitted message's arrival to its durable receipt.",

@@ -118,6 +118,13 @@ s_check(const struct frame *f)
 			f->u.notice.recipient, sizeof f->u.notice.recipient))
 			return SCHAKEL_E_BAD_FIELD;
 		return SCHAKEL_OK;
+	case FRAME_BUNDLE:
+		/* An empty bundle, or one with a corr_id (it is no request,
+		 * its frames carry theirs). */
+		if (f->u.bundle.len == 0 || f->u.bundle.data == NULL ||
+		    f->corr_id != 0)
+			return SCHAKEL_E_MALFORMED;
+		return SCHAKEL_OK;
 	case FRAME_CREDIT:
 	case FRAME_ACK:
 	case FRAME_NACK:
@@ -205,6 +212,146 @@ frame_refusal(
 #define S_NOTICE_MAX \
 	(sizeof S_NOTICE_DOMAIN + 1 + ENV_ID_LEN + 1 + ENV_MAX_NAME_LEN + 8 + \
 	    4 + 8)
+
+/* ---- bundles ---------------------------------------------------------- */
+
+size_t
+frame_bundle_size_with(const struct frame_bundle *b, size_t len)
+{
+	size_t body =
+	    b->len > FRAME_BUNDLE_HEAD ? b->len - FRAME_BUNDLE_HEAD : 0;
+
+	body += pb_bytes_field(1, len, NULL) + len;
+	return pb_bundle_head(body, 0, NULL) + body;
+}
+
+int
+frame_bundle_add_raw(struct frame_bundle *b, const uint8_t *p, size_t len)
+{
+	uint8_t key[16];
+	size_t klen = pb_bytes_field(1, len, key), need;
+
+	if (b->count >= FRAME_BUNDLE_MAX)
+		return SCHAKEL_E_TOO_LARGE;
+	if (b->len < FRAME_BUNDLE_HEAD)
+		b->len = FRAME_BUNDLE_HEAD;
+	if (len > S_MAX_FRAME)
+		return SCHAKEL_E_TOO_LARGE;
+	need = b->len + klen + len;
+	if (need > b->cap) {
+		size_t cap = b->cap > 0 ? b->cap : 16384;
+		uint8_t *d;
+
+		while (cap < need)
+			cap *= 2;
+		d = realloc(b->data, cap);
+		if (d == NULL)
+			return SCHAKEL_E_NO_MEMORY;
+		b->data = d;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, key, klen);
+	if (len > 0)
+		memcpy(b->data + b->len + klen, p, len);
+	if (b->count == 0) {
+		b->first = b->len + klen;
+		b->first_len = len;
+	}
+	b->len += klen + len;
+	b->count++;
+	return SCHAKEL_OK;
+}
+
+int
+frame_bundle_add(struct frame_bundle *b, const struct frame *f)
+{
+	struct codec_buf buf = {0};
+	int rc;
+
+	if (f->kind == FRAME_BUNDLE)
+		return SCHAKEL_E_BAD_ARGUMENT;
+	rc = frame_encode(f, &buf);
+	if (rc == SCHAKEL_OK)
+		rc = frame_bundle_add_raw(b, buf.data, buf.len);
+	codec_buf_clear(&buf);
+	return rc;
+}
+
+bool
+frame_bundle_finish(struct frame_bundle *b, const uint8_t **out, size_t *len)
+{
+	size_t body, head;
+
+	if (b->count == 0)
+		return false;
+	if (b->count == 1) {
+		*out = b->data + b->first;
+		*len = b->first_len;
+		return true;
+	}
+	body = b->len - FRAME_BUNDLE_HEAD;
+	head = pb_bundle_head(body, 0, NULL); /* at most 1 + 2 + 10 */
+	pb_bundle_head(body, 0, b->data + FRAME_BUNDLE_HEAD - head);
+	*out = b->data + FRAME_BUNDLE_HEAD - head;
+	*len = head + body;
+	return true;
+}
+
+void
+frame_bundle_reset(struct frame_bundle *b)
+{
+	b->len = FRAME_BUNDLE_HEAD;
+	b->count = 0;
+	b->first = b->first_len = 0;
+}
+
+void
+frame_bundle_free(struct frame_bundle *b)
+{
+	if (b == NULL)
+		return;
+	free(b->data);
+	memset(b, 0, sizeof *b);
+}
+
+bool
+frame_is_bundle(const uint8_t *p, size_t len)
+{
+	/* Field 24, length-delimited: the key's varint is 0xc2 0x01. */
+	return len >= 2 &&
+	    p[0] == (uint8_t)(0x80 | (FRAME_BUNDLE << 3 & 0x7f) | 2) &&
+	    p[1] == (uint8_t)(FRAME_BUNDLE << 3 >> 7);
+}
+
+bool
+frame_bundle_next(
+    const struct frame_bytes *bundle, size_t *off, struct frame_bytes *inner)
+{
+	const uint8_t *p = bundle->data;
+	size_t i = *off, n = 0;
+	uint64_t len = 0;
+
+	/* The decoder's walk let only field 1, as bytes, through; a
+	 * bundle built otherwise ends at the first thing that is not. */
+	if (i >= bundle->len || p[i] != (1 << 3 | 2))
+		return false;
+	for (i++;; n += 7) {
+		uint8_t c;
+
+		if (i >= bundle->len || n > 63)
+			return false;
+		c = p[i++];
+		len |= (uint64_t)(c & 0x7f) << n;
+		if ((c & 0x80) == 0)
+			break;
+	}
+	if (len > bundle->len - i)
+		return false;
+	inner->data = p + i;
+	inner->len = (size_t)len;
+	*off = i + (size_t)len;
+	return true;
+}
 
 static void
 s_put_be(uint8_t *p, uint64_t v, int n)

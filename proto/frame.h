@@ -37,7 +37,11 @@ enum frame_kind {
 	FRAME_PING = 21,
 	FRAME_PONG = 22,
 	FRAME_NOTICE = 23,
+	FRAME_BUNDLE = 24,
 };
+
+/* A Bundle carries 1 to FRAME_BUNDLE_MAX frames (docs/protocol.md 10.9). */
+#define FRAME_BUNDLE_MAX 256
 
 enum frame_notice_kind {
 	FRAME_NOTICE_UNSPECIFIED = 0,
@@ -50,6 +54,7 @@ struct frame_hello {
 	char protocol[FRAME_MAX_PROTOCOL_LEN + 1];
 	char party_id[ENV_MAX_NAME_LEN + 1];
 	char software[FRAME_MAX_TEXT_LEN + 1];
+	bool bundles; /* the client reads Bundle frames */
 };
 
 struct frame_welcome {
@@ -60,6 +65,7 @@ struct frame_welcome {
 	uint32_t heartbeat_ms;
 	uint32_t max_message_bytes;
 	uint32_t max_credit;
+	bool bundles; /* the broker reads Bundle frames */
 };
 
 struct frame_resolve {
@@ -139,6 +145,10 @@ struct frame {
 		struct frame_ack ack; /* FRAME_ACK and FRAME_NACK */
 		uint64_t ping_ms;     /* FRAME_PING and FRAME_PONG */
 		struct frame_notice notice;
+		/* The Bundle message's bytes: on decode borrowed from the
+		 * caller's input (not copied), so valid as long as it is;
+		 * read them with frame_bundle_next. */
+		struct frame_bytes bundle;
 	} u;
 	void *owner; /* set by frame_decode; released by frame_clear */
 };
@@ -159,6 +169,57 @@ frame_decode(const uint8_t *buf, size_t len, size_t max_len, struct frame *f);
 
 /* Release what frame_decode allocated; safe on a zeroed or cleared frame. */
 void frame_clear(struct frame *f);
+
+/*
+ * Bundles: several frames sent as one ZeroMQ message, so that CurveZMQ
+ * and libzmq's per-message work is done once for all of them.  Frames
+ * are added encoded; frame_bundle_finish gives the bytes to send: a
+ * Frame whose body is the Bundle, or the frame itself when there is only
+ * one (a bundle of one would be bytes for nothing).
+ */
+struct frame_bundle {
+	uint8_t *data; /* FRAME_BUNDLE_HEAD bytes kept free for the head */
+	size_t len;    /* bytes used, the head room included */
+	size_t cap;
+	size_t count; /* frames added */
+	size_t first; /* the first frame's offset and length */
+	size_t first_len;
+};
+#define FRAME_BUNDLE_HEAD 16
+
+/* The size of the finished message once a frame of `len` bytes is added
+ * (to compare with the peer's limit before adding it). */
+size_t frame_bundle_size_with(const struct frame_bundle *b, size_t len);
+
+/* Adds an encoded frame (not itself a bundle).  Returns SCHAKEL_OK,
+ * SCHAKEL_E_TOO_LARGE (FRAME_BUNDLE_MAX frames already) or
+ * SCHAKEL_E_NO_MEMORY. */
+int frame_bundle_add_raw(struct frame_bundle *b, const uint8_t *p, size_t len);
+
+/* Encodes `f` and adds it: the codes of frame_encode and of
+ * frame_bundle_add_raw; SCHAKEL_E_BAD_ARGUMENT for a bundle. */
+int frame_bundle_add(struct frame_bundle *b, const struct frame *f);
+
+/* The message to send: valid until the bundle is changed.  Returns
+ * false when nothing was added. */
+bool
+frame_bundle_finish(struct frame_bundle *b, const uint8_t **out, size_t *len);
+
+/* Empties the bundle, keeping its memory for the next one. */
+void frame_bundle_reset(struct frame_bundle *b);
+
+/* Frees the bundle's memory; safe on a zeroed or freed bundle. */
+void frame_bundle_free(struct frame_bundle *b);
+
+/* Whether a message looks like a bundle (its first field is the Bundle
+ * body), to decode it as one; frame_decode has the last word. */
+bool frame_is_bundle(const uint8_t *p, size_t len);
+
+/* The next frame of a decoded bundle (f->u.bundle), from *off (start at
+ * 0): returns true with its bytes in *inner, false at the end.  Decode
+ * each with frame_decode; one that is itself a bundle is MALFORMED. */
+bool frame_bundle_next(
+    const struct frame_bytes *bundle, size_t *off, struct frame_bytes *inner);
 
 /* Signs a notice with the broker's Ed25519 secret key: the signature
  * covers "schakel-notice-v1" and a NUL, then kind (1 byte), message_id

@@ -819,8 +819,9 @@ static const struct wire_field s_hello_f[] = {
     {1, WIRE_STR, 1, FRAME_MAX_PROTOCOL_LEN, NULL},
     {2, WIRE_STR, 1, ENV_MAX_NAME_LEN, NULL},
     {3, WIRE_STR, 1, FRAME_MAX_TEXT_LEN, NULL},
+    {4, WIRE_BOOL, 1, 0, NULL},
 };
-static const struct wire_msg s_hello_m = {s_hello_f, 3, 0, 0};
+static const struct wire_msg s_hello_m = {s_hello_f, 4, 0, 0};
 
 static const struct wire_field s_welcome_f[] = {
     {1, WIRE_STR, 1, FRAME_MAX_PROTOCOL_LEN, NULL},
@@ -830,8 +831,9 @@ static const struct wire_field s_welcome_f[] = {
     {5, WIRE_U32, 1, 0, NULL},
     {6, WIRE_U32, 1, 0, NULL},
     {7, WIRE_U32, 1, 0, NULL},
+    {8, WIRE_BOOL, 1, 0, NULL},
 };
-static const struct wire_msg s_welcome_m = {s_welcome_f, 7, 0, 0};
+static const struct wire_msg s_welcome_m = {s_welcome_f, 8, 0, 0};
 
 static const struct wire_field s_resolve_f[] = {
     {1, WIRE_STR, 1, ENV_MAX_NAME_LEN, NULL},
@@ -913,6 +915,14 @@ static const struct wire_field s_notice_f[] = {
 static const struct wire_msg s_notice_m = {s_notice_f, 7, 0, 0};
 
 #define S_BIG (ENV_MAX_LEN + 64)
+/* A bundle's frames: each at most the largest frame (a Deliver), the
+ * whole at most what frame_decode takes at all. */
+#define S_BUNDLE_MAX_LEN (ENV_MAX_LEN + 32768)
+static const struct wire_field s_bundle_f[] = {
+    {1, WIRE_LEN, FRAME_BUNDLE_MAX, S_BIG + S_SRECEIPT_MAX + 64, NULL},
+};
+static const struct wire_msg s_bundle_m = {s_bundle_f, 1, 0, 0};
+
 static const struct wire_field s_frame_f[] = {
     {1, WIRE_U64, 1, 0, NULL},
     {10, WIRE_MSG, 1, 512, &s_hello_m},
@@ -929,8 +939,9 @@ static const struct wire_field s_frame_f[] = {
     {21, WIRE_MSG, 1, 16, &s_ping_m},
     {22, WIRE_MSG, 1, 16, &s_ping_m},
     {23, WIRE_MSG, 1, 256, &s_notice_m},
+    {24, WIRE_MSG, 1, S_BUNDLE_MAX_LEN, &s_bundle_m},
 };
-static const struct wire_msg s_frame_m = {s_frame_f, 15, 10, 23};
+static const struct wire_msg s_frame_m = {s_frame_f, 16, 10, 24};
 
 /* Storage for every body a Frame can carry, pointing into a struct frame. */
 struct s_frame_pb {
@@ -1019,6 +1030,7 @@ pb_frame_encode_pbc(const struct frame *f, struct codec_buf *out)
 		x->b.hello.protocol = s_str(f->u.hello.protocol);
 		x->b.hello.party_id = s_str(f->u.hello.party_id);
 		x->b.hello.software = s_str(f->u.hello.software);
+		x->b.hello.bundles = f->u.hello.bundles;
 		x->m.hello = &x->b.hello;
 		break;
 	case FRAME_WELCOME:
@@ -1031,6 +1043,7 @@ pb_frame_encode_pbc(const struct frame *f, struct codec_buf *out)
 		x->b.welcome.heartbeat_ms = f->u.welcome.heartbeat_ms;
 		x->b.welcome.max_message_bytes = f->u.welcome.max_message_bytes;
 		x->b.welcome.max_credit = f->u.welcome.max_credit;
+		x->b.welcome.bundles = f->u.welcome.bundles;
 		x->m.welcome = &x->b.welcome;
 		break;
 	case FRAME_RESOLVE:
@@ -1147,6 +1160,7 @@ s_frame_from_pb(const Schakel__V1__Frame *m, struct frame *f)
 		if (rc == SCHAKEL_OK)
 			rc = s_fit(f->u.hello.software,
 			    sizeof f->u.hello.software, m->hello->software);
+		f->u.hello.bundles = m->hello->bundles != 0;
 		return rc;
 	case SCHAKEL__V1__FRAME__BODY_WELCOME:
 		rc = s_fit(f->u.welcome.protocol, sizeof f->u.welcome.protocol,
@@ -1162,6 +1176,7 @@ s_frame_from_pb(const Schakel__V1__Frame *m, struct frame *f)
 		f->u.welcome.heartbeat_ms = m->welcome->heartbeat_ms;
 		f->u.welcome.max_message_bytes = m->welcome->max_message_bytes;
 		f->u.welcome.max_credit = m->welcome->max_credit;
+		f->u.welcome.bundles = m->welcome->bundles != 0;
 		return rc;
 	case SCHAKEL__V1__FRAME__BODY_RESOLVE: {
 		const Schakel__V1__Resolve *r = m->resolve;
@@ -1306,6 +1321,8 @@ s_frame_unpack(const uint8_t *buf, size_t len, struct frame *f)
 	return SCHAKEL_OK;
 }
 
+static bool s_bundle_body(const uint8_t *buf, size_t len, struct frame *f);
+
 int
 pb_frame_decode_pbc(const uint8_t *buf, size_t len, struct frame *f)
 {
@@ -1315,6 +1332,10 @@ pb_frame_decode_pbc(const uint8_t *buf, size_t len, struct frame *f)
 	rc = wire_check(&s_frame_m, buf, len, S_DEPTH);
 	if (rc)
 		return rc;
+	/* A bundle is not unpacked: its frames stay bytes (see
+	 * pb_frame_decode). */
+	if (s_bundle_body(buf, len, f))
+		return SCHAKEL_OK;
 	return s_frame_unpack(buf, len, f);
 }
 
@@ -1523,6 +1544,50 @@ s_frame_encode_hot(
 	return SCHAKEL_OK;
 }
 
+size_t
+pb_bundle_head(size_t body_len, uint64_t corr_id, uint8_t *out)
+{
+	uint8_t tmp[32];
+	size_t k = 0;
+
+	if (out == NULL)
+		out = tmp;
+	if (corr_id != 0) {
+		out[k++] = 1 << 3;
+		k += s_varint_put(out + k, corr_id);
+	}
+	k += s_varint_put(out + k, (uint64_t)FRAME_BUNDLE << 3 | 2);
+	k += s_varint_put(out + k, body_len);
+	return k;
+}
+
+size_t
+pb_bytes_field(uint32_t num, size_t len, uint8_t *out)
+{
+	uint8_t tmp[16];
+	size_t k;
+
+	if (out == NULL)
+		out = tmp;
+	k = s_varint_put(out, (uint64_t)num << 3 | 2);
+	return k + s_varint_put(out + k, len);
+}
+
+int
+pb_bundle_encode(const struct frame *f, struct codec_buf *out)
+{
+	size_t head = pb_bundle_head(f->u.bundle.len, f->corr_id, NULL);
+
+	out->data = malloc(head + f->u.bundle.len);
+	if (out->data == NULL)
+		return SCHAKEL_E_NO_MEMORY;
+	pb_bundle_head(f->u.bundle.len, f->corr_id, out->data);
+	if (f->u.bundle.len > 0)
+		memcpy(out->data + head, f->u.bundle.data, f->u.bundle.len);
+	out->len = head + f->u.bundle.len;
+	return SCHAKEL_OK;
+}
+
 int
 pb_frame_encode(const struct frame *f, struct codec_buf *out)
 {
@@ -1530,6 +1595,8 @@ pb_frame_encode(const struct frame *f, struct codec_buf *out)
 
 	if (m != NULL)
 		return s_frame_encode_hot(f, m, out);
+	if (f->kind == FRAME_BUNDLE)
+		return pb_bundle_encode(f, out);
 	return pb_frame_encode_pbc(f, out);
 }
 
@@ -1540,6 +1607,27 @@ struct s_frame_ctx {
 	const uint8_t *body;
 	size_t body_len;
 };
+
+static int
+s_frame_visit(void *ctx, uint32_t num, uint64_t v, const uint8_t *p, size_t n);
+
+/* For a frame that passed the limits walk: when it is a bundle, fills *f
+ * (the Bundle's bytes borrowed from buf) and returns true. */
+static bool
+s_bundle_body(const uint8_t *buf, size_t len, struct frame *f)
+{
+	struct s_frame_ctx c = {0, FRAME_NONE, NULL, 0};
+
+	if (wire_walk(&s_frame_m, buf, len, S_DEPTH, s_frame_visit, &c) !=
+		SCHAKEL_OK ||
+	    c.kind != FRAME_BUNDLE)
+		return false;
+	f->corr_id = c.corr_id;
+	f->kind = FRAME_BUNDLE;
+	f->u.bundle.data = c.body;
+	f->u.bundle.len = c.body_len;
+	return true;
+}
 
 static int
 s_frame_visit(void *ctx, uint32_t num, uint64_t v, const uint8_t *p, size_t n)
@@ -1667,6 +1755,15 @@ pb_frame_decode(const uint8_t *buf, size_t len, struct frame *f)
 		return rc;
 	if (c.kind == FRAME_NONE) /* a frame must carry exactly one body */
 		return SCHAKEL_E_MALFORMED;
+	if (c.kind == FRAME_BUNDLE) {
+		/* Its frames were walked as bytes; the caller decodes each,
+		 * from the input itself (a bundle can be large). */
+		f->corr_id = c.corr_id;
+		f->kind = FRAME_BUNDLE;
+		f->u.bundle.data = c.body;
+		f->u.bundle.len = c.body_len;
+		return SCHAKEL_OK;
+	}
 	m = s_hot_m(c.kind);
 	if (m == NULL)
 		return s_frame_unpack(buf, len, f);

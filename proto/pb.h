@@ -85,6 +85,18 @@ int pb_signed_receipt_encode_pbc(const uint8_t *receipt, size_t receipt_len,
  * The per-message kinds (Submit, Accepted, Refusal, Credit, Deliver, Ack,
  * Nack, Ping, Pong) are encoded and decoded without protobuf-c. */
 int pb_frame_encode(const struct frame *f, struct codec_buf *out);
+
+/* A Bundle frame (f->u.bundle holds the Bundle message's bytes). */
+int pb_bundle_encode(const struct frame *f, struct codec_buf *out);
+
+/* Writes the start of a Frame whose body is a Bundle of body_len bytes
+ * (corr_id, then the body's key and length) into out (at most 32 bytes;
+ * NULL only counts) and returns its length. */
+size_t pb_bundle_head(size_t body_len, uint64_t corr_id, uint8_t *out);
+
+/* Writes the key and length of a bytes field (at most 16 bytes; NULL
+ * only counts); returns their length. */
+size_t pb_bytes_field(uint32_t num, size_t len, uint8_t *out);
 int pb_frame_decode(const uint8_t *buf, size_t len, struct frame *f);
 
 /* The same through protobuf-c for every kind.  These exist for tests,

@@ -18,6 +18,7 @@
 #include "frame.h"
 #include "pb.h"
 #include "receipt.h"
+#include "schakel.pb-c.h"
 #include "test_rand.h"
 
 static int
@@ -59,6 +60,11 @@ test_every_kind(void **state)
 	s_roundtrip(&f, &g);
 	assert_string_equal(g.u.hello.party_id, "gm0344");
 	assert_string_equal(g.u.hello.protocol, "schakel.v1");
+	assert_false(g.u.hello.bundles);
+	frame_clear(&g);
+	f.u.hello.bundles = true;
+	s_roundtrip(&f, &g);
+	assert_true(g.u.hello.bundles);
 	frame_clear(&g);
 
 	memset(&f, 0, sizeof f);
@@ -72,10 +78,12 @@ test_every_kind(void **state)
 	f.u.welcome.heartbeat_ms = 5000;
 	f.u.welcome.max_message_bytes = 1 << 20;
 	f.u.welcome.max_credit = 1000;
+	f.u.welcome.bundles = true;
 	s_roundtrip(&f, &g);
 	assert_memory_equal(
 	    g.u.welcome.broker_sign_key, f.u.welcome.broker_sign_key, 32);
 	assert_int_equal(g.u.welcome.max_credit, 1000);
+	assert_true(g.u.welcome.bundles);
 	frame_clear(&g);
 
 	memset(&f, 0, sizeof f);
@@ -1060,6 +1068,235 @@ test_receipt_limits(void **state)
 	}
 }
 
+/* ---- bundles ----------------------------------------------------------- */
+
+/* The i-th frame of the bundles below: kinds in turn, sizes varying. */
+static void
+s_bundle_member(size_t i, const uint8_t *pool, struct frame *f)
+{
+	memset(f, 0, sizeof *f);
+	f->corr_id = i + 1;
+	switch (i % 4) {
+	case 0:
+		f->kind = FRAME_SUBMIT;
+		f->u.submit.data = pool;
+		f->u.submit.len = 1 + (i * 37) % 3000;
+		break;
+	case 1:
+		f->kind = FRAME_ACK;
+		f->u.ack.store_seq = 1000 + i;
+		memset(f->u.ack.message_id, (int)i, ENV_ID_LEN);
+		break;
+	case 2:
+		f->kind = FRAME_DELIVER;
+		f->u.deliver.store_seq = i;
+		f->u.deliver.delivery_count = 1;
+		f->u.deliver.envelope.data = pool;
+		f->u.deliver.envelope.len = 200 + i;
+		f->u.deliver.receipt.data = pool + 7;
+		f->u.deliver.receipt.len = 100;
+		break;
+	default:
+		f->kind = FRAME_PING;
+		f->u.ping_ms = i;
+		break;
+	}
+}
+
+/* Frames in a bundle come out as they went in, in order; the finished
+ * message is the size announced, and byte for byte what protobuf-c makes
+ * of a Frame with a Bundle of the same frames. */
+static void
+test_bundle_roundtrip(void **state)
+{
+	static const size_t counts[] = {2, 3, 64, FRAME_BUNDLE_MAX};
+	uint8_t *pool = malloc(4096);
+
+	(void)state;
+	assert_non_null(pool);
+	for (size_t i = 0; i < 4096; i++)
+		pool[i] = (uint8_t)(i * 7);
+	for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+		struct frame_bundle fb = {0};
+		struct codec_buf *enc = calloc(counts[c], sizeof *enc);
+		ProtobufCBinaryData *bins = calloc(counts[c], sizeof *bins);
+		Schakel__V1__Bundle pbb = SCHAKEL__V1__BUNDLE__INIT;
+		Schakel__V1__Frame pbf = SCHAKEL__V1__FRAME__INIT;
+		struct frame f, g, in;
+		struct frame_bytes x;
+		const uint8_t *msg;
+		size_t len, want = 0, off = 0, n = 0;
+		uint8_t *packed;
+
+		assert_non_null(enc);
+		assert_non_null(bins);
+		for (size_t i = 0; i < counts[c]; i++) {
+			s_bundle_member(i, pool, &f);
+			assert_int_equal(frame_encode(&f, &enc[i]), SCHAKEL_OK);
+			want = frame_bundle_size_with(&fb, enc[i].len);
+			assert_int_equal(frame_bundle_add(&fb, &f), SCHAKEL_OK);
+			bins[i].data = enc[i].data;
+			bins[i].len = enc[i].len;
+		}
+		assert_true(frame_bundle_finish(&fb, &msg, &len));
+		assert_int_equal(len, want);
+		assert_true(frame_is_bundle(msg, len));
+		assert_int_equal(frame_decode(msg, len, 0, &g), SCHAKEL_OK);
+		assert_int_equal(g.kind, FRAME_BUNDLE);
+		assert_int_equal(g.corr_id, 0);
+		while (frame_bundle_next(&g.u.bundle, &off, &x)) {
+			assert_true(n < counts[c]);
+			assert_int_equal(x.len, enc[n].len);
+			assert_memory_equal(x.data, enc[n].data, x.len);
+			assert_int_equal(
+			    frame_decode(x.data, x.len, 0, &in), SCHAKEL_OK);
+			s_bundle_member(n, pool, &f);
+			assert_int_equal(in.kind, f.kind);
+			assert_int_equal(in.corr_id, f.corr_id);
+			frame_clear(&in);
+			n++;
+		}
+		assert_int_equal(n, counts[c]);
+		assert_int_equal(off, g.u.bundle.len);
+		frame_clear(&g);
+
+		pbb.n_frames = counts[c];
+		pbb.frames = bins;
+		pbf.body_case = SCHAKEL__V1__FRAME__BODY_BUNDLE;
+		pbf.bundle = &pbb;
+		assert_int_equal(
+		    schakel__v1__frame__get_packed_size(&pbf), len);
+		packed = malloc(len);
+		assert_non_null(packed);
+		schakel__v1__frame__pack(&pbf, packed);
+		assert_memory_equal(packed, msg, len);
+		free(packed);
+
+		/* Emptied, it is reused. */
+		frame_bundle_reset(&fb);
+		assert_false(frame_bundle_finish(&fb, &msg, &len));
+		for (size_t i = 0; i < counts[c]; i++)
+			codec_buf_clear(&enc[i]);
+		free(enc);
+		free(bins);
+		frame_bundle_free(&fb);
+	}
+	free(pool);
+}
+
+/* A bundle of one is the frame itself; no bundle holds more than
+ * FRAME_BUNDLE_MAX frames, or a bundle. */
+static void
+test_bundle_limits(void **state)
+{
+	struct frame_bundle fb = {0};
+	struct frame f = {.kind = FRAME_PING}, g;
+	const uint8_t *msg;
+	size_t len;
+
+	(void)state;
+	f.u.ping_ms = 42;
+	assert_int_equal(frame_bundle_add(&fb, &f), SCHAKEL_OK);
+	assert_true(frame_bundle_finish(&fb, &msg, &len));
+	assert_false(frame_is_bundle(msg, len));
+	assert_int_equal(frame_decode(msg, len, 0, &g), SCHAKEL_OK);
+	assert_int_equal(g.kind, FRAME_PING);
+	assert_int_equal(g.u.ping_ms, 42);
+	frame_clear(&g);
+
+	for (size_t i = 1; i < FRAME_BUNDLE_MAX; i++)
+		assert_int_equal(frame_bundle_add(&fb, &f), SCHAKEL_OK);
+	assert_int_equal(frame_bundle_add(&fb, &f), SCHAKEL_E_TOO_LARGE);
+	assert_true(frame_bundle_finish(&fb, &msg, &len));
+	assert_int_equal(frame_decode(msg, len, 0, &g), SCHAKEL_OK);
+	assert_int_equal(g.kind, FRAME_BUNDLE);
+	frame_clear(&g);
+
+	g.kind = FRAME_BUNDLE;
+	g.corr_id = 0;
+	g.u.bundle.data = msg;
+	g.u.bundle.len = len;
+	assert_int_equal(frame_bundle_add(&fb, &g), SCHAKEL_E_BAD_ARGUMENT);
+	frame_bundle_free(&fb);
+}
+
+/* Bundles built by hand: too many frames, none, a corr_id, a field that
+ * is not a frame, are refused; a bundle inside a bundle decodes (the
+ * reader refuses it: it must not be opened again). */
+static void
+test_bundle_refused(void **state)
+{
+	uint8_t *buf = malloc(8 * (FRAME_BUNDLE_MAX + 2) + 64);
+	static const uint8_t ping[] = {0xaa, 0x01, 0x00}; /* Ping {} */
+	size_t k, body;
+	struct frame g;
+
+	(void)state;
+	assert_non_null(buf);
+	/* FRAME_BUNDLE_MAX + 1 Pings. */
+	body = (FRAME_BUNDLE_MAX + 1) * (2 + sizeof ping);
+	k = pb_bundle_head(body, 0, buf);
+	for (size_t i = 0; i <= FRAME_BUNDLE_MAX; i++) {
+		buf[k++] = 0x0a;
+		buf[k++] = sizeof ping;
+		memcpy(buf + k, ping, sizeof ping);
+		k += sizeof ping;
+	}
+	assert_int_equal(frame_decode(buf, k, 0, &g), SCHAKEL_E_TOO_LARGE);
+	/* One fewer decodes. */
+	k = pb_bundle_head(body - 2 - sizeof ping, 0, buf);
+	for (size_t i = 0; i < FRAME_BUNDLE_MAX; i++) {
+		buf[k++] = 0x0a;
+		buf[k++] = sizeof ping;
+		memcpy(buf + k, ping, sizeof ping);
+		k += sizeof ping;
+	}
+	assert_int_equal(frame_decode(buf, k, 0, &g), SCHAKEL_OK);
+	frame_clear(&g);
+	/* Empty. */
+	k = pb_bundle_head(0, 0, buf);
+	assert_int_equal(frame_decode(buf, k, 0, &g), SCHAKEL_E_MALFORMED);
+	/* With a corr_id. */
+	k = pb_bundle_head(2 + sizeof ping, 7, buf);
+	buf[k++] = 0x0a;
+	buf[k++] = sizeof ping;
+	memcpy(buf + k, ping, sizeof ping);
+	k += sizeof ping;
+	assert_int_equal(frame_decode(buf, k, 0, &g), SCHAKEL_E_MALFORMED);
+	assert_false(frame_is_bundle(buf, k));
+	/* A varint where the frames are. */
+	k = pb_bundle_head(2, 0, buf);
+	buf[k++] = 0x08;
+	buf[k++] = 0x01;
+	assert_int_equal(frame_decode(buf, k, 0, &g), SCHAKEL_E_MALFORMED);
+	/* A bundle in a bundle: decodes; its frame is a bundle again. */
+	{
+		uint8_t in[16];
+		size_t n = pb_bundle_head(2 + sizeof ping, 0, in), off = 0;
+		struct frame_bytes x;
+		struct frame h;
+
+		in[n++] = 0x0a;
+		in[n++] = sizeof ping;
+		memcpy(in + n, ping, sizeof ping);
+		n += sizeof ping;
+		k = pb_bundle_head(2 + n, 0, buf);
+		buf[k++] = 0x0a;
+		buf[k++] = (uint8_t)n;
+		memcpy(buf + k, in, n);
+		k += n;
+		assert_int_equal(frame_decode(buf, k, 0, &g), SCHAKEL_OK);
+		assert_true(frame_bundle_next(&g.u.bundle, &off, &x));
+		assert_int_equal(
+		    frame_decode(x.data, x.len, 0, &h), SCHAKEL_OK);
+		assert_int_equal(h.kind, FRAME_BUNDLE);
+		frame_clear(&h);
+		assert_false(frame_bundle_next(&g.u.bundle, &off, &x));
+		frame_clear(&g);
+	}
+	free(buf);
+}
+
 int
 main(void)
 {
@@ -1073,6 +1310,9 @@ main(void)
 	    cmocka_unit_test(test_hot_same_as_pbc),
 	    cmocka_unit_test(test_hot_mutations_same_as_pbc),
 	    cmocka_unit_test(test_receipt_limits),
+	    cmocka_unit_test(test_bundle_roundtrip),
+	    cmocka_unit_test(test_bundle_limits),
+	    cmocka_unit_test(test_bundle_refused),
 	};
 
 	return cmocka_run_group_tests(tests, s_setup, NULL);

@@ -170,6 +170,24 @@ s_frame(const uint8_t *data, size_t size)
 		abort();
 	if (f.kind == FRAME_SUBMIT)
 		s_envelope(f.u.submit.data, f.u.submit.len);
+	if (f.kind == FRAME_BUNDLE) {
+		/* The frames lie inside the bundle, one after another, and
+		 * end where it does (the decoder's walk let nothing else
+		 * through). */
+		struct frame_bytes x;
+		size_t off = 0, prev = 0;
+
+		while (frame_bundle_next(&f.u.bundle, &off, &x)) {
+			if (x.data < f.u.bundle.data + prev ||
+			    x.data + x.len != f.u.bundle.data + off ||
+			    off > f.u.bundle.len)
+				abort();
+			prev = off;
+			s_frame(x.data, x.len);
+		}
+		if (off != f.u.bundle.len)
+			abort();
+	}
 	frame_clear(&g);
 	frame_clear(&f);
 	codec_buf_clear(&b);

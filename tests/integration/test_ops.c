@@ -915,6 +915,11 @@ t_metrics(void **state)
 			3 + 64},
 		};
 		double c0 = s_metric(text, "schakel_store_commits_total");
+		double m0 = s_metric(
+		    text, "schakel_transport_messages_total{direction=\"in\"}");
+		double f0 =
+		    s_metric(text, "schakel_frames_total{direction=\"in\"}");
+		double mo, fo;
 
 		for (int i = 0; i < 64; i++)
 			batch[i] = hx_msg(HX_TYPE_ONE, "zaak-m4", "samen");
@@ -925,6 +930,21 @@ t_metrics(void **state)
 		assert_true(c0 > 0);
 		assert_true(
 		    s_metric(text, "schakel_store_commits_total") - c0 < 64);
+		/* Bundles: the 64 submissions came in a few ZeroMQ messages
+		 * (at least 56 frames more than messages; each message's
+		 * Resolve still takes a round trip), and the broker answered
+		 * in fewer messages than frames. */
+		m0 = s_metric(text,
+			 "schakel_transport_messages_total{direction=\"in\"}") -
+		    m0;
+		f0 = s_metric(text, "schakel_frames_total{direction=\"in\"}") -
+		    f0;
+		assert_true(f0 >= 64);
+		assert_true(f0 - m0 >= 56);
+		mo = s_metric(text,
+		    "schakel_transport_messages_total{direction=\"out\"}");
+		fo = s_metric(text, "schakel_frames_total{direction=\"out\"}");
+		assert_true(mo < fo);
 	}
 
 	schakel_close(&a);

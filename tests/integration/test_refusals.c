@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <zmq.h>
 
 #include "env.h"
 #include "frame.h"
@@ -1123,6 +1124,107 @@ t_store_full(void **state)
 	free(g);
 }
 
+/* The next frame from a raw connection (Pings skipped), within 10 s. */
+static void
+s_raw_next(void *raw, struct frame *f)
+{
+	uint64_t until = hx_mono_ms() + 10000;
+
+	while (hx_mono_ms() < until) {
+		zmq_pollitem_t it = {raw, 0, ZMQ_POLLIN, 0};
+		zmq_msg_t m;
+		int rc;
+
+		if (zmq_poll(&it, 1, 100) <= 0)
+			continue;
+		zmq_msg_init(&m);
+		assert_true(zmq_msg_recv(&m, raw, 0) >= 0);
+		rc = frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), 0, f);
+		zmq_msg_close(&m);
+		assert_int_equal(rc, SCHAKEL_OK);
+		/* This connection did not ask for bundles. */
+		assert_int_not_equal(f->kind, FRAME_BUNDLE);
+		if (f->kind != FRAME_PING)
+			return;
+		frame_clear(f);
+	}
+	fail_msg("no frame from the broker within 10 s");
+}
+
+/* docs/protocol.md 10.9: a bundle's frames are taken in order, as if
+ * each had come on its own; a bundle inside it is refused (MALFORMED)
+ * and the rest still handled; a client that did not ask for bundles
+ * gets its answers one to a message. */
+static void
+t_bundle(void **state)
+{
+	struct hx *h = *state;
+	struct env_draft *d =
+	    s_draft(h, HX_SENDER, HX_TYPE_ONE, "zaak-0190", s_to_a, "bundel");
+	struct frame_bundle fb = {0}, inner = {0};
+	struct frame f = {0};
+	struct codec_buf e;
+	struct s_got *g = calloc(1, sizeof *g);
+	void *raw = hx_raw_connect(h, HX_SENDER);
+	const uint8_t *msg;
+	size_t len;
+
+	assert_non_null(g);
+	assert_non_null(raw);
+	s_build(h, d, HX_SENDER, &e);
+	f.kind = FRAME_PING;
+	f.corr_id = 11;
+	f.u.ping_ms = 11;
+	assert_int_equal(frame_bundle_add(&fb, &f), SCHAKEL_OK);
+	f.kind = FRAME_SUBMIT;
+	f.corr_id = 12;
+	f.u.submit.data = e.data;
+	f.u.submit.len = e.len;
+	assert_int_equal(frame_bundle_add(&fb, &f), SCHAKEL_OK);
+	/* A bundle of two Pings, inside. */
+	f.kind = FRAME_PING;
+	f.corr_id = 99;
+	assert_int_equal(frame_bundle_add(&inner, &f), SCHAKEL_OK);
+	assert_int_equal(frame_bundle_add(&inner, &f), SCHAKEL_OK);
+	assert_true(frame_bundle_finish(&inner, &msg, &len));
+	assert_int_equal(frame_bundle_add_raw(&fb, msg, len), SCHAKEL_OK);
+	f.corr_id = 13;
+	f.u.ping_ms = 13;
+	assert_int_equal(frame_bundle_add(&fb, &f), SCHAKEL_OK);
+	assert_true(frame_bundle_finish(&fb, &msg, &len));
+	assert_int_equal(zmq_send(raw, msg, len, 0), (int)len);
+
+	/* Answered as they come: the Pong, the refusal of the bundle
+	 * inside, the second Pong; the receipt once the group is
+	 * durable. */
+	s_raw_next(raw, &f);
+	assert_int_equal(f.kind, FRAME_PONG);
+	assert_int_equal(f.corr_id, 11);
+	frame_clear(&f);
+	s_raw_next(raw, &f);
+	assert_int_equal(f.kind, FRAME_REFUSAL);
+	assert_int_equal(f.u.refusal.code, SCHAKEL_E_MALFORMED);
+	frame_clear(&f);
+	s_raw_next(raw, &f);
+	assert_int_equal(f.kind, FRAME_PONG);
+	assert_int_equal(f.corr_id, 13);
+	frame_clear(&f);
+	s_raw_next(raw, &f);
+	assert_int_equal(f.kind, FRAME_ACCEPTED);
+	assert_int_equal(f.corr_id, 12);
+	frame_clear(&f);
+	hx_raw_close(&raw);
+
+	s_expect(h, HX_TEAM_A, 1, g);
+	assert_memory_equal(g->m[0].id, d->hdr.id, ENV_ID_LEN);
+	assert_string_equal(g->m[0].payload, "bundel");
+	frame_bundle_free(&fb);
+	frame_bundle_free(&inner);
+	codec_buf_clear(&e);
+	free(d);
+	free(g);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1145,6 +1247,7 @@ main(int argc, char **argv)
 	    S_T(t_route_changed),
 	    S_T(t_expired),
 	    S_T(t_check_order),
+	    S_T(t_bundle),
 	    cmocka_unit_test_setup_teardown(
 		t_rate_limited, s_setup_rate, s_teardown),
 	    cmocka_unit_test_setup_teardown(
