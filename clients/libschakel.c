@@ -997,11 +997,12 @@ s_aside(struct schakel_client *c, struct codec_buf *raw, struct frame *f)
 	codec_buf_clear(raw);
 }
 
-/* Wait until timeout_ms for the reply to request `corr`.  Returns
+/* Wait until timeout_ms for the reply to a request in [lo, hi).  Returns
  * SCHAKEL_OK with *f holding the reply (clear it), SCHAKEL_E_UNAVAILABLE
  * on timeout or silence, or SCHAKEL_E_UNKNOWN_PARTY. */
 static int
-s_wait_reply(struct schakel_client *c, uint64_t corr, struct frame *f)
+s_wait_range(
+    struct schakel_client *c, uint64_t lo, uint64_t hi, struct frame *f)
 {
 	uint64_t start = s_mono_ms(), now;
 	struct codec_buf raw;
@@ -1019,13 +1020,19 @@ s_wait_reply(struct schakel_client *c, uint64_t corr, struct frame *f)
 			return rc;
 		if (raw.data == NULL)
 			continue;
-		if (f->corr_id == corr && f->kind != FRAME_DELIVER &&
-		    f->kind != FRAME_NOTICE) {
+		if (f->corr_id >= lo && f->corr_id < hi &&
+		    f->kind != FRAME_DELIVER && f->kind != FRAME_NOTICE) {
 			codec_buf_clear(&raw);
 			return SCHAKEL_OK;
 		}
 		s_aside(c, &raw, f);
 	}
+}
+
+static int
+s_wait_reply(struct schakel_client *c, uint64_t corr, struct frame *f)
+{
+	return s_wait_range(c, corr, corr + 1, f);
 }
 
 /* Say Hello on a fresh socket and check the Welcome. */
@@ -1260,16 +1267,16 @@ s_refused(struct schakel_client *c, const struct frame *f, const char *what)
 
 /* Send a Resolve built by s_resolve_frame; on success *out holds the
  * recipients, their keys checked against the pinned peers. */
+/* What a reply to Resolve says: *out filled and SCHAKEL_OK, or why
+ * not.  Clears the reply. */
 static int
-s_resolve(
-    struct schakel_client *c, struct frame *req, struct frame_resolved *out)
+s_resolved(
+    struct schakel_client *c, struct frame *rep_, struct frame_resolved *out)
 {
-	struct frame rep = {0};
-	int rc;
+	struct frame rep = *rep_;
+	int rc = SCHAKEL_OK;
 
-	rc = s_request(c, req, &rep);
-	if (rc != SCHAKEL_OK)
-		return rc;
+	memset(rep_, 0, sizeof *rep_);
 	if (rep.kind == FRAME_REFUSAL) {
 		rc = s_refused(c, &rep, "resolve");
 	} else if (rep.kind != FRAME_RESOLVED) {
@@ -1286,6 +1293,96 @@ s_resolve(
 	}
 	frame_clear(&rep);
 	return rc;
+}
+
+static int
+s_resolve(
+    struct schakel_client *c, struct frame *req, struct frame_resolved *out)
+{
+	struct frame rep = {0};
+	int rc;
+
+	rc = s_request(c, req, &rep);
+	if (rc != SCHAKEL_OK)
+		return rc;
+	return s_resolved(c, &rep, out);
+}
+
+static void
+s_outcome_set(struct schakel_client *c, struct s_outcome *o, size_t m, int rc);
+
+/*
+ * Resolves n requests at once: all sent (in one bundle, to a broker that
+ * reads them), then the answers taken as they come, so a batch costs one
+ * round trip, not one a message.  rcs[i] is SCHAKEL_OK with out[i]
+ * filled, or why not (the sentence set in o at once, for msg[i]).  After
+ * a lost connection what has no answer yet is asked again, as s_request
+ * does.
+ */
+static void
+s_resolve_many(struct schakel_client *c, struct frame *reqs, size_t n,
+    struct frame_resolved *out, int *rcs, const size_t *msg,
+    struct s_outcome *o)
+{
+	struct frame rep;
+	size_t open = 0;
+	uint64_t base = 0;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		if (rcs[i] == SCHAKEL_E_INTERNAL)
+			open++;
+	rc = s_ready(c);
+	for (unsigned attempt = 1; open > 0; attempt++) {
+		if (rc == SCHAKEL_OK) {
+			base = c->corr + 1;
+			c->corr += n;
+			for (size_t i = 0; i < n && rc == SCHAKEL_OK; i++)
+				if (rcs[i] == SCHAKEL_E_INTERNAL) {
+					reqs[i].corr_id = base + i;
+					rc = s_send(c, &reqs[i]);
+				}
+		}
+		while (rc == SCHAKEL_OK && open > 0) {
+			size_t i;
+
+			rc = s_wait_range(c, base, base + n, &rep);
+			if (rc != SCHAKEL_OK)
+				break;
+			i = (size_t)(rep.corr_id - base);
+			if (rcs[i] != SCHAKEL_E_INTERNAL) {
+				frame_clear(&rep);
+				continue;
+			}
+			if (rep.kind == FRAME_REFUSAL &&
+			    (rep.u.refusal.code == SCHAKEL_E_PROTOCOL ||
+				rep.u.refusal.code == SCHAKEL_E_UNAVAILABLE)) {
+				/* The broker lost our session or is
+				 * stopping. */
+				rc = s_fail(c, (int)rep.u.refusal.code,
+				    "the broker refused: %s",
+				    rep.u.refusal.reason);
+				frame_clear(&rep);
+				if (rc != SCHAKEL_E_PROTOCOL || attempt == 1)
+					rc = SCHAKEL_E_UNAVAILABLE;
+				break;
+			}
+			rcs[i] = s_resolved(c, &rep, &out[i]);
+			if (rcs[i] != SCHAKEL_OK)
+				s_outcome_set(c, o, msg[i], rcs[i]);
+			open--;
+		}
+		if (open == 0)
+			return;
+		if (s_final(rc) || attempt >= S_ATTEMPTS)
+			break;
+		rc = s_reconnect(c, attempt);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (rcs[i] == SCHAKEL_E_INTERNAL) {
+			rcs[i] = rc;
+			s_outcome_set(c, o, msg[i], rc);
+		}
 }
 
 int
@@ -1325,18 +1422,16 @@ schakel_resolve(struct schakel_client *c, const struct schakel_message *m,
 /* ---- send ---- */
 
 /* Resolve `m` and fill a draft for exactly the resolved recipients. */
+/* The checks of a message before anything is sent for it; *req is the
+ * Resolve it needs. */
 static int
-s_draft(struct schakel_client *c, const struct schakel_message *m,
-    struct env_draft *d)
+s_draft_check(struct schakel_client *c, const struct schakel_message *m,
+    struct frame *req)
 {
-	struct frame_resolved r;
-	struct frame req;
-	const struct frame_resolve *q = &req.u.resolve;
-	struct env_header *h = &d->hdr;
-	uint64_t ttl;
+	char consent[ENV_MAX_NAME_LEN + 1];
 	int rc;
 
-	rc = s_resolve_frame(c, m, &req);
+	rc = s_resolve_frame(c, m, req);
 	if (rc != SCHAKEL_OK)
 		return rc;
 	if (m->payload == NULL && m->payload_len > 0)
@@ -1347,15 +1442,26 @@ s_draft(struct schakel_client *c, const struct schakel_message *m,
 	if (m->ttl_ms > S_MAX_TTL_MS)
 		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT,
 		    "a time to live of more than ten years is not plausible");
-	memset(d, 0, sizeof *d);
-	if (s_copy(h->consent_ref, sizeof h->consent_ref, m->consent_ref) !=
-	    SCHAKEL_OK)
+	if (s_copy(consent, sizeof consent, m->consent_ref) != SCHAKEL_OK)
 		return s_fail(c, SCHAKEL_E_TOO_LARGE,
 		    "a consent reference has at most %d characters",
 		    ENV_MAX_NAME_LEN);
-	rc = s_resolve(c, &req, &r);
-	if (rc != SCHAKEL_OK)
-		return rc;
+	return SCHAKEL_OK;
+}
+
+/* The draft of a checked message, with the recipients its Resolve got. */
+static void
+s_draft_fill(const struct schakel_client *c, const struct schakel_message *m,
+    const struct frame *req, const struct frame_resolved *rr,
+    struct env_draft *d)
+{
+	const struct frame_resolved r = *rr;
+	const struct frame_resolve *q = &req->u.resolve;
+	struct env_header *h = &d->hdr;
+	uint64_t ttl;
+
+	memset(d, 0, sizeof *d);
+	(void)s_copy(h->consent_ref, sizeof h->consent_ref, m->consent_ref);
 	env_new_id(h->id);
 	memcpy(h->sender, c->party, sizeof h->sender);
 	/* The Resolve frame holds the checked copies. */
@@ -1383,7 +1489,6 @@ s_draft(struct schakel_client *c, const struct schakel_message *m,
 	}
 	d->payload = m->payload;
 	d->payload_len = m->payload_len;
-	return SCHAKEL_OK;
 }
 
 static void
@@ -1643,19 +1748,46 @@ s_build(struct schakel_client *c, const struct schakel_message *msgs,
     size_t *built, struct s_outcome *o)
 {
 	struct codec_buf *envs;
+	struct frame *reqs;
+	struct frame_resolved *res;
 	size_t ok = 0;
 	int rc;
 
 	*built = 0;
-	for (size_t i = 0; i < k; i++) {
-		rc = s_draft(c, &msgs[idx[i]], &drafts[ok]);
-		if (rc != SCHAKEL_OK) {
-			s_outcome_set(c, o, idx[i], rc);
-			continue;
-		}
-		jobs[ok].msg = idx[i];
-		ok++;
+	reqs = calloc(S_WINDOW, sizeof *reqs);
+	res = calloc(S_WINDOW, sizeof *res);
+	if (reqs == NULL || res == NULL) {
+		s_fail(c, SCHAKEL_E_NO_MEMORY, "out of memory");
+		for (size_t i = 0; i < k; i++)
+			s_outcome_set(c, o, idx[i], SCHAKEL_E_NO_MEMORY);
+		free(reqs);
+		free(res);
+		return;
 	}
+	/* Resolved a window at a time: one round trip each. */
+	for (size_t w = 0; w < k; w += S_WINDOW) {
+		size_t n = k - w < S_WINDOW ? k - w : S_WINDOW;
+		int rcs[S_WINDOW];
+
+		for (size_t i = 0; i < n; i++) {
+			rcs[i] = s_draft_check(c, &msgs[idx[w + i]], &reqs[i]);
+			if (rcs[i] != SCHAKEL_OK)
+				s_outcome_set(c, o, idx[w + i], rcs[i]);
+			else
+				rcs[i] = SCHAKEL_E_INTERNAL; /* to resolve */
+		}
+		s_resolve_many(c, reqs, n, res, rcs, &idx[w], o);
+		for (size_t i = 0; i < n; i++) {
+			if (rcs[i] != SCHAKEL_OK)
+				continue;
+			s_draft_fill(c, &msgs[idx[w + i]], &reqs[i], &res[i],
+			    &drafts[ok]);
+			jobs[ok].msg = idx[w + i];
+			ok++;
+		}
+	}
+	free(reqs);
+	free(res);
 	if (ok == 0)
 		return;
 	envs = calloc(ok, sizeof *envs);

@@ -226,6 +226,66 @@ t_fan_out(void **state)
 	free(g);
 }
 
+/* A batch's Resolves go out together (one round trip); each message
+ * still gets its own answer: those the rules refuse are refused with
+ * their own code and sentence, the rest are sent. */
+static void
+t_batch_mixed(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *t = NULL;
+	struct schakel_message batch[5];
+	struct schakel_receipt rs[5];
+	int results[5];
+	struct s_got *g = calloc(1, sizeof *g);
+	size_t handed;
+
+	assert_non_null(g);
+	s_connect(h, HX_SENDER, &a);
+	batch[0] = hx_msg(HX_TYPE_ALL, "zaak-0401", "een");
+	batch[1] = hx_msg("shv.onbekend.v1", "zaak-0402", "twee");
+	batch[2] = hx_msg(HX_TYPE_ALL, "zaak-0403", "drie");
+	batch[3] = hx_msg(HX_TYPE_ALL, "zaak-0404", "vier");
+	batch[3].region = "GM0363"; /* no team there */
+	batch[4] = hx_msg(HX_TYPE_ALL, "zaak-0405", "vijf");
+	assert_int_equal(schakel_send_batch(a, batch, 5, rs, results),
+	    SCHAKEL_E_UNKNOWN_TYPE);
+	assert_non_null(strstr(schakel_client_error(a), "resolve refused"));
+	assert_int_equal(results[0], SCHAKEL_OK);
+	assert_int_equal(results[1], SCHAKEL_E_UNKNOWN_TYPE);
+	assert_int_equal(results[2], SCHAKEL_OK);
+	assert_int_equal(results[3], SCHAKEL_E_NO_ROUTE);
+	assert_int_equal(results[4], SCHAKEL_OK);
+
+	s_connect(h, HX_TEAM_A, &t);
+	assert_int_equal(
+	    schakel_receive(t, 3, 15000, s_on_message, g, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 3);
+	for (size_t i = 0; i < 3; i++) {
+		static const size_t ok[] = {0, 2, 4};
+		size_t j;
+
+		for (j = 0; j < 3; j++)
+			if (memcmp(g->m[i].id, rs[ok[j]].message_id,
+				SCHAKEL_ID_LEN) == 0)
+				break;
+		assert_true(j < 3);
+		assert_string_equal(g->m[i].case_ref, batch[ok[j]].case_ref);
+		assert_string_equal(
+		    g->m[i].payload, (const char *)batch[ok[j]].payload);
+	}
+	/* Nothing else came. */
+	memset(g, 0, sizeof *g);
+	assert_int_equal(
+	    schakel_receive(t, 1, 500, s_on_message, g, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 0);
+	for (size_t i = 0; i < 5; i += 2)
+		schakel_receipt_clear(&rs[i]);
+	schakel_close(&t);
+	schakel_close(&a);
+	free(g);
+}
+
 /* (c) team-a is offline during twenty sends on two cases; when it comes
  * back it gets all of them, in order per case, each once at the
  * application, although it refuses one once (a retryable Nack). */
@@ -978,6 +1038,7 @@ main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(t_a_to_b, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(t_fan_out, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(t_batch_mixed, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_offline_recipient, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
