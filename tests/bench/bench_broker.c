@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -141,7 +142,9 @@ s_start(struct s_bench *b, const char *schakeld)
 	if (b->pid < 0)
 		return -1;
 	if (b->pid == 0) {
-		if (freopen(log, "w", stderr) == NULL)
+		/* Gone with the benchmark, however it ends. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 ||
+		    freopen(log, "w", stderr) == NULL)
 			_exit(127);
 		execl(schakeld, schakeld, "-c", conf, "-E", ep, (char *)NULL);
 		_exit(127);
