@@ -39,8 +39,10 @@
 #define S_BACKOFF_MIN_MS 100
 #define S_BACKOFF_MAX_MS 5000
 #define S_BATCH_MAX 1024
-#define S_WINDOW 64       /* submissions in flight at once */
-#define S_PENDING_MAX 256 /* deliveries kept while a send waits */
+#define S_WINDOW 64                /* submissions in flight at once */
+#define S_BUNDLE_ALONE (64 * 1024) /* larger frames are sent alone */
+#define S_OUT_DELAY_MS 100 /* the longest a frame waits for its bundle */
+#define S_PENDING_MAX 256  /* deliveries kept while a send waits */
 #define S_CACHE_SLOTS 256
 /* A Deliver carries an envelope and a receipt; a little room for framing. */
 #define S_FRAME_MAX (ENV_MAX_LEN + RECEIPT_MAX_LEN + 4096)
@@ -94,12 +96,15 @@ struct schakel_client {
 	uint32_t heartbeat_ms;
 	uint32_t max_message_bytes;
 	uint32_t max_credit;
-	bool bundles; /* the broker reads bundles: frames are sent in them */
+	bool bundles;    /* the broker reads bundles: frames are sent in them */
+	bool no_bundles; /* the broker refused a Hello that asked for them */
+	bool in_hello;   /* a Refusal without corr_id answers the Hello */
 
 	/* Frames waiting to go as one message (s_send_out sends them
 	 * before anything is waited for), and the bundle being read: its
 	 * frames are taken one at a time (docs/protocol.md 10.9). */
 	struct frame_bundle out;
+	uint64_t out_since_ms; /* when the first frame waiting went in */
 	struct codec_buf inbox;
 	struct frame inbox_f;
 	size_t inbox_off;
@@ -791,21 +796,25 @@ s_send(struct schakel_client *c, const struct frame *f)
 	if (rc != SCHAKEL_OK)
 		return s_fail(c, rc, "cannot encode a %d frame: %s",
 		    (int)f->kind, schakel_strerror(rc));
-	if (c->bundles) {
+	if (c->bundles && b.len <= S_BUNDLE_ALONE) {
 		/* A bundle stays within what the broker takes. */
 		if (c->out.count == FRAME_BUNDLE_MAX ||
 		    (c->out.count > 0 &&
 			frame_bundle_size_with(&c->out, b.len) > limit))
 			rc = s_send_out(c);
+		if (c->out.count == 0)
+			c->out_since_ms = s_mono_ms();
 		if (rc == SCHAKEL_OK &&
 		    frame_bundle_add_raw(&c->out, b.data, b.len) ==
 			SCHAKEL_OK) {
 			codec_buf_clear(&b);
 			return SCHAKEL_OK;
 		}
-		if (rc == SCHAKEL_OK)
-			rc = s_send_out(c); /* no memory: on its own */
 	}
+	/* A large frame (bundling saves nothing there), or no memory for
+	 * it: on its own, after what waits. */
+	if (rc == SCHAKEL_OK)
+		rc = s_send_out(c);
 	if (rc == SCHAKEL_OK)
 		rc = s_zsend(c, b.data, b.len);
 	codec_buf_clear(&b);
@@ -878,9 +887,26 @@ s_pump(struct schakel_client *c, uint64_t since, int wait_ms,
 	until = s_mono_ms() + (uint64_t)(wait_ms > 0 ? wait_ms : 0);
 	for (;;) {
 		if (c->inbox.data != NULL) {
+			/* The frames of a bundle are handed over one at a
+			 * time, the application working on each: what they
+			 * made us send (acks) goes at least every
+			 * S_OUT_DELAY_MS, and a Ping when one is due, as if
+			 * each frame had come alone. */
+			now = s_mono_ms();
+			if (c->out.count > 0 &&
+			    now - c->out_since_ms >= S_OUT_DELAY_MS)
+				rc = s_send_out(c);
+			else if (now - c->last_sent_ms >= c->heartbeat_ms)
+				rc = s_send_ping(c);
+			else
+				rc = SCHAKEL_OK;
+			if (rc != SCHAKEL_OK)
+				return rc;
 			n = s_inbox_take(c, raw, f);
-			if (n == 1)
+			if (n == 1) {
+				c->last_heard_ms = now;
 				goto take;
+			}
 			continue;
 		}
 		now = s_mono_ms();
@@ -1020,8 +1046,10 @@ s_wait_range(
 			return rc;
 		if (raw.data == NULL)
 			continue;
-		if (f->corr_id >= lo && f->corr_id < hi &&
-		    f->kind != FRAME_DELIVER && f->kind != FRAME_NOTICE) {
+		if ((f->corr_id >= lo && f->corr_id < hi &&
+			f->kind != FRAME_DELIVER && f->kind != FRAME_NOTICE) ||
+		    (c->in_hello && f->kind == FRAME_REFUSAL &&
+			f->corr_id == 0)) {
 			codec_buf_clear(&raw);
 			return SCHAKEL_OK;
 		}
@@ -1035,28 +1063,44 @@ s_wait_reply(struct schakel_client *c, uint64_t corr, struct frame *f)
 	return s_wait_range(c, corr, corr + 1, f);
 }
 
-/* Say Hello on a fresh socket and check the Welcome. */
+/* Say Hello on a fresh socket and check the Welcome.  A broker made
+ * before bundles refuses a Hello that asks for them as MALFORMED (with no
+ * corr_id: it could not read it); then it is said again without. */
 static int
 s_hello(struct schakel_client *c)
 {
 	struct frame f = {0}, r = {0};
-	uint64_t corr = ++c->corr;
+	uint64_t corr;
 	int rc;
 
-	f.corr_id = corr;
-	f.kind = FRAME_HELLO;
-	snprintf(f.u.hello.protocol, sizeof f.u.hello.protocol, "%s",
-	    FRAME_PROTOCOL);
-	snprintf(f.u.hello.party_id, sizeof f.u.hello.party_id, "%s", c->party);
-	snprintf(f.u.hello.software, sizeof f.u.hello.software, "libschakel %s",
-	    SCHAKEL_VERSION);
-	f.u.hello.bundles = true;
-	rc = s_send(c, &f);
-	if (rc != SCHAKEL_OK)
-		return rc;
-	rc = s_wait_reply(c, corr, &r);
-	if (rc != SCHAKEL_OK)
-		return rc;
+	for (;;) {
+		corr = ++c->corr;
+		memset(&f, 0, sizeof f);
+		f.corr_id = corr;
+		f.kind = FRAME_HELLO;
+		snprintf(f.u.hello.protocol, sizeof f.u.hello.protocol, "%s",
+		    FRAME_PROTOCOL);
+		snprintf(f.u.hello.party_id, sizeof f.u.hello.party_id, "%s",
+		    c->party);
+		snprintf(f.u.hello.software, sizeof f.u.hello.software,
+		    "libschakel %s", SCHAKEL_VERSION);
+		f.u.hello.bundles = !c->no_bundles;
+		rc = s_send(c, &f);
+		if (rc != SCHAKEL_OK)
+			return rc;
+		c->in_hello = true;
+		rc = s_wait_reply(c, corr, &r);
+		c->in_hello = false;
+		if (rc != SCHAKEL_OK)
+			return rc;
+		if (r.kind == FRAME_REFUSAL && r.corr_id == 0 &&
+		    r.u.refusal.code == SCHAKEL_E_MALFORMED && !c->no_bundles) {
+			c->no_bundles = true;
+			frame_clear(&r);
+			continue;
+		}
+		break;
+	}
 	if (r.kind == FRAME_REFUSAL) {
 		char reason[FRAME_MAX_TEXT_LEN + 1];
 
@@ -1249,6 +1293,9 @@ s_request(struct schakel_client *c, struct frame *req, struct frame *reply)
 				return rc;
 			rc = SCHAKEL_E_UNAVAILABLE;
 		}
+		/* A Pong may wait in the bundle. */
+		if (rc == SCHAKEL_OK && s_send_out(c) != SCHAKEL_OK)
+			s_sock_close(c);
 		if (rc == SCHAKEL_OK || s_final(rc) || attempt >= S_ATTEMPTS)
 			return rc;
 		rc = s_reconnect(c, attempt);
@@ -1372,8 +1419,12 @@ s_resolve_many(struct schakel_client *c, struct frame *reqs, size_t n,
 				s_outcome_set(c, o, msg[i], rcs[i]);
 			open--;
 		}
-		if (open == 0)
+		if (open == 0) {
+			/* A Pong may wait in the bundle. */
+			if (s_send_out(c) != SCHAKEL_OK)
+				s_sock_close(c);
 			return;
+		}
 		if (s_final(rc) || attempt >= S_ATTEMPTS)
 			break;
 		rc = s_reconnect(c, attempt);

@@ -69,6 +69,7 @@ struct fb {
 	 * and the code a refused delivery must be answered with. */
 	enum s_forgery forgery;
 	int forged_code;
+	bool hello_bundles; /* the last Hello asked for bundles */
 };
 
 static uint64_t
@@ -187,6 +188,7 @@ s_fb_welcome(struct fb *b, const uint8_t *sign_key)
 	if (strcmp(f.u.hello.party_id, "team-a") != 0 &&
 	    strcmp(f.u.hello.party_id, "gemeente") != 0)
 		s_fb_fail(b, "Hello names an unexpected party");
+	b->hello_bundles = f.u.hello.bundles;
 	w.corr_id = f.corr_id;
 	frame_clear(&f);
 	w.kind = FRAME_WELCOME;
@@ -1029,6 +1031,58 @@ t_send_route_changed(void **state)
 	schakel_close(&c);
 }
 
+/* A broker made before bundles: it cannot read a Hello that asks for
+ * them (MALFORMED, no corr_id), and says nothing of bundles in its
+ * Welcome; the client says Hello again without, and sends frames one to
+ * a message (a bundle would reach this script as a frame of kind 24). */
+static void
+s_script_old_broker(struct fb *b)
+{
+	struct frame f, no = {0};
+	struct codec_buf env = {0};
+
+	if (s_fb_expect(b, FRAME_HELLO, &f, NULL, "expected Hello") != 0)
+		return;
+	if (!f.u.hello.bundles)
+		s_fb_fail(b, "the first Hello does not ask for bundles");
+	frame_clear(&f);
+	frame_refusal(&no, 0, SCHAKEL_E_MALFORMED, NULL);
+	s_fb_send(b, &no);
+	s_fb_welcome(b, NULL);
+	if (b->hello_bundles)
+		s_fb_fail(b, "the second Hello asks for bundles again");
+	s_resolved(b);
+	if (s_fb_expect(b, FRAME_SUBMIT, &f, &env, "expected Submit") != 0)
+		return;
+	s_accept(b, f.corr_id, &env, S_GENUINE);
+	frame_clear(&f);
+	codec_buf_clear(&env);
+}
+
+static void
+t_connect_old_broker(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client *c = NULL;
+	struct schakel_message m;
+	char err[SCHAKEL_ERROR_MAX];
+	uint64_t t0 = s_now_ms();
+	int rc;
+
+	s_start(b, s_script_old_broker);
+	assert_int_equal(
+	    s_connect(b, "gemeente", 2000, &c, err, sizeof err), SCHAKEL_OK);
+	m = s_message();
+	rc = schakel_send(c, &m, NULL);
+	s_join(b);
+	if (rc != SCHAKEL_OK)
+		fail_msg("send: %s: %s", schakel_errname(rc),
+		    schakel_client_error(c));
+	/* At once, not after a timeout. */
+	assert_true(s_now_ms() - t0 < 2000);
+	schakel_close(&c);
+}
+
 /* The broker names a box key for team-a that differs from the pinned
  * keys/team-a.pub: nothing is sealed or submitted. */
 static void
@@ -1407,6 +1461,7 @@ main(void)
 	    cmocka_unit_test(t_send_receipt_other_message),
 	    cmocka_unit_test(t_connect_wrong_sign_key),
 	    cmocka_unit_test(t_connect_nobody_there),
+	    cmocka_unit_test(t_connect_old_broker),
 	};
 
 	return cmocka_run_group_tests(tests, s_setup, s_teardown);

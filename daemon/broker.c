@@ -188,6 +188,7 @@ broker_new(const struct broker_opts *opts)
 	to.admit_arg = b;
 	/* An envelope plus the frame around it. */
 	to.max_message = b->conf->broker.limits.max_message_size + 65536;
+	b->max_message_start = b->conf->broker.limits.max_message_size;
 	to.admin_path = b->conf->broker.admin_socket;
 	b->tp = transport_new(&to, err, sizeof err);
 	if (b->tp == NULL)
@@ -399,8 +400,8 @@ s_send_out(struct broker *b, struct session *s)
 	const uint8_t *p;
 	size_t n;
 
-	if (frame_bundle_finish(&s->out, &p, &n)) {
-		(void)transport_send(b->tp, &s->peer, p, n);
+	if (frame_bundle_finish(&s->out, &p, &n) &&
+	    transport_send(b->tp, &s->peer, p, n) == 0) {
 		b->stats.messages_out++;
 		b->stats.frames_out += s->out.count;
 	}
@@ -432,13 +433,27 @@ s_unqueue_out(struct broker *b, struct session *s)
 	s->out_queued = false;
 }
 
+size_t
+broker_max_message(const struct broker *b)
+{
+	size_t now = b->conf->broker.limits.max_message_size;
+
+	return now < b->max_message_start ? now : b->max_message_start;
+}
+
 /* Adds an encoded frame to the session's bundle.  Returns false when it
- * must be sent on its own (no memory for it). */
+ * must be sent on its own, after what the bundle holds: a large frame
+ * (bundling saves nothing there, and would keep a buffer of its size),
+ * or no memory for it. */
 static bool
 s_bundle(struct broker *b, struct session *s, const uint8_t *p, size_t n)
 {
-	size_t limit = b->conf->broker.limits.max_message_size;
+	size_t limit = broker_max_message(b);
 
+	if (n > BROKER_BUNDLE_ALONE) {
+		s_send_out(b, s);
+		return false;
+	}
 	if (!s->out_queued) {
 		if (b->nout == b->capout) {
 			size_t cap = b->capout > 0 ? 2 * b->capout : 16;
@@ -463,11 +478,23 @@ s_bundle(struct broker *b, struct session *s, const uint8_t *p, size_t n)
 }
 
 void
+broker_send_raw(struct broker *b, const struct transport_peer *peer,
+    const uint8_t *p, size_t n)
+{
+	struct session *s = idmap_get(&b->peers, peer->id, peer->len);
+
+	if ((s == NULL || !s->bundles || !s_bundle(b, s, p, n)) &&
+	    transport_send(b->tp, peer, p, n) == 0) {
+		b->stats.messages_out++;
+		b->stats.frames_out++;
+	}
+}
+
+void
 broker_send(
     struct broker *b, const struct transport_peer *peer, const struct frame *f)
 {
 	struct codec_buf buf = {0};
-	struct session *s;
 	int rc = frame_encode(f, &buf);
 
 	if (rc != SCHAKEL_OK) {
@@ -475,12 +502,7 @@ broker_send(
 		    schakel_errname(rc));
 		return;
 	}
-	s = idmap_get(&b->peers, peer->id, peer->len);
-	if (s == NULL || !s->bundles || !s_bundle(b, s, buf.data, buf.len)) {
-		(void)transport_send(b->tp, peer, buf.data, buf.len);
-		b->stats.messages_out++;
-		b->stats.frames_out++;
-	}
+	broker_send_raw(b, peer, buf.data, buf.len);
 	codec_buf_clear(&buf);
 }
 
@@ -623,10 +645,11 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 	w.u.welcome.server_time_ms = b->now_ms;
 	w.u.welcome.heartbeat_ms =
 	    (uint32_t)(b->conf->broker.limits.heartbeat * 1000);
-	w.u.welcome.max_message_bytes =
-	    (uint32_t)b->conf->broker.limits.max_message_size;
+	w.u.welcome.max_message_bytes = (uint32_t)broker_max_message(b);
 	w.u.welcome.max_credit = BROKER_MAX_CREDIT;
-	w.u.welcome.bundles = true;
+	/* Only to a client that asked: one made before bundles would refuse
+	 * a field it does not know. */
+	w.u.welcome.bundles = h->bundles;
 	broker_send(b, &s->peer, &w);
 }
 
@@ -799,7 +822,8 @@ s_flush(struct broker *b)
 
 /* Warns about changed settings that only a restart applies. */
 static void
-s_startup_only(const struct conf *old, const struct conf *new)
+s_startup_only(
+    const struct broker *b, const struct conf *old, const struct conf *new)
 {
 	const struct conf_broker *o = &old->broker, *n = &new->broker;
 	bool eps = o->nendpoints != n->nendpoints;
@@ -818,6 +842,12 @@ s_startup_only(const struct conf *old, const struct conf *new)
 	if (o->limits.map_size != n->limits.map_size)
 		log_warnx("reload: broker.limits.map_size changed; it takes "
 			  "effect at the next restart");
+	if (n->limits.max_message_size > b->max_message_start &&
+	    n->limits.max_message_size != o->limits.max_message_size)
+		log_warnx("reload: broker.limits.max_message_size grew; "
+			  "messages above %zu bytes are taken after the next "
+			  "restart",
+		    b->max_message_start);
 	if (o->limits.verify_threads != n->limits.verify_threads)
 		log_warnx("reload: broker.limits.verify_threads changed; it "
 			  "takes effect at the next restart");
@@ -869,7 +899,7 @@ broker_reload(struct broker *b, struct diags *d)
 		notify_ready("serving; the last reload failed");
 		return -1;
 	}
-	s_startup_only(b->conf, c);
+	s_startup_only(b, b->conf, c);
 	c->generation = b->conf->generation + 1;
 	/* Parties that are gone lose their connection; their queues stay. */
 	for (size_t i = 0; i < b->sessions.cap; i++) {
@@ -988,6 +1018,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		if (rc < 0 && errno != EINTR) {
 			log_warn("transport: poll failed");
 			s_end_sessions(b);
+			broker_flush_out(b);
 			return 1;
 		}
 		verify_clear_wake(b->verify);

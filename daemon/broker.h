@@ -36,6 +36,8 @@
 /* Inbound messages are taken while the verifiers' queue has room for a
  * whole bundle of submissions. */
 #define BROKER_ROOM_MIN FRAME_BUNDLE_MAX
+/* A frame larger than this goes to a client on its own, not bundled. */
+#define BROKER_BUNDLE_ALONE (64 * 1024)
 
 struct broker_opts {
 	const char *conf_path;
@@ -167,6 +169,9 @@ struct broker {
 	struct idmap peers;         /* routing id -> struct session * */
 	struct session **outq;      /* sessions with frames in their bundle */
 	size_t nout, capout;
+	/* max_message_size at start: the socket takes no larger messages
+	 * (plus 64 KiB) until a restart, whatever a reload says. */
+	size_t max_message_start;
 	struct store_txn *txn;    /* the open group, or NULL */
 	struct pending *pend;     /* BROKER_DRAIN_MAX slots, never moved */
 	struct receipt *receipts; /* pend[i]'s receipt, unsigned, side by
@@ -228,6 +233,12 @@ void broker_audit_about(
 /* Sends what the sessions' bundles hold (the end of a turn, or before
  * the broker waits for the disk). */
 void broker_flush_out(struct broker *b);
+/* The largest message a client may send, or be sent: the configured
+ * max_message_size, never above the one the socket was made with. */
+size_t broker_max_message(const struct broker *b);
+/* Sends an encoded frame to a peer, as broker_send does. */
+void broker_send_raw(struct broker *b, const struct transport_peer *peer,
+    const uint8_t *p, size_t n);
 /* Encodes and sends a frame to a peer (to a session that reads bundles,
  * at broker_flush_out); failures are counted, not fatal. */
 void broker_send(

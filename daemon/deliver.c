@@ -446,7 +446,7 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 				store_ack(t, s->party, e->seq);
 			goto out;
 		}
-		(void)transport_send(b->tp, &s->peer, envelope, m.envelope_len);
+		broker_send_raw(b, &s->peer, envelope, m.envelope_len);
 		goto sent;
 	}
 	if (m.expires_ms <= b->now_ms) {

@@ -300,6 +300,12 @@ frame_bundle_finish(struct frame_bundle *b, const uint8_t **out, size_t *len)
 void
 frame_bundle_reset(struct frame_bundle *b)
 {
+	/* Memory for the next one, but not a large frame's worth. */
+	if (b->cap > FRAME_BUNDLE_KEEP) {
+		free(b->data);
+		b->data = NULL;
+		b->cap = 0;
+	}
 	b->len = FRAME_BUNDLE_HEAD;
 	b->count = 0;
 	b->first = b->first_len = 0;

@@ -186,6 +186,7 @@ struct frame_bundle {
 	size_t first_len;
 };
 #define FRAME_BUNDLE_HEAD 16
+#define FRAME_BUNDLE_KEEP (256 * 1024) /* memory kept across bundles */
 
 /* The size of the finished message once a frame of `len` bytes is added
  * (to compare with the peer's limit before adding it). */
@@ -205,7 +206,8 @@ int frame_bundle_add(struct frame_bundle *b, const struct frame *f);
 bool
 frame_bundle_finish(struct frame_bundle *b, const uint8_t **out, size_t *len);
 
-/* Empties the bundle, keeping its memory for the next one. */
+/* Empties the bundle, keeping up to FRAME_BUNDLE_KEEP bytes of memory
+ * for the next one. */
 void frame_bundle_reset(struct frame_bundle *b);
 
 /* Frees the bundle's memory; safe on a zeroed or freed bundle. */

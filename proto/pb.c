@@ -1321,7 +1321,8 @@ s_frame_unpack(const uint8_t *buf, size_t len, struct frame *f)
 	return SCHAKEL_OK;
 }
 
-static bool s_bundle_body(const uint8_t *buf, size_t len, struct frame *f);
+static bool
+s_bundle_body(const uint8_t *buf, size_t len, struct frame *f, int *rc);
 
 int
 pb_frame_decode_pbc(const uint8_t *buf, size_t len, struct frame *f)
@@ -1334,8 +1335,8 @@ pb_frame_decode_pbc(const uint8_t *buf, size_t len, struct frame *f)
 		return rc;
 	/* A bundle is not unpacked: its frames stay bytes (see
 	 * pb_frame_decode). */
-	if (s_bundle_body(buf, len, f))
-		return SCHAKEL_OK;
+	if (s_bundle_body(buf, len, f, &rc))
+		return rc;
 	return s_frame_unpack(buf, len, f);
 }
 
@@ -1611,10 +1612,26 @@ struct s_frame_ctx {
 static int
 s_frame_visit(void *ctx, uint32_t num, uint64_t v, const uint8_t *p, size_t n);
 
+/* A bundle's Frame is its body's key and length, then the body: nothing
+ * else, not even a corr_id of 0 (docs/protocol.md 10.9).  Fills *f, the
+ * Bundle's bytes borrowed from buf. */
+static int
+s_bundle_fill(const uint8_t *buf, size_t len, const struct s_frame_ctx *c,
+    struct frame *f)
+{
+	if (c->corr_id != 0 || c->body + c->body_len != buf + len ||
+	    pb_bundle_head(c->body_len, 0, NULL) != len - c->body_len)
+		return SCHAKEL_E_MALFORMED;
+	f->kind = FRAME_BUNDLE;
+	f->u.bundle.data = c->body;
+	f->u.bundle.len = c->body_len;
+	return SCHAKEL_OK;
+}
+
 /* For a frame that passed the limits walk: when it is a bundle, fills *f
- * (the Bundle's bytes borrowed from buf) and returns true. */
+ * (or refuses it) into *rc and returns true. */
 static bool
-s_bundle_body(const uint8_t *buf, size_t len, struct frame *f)
+s_bundle_body(const uint8_t *buf, size_t len, struct frame *f, int *rc)
 {
 	struct s_frame_ctx c = {0, FRAME_NONE, NULL, 0};
 
@@ -1622,10 +1639,7 @@ s_bundle_body(const uint8_t *buf, size_t len, struct frame *f)
 		SCHAKEL_OK ||
 	    c.kind != FRAME_BUNDLE)
 		return false;
-	f->corr_id = c.corr_id;
-	f->kind = FRAME_BUNDLE;
-	f->u.bundle.data = c.body;
-	f->u.bundle.len = c.body_len;
+	*rc = s_bundle_fill(buf, len, &c, f);
 	return true;
 }
 
@@ -1755,15 +1769,10 @@ pb_frame_decode(const uint8_t *buf, size_t len, struct frame *f)
 		return rc;
 	if (c.kind == FRAME_NONE) /* a frame must carry exactly one body */
 		return SCHAKEL_E_MALFORMED;
-	if (c.kind == FRAME_BUNDLE) {
+	if (c.kind == FRAME_BUNDLE)
 		/* Its frames were walked as bytes; the caller decodes each,
 		 * from the input itself (a bundle can be large). */
-		f->corr_id = c.corr_id;
-		f->kind = FRAME_BUNDLE;
-		f->u.bundle.data = c.body;
-		f->u.bundle.len = c.body_len;
-		return SCHAKEL_OK;
-	}
+		return s_bundle_fill(buf, len, &c, f);
 	m = s_hot_m(c.kind);
 	if (m == NULL)
 		return s_frame_unpack(buf, len, f);

@@ -1264,6 +1264,23 @@ test_bundle_refused(void **state)
 	k += sizeof ping;
 	assert_int_equal(frame_decode(buf, k, 0, &g), SCHAKEL_E_MALFORMED);
 	assert_false(frame_is_bundle(buf, k));
+	/* A corr_id of 0 written out, before or after the bundle: its
+	 * Frame holds the bundle and nothing else. */
+	buf[0] = 0x08;
+	buf[1] = 0x00;
+	k = 2 + pb_bundle_head(2 + sizeof ping, 0, buf + 2);
+	buf[k++] = 0x0a;
+	buf[k++] = sizeof ping;
+	memcpy(buf + k, ping, sizeof ping);
+	k += sizeof ping;
+	assert_int_equal(frame_decode(buf, k, 0, &g), SCHAKEL_E_MALFORMED);
+	assert_int_equal(
+	    frame_decode(buf + 2, k - 2, 0, &g), SCHAKEL_OK); /* without */
+	frame_clear(&g);
+	memmove(buf, buf + 2, k - 2);
+	buf[k - 2] = 0x08;
+	buf[k - 1] = 0x00;
+	assert_int_equal(frame_decode(buf, k, 0, &g), SCHAKEL_E_MALFORMED);
 	/* A varint where the frames are. */
 	k = pb_bundle_head(2, 0, buf);
 	buf[k++] = 0x08;

@@ -1032,6 +1032,76 @@ t_long_case(void **state)
 	free(r);
 }
 
+#define S_SLOW_N 150
+struct s_slow {
+	size_t n, again;
+	uint8_t ids[S_SLOW_N][SCHAKEL_ID_LEN];
+};
+
+/* A handler that takes 50 ms a message. */
+static int
+s_on_slow(void *arg, const struct schakel_delivery *d)
+{
+	struct s_slow *x = arg;
+
+	hx_sleep_ms(50);
+	if (d->delivery_count > 1)
+		x->again++;
+	if (x->n < S_SLOW_N)
+		memcpy(x->ids[x->n], d->message_id, SCHAKEL_ID_LEN);
+	x->n++;
+	return 0;
+}
+
+/* A slow application working through one bundle of deliveries (150 at
+ * 50 ms: longer than three 2 s heartbeats) keeps its connection: the
+ * acks go out while it works, and nothing comes twice. */
+static void
+t_slow_handler(void **state)
+{
+	static struct schakel_message batch[S_SLOW_N];
+	static char cases[S_SLOW_N][32];
+	static int results[S_SLOW_N];
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *t = NULL;
+	struct s_slow *x = calloc(1, sizeof *x);
+	char log[320];
+	size_t handed = 0;
+
+	assert_non_null(x);
+	snprintf(log, sizeof log, "%s/schakeld.log", h->dir);
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	assert_int_equal(hx_start_logged(h, log), 0);
+	s_connect(h, HX_SENDER, &a);
+	for (size_t i = 0; i < S_SLOW_N; i++) {
+		snprintf(cases[i], sizeof cases[i], "zaak-05%03zu", i);
+		batch[i] = hx_msg(HX_TYPE_ONE, cases[i], "langzaam");
+	}
+	assert_int_equal(
+	    schakel_send_batch(a, batch, S_SLOW_N, NULL, results), SCHAKEL_OK);
+	schakel_close(&a);
+
+	s_connect(h, HX_TEAM_A, &t);
+	assert_int_equal(
+	    schakel_receive(t, S_SLOW_N, 30000, s_on_slow, x, &handed),
+	    SCHAKEL_OK);
+	assert_int_equal(handed, S_SLOW_N);
+	assert_int_equal(x->n, S_SLOW_N);
+	assert_int_equal(x->again, 0);
+	for (size_t i = 1; i < S_SLOW_N; i++)
+		for (size_t j = 0; j < i; j++)
+			assert_memory_not_equal(
+			    x->ids[i], x->ids[j], SCHAKEL_ID_LEN);
+	/* Nothing more, and the broker never gave up on the connection. */
+	assert_int_equal(
+	    schakel_receive(t, 1, 500, s_on_slow, x, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 0);
+	assert_false(s_log_has(
+	    log, "party=team-a reason=no traffic for three heartbeats"));
+	schakel_close(&t);
+	free(x);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1039,6 +1109,8 @@ main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(t_a_to_b, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(t_fan_out, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(t_batch_mixed, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_slow_handler, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_offline_recipient, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(

@@ -1213,6 +1213,22 @@ t_bundle(void **state)
 	assert_int_equal(f.kind, FRAME_ACCEPTED);
 	assert_int_equal(f.corr_id, 12);
 	frame_clear(&f);
+	/* The Welcome says bundles only to a client that asked (one made
+	 * before them would refuse the field). */
+	for (int ask = 0; ask < 2; ask++) {
+		struct frame hello = {
+		    .corr_id = 20 + (uint64_t)ask, .kind = FRAME_HELLO};
+
+		snprintf(hello.u.hello.protocol, sizeof hello.u.hello.protocol,
+		    "%s", FRAME_PROTOCOL);
+		snprintf(hello.u.hello.party_id, sizeof hello.u.hello.party_id,
+		    "%s", HX_SENDER);
+		hello.u.hello.bundles = ask == 1;
+		assert_int_equal(hx_raw_request(raw, &hello, &f, 10000), 0);
+		assert_int_equal(f.kind, FRAME_WELCOME);
+		assert_int_equal(f.u.welcome.bundles, ask == 1);
+		frame_clear(&f);
+	}
 	hx_raw_close(&raw);
 
 	s_expect(h, HX_TEAM_A, 1, g);
