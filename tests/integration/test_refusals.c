@@ -1151,6 +1151,22 @@ s_raw_next(void *raw, struct frame *f)
 	fail_msg("no frame from the broker within 10 s");
 }
 
+/* The next frame must be of `kind` and answer `corr`; returns its
+ * refusal code (0 for other kinds). */
+static uint32_t
+s_raw_expect(void *raw, enum frame_kind kind, uint64_t corr)
+{
+	struct frame f;
+	uint32_t code;
+
+	s_raw_next(raw, &f);
+	assert_int_equal(f.kind, kind);
+	assert_int_equal(f.corr_id, corr);
+	code = kind == FRAME_REFUSAL ? f.u.refusal.code : 0;
+	frame_clear(&f);
+	return code;
+}
+
 /* docs/protocol.md 10.9: a bundle's frames are taken in order, as if
  * each had come on its own; a bundle inside it is refused (MALFORMED)
  * and the rest still handled; a client that did not ask for bundles
@@ -1197,22 +1213,11 @@ t_bundle(void **state)
 	/* Answered as they come: the Pong, the refusal of the bundle
 	 * inside, the second Pong; the receipt once the group is
 	 * durable. */
-	s_raw_next(raw, &f);
-	assert_int_equal(f.kind, FRAME_PONG);
-	assert_int_equal(f.corr_id, 11);
-	frame_clear(&f);
-	s_raw_next(raw, &f);
-	assert_int_equal(f.kind, FRAME_REFUSAL);
-	assert_int_equal(f.u.refusal.code, SCHAKEL_E_MALFORMED);
-	frame_clear(&f);
-	s_raw_next(raw, &f);
-	assert_int_equal(f.kind, FRAME_PONG);
-	assert_int_equal(f.corr_id, 13);
-	frame_clear(&f);
-	s_raw_next(raw, &f);
-	assert_int_equal(f.kind, FRAME_ACCEPTED);
-	assert_int_equal(f.corr_id, 12);
-	frame_clear(&f);
+	s_raw_expect(raw, FRAME_PONG, 11);
+	assert_int_equal(
+	    s_raw_expect(raw, FRAME_REFUSAL, 0), SCHAKEL_E_MALFORMED);
+	s_raw_expect(raw, FRAME_PONG, 13);
+	s_raw_expect(raw, FRAME_ACCEPTED, 12);
 	/* The Welcome says bundles only to a client that asked (one made
 	 * before them would refuse the field). */
 	for (int ask = 0; ask < 2; ask++) {
