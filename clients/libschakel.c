@@ -104,7 +104,8 @@ struct schakel_client {
 	 * before anything is waited for), and the bundle being read: its
 	 * frames are taken one at a time (docs/protocol.md 10.9). */
 	struct frame_bundle out;
-	uint64_t out_since_ms; /* when the first frame waiting went in */
+	uint64_t out_since_ms;   /* when the first frame waiting went in */
+	uint64_t inbox_taken_ms; /* when the last inbox frame was handed */
 	struct codec_buf inbox;
 	struct frame inbox_f;
 	size_t inbox_off;
@@ -889,12 +890,15 @@ s_pump(struct schakel_client *c, uint64_t since, int wait_ms,
 		if (c->inbox.data != NULL) {
 			/* The frames of a bundle are handed over one at a
 			 * time, the application working on each: what they
-			 * made us send (acks) goes at least every
-			 * S_OUT_DELAY_MS, and a Ping when one is due, as if
-			 * each frame had come alone. */
+			 * made us send (acks) goes once it waited
+			 * S_OUT_DELAY_MS, or at once after a handler that
+			 * took that long (the next may take longer still),
+			 * and a Ping when one is due, as if each frame had
+			 * come alone. */
 			now = s_mono_ms();
 			if (c->out.count > 0 &&
-			    now - c->out_since_ms >= S_OUT_DELAY_MS)
+			    (now - c->out_since_ms >= S_OUT_DELAY_MS ||
+				now - c->inbox_taken_ms >= S_OUT_DELAY_MS))
 				rc = s_send_out(c);
 			else if (now - c->last_sent_ms >= c->heartbeat_ms)
 				rc = s_send_ping(c);
@@ -904,7 +908,7 @@ s_pump(struct schakel_client *c, uint64_t since, int wait_ms,
 				return rc;
 			n = s_inbox_take(c, raw, f);
 			if (n == 1) {
-				c->last_heard_ms = now;
+				c->last_heard_ms = c->inbox_taken_ms = now;
 				goto take;
 			}
 			continue;

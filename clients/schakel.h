@@ -202,8 +202,11 @@ int schakel_send(struct schakel_client *c, const struct schakel_message *m,
     struct schakel_receipt *out);
 
 /* Sends n messages (1 to 1024) under one batch signature, each submitted
- * on its own and pipelined.  results[i] is the code for msgs[i] and, when
- * it is SCHAKEL_OK, receipts[i] (receipts may be NULL) its receipt.
+ * on its own and pipelined; the recipients of up to 64 messages are asked
+ * for at once, and requests go to the broker in bundles (several in one
+ * ZeroMQ message) when it reads them.  results[i] is the code for msgs[i]
+ * and, when it is SCHAKEL_OK, receipts[i] (receipts may be NULL) its
+ * receipt.
  * Returns SCHAKEL_OK when every message was accepted, otherwise the first
  * failing message's code (the sentence names its index). */
 int
@@ -222,7 +225,12 @@ void schakel_receipt_clear(struct schakel_receipt *r);
  * kept in opts.seen_file when given, else in memory) is acknowledged
  * without calling the handler again.
  * Notices go to the notice handler (schakel_set_notice_handler), if any,
- * and are acknowledged.  *handed (may be NULL) is set to the number of
+ * and are acknowledged.  Acknowledgements are sent together: before the
+ * next handler call when the last one took 100 ms or more, else within
+ * about 100 ms, and before schakel_receive returns; one not sent (the
+ * process ended first) means the message comes again, which the seen ids
+ * filter.  *handed (may be NULL) is set to the
+ * number of
  * messages handed over.  A lost connection is made again, with backoff,
  * until the timeout (without one: for as long as it takes).  Returns
  * SCHAKEL_OK (also on timeout); SCHAKEL_E_UNAVAILABLE when the connection
