@@ -229,9 +229,8 @@ void schakel_receipt_clear(struct schakel_receipt *r);
  * next handler call when the last one took 100 ms or more, else within
  * about 100 ms, and before schakel_receive returns; one not sent (the
  * process ended first) means the message comes again, which the seen ids
- * filter.  *handed (may be NULL) is set to the
- * number of
- * messages handed over.  A lost connection is made again, with backoff,
+ * filter.  *handed (may be NULL) is set to the number of messages
+ * handed over.  A lost connection is made again, with backoff,
  * until the timeout (without one: for as long as it takes).  Returns
  * SCHAKEL_OK (also on timeout); SCHAKEL_E_UNAVAILABLE when the connection
  * was lost and not made again before the timeout; SCHAKEL_E_UNKNOWN_PARTY
