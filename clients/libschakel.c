@@ -1316,33 +1316,31 @@ s_refused(struct schakel_client *c, const struct frame *f, const char *what)
 	return s_fail(c, code, "%s refused: %s", what, f->u.refusal.reason);
 }
 
-/* Send a Resolve built by s_resolve_frame; on success *out holds the
- * recipients, their keys checked against the pinned peers. */
-/* What a reply to Resolve says: *out filled and SCHAKEL_OK, or why
- * not.  Clears the reply. */
+/* What a reply to Resolve says: *out holds the recipients, their keys
+ * checked against the pinned peers, and SCHAKEL_OK; or why not.  Clears
+ * the reply. */
 static int
 s_resolved(
-    struct schakel_client *c, struct frame *rep_, struct frame_resolved *out)
+    struct schakel_client *c, struct frame *rep, struct frame_resolved *out)
 {
-	struct frame rep = *rep_;
 	int rc = SCHAKEL_OK;
 
-	memset(rep_, 0, sizeof *rep_);
-	if (rep.kind == FRAME_REFUSAL) {
-		rc = s_refused(c, &rep, "resolve");
-	} else if (rep.kind != FRAME_RESOLVED) {
+	if (rep->kind == FRAME_REFUSAL) {
+		rc = s_refused(c, rep, "resolve");
+	} else if (rep->kind != FRAME_RESOLVED) {
 		rc = s_fail(c, SCHAKEL_E_PROTOCOL,
-		    "the broker answered Resolve with frame %d", (int)rep.kind);
-	} else if (rep.u.resolved.n_recipients == 0) {
+		    "the broker answered Resolve with frame %d",
+		    (int)rep->kind);
+	} else if (rep->u.resolved.n_recipients == 0) {
 		rc = s_fail(
 		    c, SCHAKEL_E_NO_ROUTE, "the broker resolved no recipient");
 	} else {
-		*out = rep.u.resolved;
+		*out = rep->u.resolved;
 		for (size_t i = 0; i < out->n_recipients && rc == SCHAKEL_OK;
 		     i++)
 			rc = s_check_peer(c, &out->recipients[i]);
 	}
-	frame_clear(&rep);
+	frame_clear(rep);
 	return rc;
 }
 
@@ -1476,7 +1474,6 @@ schakel_resolve(struct schakel_client *c, const struct schakel_message *m,
 
 /* ---- send ---- */
 
-/* Resolve `m` and fill a draft for exactly the resolved recipients. */
 /* The checks of a message before anything is sent for it; *req is the
  * Resolve it needs. */
 static int
@@ -1507,10 +1504,9 @@ s_draft_check(struct schakel_client *c, const struct schakel_message *m,
 /* The draft of a checked message, with the recipients its Resolve got. */
 static void
 s_draft_fill(const struct schakel_client *c, const struct schakel_message *m,
-    const struct frame *req, const struct frame_resolved *rr,
+    const struct frame *req, const struct frame_resolved *r,
     struct env_draft *d)
 {
-	const struct frame_resolved r = *rr;
 	const struct frame_resolve *q = &req->u.resolve;
 	struct env_header *h = &d->hdr;
 	uint64_t ttl;
@@ -1528,18 +1524,18 @@ s_draft_fill(const struct schakel_client *c, const struct schakel_message *m,
 	h->n_attrs = q->n_attrs;
 	h->urgent = m->urgent;
 	h->notify_delivered = m->notify_delivered;
-	ttl = m->ttl_ms != 0        ? m->ttl_ms
-	    : r.default_ttl_ms != 0 ? r.default_ttl_ms
-				    : S_DEFAULT_TTL_MS;
+	ttl = m->ttl_ms != 0         ? m->ttl_ms
+	    : r->default_ttl_ms != 0 ? r->default_ttl_ms
+				     : S_DEFAULT_TTL_MS;
 	if (ttl > S_MAX_TTL_MS)
 		ttl = S_MAX_TTL_MS;
 	h->created_ms = s_wall_ms();
 	h->expires_ms = h->created_ms + ttl;
-	d->n_recipients = r.n_recipients;
-	for (size_t i = 0; i < r.n_recipients; i++) {
-		memcpy(d->recipients[i].party_id, r.recipients[i].party_id,
+	d->n_recipients = r->n_recipients;
+	for (size_t i = 0; i < r->n_recipients; i++) {
+		memcpy(d->recipients[i].party_id, r->recipients[i].party_id,
 		    sizeof d->recipients[i].party_id);
-		memcpy(d->recipients[i].box_pk, r.recipients[i].box_key,
+		memcpy(d->recipients[i].box_pk, r->recipients[i].box_key,
 		    ENV_BOX_PK_LEN);
 	}
 	d->payload = m->payload;
@@ -1809,8 +1805,9 @@ s_build(struct schakel_client *c, const struct schakel_message *msgs,
 	int rc;
 
 	*built = 0;
-	reqs = calloc(S_WINDOW, sizeof *reqs);
-	res = calloc(S_WINDOW, sizeof *res);
+	/* A window's Resolves and answers (some 6 KiB each). */
+	reqs = calloc(k < S_WINDOW ? k : S_WINDOW, sizeof *reqs);
+	res = calloc(k < S_WINDOW ? k : S_WINDOW, sizeof *res);
 	if (reqs == NULL || res == NULL) {
 		s_fail(c, SCHAKEL_E_NO_MEMORY, "out of memory");
 		for (size_t i = 0; i < k; i++)
