@@ -1,11 +1,13 @@
 /*
- * store_lmdb: the LMDB backend of the store, and the only file that
- * includes lmdb.h.  It lays out the records and keeps them consistent
+ * store_lmdb: the LMDB backend of the store, and the only file (with its
+ * header) that includes lmdb.h.  It lays out the records and keeps them consistent
  * inside one write transaction; it must not decide policy (limits,
  * retries, what to refuse) beyond keeping room for acknowledgements.
  */
+#include "store_lmdb.h"
 #include "store_backend.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,6 +412,31 @@ s_upgrade_2(struct s_env *e, MDB_txn *txn, uint64_t until)
 	return s_meta_put64(txn, e->meta, "layout", 3);
 }
 
+/* LMDB's default order, eight bytes at a time.  Most keys here are
+ * big-endian numbers of 8 to 24 bytes, and a lookup compares keys some
+ * twenty times: the default's call out to memcmp cost more than the
+ * compare (7% of the broker thread's instructions).  The order is the
+ * same byte for byte, so a program that opens the store without this
+ * function reads and writes it alike. */
+int
+store_lmdb_cmp(const MDB_val *a, const MDB_val *b)
+{
+	const uint8_t *p = a->mv_data, *q = b->mv_data;
+	size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
+
+	for (; n >= 8; n -= 8, p += 8, q += 8) {
+		uint64_t x, y;
+		memcpy(&x, p, 8);
+		memcpy(&y, q, 8);
+		if (x != y)
+			return be64toh(x) < be64toh(y) ? -1 : 1;
+	}
+	for (; n > 0; n--, p++, q++)
+		if (*p != *q)
+			return *p < *q ? -1 : 1;
+	return a->mv_size < b->mv_size ? -1 : a->mv_size > b->mv_size;
+}
+
 static int
 s_open_dbs(struct s_env *e, MDB_txn *txn, const char **what,
     const struct store_opts *opts)
@@ -443,6 +470,10 @@ s_open_dbs(struct s_env *e, MDB_txn *txn, const char **what,
 		*what = dbs[i].name;
 		rc = mdb_dbi_open(
 		    txn, dbs[i].name, dbs[i].flags | MDB_CREATE, dbi);
+		if (rc == 0)
+			rc = mdb_set_compare(txn, *dbi, store_lmdb_cmp);
+		if (rc == 0 && (dbs[i].flags & MDB_DUPSORT) != 0)
+			rc = mdb_set_dupsort(txn, *dbi, store_lmdb_cmp);
 		if (rc != 0)
 			return rc;
 	}

@@ -23,6 +23,7 @@
 #include <lmdb.h>
 
 #include "store.h"
+#include "store_lmdb.h"
 #include "testutil.h"
 
 #define MAP_DEFAULT ((uint64_t)64 * 1024 * 1024)
@@ -1697,6 +1698,62 @@ test_readers_in_threads(void **state)
 	store_close(&s);
 }
 
+/* LMDB's own order, as mdb_cmp_memn computes it. */
+static int
+s_memn(const MDB_val *a, const MDB_val *b)
+{
+	size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
+	int d = n > 0 ? memcmp(a->mv_data, b->mv_data, n) : 0;
+
+	if (d != 0)
+		return d;
+	return a->mv_size < b->mv_size ? -1 : a->mv_size > b->mv_size;
+}
+
+static int
+s_sign(int v)
+{
+	return (v > 0) - (v < 0);
+}
+
+/* The store's compare function orders every pair of keys as LMDB's
+ * default does, so the tables read alike with and without it: keys that
+ * share a prefix, differ only past the first eight bytes or in the last
+ * bytes, have bytes above 0x7f, or are prefixes of each other. */
+static void
+test_cmp_order(void **state)
+{
+	uint8_t a[40], b[40];
+	uint32_t seed = 12345;
+
+	(void)state;
+	for (int i = 0; i < 200000; i++) {
+		size_t la, lb, same;
+		MDB_val va, vb;
+		for (size_t j = 0; j < sizeof a; j++) {
+			seed = seed * 1103515245u + 12345u;
+			a[j] = (uint8_t)(seed >> 16);
+			seed = seed * 1103515245u + 12345u;
+			/* Mostly a few values, so that keys often tie. */
+			b[j] = (uint8_t)((seed >> 16) % 4 == 0 ? seed >> 24
+							       : 0x80);
+			a[j] = (seed >> 20) % 3 == 0 ? a[j] : 0x80;
+		}
+		seed = seed * 1103515245u + 12345u;
+		la = (seed >> 8) % 33;
+		lb = (seed >> 16) % 33;
+		same = (seed >> 24) % 33; /* a shared prefix */
+		memcpy(b, a, same < lb ? same : lb);
+		va = (MDB_val){la, a};
+		vb = (MDB_val){lb, b};
+		assert_int_equal(
+		    s_sign(store_lmdb_cmp(&va, &vb)), s_sign(s_memn(&va, &vb)));
+		assert_int_equal(
+		    s_sign(store_lmdb_cmp(&vb, &va)), s_sign(s_memn(&vb, &va)));
+		assert_int_equal(store_lmdb_cmp(&va, &va), 0);
+	}
+}
+
 /* Each test gets a fresh folder. */
 #define T(f) cmocka_unit_test_setup_teardown(f, s_setup, s_teardown)
 
@@ -1726,6 +1783,7 @@ main(void)
 	    T(test_crash),
 	    T(test_damaged_records),
 	    T(test_open_refusals),
+	    cmocka_unit_test(test_cmp_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
