@@ -157,12 +157,13 @@ broker_new(const struct broker_opts *opts)
 		fatalx("%s", kerr.msg);
 	b->router = router_new(b->conf);
 	b->cache = merkle_cache_new(4096);
-	b->rates = calloc(b->conf->nparties + 1, sizeof(*b->rates));
+	b->parties = calloc(b->conf->nparties + 1, sizeof(*b->parties));
+	b->depth_group = 1;
 	b->pend = calloc(BROKER_DRAIN_MAX, sizeof(*b->pend));
 	b->receipts = calloc(BROKER_DRAIN_MAX, sizeof(*b->receipts));
 	b->verify =
 	    verify_pool_new(s_verify_threads(b->conf), BROKER_VERIFY_QUEUE);
-	if (b->router == NULL || b->cache == NULL || b->rates == NULL ||
+	if (b->router == NULL || b->cache == NULL || b->parties == NULL ||
 	    b->pend == NULL || b->receipts == NULL || b->verify == NULL)
 		fatalx("out of memory");
 	so.dir = b->conf->broker.data_dir;
@@ -243,7 +244,6 @@ broker_destroy(struct broker **bp)
 	free(b->pend);
 	free(b->receipts);
 	idmap_free(&b->pend_ids);
-	idmap_free(&b->pend_depth);
 	for (size_t i = 0; i < b->sessions.cap; i++)
 		if (b->sessions.keys != NULL && b->sessions.keys[i] != NULL)
 			s_free_session(b->sessions.vals[i]);
@@ -265,7 +265,7 @@ broker_destroy(struct broker **bp)
 	merkle_cache_destroy(&b->cache);
 	keys_secret_destroy(&b->keys);
 	conf_destroy(&b->conf);
-	free(b->rates);
+	free(b->parties);
 	free(b);
 	*bp = NULL;
 }
@@ -817,6 +817,8 @@ s_flush(struct broker *b)
 	}
 	if (b->npend > 0)
 		submit_finish_group(b, code);
+	/* Queue depths counted for the group are read again. */
+	b->depth_group++;
 	return rc;
 }
 
@@ -864,7 +866,7 @@ broker_reload(struct broker *b, struct diags *d)
 {
 	struct conf *c;
 	struct router *r;
-	struct rate *rates;
+	struct party_state *parties;
 	struct session *drop[256];
 	size_t ndrop = 0;
 	struct audit_event ev = {
@@ -890,10 +892,10 @@ broker_reload(struct broker *b, struct diags *d)
 		return -1;
 	}
 	r = router_new(c);
-	rates = calloc(c->nparties + 1, sizeof(*rates));
-	if (r == NULL || rates == NULL) {
+	parties = calloc(c->nparties + 1, sizeof(*parties));
+	if (r == NULL || parties == NULL) {
 		router_destroy(&r);
-		free(rates);
+		free(parties);
 		conf_destroy(&c);
 		log_warnx("reload: out of memory, not reloading");
 		notify_ready("serving; the last reload failed");
@@ -914,10 +916,10 @@ broker_reload(struct broker *b, struct diags *d)
 		broker_drop(b, drop[i], "removed from the configuration");
 	router_destroy(&b->router);
 	conf_destroy(&b->conf);
-	free(b->rates);
+	free(b->parties);
 	b->conf = c;
 	b->router = r;
-	b->rates = rates;
+	b->parties = parties;
 	snprintf(ev.purpose, sizeof ev.purpose, "generation-%llu",
 	    (unsigned long long)c->generation);
 	broker_audit(b, &ev);

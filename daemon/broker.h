@@ -129,6 +129,17 @@ struct rate {
 	uint64_t at_ms;
 };
 
+/* What the broker keeps per declared party, by conf party index. */
+struct party_state {
+	struct rate rate;
+	/* Its queue depth as the open group counts it: what the store held
+	 * at the group's first message to it, plus what the group adds.
+	 * Valid while depth_group is the broker's depth_group (the store's
+	 * queues change only when a group commits). */
+	uint64_t depth_group;
+	uint64_t depth;
+};
+
 /* A latency histogram with fixed buckets (seconds). */
 #define STATS_BUCKETS 12
 struct stats_histogram {
@@ -177,10 +188,9 @@ struct broker {
 	struct receipt *receipts; /* pend[i]'s receipt, unsigned, side by
 				   * side for receipt_build */
 	size_t npend;
-	struct idmap pend_ids;   /* message id -> pending, this group */
-	struct idmap pend_depth; /* party id -> messages added (as a
-				  * pointer-sized count), this group */
-	struct rate *rates;      /* by conf party index */
+	struct idmap pend_ids;       /* message id -> pending, this group */
+	struct party_state *parties; /* by conf party index */
+	uint64_t depth_group;        /* see party_state; 1, 2, ... */
 	uint8_t audit_head[AUDIT_HASH_LEN];    /* including the open group */
 	uint8_t audit_durable[AUDIT_HASH_LEN]; /* as last committed */
 	uint64_t now_ms;

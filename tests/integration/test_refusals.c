@@ -1017,6 +1017,44 @@ t_queue_full(void **state)
 	free(g);
 }
 
+/* Five in one batch for team-a, whose queue holds three: the broker
+ * counts what a group already took for a queue, so three are accepted
+ * and two refused, however the batch falls into groups. */
+static void
+t_queue_full_batch(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = s_connect(h, HX_SENDER);
+	struct schakel_message batch[5];
+	struct schakel_receipt rs[5];
+	struct s_got *g = calloc(1, sizeof *g);
+	char refs[5][16];
+	int results[5], rc;
+	size_t ok = 0, full = 0;
+
+	assert_non_null(g);
+	for (int i = 0; i < 5; i++) {
+		snprintf(refs[i], sizeof refs[i], "zaak-013%d", i);
+		batch[i] = hx_msg(HX_TYPE_ONE, refs[i], "bundel");
+	}
+	rc = schakel_send_batch(a, batch, 5, rs, results);
+	s_assert_code(rc, SCHAKEL_E_QUEUE_FULL);
+	for (int i = 0; i < 5; i++) {
+		if (results[i] == SCHAKEL_OK) {
+			ok++;
+			schakel_receipt_clear(&rs[i]);
+		} else {
+			s_assert_code(results[i], SCHAKEL_E_QUEUE_FULL);
+			full++;
+		}
+	}
+	assert_int_equal(ok, 3);
+	assert_int_equal(full, 2);
+	schakel_close(&a);
+	s_expect(h, HX_TEAM_A, 3, g);
+	free(g);
+}
+
 /* A 16 MiB store: large messages are accepted until the store is full,
  * then refused with STORE_FULL; the recipient still gets every stored
  * one, and its acks make room for new messages. */
@@ -1273,6 +1311,8 @@ main(int argc, char **argv)
 		t_rate_limited, s_setup_rate, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_queue_full, s_setup_queue, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_queue_full_batch, s_setup_queue, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_store_full, s_setup_store, s_teardown),
 	};
