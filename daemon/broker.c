@@ -784,7 +784,10 @@ s_flush(struct broker *b)
 			log_warnx("audit: a record could not be written; what "
 				  "this turn decided is undone");
 		} else {
+			uint64_t t0 = stats_now_us();
 			rc = store_commit(&b->txn);
+			stats_observe(&b->stats.commit,
+			    (double)(stats_now_us() - t0) / 1e6);
 			if (rc != STORE_OK)
 				log_warnx("store: commit failed: %s",
 				    store_error(b->store));

@@ -165,6 +165,7 @@ struct broker_stats {
 	uint64_t reloads_refused;
 	struct stats_histogram receipt;  /* submit arrived -> Accepted sent */
 	struct stats_histogram delivery; /* accepted -> acknowledged */
+	struct stats_histogram commit;   /* store_commit: write and flush */
 };
 
 struct broker {

@@ -188,6 +188,10 @@ stats_publish(struct broker *b)
 	s_histogram(&t, "schakel_delivery_latency_seconds",
 	    "From acceptance to the recipient's acknowledgement.",
 	    &st->delivery);
+	s_histogram(&t, "schakel_store_commit_seconds",
+	    "How long a group commit took: writing its pages and waiting "
+	    "for the disk to flush them.",
+	    &st->commit);
 	metrics_printf(&t,
 	    "# HELP schakel_queue_depth Messages waiting for a "
 	    "party (in flight included).\n"

@@ -7,8 +7,8 @@
  * and a paced 2,000 msgs/s for the receipt latency.  It prints figures
  * and conditions (with the broker's CPU time per message, all its
  * threads by kind, from /proc, and its own: steadier than rates on a
- * shared machine) and
- * asserts nothing about speed.
+ * shared machine; and its group commits and the time they took, from
+ * its metrics) and asserts nothing about speed.
  *
  *   bench_broker SCHAKELD [-k SENDERS] [-m RECIPIENTS] [-n MESSAGES]
  *                         [-q QUEUED] [-c CASES]
@@ -68,6 +68,7 @@ s_wall_ms(void)
 struct s_bench {
 	char dir[128];
 	char endpoint[256];
+	unsigned metrics_port; /* the broker's commit counts come from there */
 	pid_t pid;
 	void *zctx;
 	size_t k, m;
@@ -91,7 +92,7 @@ s_write_config(struct s_bench *b)
 #define S_ADD(...) \
 	off += (size_t)snprintf(yaml + off, sizeof yaml - off, __VA_ARGS__)
 	S_ADD("broker:\n  endpoints: [tcp://127.0.0.1:*]\n  data_dir: data\n"
-	      "  key_file: keys/broker.key\n  metrics: off\n"
+	      "  key_file: keys/broker.key\n  metrics: 127.0.0.1:0\n"
 	      "  admin_socket: run/control.sock\n  limits:\n"
 	      "    submit_rate: 10000000\n    submit_burst: 10000000\n"
 	      "    max_queue_depth: 5000000\n    map_size: 16GiB\n"
@@ -154,6 +155,7 @@ s_start(struct s_bench *b, const char *schakeld)
 		if (f != NULL) {
 			bool ok =
 			    fgets(b->endpoint, sizeof b->endpoint, f) != NULL;
+			b->metrics_port = tu_metrics_port(f);
 			fclose(f);
 			if (ok) {
 				b->endpoint[strcspn(b->endpoint, "\n")] = '\0';
@@ -483,7 +485,31 @@ struct s_phase {
 	double cpu_us[S_CPU_KINDS]; /* the broker's CPU time per message */
 	double load_cpu_us;         /* this process's CPU time per message */
 	double written_kib;         /* the broker's writes per message */
+	/* Group commits in the phase, and the time the broker's thread
+	 * spent in them (writing pages, waiting for the disk). */
+	double commits, commit_s, wall_s;
+	double accepted; /* messages */
 };
+
+/* The broker's commits so far and the seconds they took, from its
+ * metrics.  It renders them once a second: wait for a fresh rendering
+ * first.  Zero when they cannot be read. */
+static void
+s_commits(const struct s_bench *b, double *n, double *s)
+{
+	char *text = malloc(TU_HTTP_MAX);
+
+	*n = 0;
+	*s = 0;
+	usleep(1200000);
+	if (text != NULL && b->metrics_port != 0 &&
+	    tu_http_get(b->metrics_port, "/metrics", text, TU_HTTP_MAX) ==
+		200) {
+		*n = tu_metric(text, "schakel_store_commit_seconds_count");
+		*s = tu_metric(text, "schakel_store_commit_seconds_sum");
+	}
+	free(text);
+}
 
 /* CPU seconds (user + system) the broker's threads used so far, by
  * kind: [0] its own thread, [1] ZeroMQ's I/O thread (CurveZMQ),
@@ -624,8 +650,10 @@ s_run_phase(struct s_bench *b, struct codec_buf **env, size_t per_sender,
 	uint64_t t0, t_acc = 0;
 	double cpu0[S_CPU_KINDS], cpu1[S_CPU_KINDS];
 	double self0 = s_self_cpu_s(), w0 = s_written(b->pid);
+	double c0, cs0, c1, cs1;
 
 	memset(out, 0, sizeof(*out));
+	s_commits(b, &c0, &cs0);
 	s_cpu_s(b->pid, cpu0);
 	for (size_t i = 0; i < b->k; i++) {
 		socks[i] = s_connect(b, b->senders[i]);
@@ -691,6 +719,11 @@ s_run_phase(struct s_bench *b, struct codec_buf **env, size_t per_sender,
 		out->cpu_us[k] = (cpu1[k] - cpu0[k]) * 1e6 / (double)total;
 	out->load_cpu_us = (s_self_cpu_s() - self0) * 1e6 / (double)total;
 	out->written_kib = (s_written(b->pid) - w0) / 1024.0 / (double)total;
+	out->wall_s = (double)(s_now_us() - t0) / 1e6;
+	out->accepted = (double)(total - out->refused);
+	s_commits(b, &c1, &cs1);
+	out->commits = c1 - c0;
+	out->commit_s = cs1 - cs0;
 	qsort(lat, nlat, sizeof(*lat), s_cmp_u64);
 	if (nlat > 0) {
 		out->p50_ms = (double)lat[nlat / 2] / 1000.0;
@@ -711,6 +744,20 @@ s_print_cpu(const struct s_phase *p)
 	       "wrote %.1f KiB\n",
 	    p->cpu_us[S_CPU_ALL], p->cpu_us[S_CPU_MAIN], p->cpu_us[S_CPU_IO],
 	    p->cpu_us[S_CPU_VERIFY], p->load_cpu_us, p->written_kib);
+}
+
+/* How the phase's messages shared commits, and the broker thread's time
+ * in them. */
+static void
+s_print_commits(const struct s_phase *p)
+{
+	if (p->commits > 0)
+		printf("  group commits: %.0f, %.1f messages each, %.2f ms "
+		       "each (writing and flushing), %.0f%% of the phase's "
+		       "time\n",
+		    p->commits, p->accepted / p->commits,
+		    p->commit_s * 1000.0 / p->commits,
+		    p->commit_s * 100.0 / p->wall_s);
 }
 
 /* Ed25519 verify + sign per second on this machine: the crypto the
@@ -854,14 +901,17 @@ main(int argc, char **argv)
 	    100 * p1.accepted_per_s / ceiling, p1.e2e_per_s, p1.p50_ms,
 	    p1.p99_ms, p1.refused);
 	s_print_cpu(&p1);
+	s_print_commits(&p1);
 	printf("batches of 64: %llu msgs, accepted %.0f msgs/s, end to end "
 	       "%.0f msgs/s, receipt p50 %.2f ms, p99 %.2f ms, refused %zu\n",
 	    (unsigned long long)n, p2.accepted_per_s, p2.e2e_per_s, p2.p50_ms,
 	    p2.p99_ms, p2.refused);
 	s_print_cpu(&p2);
+	s_print_commits(&p2);
 	printf("paced 2000 msgs/s offered: accepted %.0f msgs/s, receipt p50 "
 	       "%.2f ms, p99 %.2f ms\n",
 	    p3.accepted_per_s, p3.p50_ms, p3.p99_ms);
+	s_print_commits(&p3);
 	printf("broker peak RSS: %.1f MiB (now %.1f MiB anonymous, %.1f MiB "
 	       "of the mapped store)\n",
 	    rss, s_rss_mib(b.pid, "RssAnon:"), s_rss_mib(b.pid, "RssFile:"));

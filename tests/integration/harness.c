@@ -120,27 +120,6 @@ s_nap(void)
 	nanosleep(&ts, NULL);
 }
 
-/* The metrics port from the endpoint file's "metrics=http://A:PORT"
- * line, or 0. */
-static unsigned
-s_metrics_port(FILE *f)
-{
-	char line[256];
-
-	while (fgets(line, sizeof line, f) != NULL) {
-		const char *colon = strrchr(line, ':');
-		char *end;
-		unsigned long port;
-
-		if (strncmp(line, "metrics=http://", 15) != 0 || colon == NULL)
-			continue;
-		port = strtoul(colon + 1, &end, 10);
-		if ((*end == '\n' || *end == '\0') && port > 0 && port < 65536)
-			return (unsigned)port;
-	}
-	return 0;
-}
-
 /* Waits until the broker has written its endpoint file (it does so,
  * atomically, when it is ready to serve) and reads the first line, and
  * the metrics port when there is one. */
@@ -161,7 +140,7 @@ s_wait_ready(struct hx *h, const char *file)
 				line[strcspn(line, "\n")] = '\0';
 				snprintf(h->endpoint, sizeof h->endpoint, "%s",
 				    line);
-				h->metrics_port = s_metrics_port(f);
+				h->metrics_port = tu_metrics_port(f);
 				fclose(f);
 				return 0;
 			}

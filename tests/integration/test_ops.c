@@ -9,11 +9,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -633,58 +631,6 @@ t_reload_under_load(void **state)
 /* ------------------------------------------------------------------ */
 /* (3) metrics                                                         */
 
-#define S_HTTP_MAX (512 * 1024)
-
-/* GET `path` from 127.0.0.1:port.  Returns the HTTP status (body in
- * `body`), or -1. */
-static int
-s_http_get(unsigned port, const char *path, char *body, size_t max)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET};
-	struct timeval tv = {5, 0};
-	char req[256], *buf = malloc(S_HTTP_MAX);
-	size_t len = 0;
-	int fd, status = -1;
-	const char *sep;
-
-	if (buf == NULL)
-		return -1;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
-	    connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0)
-		goto out;
-	snprintf(req, sizeof req,
-	    "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-	    path);
-	if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req))
-		goto out;
-	for (;;) {
-		ssize_t n = recv(fd, buf + len, S_HTTP_MAX - 1 - len, 0);
-		if (n < 0)
-			goto out;
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len == S_HTTP_MAX - 1)
-			goto out;
-	}
-	buf[len] = '\0';
-	sep = strstr(buf, "\r\n\r\n");
-	if (sep == NULL || sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
-		status = -1;
-		goto out;
-	}
-	snprintf(body, max, "%s", sep + 4);
-out:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	return status;
-}
-
 /* Whether `decl` occurs in `text` before `line`. */
 static bool
 s_declared(const char *text, const char *line, const char *decl)
@@ -750,22 +696,6 @@ s_check_exposition(const char *text)
 	}
 }
 
-/* The value of one series ("name" or "name{label=\"v\"}"), or -1. */
-static double
-s_metric(const char *text, const char *series)
-{
-	size_t sl = strlen(series);
-
-	for (const char *p = text; p != NULL && *p;) {
-		if (strncmp(p, series, sl) == 0 && p[sl] == ' ')
-			return strtod(p + sl + 1, NULL);
-		p = strchr(p, '\n');
-		if (p != NULL)
-			p++;
-	}
-	return -1;
-}
-
 struct s_expect {
 	const char *series;
 	double value;
@@ -781,16 +711,16 @@ s_scrape_until(struct hx *h, char *text, const struct s_expect *e, size_t n)
 
 	for (;;) {
 		assert_int_equal(
-		    s_http_get(h->metrics_port, "/metrics", text, S_HTTP_MAX),
+		    tu_http_get(h->metrics_port, "/metrics", text, TU_HTTP_MAX),
 		    200);
 		for (bad = 0; bad < n; bad++)
-			if (s_metric(text, e[bad].series) != e[bad].value)
+			if (tu_metric(text, e[bad].series) != e[bad].value)
 				break;
 		if (bad == n)
 			break;
 		if (hx_mono_ms() > until)
 			fail_msg("%s is %g, not %g", e[bad].series,
-			    s_metric(text, e[bad].series), e[bad].value);
+			    tu_metric(text, e[bad].series), e[bad].value);
 		hx_sleep_ms(100);
 	}
 	s_check_exposition(text);
@@ -809,15 +739,15 @@ s_check_histogram(const char *text, const char *name, double count)
 		double v;
 		snprintf(
 		    series, sizeof series, "%s_bucket{le=\"%s\"}", name, le[i]);
-		v = s_metric(text, series);
+		v = tu_metric(text, series);
 		assert_true(v >= last);
 		last = v;
 	}
 	assert_true(last == count);
 	snprintf(series, sizeof series, "%s_count", name);
-	assert_true(s_metric(text, series) == count);
+	assert_true(tu_metric(text, series) == count);
 	snprintf(series, sizeof series, "%s_sum", name);
-	assert_true(s_metric(text, series) >= 0);
+	assert_true(tu_metric(text, series) >= 0);
 }
 
 static void
@@ -828,7 +758,7 @@ t_metrics(void **state)
 	/* Three signature checkers, whatever the machine has. */
 	char *yaml = s_replace(
 	    metrics, "heartbeat: 2s", "heartbeat: 2s\n    verify_threads: 3");
-	char *text = malloc(S_HTTP_MAX);
+	char *text = malloc(TU_HTTP_MAX);
 	struct schakel_client *a = NULL;
 	struct schakel_message m;
 	struct s_got g;
@@ -867,10 +797,10 @@ t_metrics(void **state)
 	assert_non_null(h);
 	assert_true(h->metrics_port > 0);
 	assert_int_equal(
-	    s_http_get(h->metrics_port, "/healthz", text, S_HTTP_MAX), 200);
+	    tu_http_get(h->metrics_port, "/healthz", text, TU_HTTP_MAX), 200);
 	assert_string_equal(text, "ok\n");
 	assert_int_equal(
-	    s_http_get(h->metrics_port, "/nergens", text, S_HTTP_MAX), 404);
+	    tu_http_get(h->metrics_port, "/nergens", text, TU_HTTP_MAX), 404);
 
 	assert_int_equal(hx_connect(h, HX_SENDER, 5000, &a), SCHAKEL_OK);
 	for (int i = 0; i < 3; i++) {
@@ -891,9 +821,15 @@ t_metrics(void **state)
 	s_scrape_until(h, text, sent, sizeof sent / sizeof sent[0]);
 	s_check_histogram(text, "schakel_receipt_latency_seconds", 5);
 	s_check_histogram(text, "schakel_delivery_latency_seconds", 0);
-	assert_true(s_metric(text, "schakel_store_used_bytes") > 0);
-	assert_true(s_metric(text, "schakel_store_size_bytes") >=
-	    s_metric(text, "schakel_store_used_bytes"));
+	/* Each of the five waited for its own receipt: five commits at
+	 * least, every one timed. */
+	assert_true(tu_metric(text, "schakel_store_commits_total") >= 5);
+	s_check_histogram(text, "schakel_store_commit_seconds",
+	    tu_metric(text, "schakel_store_commits_total"));
+	assert_true(tu_metric(text, "schakel_store_commit_seconds_sum") > 0);
+	assert_true(tu_metric(text, "schakel_store_used_bytes") > 0);
+	assert_true(tu_metric(text, "schakel_store_size_bytes") >=
+	    tu_metric(text, "schakel_store_used_bytes"));
 	/* Labels are bounded: no case reference anywhere. */
 	assert_null(strstr(text, "zaak-"));
 
@@ -914,11 +850,11 @@ t_metrics(void **state)
 		    {"schakel_messages_accepted_total{type=\"shv.melding.v1\"}",
 			3 + 64},
 		};
-		double c0 = s_metric(text, "schakel_store_commits_total");
-		double m0 = s_metric(
+		double c0 = tu_metric(text, "schakel_store_commits_total");
+		double m0 = tu_metric(
 		    text, "schakel_transport_messages_total{direction=\"in\"}");
 		double f0 =
-		    s_metric(text, "schakel_frames_total{direction=\"in\"}");
+		    tu_metric(text, "schakel_frames_total{direction=\"in\"}");
 		double mo, fo;
 
 		for (int i = 0; i < 64; i++)
@@ -929,20 +865,20 @@ t_metrics(void **state)
 		s_scrape_until(h, text, all, 1);
 		assert_true(c0 > 0);
 		assert_true(
-		    s_metric(text, "schakel_store_commits_total") - c0 < 64);
+		    tu_metric(text, "schakel_store_commits_total") - c0 < 64);
 		/* Bundles: the 64 Resolves and the 64 submissions came in a
 		 * few ZeroMQ messages, and the broker answered in fewer
 		 * messages than frames. */
-		m0 = s_metric(text,
+		m0 = tu_metric(text,
 			 "schakel_transport_messages_total{direction=\"in\"}") -
 		    m0;
-		f0 = s_metric(text, "schakel_frames_total{direction=\"in\"}") -
+		f0 = tu_metric(text, "schakel_frames_total{direction=\"in\"}") -
 		    f0;
 		assert_true(f0 >= 128);
 		assert_true(m0 <= 8);
-		mo = s_metric(text,
+		mo = tu_metric(text,
 		    "schakel_transport_messages_total{direction=\"out\"}");
-		fo = s_metric(text, "schakel_frames_total{direction=\"out\"}");
+		fo = tu_metric(text, "schakel_frames_total{direction=\"out\"}");
 		assert_true(mo < fo);
 	}
 

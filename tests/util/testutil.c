@@ -1,16 +1,21 @@
 /*
- * testutil: temporary folders, files and keys for tests.  Kept small and
- * free of test-framework calls so that any test program can link it.
+ * testutil: temporary folders, files, keys and metrics for tests.  Kept
+ * small and free of test-framework calls so that any test program can
+ * link it.
  */
 #define _XOPEN_SOURCE 700
 #include "testutil.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "keys.h"
@@ -84,5 +89,89 @@ tu_keys(const char *dir, const char *const *parties)
 		if (keys_generate(keydir, parties[i], KEYS_PARTY, &pub, &err) !=
 		    0)
 			return -1;
+	return 0;
+}
+
+/* GET `path` from 127.0.0.1:port.  Returns the HTTP status (body in
+ * `body`), or -1. */
+int
+tu_http_get(unsigned port, const char *path, char *body, size_t max)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	struct timeval tv = {5, 0};
+	char req[256], *buf = malloc(TU_HTTP_MAX);
+	size_t len = 0;
+	int fd, status = -1;
+	const char *sep;
+
+	if (buf == NULL)
+		return -1;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+	    connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0)
+		goto out;
+	snprintf(req, sizeof req,
+	    "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+	    path);
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req))
+		goto out;
+	for (;;) {
+		ssize_t n = recv(fd, buf + len, TU_HTTP_MAX - 1 - len, 0);
+		if (n < 0)
+			goto out;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len == TU_HTTP_MAX - 1)
+			goto out;
+	}
+	buf[len] = '\0';
+	sep = strstr(buf, "\r\n\r\n");
+	if (sep == NULL || sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
+		status = -1;
+		goto out;
+	}
+	snprintf(body, max, "%s", sep + 4);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return status;
+}
+
+double
+tu_metric(const char *text, const char *series)
+{
+	size_t sl = strlen(series);
+
+	for (const char *p = text; p != NULL && *p;) {
+		if (strncmp(p, series, sl) == 0 && p[sl] == ' ')
+			return strtod(p + sl + 1, NULL);
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return -1;
+}
+
+unsigned
+tu_metrics_port(FILE *f)
+{
+	char line[256];
+
+	while (fgets(line, sizeof line, f) != NULL) {
+		const char *colon = strrchr(line, ':');
+		char *end;
+		unsigned long port;
+
+		if (strncmp(line, "metrics=http://", 15) != 0 || colon == NULL)
+			continue;
+		port = strtoul(colon + 1, &end, 10);
+		if ((*end == '\n' || *end == '\0') && port > 0 && port < 65536)
+			return (unsigned)port;
+	}
 	return 0;
 }
