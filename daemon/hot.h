@@ -1,0 +1,58 @@
+/*
+ * hot: the messages accepted last, kept in memory so that their delivery,
+ * which usually follows in the same turn, needs no read from the store.
+ * A cache only: the store stays the truth, a miss means "read the store",
+ * and what it holds is bounded by slots and by bytes.
+ */
+#ifndef SCHAKEL_HOT_H
+#define SCHAKEL_HOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+/* What a delivery reads of an accepted message.  All of it is fixed at
+ * acceptance, so an entry never goes stale; it only makes room. */
+struct hot_msg {
+	uint64_t seq; /* 0: the slot is empty */
+	uint64_t expires_ms;
+	char type[STORE_NAME_MAX + 1];
+	char case_ref[STORE_NAME_MAX + 1];
+	uint8_t *envelope;
+	size_t envelope_len;
+	uint8_t *receipt;
+	size_t receipt_len;
+};
+
+struct hot;
+
+/* A cache of `slots` entries (slots > 0) that holds at most `max_bytes`
+ * of envelopes and receipts, and no message whose envelope and receipt
+ * together are larger than `max_one` (max_one <= max_bytes).  Returns an
+ * owned cache, or NULL when out of memory. */
+struct hot *hot_new(size_t slots, size_t max_bytes, size_t max_one);
+
+/* Frees the cache and everything it holds; accepts NULL; sets *hp to
+ * NULL. */
+void hot_destroy(struct hot **hp);
+
+/* Keeps message `m` (its seq, type, case_ref and expires_ms) with its
+ * envelope and receipt, m->envelope_len and m->receipt_len bytes long.
+ * Takes ownership of *envelope and *receipt and sets both to NULL, also
+ * when it keeps nothing (a message over max_one: they are freed).  The
+ * entry replaces the one in m->seq's slot and, when the bytes would go
+ * over max_bytes, the oldest others.  Only committed messages may be put:
+ * a sequence number given out again after a failed commit would find its
+ * slot taken by another message. */
+void hot_put(struct hot *h, const struct store_msg *m, uint8_t **envelope,
+    uint8_t **receipt);
+
+/* The entry of message `seq`, or NULL when it is not kept.  Borrowed:
+ * valid until the next hot_put or hot_destroy. */
+const struct hot_msg *hot_get(const struct hot *h, uint64_t seq);
+
+/* Envelope and receipt bytes held (for tests). */
+size_t hot_bytes(const struct hot *h);
+
+#endif

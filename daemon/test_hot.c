@@ -1,0 +1,202 @@
+/*
+ * Unit tests of the cache of messages accepted last: what was put comes
+ * back intact, a slot answers only for its own seq, the byte bounds hold
+ * and make room oldest first, and everything is freed (run under ASan to
+ * see leaks and double frees).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hot.h"
+
+/* Puts message `seq` with an envelope of `elen` bytes and a receipt of
+ * `rlen`, both filled with bytes derived from seq. */
+static void
+s_put(struct hot *h, uint64_t seq, size_t elen, size_t rlen)
+{
+	static struct store_msg m; /* large: not on the stack */
+	uint8_t *env = malloc(elen > 0 ? elen : 1);
+	uint8_t *rcpt = malloc(rlen > 0 ? rlen : 1);
+
+	assert_non_null(env);
+	assert_non_null(rcpt);
+	memset(env, (int)(seq & 0xff), elen);
+	memset(rcpt, (int)((seq + 1) & 0xff), rlen);
+	memset(&m, 0, sizeof m);
+	m.seq = seq;
+	m.expires_ms = 1000 + seq;
+	snprintf(m.type, sizeof m.type, "type.%llu", (unsigned long long)seq);
+	snprintf(m.case_ref, sizeof m.case_ref, "case-%llu",
+	    (unsigned long long)seq);
+	m.envelope_len = elen;
+	m.receipt_len = rlen;
+	hot_put(h, &m, &env, &rcpt);
+	/* Taken, kept or not. */
+	assert_null(env);
+	assert_null(rcpt);
+}
+
+/* Checks that message `seq` is kept, as s_put made it. */
+static void
+s_check(const struct hot *h, uint64_t seq, size_t elen, size_t rlen)
+{
+	const struct hot_msg *x = hot_get(h, seq);
+	char want[STORE_NAME_MAX + 1];
+
+	assert_non_null(x);
+	assert_int_equal(x->seq, seq);
+	assert_int_equal(x->expires_ms, 1000 + seq);
+	snprintf(want, sizeof want, "type.%llu", (unsigned long long)seq);
+	assert_string_equal(x->type, want);
+	snprintf(want, sizeof want, "case-%llu", (unsigned long long)seq);
+	assert_string_equal(x->case_ref, want);
+	assert_int_equal(x->envelope_len, elen);
+	assert_int_equal(x->receipt_len, rlen);
+	for (size_t i = 0; i < elen; i++)
+		assert_int_equal(x->envelope[i], seq & 0xff);
+	for (size_t i = 0; i < rlen; i++)
+		assert_int_equal(x->receipt[i], (seq + 1) & 0xff);
+}
+
+static void
+test_put_get(void **state)
+{
+	struct hot *h = hot_new(8, 4096, 1024);
+
+	(void)state;
+	assert_non_null(h);
+	s_put(h, 1, 100, 20);
+	s_put(h, 2, 0, 30);
+	s_check(h, 1, 100, 20);
+	s_check(h, 2, 0, 30);
+	assert_int_equal(hot_bytes(h), 150);
+	hot_destroy(&h);
+	assert_null(h);
+	hot_destroy(&h);
+	hot_destroy(NULL);
+}
+
+static void
+test_miss(void **state)
+{
+	struct hot *h = hot_new(8, 4096, 1024);
+
+	(void)state;
+	/* Nothing put; an empty slot never answers, not even for seq 0. */
+	assert_null(hot_get(h, 0));
+	assert_null(hot_get(h, 3));
+	s_put(h, 3, 10, 10);
+	/* The same slot, another seq. */
+	assert_null(hot_get(h, 11));
+	assert_null(hot_get(h, 4));
+	s_check(h, 3, 10, 10);
+	/* Seq 0 is no message: nothing is kept. */
+	s_put(h, 0, 10, 10);
+	assert_null(hot_get(h, 0));
+	assert_int_equal(hot_bytes(h), 20);
+	hot_destroy(&h);
+}
+
+static void
+test_replacement(void **state)
+{
+	struct hot *h = hot_new(8, 4096, 1024);
+
+	(void)state;
+	s_put(h, 5, 100, 10);
+	s_put(h, 13, 200, 20); /* 13 % 8 == 5 */
+	assert_null(hot_get(h, 5));
+	s_check(h, 13, 200, 20);
+	assert_int_equal(hot_bytes(h), 220);
+	/* A full ring of later messages leaves none of the earlier ones. */
+	for (uint64_t seq = 14; seq < 22; seq++)
+		s_put(h, seq, 10, 10);
+	assert_null(hot_get(h, 13));
+	for (uint64_t seq = 14; seq < 22; seq++)
+		s_check(h, seq, 10, 10);
+	assert_int_equal(hot_bytes(h), 8 * 20);
+	hot_destroy(&h);
+}
+
+static void
+test_too_large(void **state)
+{
+	struct hot *h = hot_new(8, 4096, 1024);
+
+	(void)state;
+	s_put(h, 1, 1000, 24); /* exactly max_one */
+	s_check(h, 1, 1000, 24);
+	s_put(h, 2, 1000, 25); /* one over: freed, not kept */
+	assert_null(hot_get(h, 2));
+	assert_int_equal(hot_bytes(h), 1024);
+	/* A large message still takes its slot's old entry out. */
+	s_put(h, 9, 2000, 0);
+	assert_null(hot_get(h, 1));
+	assert_int_equal(hot_bytes(h), 0);
+	hot_destroy(&h);
+}
+
+static void
+test_byte_cap(void **state)
+{
+	struct hot *h = hot_new(16, 3000, 1000);
+
+	(void)state;
+	s_put(h, 1, 900, 100);
+	s_put(h, 2, 900, 100);
+	s_put(h, 3, 900, 100);
+	assert_int_equal(hot_bytes(h), 3000);
+	/* Room for 4 is made by taking out the oldest, 1. */
+	s_put(h, 4, 400, 100);
+	assert_null(hot_get(h, 1));
+	s_check(h, 2, 900, 100);
+	s_check(h, 3, 900, 100);
+	s_check(h, 4, 400, 100);
+	assert_int_equal(hot_bytes(h), 2500);
+	/* 5 fits without taking anything out. */
+	s_put(h, 5, 400, 100);
+	assert_int_equal(hot_bytes(h), 3000);
+	s_check(h, 2, 900, 100);
+	/* 6 needs one out: 2, the oldest. */
+	s_put(h, 6, 900, 100);
+	assert_null(hot_get(h, 2));
+	s_check(h, 3, 900, 100);
+	s_put(h, 7, 900, 100); /* 3 out */
+	assert_null(hot_get(h, 3));
+	/* 8 needs two out: 4 and 5, the oldest, 500 bytes each. */
+	s_put(h, 8, 900, 100);
+	assert_null(hot_get(h, 4));
+	assert_null(hot_get(h, 5));
+	s_check(h, 6, 900, 100);
+	s_check(h, 7, 900, 100);
+	s_check(h, 8, 900, 100);
+	assert_int_equal(hot_bytes(h), 3000);
+	/* Across the end of the ring, and never over the cap. */
+	for (uint64_t seq = 9; seq < 100; seq++) {
+		s_put(h, seq, 100 + (seq * 37) % 800, seq % 100);
+		assert_true(hot_bytes(h) <= 3000);
+		s_check(h, seq, 100 + (seq * 37) % 800, seq % 100);
+	}
+	hot_destroy(&h);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_put_get),
+	    cmocka_unit_test(test_miss),
+	    cmocka_unit_test(test_replacement),
+	    cmocka_unit_test(test_too_large),
+	    cmocka_unit_test(test_byte_cap),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
