@@ -161,10 +161,12 @@ broker_new(const struct broker_opts *opts)
 	b->depth_group = 1;
 	b->pend = calloc(BROKER_DRAIN_MAX, sizeof(*b->pend));
 	b->receipts = calloc(BROKER_DRAIN_MAX, sizeof(*b->receipts));
+	b->hot = hot_new(BROKER_HOT_SLOTS, BROKER_HOT_BYTES, BROKER_HOT_ONE);
 	b->verify =
 	    verify_pool_new(s_verify_threads(b->conf), BROKER_VERIFY_QUEUE);
 	if (b->router == NULL || b->cache == NULL || b->parties == NULL ||
-	    b->pend == NULL || b->receipts == NULL || b->verify == NULL)
+	    b->pend == NULL || b->receipts == NULL || b->hot == NULL ||
+	    b->verify == NULL)
 		fatalx("out of memory");
 	so.dir = b->conf->broker.data_dir;
 	so.map_size = b->conf->broker.limits.map_size;
@@ -243,6 +245,7 @@ broker_destroy(struct broker **bp)
 	}
 	free(b->pend);
 	free(b->receipts);
+	hot_destroy(&b->hot);
 	idmap_free(&b->pend_ids);
 	for (size_t i = 0; i < b->sessions.cap; i++)
 		if (b->sessions.keys != NULL && b->sessions.keys[i] != NULL)

@@ -401,6 +401,36 @@ s_dead(struct broker *b, const char *recipient, const struct store_msg *m,
 	    (unsigned long long)m->seq, recipient, schakel_errname((int)code));
 }
 
+/* Reads what s_offer needs of the message of entry `e` into *m, with
+ * m->envelope and m->receipt pointing at copies the caller frees
+ * (*envelope, *receipt) or into the hot cache.  The cache fills in only
+ * seq, type, case_ref, expires_ms, envelope and receipt, so it is asked
+ * only for a message that is going out: one that expired or ran out of
+ * deliveries needs all of its metadata for its dead letter.  And only
+ * for an entry just read from the queue, whose message is certainly
+ * stored; the message of a held entry may have gone since.  Returns
+ * false when the message is not stored. */
+static bool
+s_read(struct broker *b, const struct store_entry *e, bool from_held,
+    struct store_msg *m, uint8_t **envelope, uint8_t **receipt)
+{
+	const struct hot_msg *h = from_held ? NULL : hot_get(b->hot, e->seq);
+
+	if (h != NULL && h->expires_ms > b->now_ms &&
+	    e->deliveries < b->conf->broker.limits.max_deliveries) {
+		m->seq = h->seq;
+		memcpy(m->type, h->type, sizeof m->type);
+		memcpy(m->case_ref, h->case_ref, sizeof m->case_ref);
+		m->expires_ms = h->expires_ms;
+		m->envelope = h->envelope;
+		m->envelope_len = h->envelope_len;
+		m->receipt = h->receipt;
+		m->receipt_len = h->receipt_len;
+		return true;
+	}
+	return store_get(b->store, e->seq, m, envelope, receipt) == STORE_OK;
+}
+
 enum s_offered {
 	S_USED,    /* handed out: a credit used */
 	S_PASSED,  /* not handed out, nothing to keep (gone, dead, dropped) */
@@ -425,7 +455,7 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	/* Only a rescan reads entries in flight. */
 	if (!from_held && e->seq <= s->rescan_upto && s_find(s, e->seq) != NULL)
 		return S_PASSED;
-	if (store_get(b->store, e->seq, &m, &envelope, &receipt) != STORE_OK)
+	if (!s_read(b, e, from_held, &m, &envelope, &receipt))
 		return S_PASSED;
 	cs = s_case(s, m.case_ref);
 	if (!from_held && cs != NULL && (cs->inflight || cs->n > 0)) {
@@ -446,7 +476,7 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 				store_ack(t, s->party, e->seq);
 			goto out;
 		}
-		broker_send_raw(b, &s->peer, envelope, m.envelope_len);
+		broker_send_raw(b, &s->peer, m.envelope, m.envelope_len);
 		goto sent;
 	}
 	if (m.expires_ms <= b->now_ms) {
@@ -473,9 +503,9 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	}
 	f.u.deliver.store_seq = e->seq;
 	f.u.deliver.delivery_count = count;
-	f.u.deliver.envelope.data = envelope;
+	f.u.deliver.envelope.data = m.envelope;
 	f.u.deliver.envelope.len = m.envelope_len;
-	f.u.deliver.receipt.data = receipt;
+	f.u.deliver.receipt.data = m.receipt;
 	f.u.deliver.receipt.len = m.receipt_len;
 	broker_send(b, &s->peer, &f);
 sent:

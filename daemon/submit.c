@@ -607,6 +607,7 @@ submit_finish_group(struct broker *b, int code)
 		if (rc == SCHAKEL_OK) {
 			struct frame out = {
 			    .corr_id = p->corr_id, .kind = FRAME_ACCEPTED};
+			uint8_t *envelope = (uint8_t *)p->msg.envelope;
 			out.u.accepted.data = p->signed_receipt.data;
 			out.u.accepted.len = p->signed_receipt.len;
 			broker_send(b, &p->peer, &out);
@@ -616,6 +617,12 @@ submit_finish_group(struct broker *b, int code)
 			    (double)(stats_now_us() - p->arrived_us) / 1e6);
 			b->store_full = false;
 			deliver_notify(b, &p->msg);
+			/* Committed: its delivery, usually later in this
+			 * turn, takes envelope and receipt from memory. */
+			p->msg.envelope = NULL;
+			p->msg.receipt = NULL;
+			hot_put(b->hot, &p->msg, &envelope,
+			    &p->signed_receipt.data);
 		} else {
 			broker_refuse(b, &p->peer, p->corr_id, rc, p->msg.id);
 			broker_log_refusal(b, p->msg.sender, rc);
