@@ -288,9 +288,10 @@ void stats_free(struct broker_stats *st);
 void submit_resolve(
     struct broker *b, const struct transport_msg *m, const struct frame *f);
 /* Checks what can be checked before the signature and hands the
- * envelope to the verifier threads. */
+ * envelope to the verifier threads.  Takes the frame's copy of the
+ * envelope (f->owner) when it has one. */
 void submit_envelope(
-    struct broker *b, const struct transport_msg *m, const struct frame *f);
+    struct broker *b, const struct transport_msg *m, struct frame *f);
 /* Finishes the checks of verified envelopes, oldest first, until the
  * group is full or the oldest is still being verified. */
 void submit_collect(struct broker *b);

@@ -288,7 +288,7 @@ s_job_free(struct s_job **jp)
  * of the checks run in s_verified, in the order the envelopes came. */
 void
 submit_envelope(
-    struct broker *b, const struct transport_msg *m, const struct frame *f)
+    struct broker *b, const struct transport_msg *m, struct frame *f)
 {
 	const struct conf_limits *lim = &b->conf->broker.limits;
 	const struct conf_party *self = conf_party_by_id(b->conf, m->party);
@@ -305,12 +305,19 @@ submit_envelope(
 		return;
 	}
 	job = calloc(1, sizeof(*job));
-	if (job == NULL || (job->buf = malloc(f->u.submit.len + 1)) == NULL) {
+	if (job != NULL && f->owner != NULL && f->owner == f->u.submit.data) {
+		/* The decoder's copy of the envelope becomes the job's (and
+		 * then the stored one): no second copy. */
+		job->buf = f->owner;
+		f->owner = NULL;
+	} else if (job != NULL &&
+	    (job->buf = malloc(f->u.submit.len + 1)) != NULL)
+		memcpy(job->buf, f->u.submit.data, f->u.submit.len);
+	if (job == NULL || job->buf == NULL) {
 		s_job_free(&job);
 		s_refuse(b, m, f->corr_id, SCHAKEL_E_NO_MEMORY, NULL, false);
 		return;
 	}
-	memcpy(job->buf, f->u.submit.data, f->u.submit.len);
 	job->m = *m;
 	job->m.data = job->buf;
 	job->m.len = f->u.submit.len;
