@@ -25,6 +25,8 @@
 
 struct s_slot {
 	struct env *env;
+	const uint8_t *buf; /* when env is NULL: decoded by the worker */
+	size_t len, max_len;
 	void *arg;
 	uint8_t pk[MERKLE_PK_LEN];
 	uint8_t header_hash[ENV_HASH_LEN]; /* when rc is SCHAKEL_OK */
@@ -51,6 +53,13 @@ struct verify_pool {
 static void
 s_check(struct s_slot *s, struct merkle_cache *cache)
 {
+	if (s->env == NULL) {
+		s->rc = env_decode(s->buf, s->len, s->max_len, &s->env);
+		if (s->rc != SCHAKEL_OK) {
+			__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+			return;
+		}
+	}
 	s->rc = env_verify(s->env, s->pk, cache);
 	/* The receipt's header hash, also off the broker's thread. */
 	if (s->rc == SCHAKEL_OK)
@@ -179,9 +188,10 @@ verify_pool_destroy(struct verify_pool **pp)
 	*pp = NULL;
 }
 
-int
-verify_push(struct verify_pool *p, struct env *e,
-    const uint8_t sender_pk[MERKLE_PK_LEN], void *arg)
+/* Fills the next slot and hands it to the workers. */
+static int
+s_push(struct verify_pool *p, struct env *e, const uint8_t *buf, size_t len,
+    size_t max_len, const uint8_t sender_pk[MERKLE_PK_LEN], void *arg)
 {
 	struct s_slot *s;
 
@@ -189,6 +199,9 @@ verify_push(struct verify_pool *p, struct env *e,
 		return -1;
 	s = &p->slots[p->tail % p->cap];
 	s->env = e;
+	s->buf = buf;
+	s->len = len;
+	s->max_len = max_len;
 	s->arg = arg;
 	memcpy(s->pk, sender_pk, MERKLE_PK_LEN);
 	s->rc = SCHAKEL_E_UNAVAILABLE;
@@ -206,6 +219,20 @@ verify_push(struct verify_pool *p, struct env *e,
 		pthread_cond_signal(&p->work);
 	pthread_mutex_unlock(&p->mu);
 	return 0;
+}
+
+int
+verify_push(struct verify_pool *p, struct env *e,
+    const uint8_t sender_pk[MERKLE_PK_LEN], void *arg)
+{
+	return s_push(p, e, NULL, 0, 0, sender_pk, arg);
+}
+
+int
+verify_push_raw(struct verify_pool *p, const uint8_t *buf, size_t len,
+    size_t max_len, const uint8_t sender_pk[MERKLE_PK_LEN], void *arg)
+{
+	return s_push(p, NULL, buf, len, max_len, sender_pk, arg);
 }
 
 void
@@ -259,6 +286,7 @@ verify_pop(struct verify_pool *p, struct env **e, void **arg, int *rc,
 	if (header_hash != NULL && s->rc == SCHAKEL_OK)
 		memcpy(header_hash, s->header_hash, ENV_HASH_LEN);
 	s->env = NULL;
+	s->buf = NULL;
 	s->arg = NULL;
 	p->head++;
 	return true;

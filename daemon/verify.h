@@ -1,7 +1,7 @@
 /*
- * verify: checks the sender signatures of submitted envelopes on worker
- * threads, so the broker's thread routes, commits and delivers while the
- * next messages are being verified.  Jobs come back in the order they
+ * verify: decodes submitted envelopes and checks their sender signatures
+ * on worker threads, so the broker's thread routes, commits and delivers
+ * while the next messages are being verified.  Jobs come back in the order they
  * went in, so per-connection (and per-case) order is kept.
  *
  * Threads: every function is called by the broker's thread only; the
@@ -37,6 +37,13 @@ void verify_pool_destroy(struct verify_pool **pp);
 int verify_push(struct verify_pool *p, struct env *e,
     const uint8_t sender_pk[MERKLE_PK_LEN], void *arg);
 
+/* As verify_push for the encoded envelope buf[0..len), which a worker
+ * decodes first (env_decode with `max_len`): buf is borrowed until
+ * verify_pop hands the job back, with the decoded envelope, or with NULL
+ * and env_decode's code when it did not decode. */
+int verify_push_raw(struct verify_pool *p, const uint8_t *buf, size_t len,
+    size_t max_len, const uint8_t sender_pk[MERKLE_PK_LEN], void *arg);
+
 /* Makes sure the workers work on what was pushed: verify_push wakes them
  * only once a run of jobs has gathered.  Call after a round of pushes. */
 void verify_start(struct verify_pool *p);
@@ -51,7 +58,8 @@ size_t verify_pending(const struct verify_pool *p);
 unsigned verify_threads(const struct verify_pool *p);
 
 /* Takes back the oldest job when it has been verified: returns true with
- * its envelope, `arg` and env_verify's result (and, when that is
+ * its envelope (NULL when it did not decode), `arg` and env_verify's or
+ * env_decode's result (and, when that is
  * SCHAKEL_OK and `header_hash` is not NULL, env_header_hash's, also
  * computed by the worker); false when there is no job or the oldest one
  * is not done yet (later ones wait behind it). */

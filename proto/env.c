@@ -389,6 +389,20 @@ env_decode(const uint8_t *buf, size_t len, size_t max_len, struct env **out)
 	return SCHAKEL_OK;
 }
 
+int
+env_peek_sender(const uint8_t *buf, size_t len, size_t max_len,
+    char sender[ENV_MAX_NAME_LEN + 1])
+{
+	if (max_len == 0 || max_len > ENV_MAX_LEN)
+		max_len = ENV_MAX_LEN;
+	sender[0] = '\0';
+	if (len > max_len)
+		return SCHAKEL_E_TOO_LARGE;
+	if (buf == NULL && len > 0)
+		return SCHAKEL_E_BAD_ARGUMENT;
+	return pb_peek_sender(buf, len, sender, ENV_MAX_NAME_LEN + 1);
+}
+
 void
 env_destroy(struct env **e)
 {

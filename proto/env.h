@@ -120,6 +120,14 @@ int
 env_decode(const uint8_t *buf, size_t len, size_t max_len, struct env **out);
 void env_destroy(struct env **e);
 
+/* The sender named in an encoded envelope's header, without decoding the
+ * rest (the broker picks the sender's key with it, and leaves the decode
+ * to its verifier threads): SCHAKEL_OK with the party id in `sender`,
+ * or a code of env_decode.  SCHAKEL_OK does not mean that env_decode
+ * will accept the envelope; when env_decode does, it finds this sender. */
+int env_peek_sender(const uint8_t *buf, size_t len, size_t max_len,
+    char sender[ENV_MAX_NAME_LEN + 1]);
+
 /* Borrowed views, valid while the envelope lives. */
 const struct env_header *env_header(const struct env *e);
 const uint8_t *env_header_bytes(const struct env *e, size_t *len);

@@ -690,6 +690,52 @@ pb_envelope_decode(const uint8_t *buf, size_t len, struct pb_envelope *e)
 	return rc;
 }
 
+/* Stops a walk once the field it looks for was seen. */
+#define S_PEEK_FOUND (-1)
+
+struct s_peek {
+	uint32_t num;
+	const uint8_t *p;
+	size_t n;
+};
+
+static int
+s_peek_visit(void *ctx, uint32_t num, uint64_t v, const uint8_t *p, size_t n)
+{
+	struct s_peek *k = ctx;
+
+	(void)v;
+	if (num != k->num)
+		return SCHAKEL_OK;
+	k->p = p;
+	k->n = n;
+	return S_PEEK_FOUND;
+}
+
+int
+pb_peek_sender(const uint8_t *buf, size_t len, char *out, size_t outlen)
+{
+	struct s_peek env = {1, NULL, 0}, hdr = {2, NULL, 0};
+	int rc;
+
+	if (outlen == 0)
+		return SCHAKEL_E_BAD_ARGUMENT;
+	out[0] = '\0';
+	rc = wire_walk(&s_env_m, buf, len, S_DEPTH, s_peek_visit, &env);
+	if (rc != S_PEEK_FOUND)
+		return rc != SCHAKEL_OK ? rc : SCHAKEL_E_BAD_FIELD;
+	if (env.n > ENV_MAX_HEADER_LEN)
+		return SCHAKEL_E_TOO_LARGE;
+	rc = wire_walk(&s_header_m, env.p, env.n, S_DEPTH, s_peek_visit, &hdr);
+	if (rc != S_PEEK_FOUND)
+		return rc != SCHAKEL_OK ? rc : SCHAKEL_E_BAD_FIELD;
+	if (hdr.n == 0 || hdr.n >= outlen)
+		return SCHAKEL_E_BAD_FIELD;
+	memcpy(out, hdr.p, hdr.n);
+	out[hdr.n] = '\0';
+	return SCHAKEL_OK;
+}
+
 void
 pb_release(struct pb_envelope *e)
 {

@@ -38,6 +38,15 @@ int pb_header_decode(const uint8_t *buf, size_t len, struct env_header *h);
  * it is known before the payload is encrypted. */
 size_t pb_header_size(const struct env_header *h);
 
+/* The sender field of the header inside an encoded Envelope, copied into
+ * out (outlen bytes, NUL-terminated), walking only as far as it must:
+ * the fields before the header, then the header's fields before its
+ * sender.  Whatever it walks is checked as pb_envelope_decode checks it;
+ * what follows is not looked at, so SCHAKEL_OK does not mean the envelope
+ * decodes.  Returns SCHAKEL_OK, a code of wire_walk, or
+ * SCHAKEL_E_BAD_FIELD when there is no header or no sender. */
+int pb_peek_sender(const uint8_t *buf, size_t len, char *out, size_t outlen);
+
 /* Envelope: the parts <-> bytes. */
 int pb_envelope_encode(const struct pb_envelope *e, struct codec_buf *out);
 

@@ -337,6 +337,50 @@ test_missing_fields(void **state)
 	assert_int_equal(env_decode(NULL, 1, 0, &e), SCHAKEL_E_BAD_ARGUMENT);
 }
 
+/* The broker reads the sender with env_peek_sender and leaves the decode
+ * to a verifier thread: whenever env_decode accepts an envelope, the
+ * peek finds that envelope's sender (checked for the envelope whole,
+ * every truncation and every flipped bit), and what is not an envelope
+ * gets env_decode's codes. */
+static void
+test_peek_sender(void **state)
+{
+	struct codec_buf b = s_one();
+	char who[ENV_MAX_NAME_LEN + 1];
+	uint8_t only_ct[42] = {0x22, 40};
+
+	(void)state;
+	assert_int_equal(env_peek_sender(b.data, b.len, 0, who), SCHAKEL_OK);
+	assert_string_equal(who, s_alice.id);
+	for (size_t n = 0; n < b.len; n++)
+		if (env_peek_sender(b.data, n, 0, who) == SCHAKEL_OK)
+			assert_string_equal(who, s_alice.id);
+	for (size_t i = 0; i < b.len; i++) {
+		for (int bit = 0; bit < 8; bit++) {
+			struct env *e = NULL;
+
+			b.data[i] ^= (uint8_t)(1u << bit);
+			if (env_decode(b.data, b.len, 0, &e) == SCHAKEL_OK) {
+				assert_int_equal(
+				    env_peek_sender(b.data, b.len, 0, who),
+				    SCHAKEL_OK);
+				assert_string_equal(who, env_header(e)->sender);
+			}
+			env_destroy(&e);
+			b.data[i] ^= (uint8_t)(1u << bit);
+		}
+	}
+	assert_int_equal(env_peek_sender(b.data, b.len, b.len - 1, who),
+	    SCHAKEL_E_TOO_LARGE);
+	assert_int_equal(env_peek_sender(only_ct, sizeof only_ct, 0, who),
+	    SCHAKEL_E_BAD_FIELD);
+	assert_string_equal(who, "");
+	assert_int_equal(
+	    env_peek_sender(NULL, 1, 0, who), SCHAKEL_E_BAD_ARGUMENT);
+	assert_int_equal(env_peek_sender(NULL, 0, 0, who), SCHAKEL_E_BAD_FIELD);
+	codec_buf_clear(&b);
+}
+
 static void
 test_bad_drafts(void **state)
 {
@@ -914,6 +958,7 @@ main(void)
 	    cmocka_unit_test(test_truncated_and_trailing),
 	    cmocka_unit_test(test_every_bitflip_refused),
 	    cmocka_unit_test(test_missing_fields),
+	    cmocka_unit_test(test_peek_sender),
 	    cmocka_unit_test(test_bad_drafts),
 	    cmocka_unit_test(test_receipts),
 	    cmocka_unit_test(test_receipt_same_as_pbc),

@@ -91,9 +91,12 @@ s_envelope(const uint8_t *data, size_t size)
 	const struct s_party *sender;
 	struct env *e = NULL;
 	uint8_t hash[ENV_HASH_LEN];
+	char peeked[ENV_MAX_NAME_LEN + 1];
 	size_t hlen;
-	int rc;
+	int rc, prc;
 
+	/* The broker picks the key by this sender before decoding. */
+	prc = env_peek_sender(data, size, 0, peeked);
 	rc = env_decode(data, size, 0, &e);
 	/* The decode arena is sized from the limits tables; running out of
 	 * it would mean the bound in proto/pb.c is wrong. */
@@ -105,6 +108,9 @@ s_envelope(const uint8_t *data, size_t size)
 		return;
 	}
 	h = env_header(e);
+	/* What decodes names the sender the peek found. */
+	if (prc != SCHAKEL_OK || strcmp(peeked, h->sender) != 0)
+		abort();
 	(void)env_header_bytes(e, &hlen);
 	if (hlen > ENV_MAX_HEADER_LEN || h->n_recipients == 0 ||
 	    h->n_recipients > ENV_MAX_RECIPIENTS || h->n_attrs > ENV_MAX_ATTRS)
