@@ -444,12 +444,14 @@ broker_max_message(const struct broker *b)
 	return now < b->max_message_start ? now : b->max_message_start;
 }
 
-/* Adds an encoded frame to the session's bundle.  Returns false when it
- * must be sent on its own, after what the bundle holds: a large frame
- * (bundling saves nothing there, and would keep a buffer of its size),
- * or no memory for it. */
+/* Makes room in the session's bundle for a frame of n bytes: queues the
+ * session for the end of the turn, and sends what the bundle holds first
+ * when the frame would take it past its limit.  Returns false when the
+ * frame must be sent on its own, after what the bundle holds: a large
+ * frame (bundling saves nothing there, and would keep a buffer of its
+ * size), or no memory to queue the session. */
 static bool
-s_bundle(struct broker *b, struct session *s, const uint8_t *p, size_t n)
+s_bundle_room(struct broker *b, struct session *s, size_t n)
 {
 	/* What a peer must take in one message, and no more than the
 	 * memory a bundle keeps: a turn's deliveries for a recipient (in
@@ -479,11 +481,18 @@ s_bundle(struct broker *b, struct session *s, const uint8_t *p, size_t n)
 	if (s->out.count == FRAME_BUNDLE_MAX ||
 	    (s->out.count > 0 && frame_bundle_size_with(&s->out, n) > limit))
 		s_send_out(b, s);
-	if (frame_bundle_add_raw(&s->out, p, n) != SCHAKEL_OK) {
-		s_send_out(b, s); /* what came before goes first */
-		return false;
-	}
 	return true;
+}
+
+/* Sends one frame as a ZeroMQ message of its own. */
+static void
+s_send_alone(struct broker *b, const struct transport_peer *peer,
+    const uint8_t *p, size_t n)
+{
+	if (transport_send(b->tp, peer, p, n) == 0) {
+		b->stats.messages_out++;
+		b->stats.frames_out++;
+	}
 }
 
 void
@@ -492,26 +501,42 @@ broker_send_raw(struct broker *b, const struct transport_peer *peer,
 {
 	struct session *s = idmap_get(&b->peers, peer->id, peer->len);
 
-	if ((s == NULL || !s->bundles || !s_bundle(b, s, p, n)) &&
-	    transport_send(b->tp, peer, p, n) == 0) {
-		b->stats.messages_out++;
-		b->stats.frames_out++;
+	if (s != NULL && s->bundles && s_bundle_room(b, s, n)) {
+		if (frame_bundle_add_raw(&s->out, p, n) == SCHAKEL_OK)
+			return;
+		s_send_out(b, s); /* what came before goes first */
 	}
+	s_send_alone(b, peer, p, n);
 }
 
 void
 broker_send(
     struct broker *b, const struct transport_peer *peer, const struct frame *f)
 {
+	struct session *s = idmap_get(&b->peers, peer->id, peer->len);
 	struct codec_buf buf = {0};
-	int rc = frame_encode(f, &buf);
+	size_t n;
+	int rc;
 
+	/* A per-message frame is encoded straight into the bundle: no
+	 * buffer of its own, no copy (a Deliver carries the whole
+	 * envelope). */
+	if (s != NULL && s->bundles &&
+	    (n = frame_encoded_size(f)) != SIZE_MAX && s_bundle_room(b, s, n)) {
+		if (frame_bundle_add(&s->out, f) == SCHAKEL_OK)
+			return;
+		s_send_out(b, s); /* what came before goes first */
+	}
+	rc = frame_encode(f, &buf);
 	if (rc != SCHAKEL_OK) {
 		log_warnx("cannot encode a frame kind=%d: %s", (int)f->kind,
 		    schakel_errname(rc));
 		return;
 	}
-	broker_send_raw(b, peer, buf.data, buf.len);
+	if (s != NULL && s->bundles)
+		broker_send_raw(b, peer, buf.data, buf.len);
+	else
+		s_send_alone(b, peer, buf.data, buf.len);
 	codec_buf_clear(&buf);
 }
 

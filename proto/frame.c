@@ -225,8 +225,11 @@ frame_bundle_size_with(const struct frame_bundle *b, size_t len)
 	return pb_bundle_head(body, 0, NULL) + body;
 }
 
-int
-frame_bundle_add_raw(struct frame_bundle *b, const uint8_t *p, size_t len)
+/* Room for one more frame of `len` bytes, its field key written: where
+ * the frame's bytes go (*at), or the code of frame_bundle_add_raw.
+ * s_add counts the frame once its bytes are there. */
+static int
+s_reserve(struct frame_bundle *b, size_t len, uint8_t **at)
 {
 	uint8_t key[16];
 	size_t klen = pb_bytes_field(1, len, key), need;
@@ -251,25 +254,62 @@ frame_bundle_add_raw(struct frame_bundle *b, const uint8_t *p, size_t len)
 		b->cap = cap;
 	}
 	memcpy(b->data + b->len, key, klen);
-	if (len > 0)
-		memcpy(b->data + b->len + klen, p, len);
+	*at = b->data + b->len + klen;
+	return SCHAKEL_OK;
+}
+
+static void
+s_add(struct frame_bundle *b, const uint8_t *at, size_t len)
+{
 	if (b->count == 0) {
-		b->first = b->len + klen;
+		b->first = (size_t)(at - b->data);
 		b->first_len = len;
 	}
-	b->len += klen + len;
+	b->len = (size_t)(at - b->data) + len;
 	b->count++;
+}
+
+int
+frame_bundle_add_raw(struct frame_bundle *b, const uint8_t *p, size_t len)
+{
+	uint8_t *at;
+	int rc = s_reserve(b, len, &at);
+
+	if (rc != SCHAKEL_OK)
+		return rc;
+	if (len > 0)
+		memcpy(at, p, len);
+	s_add(b, at, len);
 	return SCHAKEL_OK;
+}
+
+size_t
+frame_encoded_size(const struct frame *f)
+{
+	return f != NULL && s_check(f) == SCHAKEL_OK ? pb_frame_hot_size(f)
+						     : SIZE_MAX;
 }
 
 int
 frame_bundle_add(struct frame_bundle *b, const struct frame *f)
 {
 	struct codec_buf buf = {0};
+	size_t n;
+	uint8_t *at;
 	int rc;
 
 	if (f->kind == FRAME_BUNDLE)
 		return SCHAKEL_E_BAD_ARGUMENT;
+	/* The per-message kinds are written straight into the bundle. */
+	n = frame_encoded_size(f);
+	if (n != SIZE_MAX) {
+		rc = s_reserve(b, n, &at);
+		if (rc == SCHAKEL_OK)
+			rc = pb_frame_hot_write(f, at, n);
+		if (rc == SCHAKEL_OK)
+			s_add(b, at, n);
+		return rc;
+	}
 	rc = frame_encode(f, &buf);
 	if (rc == SCHAKEL_OK)
 		rc = frame_bundle_add_raw(b, buf.data, buf.len);

@@ -197,8 +197,14 @@ size_t frame_bundle_size_with(const struct frame_bundle *b, size_t len);
  * SCHAKEL_E_NO_MEMORY. */
 int frame_bundle_add_raw(struct frame_bundle *b, const uint8_t *p, size_t len);
 
-/* Encodes `f` and adds it: the codes of frame_encode and of
- * frame_bundle_add_raw; SCHAKEL_E_BAD_ARGUMENT for a bundle. */
+/* The size frame_encode would give `f` when it is one of the per-message
+ * kinds (Submit, Accepted, Deliver, Ack, Nack, Credit, Ping, Pong,
+ * Refusal) and passes frame_encode's checks; SIZE_MAX otherwise. */
+size_t frame_encoded_size(const struct frame *f);
+
+/* Encodes `f` and adds it (a per-message kind is encoded in place, with
+ * no copy): the codes of frame_encode and of frame_bundle_add_raw;
+ * SCHAKEL_E_BAD_ARGUMENT for a bundle.  Nothing is added on failure. */
 int frame_bundle_add(struct frame_bundle *b, const struct frame *f);
 
 /* The message to send: valid until the bundle is changed.  Returns

@@ -1555,6 +1555,43 @@ s_hot_write(const struct wire_msg *m, const struct s_hot_vals *x, uint8_t *o)
 	return k;
 }
 
+/* The encoded size of a per-message frame whose body table is `m`, with
+ * its values in *x and its body's size in *body; SIZE_MAX when a field is
+ * too large. */
+static size_t
+s_hot_total(const struct frame *f, const struct wire_msg *m,
+    struct s_hot_vals *x, size_t *body)
+{
+	uint64_t key = (uint64_t)f->kind << 3 | 2;
+	size_t total;
+
+	s_hot_from_frame(f, x);
+	*body = s_hot_size(m, x);
+	if (*body == SIZE_MAX)
+		return SIZE_MAX;
+	total = s_varint_len(key) + s_varint_len(*body) + *body;
+	if (f->corr_id != 0)
+		total += 1 + s_varint_len(f->corr_id);
+	return total;
+}
+
+/* Writes the frame s_hot_total measured into o; returns the bytes
+ * written. */
+static size_t
+s_hot_put(const struct frame *f, const struct wire_msg *m,
+    const struct s_hot_vals *x, size_t body, uint8_t *o)
+{
+	size_t k = 0;
+
+	if (f->corr_id != 0) {
+		o[k++] = 1 << 3; /* corr_id, a varint */
+		k += s_varint_put(o + k, f->corr_id);
+	}
+	k += s_varint_put(o + k, (uint64_t)f->kind << 3 | 2);
+	k += s_varint_put(o + k, body);
+	return k + s_hot_write(m, x, o + k);
+}
+
 /* Encode a per-message frame whose body table is `m` into one exactly
  * sized allocation. */
 static int
@@ -1562,33 +1599,43 @@ s_frame_encode_hot(
     const struct frame *f, const struct wire_msg *m, struct codec_buf *out)
 {
 	struct s_hot_vals x;
-	uint64_t key = (uint64_t)f->kind << 3 | 2;
-	size_t body, total, k = 0;
+	size_t body, total = s_hot_total(f, m, &x, &body);
 
-	s_hot_from_frame(f, &x);
-	body = s_hot_size(m, &x);
-	if (body == SIZE_MAX)
+	if (total == SIZE_MAX)
 		return SCHAKEL_E_TOO_LARGE;
-	total = s_varint_len(key) + s_varint_len(body) + body;
-	if (f->corr_id != 0)
-		total += 1 + s_varint_len(f->corr_id);
 	out->data = malloc(total);
 	if (out->data == NULL)
 		return SCHAKEL_E_NO_MEMORY;
-	if (f->corr_id != 0) {
-		out->data[k++] = 1 << 3; /* corr_id, a varint */
-		k += s_varint_put(out->data + k, f->corr_id);
-	}
-	k += s_varint_put(out->data + k, key);
-	k += s_varint_put(out->data + k, body);
-	k += s_hot_write(m, &x, out->data + k);
-	if (k != total) {
+	if (s_hot_put(f, m, &x, body, out->data) != total) {
 		free(out->data);
 		out->data = NULL;
 		return SCHAKEL_E_INTERNAL;
 	}
-	out->len = k;
+	out->len = total;
 	return SCHAKEL_OK;
+}
+
+size_t
+pb_frame_hot_size(const struct frame *f)
+{
+	const struct wire_msg *m = s_hot_m(f->kind);
+	struct s_hot_vals x;
+	size_t body;
+
+	return m != NULL ? s_hot_total(f, m, &x, &body) : SIZE_MAX;
+}
+
+int
+pb_frame_hot_write(const struct frame *f, uint8_t *out, size_t size)
+{
+	const struct wire_msg *m = s_hot_m(f->kind);
+	struct s_hot_vals x;
+	size_t body;
+
+	if (m == NULL || s_hot_total(f, m, &x, &body) != size)
+		return SCHAKEL_E_INTERNAL;
+	return s_hot_put(f, m, &x, body, out) == size ? SCHAKEL_OK
+						      : SCHAKEL_E_INTERNAL;
 }
 
 size_t

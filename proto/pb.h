@@ -95,6 +95,13 @@ int pb_signed_receipt_encode_pbc(const uint8_t *receipt, size_t receipt_len,
  * Nack, Ping, Pong) are encoded and decoded without protobuf-c. */
 int pb_frame_encode(const struct frame *f, struct codec_buf *out);
 
+/* For the per-message kinds pb_frame_encode writes by hand: the encoded
+ * size of f (SIZE_MAX for another kind, or a field too large), and f
+ * encoded into out[0..size), exactly as pb_frame_encode encodes it
+ * (SCHAKEL_E_INTERNAL when size is not the size it has). */
+size_t pb_frame_hot_size(const struct frame *f);
+int pb_frame_hot_write(const struct frame *f, uint8_t *out, size_t size);
+
 /* A Bundle frame (f->u.bundle holds the Bundle message's bytes). */
 int pb_bundle_encode(const struct frame *f, struct codec_buf *out);
 

@@ -275,6 +275,18 @@ test_refused(void **state)
 	memset(&f, 0, sizeof f);
 	f.kind = FRAME_SUBMIT;
 	assert_int_equal(frame_encode(&f, &b), SCHAKEL_E_BAD_FIELD);
+	/* Nor is it written into a bundle. */
+	assert_int_equal(frame_encoded_size(&f), SIZE_MAX);
+	{
+		struct frame_bundle fb = {0};
+		const uint8_t *msg;
+		size_t len;
+
+		assert_int_equal(
+		    frame_bundle_add(&fb, &f), SCHAKEL_E_BAD_FIELD);
+		assert_false(frame_bundle_finish(&fb, &msg, &len));
+		frame_bundle_free(&fb);
+	}
 	f.kind = FRAME_NONE;
 	assert_int_equal(frame_encode(&f, &b), SCHAKEL_E_BAD_ARGUMENT);
 
@@ -1076,6 +1088,27 @@ s_bundle_member(size_t i, const uint8_t *pool, struct frame *f)
 {
 	memset(f, 0, sizeof *f);
 	f->corr_id = i + 1;
+	switch (i % 8) {
+	case 4:
+		f->kind = FRAME_ACCEPTED;
+		f->u.accepted.data = pool + 3;
+		f->u.accepted.len = 300 + i;
+		return;
+	case 5:
+		frame_refusal(f, i + 1, SCHAKEL_E_QUEUE_FULL, pool);
+		return;
+	case 6:
+		f->kind = FRAME_CREDIT;
+		f->u.credit = (uint32_t)i;
+		return;
+	case 7: /* not a per-message kind: encoded, then copied in */
+		f->kind = FRAME_HELLO;
+		snprintf(f->u.hello.protocol, sizeof f->u.hello.protocol,
+		    FRAME_PROTOCOL);
+		snprintf(
+		    f->u.hello.party_id, sizeof f->u.hello.party_id, "gm0344");
+		return;
+	}
 	switch (i % 4) {
 	case 0:
 		f->kind = FRAME_SUBMIT;
@@ -1133,6 +1166,10 @@ test_bundle_roundtrip(void **state)
 		for (size_t i = 0; i < counts[c]; i++) {
 			s_bundle_member(i, pool, &f);
 			assert_int_equal(frame_encode(&f, &enc[i]), SCHAKEL_OK);
+			/* The per-message kinds are written in place, in
+			 * the size frame_encode gives them. */
+			assert_int_equal(frame_encoded_size(&f),
+			    f.kind == FRAME_HELLO ? SIZE_MAX : enc[i].len);
 			want = frame_bundle_size_with(&fb, enc[i].len);
 			assert_int_equal(frame_bundle_add(&fb, &f), SCHAKEL_OK);
 			bins[i].data = enc[i].data;
