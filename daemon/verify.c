@@ -29,7 +29,7 @@ struct s_slot {
 	size_t len, max_len;
 	void *arg;
 	uint8_t pk[MERKLE_PK_LEN];
-	uint8_t header_hash[ENV_HASH_LEN]; /* when rc is SCHAKEL_OK */
+	uint8_t header_hash[ENV_HASH_LEN]; /* when env is not NULL */
 	int rc;
 	int done; /* atomic: set by the worker when rc is written */
 };
@@ -61,9 +61,11 @@ s_check(struct s_slot *s, struct merkle_cache *cache)
 		}
 	}
 	s->rc = env_verify(s->env, s->pk, cache);
-	/* The receipt's header hash, also off the broker's thread. */
-	if (s->rc == SCHAKEL_OK)
-		env_header_hash(s->env, s->header_hash);
+	/* The receipt's header hash, also off the broker's thread; also
+	 * when the signature did not verify with this key, because the
+	 * broker checks again with the sender's key of now after a
+	 * reload. */
+	env_header_hash(s->env, s->header_hash);
 	__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
 }
 
@@ -283,7 +285,7 @@ verify_pop(struct verify_pool *p, struct env **e, void **arg, int *rc,
 	*e = s->env;
 	*arg = s->arg;
 	*rc = s->rc;
-	if (header_hash != NULL && s->rc == SCHAKEL_OK)
+	if (header_hash != NULL && s->env != NULL)
 		memcpy(header_hash, s->header_hash, ENV_HASH_LEN);
 	s->env = NULL;
 	s->buf = NULL;

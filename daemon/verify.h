@@ -27,8 +27,10 @@ struct verify_pool;
 struct verify_pool *verify_pool_new(unsigned nthreads, size_t capacity);
 
 /* Waits for the jobs being verified, drops every job not taken back
- * (their envelopes are destroyed, their `arg` is not touched), stops the
- * workers; accepts NULL and sets *pp to NULL. */
+ * (their envelopes are destroyed, their `arg` and the buffers lent with
+ * verify_push_raw are not touched: those stay the caller's and must
+ * stay valid until this returns, as the workers decode every job that
+ * waits), stops the workers; accepts NULL and sets *pp to NULL. */
 void verify_pool_destroy(struct verify_pool **pp);
 
 /* Queues the check of `e` against `sender_pk`; the pool owns `e` until
@@ -59,10 +61,11 @@ unsigned verify_threads(const struct verify_pool *p);
 
 /* Takes back the oldest job when it has been verified: returns true with
  * its envelope (NULL when it did not decode), `arg` and env_verify's or
- * env_decode's result (and, when that is
- * SCHAKEL_OK and `header_hash` is not NULL, env_header_hash's, also
- * computed by the worker); false when there is no job or the oldest one
- * is not done yet (later ones wait behind it). */
+ * env_decode's result, and, when the envelope is not NULL and
+ * `header_hash` is not NULL, env_header_hash's (computed by the worker,
+ * whatever the signature check said: a caller that checks again with
+ * another key needs it too); false when there is no job or the oldest
+ * one is not done yet (later ones wait behind it). */
 bool verify_pop(struct verify_pool *p, struct env **e, void **arg, int *rc,
     uint8_t header_hash[ENV_HASH_LEN]);
 
