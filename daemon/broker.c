@@ -190,7 +190,7 @@ broker_new(const struct broker_opts *opts)
 	to.admit = s_admit;
 	to.admit_arg = b;
 	/* An envelope plus the frame around it. */
-	to.max_message = b->conf->broker.limits.max_message_size + 65536;
+	to.max_message = broker_frame_limit(b);
 	b->max_message_start = b->conf->broker.limits.max_message_size;
 	to.admin_path = b->conf->broker.admin_socket;
 	b->tp = transport_new(&to, err, sizeof err);
@@ -434,6 +434,12 @@ s_unqueue_out(struct broker *b, struct session *s)
 			break;
 		}
 	s->out_queued = false;
+}
+
+size_t
+broker_frame_limit(const struct broker *b)
+{
+	return b->conf->broker.limits.max_message_size + 65536;
 }
 
 size_t
@@ -697,8 +703,7 @@ s_handle(struct broker *b, const struct transport_msg *m, const uint8_t *data,
 	struct session *s;
 	int rc;
 
-	rc = frame_decode(
-	    data, len, b->conf->broker.limits.max_message_size + 65536, &f);
+	rc = frame_decode(data, len, broker_frame_limit(b), &f);
 	if (rc == SCHAKEL_OK && f.kind == FRAME_BUNDLE) {
 		frame_clear(&f);
 		rc = SCHAKEL_E_MALFORMED;
@@ -761,9 +766,8 @@ s_dispatch(struct broker *b, const struct transport_msg *m)
 
 	/* A bundle's frames are read in place, from the message. */
 	if (!frame_is_bundle(m->data, m->len) ||
-	    frame_decode(m->data, m->len,
-		b->conf->broker.limits.max_message_size + 65536,
-		&f) != SCHAKEL_OK) {
+	    frame_decode(m->data, m->len, broker_frame_limit(b), &f) !=
+		SCHAKEL_OK) {
 		s_handle(b, m, m->data, m->len);
 		b->stats.messages_in++;
 		b->stats.frames_in++;
@@ -842,10 +846,11 @@ s_flush(struct broker *b)
 			memcpy(b->audit_durable, b->audit_head, AUDIT_HASH_LEN);
 			b->stats.commits++;
 		}
-		/* A large group leaves LMDB's dirty pages and the group's
-		 * copies freed but held by the allocator: given back when
-		 * the traffic pauses (not after every group, which would
-		 * make the next one fault its pages in again). */
+		/* A large group leaves LMDB's dirty pages, and the copies
+		 * it pushed out of the hot cache, freed but held by the
+		 * allocator: given back when the traffic pauses (not after
+		 * every group, which would make the next one fault its
+		 * pages in again). */
 		if (b->npend >= 256)
 			b->trim_due = true;
 		if (code == SCHAKEL_E_STORE_FULL || rc == STORE_FULL)

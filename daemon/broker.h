@@ -4,7 +4,8 @@
  * and the checks on every submitted message) and deliver.c (credit,
  * delivery, acknowledgements, redelivery, expiry).  main.c only builds
  * it.  Everything runs on one thread and nothing here is locked; only
- * signature checks run on the threads of verify.c.
+ * the decoding and signature checks of submitted envelopes run on the
+ * threads of verify.c.
  */
 #ifndef SCHAKEL_BROKER_H
 #define SCHAKEL_BROKER_H
@@ -260,6 +261,9 @@ void broker_flush_out(struct broker *b);
 /* The largest message a client may send, or be sent: the configured
  * max_message_size, never above the one the socket was made with. */
 size_t broker_max_message(const struct broker *b);
+/* The most a frame (an envelope and the frame around it) may take when
+ * decoded, under the configuration now. */
+size_t broker_frame_limit(const struct broker *b);
 /* Sends an encoded frame to a peer, as broker_send does. */
 void broker_send_raw(struct broker *b, const struct transport_peer *peer,
     const uint8_t *p, size_t n);

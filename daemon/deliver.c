@@ -404,9 +404,10 @@ s_dead(struct broker *b, const char *recipient, const struct store_msg *m,
 /* Reads what s_offer needs of the message of entry `e` into *m, with
  * m->envelope and m->receipt pointing at copies the caller frees
  * (*envelope, *receipt) or into the hot cache.  The cache fills in only
- * seq, type, case_ref, expires_ms, envelope and receipt, so it is asked
- * only for a message that is going out: one that expired or ran out of
- * deliveries needs all of its metadata for its dead letter.  And only
+ * seq, type, case_ref, expires_ms, envelope and receipt (the rest of *m
+ * is zeroed), so it is asked only for a message that is going out: one
+ * that expired or ran out of deliveries needs all of its metadata for
+ * its dead letter.  And only
  * for an entry just read from the queue, whose message is certainly
  * stored; the message of a held entry may have gone since.  Returns
  * false when the message is not stored. */
@@ -418,6 +419,7 @@ s_read(struct broker *b, const struct store_entry *e, bool from_held,
 
 	if (h != NULL && h->expires_ms > b->now_ms &&
 	    e->deliveries < b->conf->broker.limits.max_deliveries) {
+		memset(m, 0, sizeof(*m));
 		m->seq = h->seq;
 		memcpy(m->type, h->type, sizeof m->type);
 		memcpy(m->case_ref, h->case_ref, sizeof m->case_ref);

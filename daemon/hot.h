@@ -43,8 +43,9 @@ void hot_destroy(struct hot **hp);
  * when it keeps nothing (a message over max_one: they are freed).  The
  * entry replaces the one in m->seq's slot and, when the bytes would go
  * over max_bytes, the oldest others.  Only committed messages may be put:
- * a sequence number given out again after a failed commit would find its
- * slot taken by another message. */
+ * the sequence numbers of a failed commit are given out again (to a
+ * notice, say, which is never cached), and the slot would then answer
+ * for them with bytes that were never stored. */
 void hot_put(struct hot *h, const struct store_msg *m, uint8_t **envelope,
     uint8_t **receipt);
 

@@ -189,8 +189,9 @@ stats_publish(struct broker *b)
 	    "From acceptance to the recipient's acknowledgement.",
 	    &st->delivery);
 	s_histogram(&t, "schakel_store_commit_seconds",
-	    "How long a group commit took: writing its pages and waiting "
-	    "for the disk to flush them.",
+	    "How long each group commit took: writing its pages and waiting "
+	    "for the disk to flush them (also those that failed; "
+	    "schakel_store_commits_total counts the ones made durable).",
 	    &st->commit);
 	metrics_printf(&t,
 	    "# HELP schakel_queue_depth Messages waiting for a "

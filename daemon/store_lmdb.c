@@ -1,6 +1,6 @@
 /*
- * store_lmdb: the LMDB backend of the store, and the only file (with its
- * header) that includes lmdb.h.  It lays out the records and keeps them consistent
+ * store_lmdb: the LMDB backend of the store, and the only file that
+ * includes lmdb.h.  It lays out the records and keeps them consistent
  * inside one write transaction; it must not decide policy (limits,
  * retries, what to refuse) beyond keeping room for acknowledgements.
  */

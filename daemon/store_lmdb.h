@@ -5,11 +5,11 @@
 #ifndef SCHAKEL_STORE_LMDB_H
 #define SCHAKEL_STORE_LMDB_H
 
-#include <lmdb.h>
+struct MDB_val;
 
 /* The key and duplicate order of every table: LMDB's default order
  * (bytes compared as unsigned, the shorter first when one is a prefix of
  * the other), computed eight bytes at a time. */
-int store_lmdb_cmp(const MDB_val *a, const MDB_val *b);
+int store_lmdb_cmp(const struct MDB_val *a, const struct MDB_val *b);
 
 #endif

@@ -296,7 +296,7 @@ submit_envelope(
 {
 	const struct conf_party *self = conf_party_by_id(b->conf, m->party);
 	const struct conf_party *sender;
-	size_t max = b->conf->broker.limits.max_message_size + 65536;
+	size_t max = broker_frame_limit(b);
 	char who[ENV_MAX_NAME_LEN + 1];
 	struct s_job *job;
 	struct env *e = NULL;
@@ -315,9 +315,11 @@ submit_envelope(
 		 * then the stored one): no second copy. */
 		job->buf = f->owner;
 		f->owner = NULL;
-	} else if (job != NULL &&
-	    (job->buf = malloc(f->u.submit.len + 1)) != NULL)
-		memcpy(job->buf, f->u.submit.data, f->u.submit.len);
+	} else if (job != NULL) {
+		job->buf = malloc(f->u.submit.len + 1);
+		if (job->buf != NULL)
+			memcpy(job->buf, f->u.submit.data, f->u.submit.len);
+	}
 	if (job == NULL || job->buf == NULL) {
 		s_job_free(&job);
 		s_refuse(b, m, f->corr_id, SCHAKEL_E_NO_MEMORY, NULL, false);
@@ -464,8 +466,8 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 	p->msg.expires_ms = h->expires_ms;
 	p->msg.notify_delivered = h->notify_delivered;
 	p->msg.n_recipients = h->n_recipients;
-	/* The envelope now borrows nothing else: the stored copy is the
-	 * job's buffer. */
+	/* The stored copy is the job's buffer (the decoded envelope
+	 * points into it too, until env_destroy at the end). */
 	p->msg.envelope_len = m->len;
 	r = &b->receipts[b->npend];
 	memset(r, 0, sizeof(*r));

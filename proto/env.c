@@ -349,6 +349,20 @@ env_build(struct env_draft *drafts, size_t n,
 
 /* ---- decode, verify, open -------------------------------------------- */
 
+/* The checks before any byte of an encoded envelope is read: its length
+ * against max_len (0: the codec's ceiling), and a buffer for it. */
+static int
+s_input(const uint8_t *buf, size_t len, size_t max_len)
+{
+	if (max_len == 0 || max_len > ENV_MAX_LEN)
+		max_len = ENV_MAX_LEN;
+	if (len > max_len)
+		return SCHAKEL_E_TOO_LARGE;
+	if (buf == NULL && len > 0)
+		return SCHAKEL_E_BAD_ARGUMENT;
+	return SCHAKEL_OK;
+}
+
 int
 env_decode(const uint8_t *buf, size_t len, size_t max_len, struct env **out)
 {
@@ -356,12 +370,9 @@ env_decode(const uint8_t *buf, size_t len, size_t max_len, struct env **out)
 	int rc;
 
 	*out = NULL;
-	if (max_len == 0 || max_len > ENV_MAX_LEN)
-		max_len = ENV_MAX_LEN;
-	if (len > max_len)
-		return SCHAKEL_E_TOO_LARGE;
-	if (buf == NULL && len > 0)
-		return SCHAKEL_E_BAD_ARGUMENT;
+	rc = s_input(buf, len, max_len);
+	if (rc)
+		return rc;
 	/* Both decoders below zero what they fill. */
 	e = malloc(sizeof *e);
 	if (e == NULL)
@@ -393,13 +404,11 @@ int
 env_peek_sender(const uint8_t *buf, size_t len, size_t max_len,
     char sender[ENV_MAX_NAME_LEN + 1])
 {
-	if (max_len == 0 || max_len > ENV_MAX_LEN)
-		max_len = ENV_MAX_LEN;
+	int rc = s_input(buf, len, max_len);
+
 	sender[0] = '\0';
-	if (len > max_len)
-		return SCHAKEL_E_TOO_LARGE;
-	if (buf == NULL && len > 0)
-		return SCHAKEL_E_BAD_ARGUMENT;
+	if (rc)
+		return rc;
 	return pb_peek_sender(buf, len, sender, ENV_MAX_NAME_LEN + 1);
 }
 

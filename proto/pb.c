@@ -724,8 +724,7 @@ pb_peek_sender(const uint8_t *buf, size_t len, char *out, size_t outlen)
 	rc = wire_walk(&s_env_m, buf, len, S_DEPTH, s_peek_visit, &env);
 	if (rc != S_PEEK_FOUND)
 		return rc != SCHAKEL_OK ? rc : SCHAKEL_E_BAD_FIELD;
-	if (env.n > ENV_MAX_HEADER_LEN)
-		return SCHAKEL_E_TOO_LARGE;
+	/* The envelope's table bounds the header (ENV_MAX_HEADER_LEN). */
 	rc = wire_walk(&s_header_m, env.p, env.n, S_DEPTH, s_peek_visit, &hdr);
 	if (rc != S_PEEK_FOUND)
 		return rc != SCHAKEL_OK ? rc : SCHAKEL_E_BAD_FIELD;

@@ -501,12 +501,18 @@ s_commits(const struct s_bench *b, double *n, double *s)
 
 	*n = 0;
 	*s = 0;
-	usleep(1200000);
-	if (text != NULL && b->metrics_port != 0 &&
-	    tu_http_get(b->metrics_port, "/metrics", text, TU_HTTP_MAX) ==
-		200) {
-		*n = tu_metric(text, "schakel_store_commit_seconds_count");
-		*s = tu_metric(text, "schakel_store_commit_seconds_sum");
+	if (text != NULL && b->metrics_port != 0) {
+		usleep(1200000);
+		if (tu_http_get(b->metrics_port, "/metrics", text,
+			TU_HTTP_MAX) == 200) {
+			/* An older schakeld has no such series: -1. */
+			*n = tu_metric(
+			    text, "schakel_store_commit_seconds_count");
+			*s =
+			    tu_metric(text, "schakel_store_commit_seconds_sum");
+		}
+		if (*n < 0 || *s < 0)
+			*n = *s = 0;
 	}
 	free(text);
 }

@@ -723,6 +723,45 @@ t_refusals_summarised(void **state)
 	assert_int_equal(hx_start(h), 0);
 }
 
+/* A header that names the sender in front of a body that does not
+ * decode (the ciphertext one byte short): the broker reads only the
+ * sender before a verifier thread decodes the rest, and the refusal is
+ * the decoder's code, without a message id, and is audited. */
+static void
+t_body_not_decoded(void **state)
+{
+	struct hx *h = *state;
+	struct env_draft *d =
+	    s_draft(h, HX_SENDER, HX_TYPE_ONE, "zaak-0140", s_to_a, "kapot");
+	struct frame req = {.corr_id = 7, .kind = FRAME_SUBMIT}, reply;
+	char who[ENV_MAX_NAME_LEN + 1], want[64];
+	struct codec_buf env;
+	struct env *x = NULL;
+	void *raw = hx_raw_connect(h, HX_SENDER);
+	int code;
+
+	assert_non_null(raw);
+	s_build(h, d, HX_SENDER, &env);
+	/* The premise: the sender can be read, the rest does not decode. */
+	assert_int_equal(
+	    env_peek_sender(env.data, env.len - 1, 0, who), SCHAKEL_OK);
+	assert_string_equal(who, HX_SENDER);
+	code = env_decode(env.data, env.len - 1, 0, &x);
+	assert_int_not_equal(code, SCHAKEL_OK);
+	req.u.submit.data = env.data;
+	req.u.submit.len = env.len - 1;
+	assert_int_equal(hx_raw_request(raw, &req, &reply, 5000), 0);
+	assert_int_equal(reply.kind, FRAME_REFUSAL);
+	s_assert_code((int)reply.u.refusal.code, code);
+	assert_false(reply.u.refusal.has_message_id);
+	frame_clear(&reply);
+	hx_raw_close(&raw);
+	codec_buf_clear(&env);
+	free(d);
+	snprintf(want, sizeof want, "\"code\":\"%s\"", schakel_errname(code));
+	assert_true(s_has_audit(h, "--party", HX_SENDER, want));
+}
+
 static void
 t_unknown_type(void **state)
 {
@@ -1297,6 +1336,7 @@ main(int argc, char **argv)
 	    S_T(t_stale_timestamp),
 	    S_T(t_bsn_as_case),
 	    S_T(t_refusals_summarised),
+	    S_T(t_body_not_decoded),
 	    S_T(t_unknown_type),
 	    S_T(t_too_large),
 	    S_T(t_no_route),
