@@ -333,9 +333,12 @@ submit_envelope(
 	sender = rc == SCHAKEL_OK ? conf_party_by_id(b->conf, who) : NULL;
 	if (sender != NULL) {
 		memcpy(job->pk, sender->sign_key, CONF_KEY_BYTES);
-		if (verify_push_raw(b->verify, job->buf, job->m.len, max,
+		e = env_new();
+		if (e != NULL &&
+		    verify_push_raw(b->verify, e, job->buf, job->m.len, max,
 			job->pk, job) == 0)
 			return;
+		env_destroy(&e);
 	}
 	rc = env_decode(job->buf, job->m.len, max, &e);
 	if (rc == SCHAKEL_OK)

@@ -132,7 +132,7 @@ s_push(struct verify_pool *p, struct s_fixture *fx, bool raw, size_t i)
 
 	if (len > 0)
 		return verify_push_raw(
-		    p, fx->bufs[i].data, len, 0, s_key(fx, i), arg);
+		    p, env_new(), fx->bufs[i].data, len, 0, s_key(fx, i), arg);
 	return verify_push(p, s_decode(fx, i), s_key(fx, i), arg);
 }
 
@@ -279,9 +279,13 @@ test_destroy_busy(void **state)
 	for (unsigned threads = 0; threads <= 2; threads += 2) {
 		p = verify_pool_new(threads, S_N);
 		assert_non_null(p);
+		/* Nothing to decode into: refused, nothing taken. */
+		assert_int_equal(verify_push_raw(p, NULL, fx->bufs[0].data,
+				     fx->bufs[0].len, 0, fx->pk, NULL),
+		    -1);
 		for (size_t i = 0; i < S_N; i++)
 			assert_int_equal(
-			    verify_push_raw(p, fx->bufs[i].data,
+			    verify_push_raw(p, env_new(), fx->bufs[i].data,
 				fx->bufs[i].len, 0, s_key(fx, i), NULL),
 			    0);
 		verify_pool_destroy(&p);

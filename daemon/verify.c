@@ -25,8 +25,9 @@
 
 struct s_slot {
 	struct env *env;
-	const uint8_t *buf; /* when env is NULL: decoded by the worker */
+	const uint8_t *buf; /* when not NULL: decoded by the worker into env */
 	size_t len, max_len;
+	bool undecoded; /* buf did not decode: env is empty */
 	void *arg;
 	uint8_t pk[MERKLE_PK_LEN];
 	uint8_t header_hash[ENV_HASH_LEN]; /* when env is not NULL */
@@ -53,9 +54,10 @@ struct verify_pool {
 static void
 s_check(struct s_slot *s, struct merkle_cache *cache)
 {
-	if (s->env == NULL) {
-		s->rc = env_decode(s->buf, s->len, s->max_len, &s->env);
+	if (s->buf != NULL) {
+		s->rc = env_decode_into(s->env, s->buf, s->len, s->max_len);
 		if (s->rc != SCHAKEL_OK) {
+			s->undecoded = true;
 			__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
 			return;
 		}
@@ -204,6 +206,7 @@ s_push(struct verify_pool *p, struct env *e, const uint8_t *buf, size_t len,
 	s->buf = buf;
 	s->len = len;
 	s->max_len = max_len;
+	s->undecoded = false;
 	s->arg = arg;
 	memcpy(s->pk, sender_pk, MERKLE_PK_LEN);
 	s->rc = SCHAKEL_E_UNAVAILABLE;
@@ -231,10 +234,13 @@ verify_push(struct verify_pool *p, struct env *e,
 }
 
 int
-verify_push_raw(struct verify_pool *p, const uint8_t *buf, size_t len,
-    size_t max_len, const uint8_t sender_pk[MERKLE_PK_LEN], void *arg)
+verify_push_raw(struct verify_pool *p, struct env *into, const uint8_t *buf,
+    size_t len, size_t max_len, const uint8_t sender_pk[MERKLE_PK_LEN],
+    void *arg)
 {
-	return s_push(p, NULL, buf, len, max_len, sender_pk, arg);
+	if (into == NULL || buf == NULL)
+		return -1;
+	return s_push(p, into, buf, len, max_len, sender_pk, arg);
 }
 
 void
@@ -282,6 +288,10 @@ verify_pop(struct verify_pool *p, struct env **e, void **arg, int *rc,
 	if (!verify_ready(p))
 		return false;
 	s = &p->slots[p->head % p->cap];
+	/* An envelope that did not decode is freed here, on the thread
+	 * that made it. */
+	if (s->undecoded)
+		env_destroy(&s->env);
 	*e = s->env;
 	*arg = s->arg;
 	*rc = s->rc;

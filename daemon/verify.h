@@ -40,11 +40,16 @@ int verify_push(struct verify_pool *p, struct env *e,
     const uint8_t sender_pk[MERKLE_PK_LEN], void *arg);
 
 /* As verify_push for the encoded envelope buf[0..len), which a worker
- * decodes first (env_decode with `max_len`): buf is borrowed until
+ * decodes first, into `into` (from env_new, made by the caller so that
+ * the workers allocate nothing: memory a worker allocates lives in its
+ * own malloc arena, and the broker thread frees it).  The pool owns
+ * `into` as verify_push owns its envelope; buf is borrowed until
  * verify_pop hands the job back, with the decoded envelope, or with NULL
- * and env_decode's code when it did not decode. */
-int verify_push_raw(struct verify_pool *p, const uint8_t *buf, size_t len,
-    size_t max_len, const uint8_t sender_pk[MERKLE_PK_LEN], void *arg);
+ * and env_decode's code when it did not decode (`into` is freed then).
+ * Returns -1 also when `into` or buf is NULL. */
+int verify_push_raw(struct verify_pool *p, struct env *into, const uint8_t *buf,
+    size_t len, size_t max_len, const uint8_t sender_pk[MERKLE_PK_LEN],
+    void *arg);
 
 /* Makes sure the workers work on what was pushed: verify_push wakes them
  * only once a run of jobs has gathered.  Call after a round of pushes. */

@@ -363,6 +363,12 @@ s_input(const uint8_t *buf, size_t len, size_t max_len)
 	return SCHAKEL_OK;
 }
 
+struct env *
+env_new(void)
+{
+	return calloc(1, sizeof(struct env));
+}
+
 int
 env_decode(const uint8_t *buf, size_t len, size_t max_len, struct env **out)
 {
@@ -373,10 +379,28 @@ env_decode(const uint8_t *buf, size_t len, size_t max_len, struct env **out)
 	rc = s_input(buf, len, max_len);
 	if (rc)
 		return rc;
-	/* Both decoders below zero what they fill. */
-	e = malloc(sizeof *e);
+	e = env_new();
 	if (e == NULL)
 		return SCHAKEL_E_NO_MEMORY;
+	rc = env_decode_into(e, buf, len, max_len);
+	if (rc) {
+		env_destroy(&e);
+		return rc;
+	}
+	*out = e;
+	return SCHAKEL_OK;
+}
+
+int
+env_decode_into(struct env *e, const uint8_t *buf, size_t len, size_t max_len)
+{
+	int rc = s_input(buf, len, max_len);
+
+	if (rc) {
+		pb_release(&e->pb);
+		return rc;
+	}
+	/* Both decoders below zero what they fill. */
 	rc = pb_envelope_decode(buf, len, &e->pb);
 	if (rc == SCHAKEL_OK)
 		rc = pb_header_decode(e->pb.header, e->pb.header_len, &e->hdr);
@@ -392,12 +416,9 @@ env_decode(const uint8_t *buf, size_t len, size_t max_len, struct env **out)
 	for (size_t i = 0; rc == SCHAKEL_OK && i < e->pb.n_keys; i++)
 		if (strcmp(e->pb.key_recipient[i], e->hdr.recipients[i]) != 0)
 			rc = SCHAKEL_E_NO_SEALED_KEY;
-	if (rc) {
-		env_destroy(&e);
-		return rc;
-	}
-	*out = e;
-	return SCHAKEL_OK;
+	if (rc)
+		pb_release(&e->pb);
+	return rc;
 }
 
 int

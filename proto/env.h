@@ -120,6 +120,17 @@ int
 env_decode(const uint8_t *buf, size_t len, size_t max_len, struct env **out);
 void env_destroy(struct env **e);
 
+/* An envelope to decode into later, with env_decode_into: so that it is
+ * allocated (and freed) by one thread and filled by another (the broker
+ * thread makes it, a verifier thread decodes).  NULL when out of
+ * memory. */
+struct env *env_new(void);
+
+/* env_decode into `e` (from env_new; what it held before is forgotten).
+ * On failure `e` holds no envelope (env_destroy still frees it). */
+int
+env_decode_into(struct env *e, const uint8_t *buf, size_t len, size_t max_len);
+
 /* The sender named in an encoded envelope's header, without decoding the
  * rest (the broker picks the sender's key with it, and leaves the decode
  * to its verifier threads): SCHAKEL_OK with the party id in `sender`,
