@@ -1,7 +1,11 @@
 /*
  * hot: a ring of the messages accepted last, indexed by seq % slots; a
- * slot answers only for the seq it holds.  It never reads or writes the
- * store and never grows beyond the bounds it was made with.
+ * slot answers only for the seq it holds.  Envelopes and receipts are
+ * copied into one ring of bytes, written in order and overwritten oldest
+ * first, so the cache holds its bound in memory however the allocator
+ * lays out everything else (kept in buffers of their own, long-lived
+ * among a million short-lived envelopes, they pinned pages all over the
+ * heap).  It never reads or writes the store.
  */
 #include "hot.h"
 
@@ -11,11 +15,21 @@
 
 #include "text.h"
 
+/* An entry in the order it was written: where its bytes are. */
+struct s_written {
+	uint64_t seq;
+	size_t at, len;
+};
+
 struct hot {
 	struct hot_msg *slot; /* by seq % nslots */
 	size_t nslots;
-	size_t bytes; /* envelopes and receipts held */
-	size_t max_bytes;
+	uint8_t *ring; /* max_bytes, allocated at the first put */
+	size_t cap;
+	size_t head;             /* where the next entry goes (or at 0) */
+	struct s_written *order; /* nslots, oldest at `first` */
+	size_t first, count;
+	size_t bytes; /* of the entries the slots hold */
 	size_t max_one;
 };
 
@@ -29,26 +43,15 @@ hot_new(size_t slots, size_t max_bytes, size_t max_one)
 	if (h == NULL)
 		return NULL;
 	h->slot = calloc(slots, sizeof(*h->slot));
-	if (h->slot == NULL) {
-		free(h);
+	h->order = calloc(slots, sizeof(*h->order));
+	if (h->slot == NULL || h->order == NULL) {
+		hot_destroy(&h);
 		return NULL;
 	}
 	h->nslots = slots;
-	h->max_bytes = max_bytes;
+	h->cap = max_bytes;
 	h->max_one = max_one;
 	return h;
-}
-
-/* Empties a slot. */
-static void
-s_drop(struct hot *h, struct hot_msg *x)
-{
-	if (x->seq == 0)
-		return;
-	h->bytes -= x->envelope_len + x->receipt_len;
-	free(x->envelope);
-	free(x->receipt);
-	memset(x, 0, sizeof(*x));
 }
 
 void
@@ -59,41 +62,85 @@ hot_destroy(struct hot **hp)
 	if (hp == NULL || *hp == NULL)
 		return;
 	h = *hp;
-	for (size_t i = 0; i < h->nslots; i++)
-		s_drop(h, &h->slot[i]);
 	free(h->slot);
+	free(h->order);
+	free(h->ring);
 	free(h);
 	*hp = NULL;
 }
 
-void
-hot_put(struct hot *h, const struct store_msg *m, uint8_t **envelope,
-    uint8_t **receipt)
+/* Empties a slot (its bytes stay in the ring, unused). */
+static void
+s_drop(struct hot *h, struct hot_msg *x)
 {
-	size_t i = m->seq % h->nslots;
-	size_t need = m->envelope_len + m->receipt_len;
-	struct hot_msg *x = &h->slot[i];
+	if (x->seq == 0)
+		return;
+	h->bytes -= x->envelope_len + x->receipt_len;
+	memset(x, 0, sizeof(*x));
+}
+
+static const struct s_written *
+s_oldest(const struct hot *h)
+{
+	return h->count > 0 ? &h->order[h->first] : NULL;
+}
+
+/* Forgets the oldest entry written (its slot, unless that holds another
+ * seq by now); there must be one. */
+static void
+s_drop_oldest(struct hot *h)
+{
+	const struct s_written *w = &h->order[h->first];
+	struct hot_msg *x = &h->slot[w->seq % h->nslots];
+
+	if (x->seq == w->seq)
+		s_drop(h, x);
+	h->first = (h->first + 1) % h->nslots;
+	h->count--;
+}
+
+void
+hot_put(struct hot *h, const struct store_msg *m)
+{
+	size_t need = m->envelope_len + m->receipt_len, at;
+	struct hot_msg *x = &h->slot[m->seq % h->nslots];
+	const struct s_written *w;
 
 	s_drop(h, x);
-	if (m->seq == 0 || need > h->max_one) {
-		free(*envelope);
-		free(*receipt);
-		*envelope = *receipt = NULL;
+	if (m->seq == 0 || need > h->max_one)
 		return;
+	if (h->ring == NULL && (h->ring = malloc(h->cap)) == NULL)
+		return;
+	/* Entries lie in the ring in the order they were written, from
+	 * the oldest on: those after head are older than those before. */
+	at = h->head;
+	if (at + need > h->cap) {
+		/* To the start: what lies between head and the end goes. */
+		while ((w = s_oldest(h)) != NULL && w->at >= at)
+			s_drop_oldest(h);
+		at = 0;
 	}
-	/* Sequence numbers only grow, so the slots after this one hold the
-	 * oldest entries: those make room first. */
-	for (size_t k = 1; h->bytes + need > h->max_bytes && k < h->nslots; k++)
-		s_drop(h, &h->slot[(i + k) % h->nslots]);
+	while ((w = s_oldest(h)) != NULL && w->at >= at && w->at < at + need)
+		s_drop_oldest(h);
+	if (h->count == h->nslots)
+		s_drop_oldest(h);
+	if (m->envelope_len > 0)
+		memcpy(h->ring + at, m->envelope, m->envelope_len);
+	if (m->receipt_len > 0)
+		memcpy(
+		    h->ring + at + m->envelope_len, m->receipt, m->receipt_len);
 	x->seq = m->seq;
 	x->expires_ms = m->expires_ms;
 	text_copy(x->type, sizeof x->type, m->type);
 	text_copy(x->case_ref, sizeof x->case_ref, m->case_ref);
-	x->envelope = *envelope;
+	x->envelope = h->ring + at;
 	x->envelope_len = m->envelope_len;
-	x->receipt = *receipt;
+	x->receipt = h->ring + at + m->envelope_len;
 	x->receipt_len = m->receipt_len;
-	*envelope = *receipt = NULL;
+	h->order[(h->first + h->count) % h->nslots] =
+	    (struct s_written){m->seq, at, need};
+	h->count++;
+	h->head = at + need;
 	h->bytes += need;
 }
 

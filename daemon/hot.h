@@ -19,35 +19,34 @@ struct hot_msg {
 	uint64_t expires_ms;
 	char type[STORE_NAME_MAX + 1];
 	char case_ref[STORE_NAME_MAX + 1];
-	uint8_t *envelope;
+	const uint8_t *envelope; /* in the cache's own memory */
 	size_t envelope_len;
-	uint8_t *receipt;
+	const uint8_t *receipt;
 	size_t receipt_len;
 };
 
 struct hot;
 
 /* A cache of `slots` entries (slots > 0) that holds at most `max_bytes`
- * of envelopes and receipts, and no message whose envelope and receipt
- * together are larger than `max_one` (max_one <= max_bytes).  Returns an
- * owned cache, or NULL when out of memory. */
+ * of envelopes and receipts (one block of that size, allocated at the
+ * first put), and no message whose envelope and receipt together are
+ * larger than `max_one` (max_one <= max_bytes).  Returns an owned cache,
+ * or NULL when out of memory. */
 struct hot *hot_new(size_t slots, size_t max_bytes, size_t max_one);
 
 /* Frees the cache and everything it holds; accepts NULL; sets *hp to
  * NULL. */
 void hot_destroy(struct hot **hp);
 
-/* Keeps message `m` (its seq, type, case_ref and expires_ms) with its
- * envelope and receipt, m->envelope_len and m->receipt_len bytes long.
- * Takes ownership of *envelope and *receipt and sets both to NULL, also
- * when it keeps nothing (a message over max_one: they are freed).  The
- * entry replaces the one in m->seq's slot and, when the bytes would go
- * over max_bytes, the oldest others.  Only committed messages may be put:
- * the sequence numbers of a failed commit are given out again (to a
- * notice, say, which is never cached), and the slot would then answer
- * for them with bytes that were never stored. */
-void hot_put(struct hot *h, const struct store_msg *m, uint8_t **envelope,
-    uint8_t **receipt);
+/* Keeps a copy of message `m` (its seq, type, case_ref and expires_ms,
+ * and its envelope and receipt, m->envelope_len and m->receipt_len
+ * bytes).  The entry replaces the one in m->seq's slot and, where its
+ * bytes go, the oldest others; a message over max_one is not kept (but
+ * still takes its slot's old entry out).  Only committed messages may
+ * be put: the sequence numbers of a failed commit are given out again
+ * (to a notice, say, which is never cached), and the slot would then
+ * answer for them with bytes that were never stored. */
+void hot_put(struct hot *h, const struct store_msg *m);
 
 /* The entry of message `seq`, or NULL when it is not kept.  Borrowed:
  * valid until the next hot_put or hot_destroy. */

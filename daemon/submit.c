@@ -625,7 +625,6 @@ submit_finish_group(struct broker *b, int code)
 		if (rc == SCHAKEL_OK) {
 			struct frame out = {
 			    .corr_id = p->corr_id, .kind = FRAME_ACCEPTED};
-			uint8_t *envelope = (uint8_t *)p->msg.envelope;
 			out.u.accepted.data = p->signed_receipt.data;
 			out.u.accepted.len = p->signed_receipt.len;
 			broker_send(b, &p->peer, &out);
@@ -636,11 +635,9 @@ submit_finish_group(struct broker *b, int code)
 			b->store_full = false;
 			deliver_notify(b, &p->msg);
 			/* Committed: its delivery, usually later in this
-			 * turn, takes envelope and receipt from memory. */
-			p->msg.envelope = NULL;
-			p->msg.receipt = NULL;
-			hot_put(b->hot, &p->msg, &envelope,
-			    &p->signed_receipt.data);
+			 * turn, takes a copy of envelope and receipt from
+			 * memory. */
+			hot_put(b->hot, &p->msg);
 		} else {
 			broker_refuse(b, &p->peer, p->corr_id, rc, p->msg.id);
 			broker_log_refusal(b, p->msg.sender, rc);

@@ -1,8 +1,8 @@
 /*
  * Unit tests of the cache of messages accepted last: what was put comes
- * back intact, a slot answers only for its own seq, the byte bounds hold
- * and make room oldest first, and everything is freed (run under ASan to
- * see leaks and double frees).
+ * back intact (also everything kept after the ring's bytes went round),
+ * a slot answers only for its own seq, the byte bounds hold and make
+ * room oldest first, and nothing leaks (run under ASan).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,12 +35,14 @@ s_put(struct hot *h, uint64_t seq, size_t elen, size_t rlen)
 	snprintf(m.type, sizeof m.type, "type.%llu", (unsigned long long)seq);
 	snprintf(m.case_ref, sizeof m.case_ref, "case-%llu",
 	    (unsigned long long)seq);
+	m.envelope = env;
 	m.envelope_len = elen;
+	m.receipt = rcpt;
 	m.receipt_len = rlen;
-	hot_put(h, &m, &env, &rcpt);
-	/* Taken, kept or not. */
-	assert_null(env);
-	assert_null(rcpt);
+	hot_put(h, &m);
+	/* Copied: the caller's buffers stay the caller's. */
+	free(env);
+	free(rcpt);
 }
 
 /* Checks that message `seq` is kept, as s_put made it. */
@@ -178,12 +180,50 @@ test_byte_cap(void **state)
 	s_check(h, 7, 900, 100);
 	s_check(h, 8, 900, 100);
 	assert_int_equal(hot_bytes(h), 3000);
-	/* Across the end of the ring, and never over the cap. */
-	for (uint64_t seq = 9; seq < 100; seq++) {
+	/* Across the end of the ring, and never over the cap; whatever is
+	 * still kept is intact (no entry written over another's bytes). */
+	for (uint64_t seq = 9; seq < 400; seq++) {
+		size_t kept = 0;
 		s_put(h, seq, 100 + (seq * 37) % 800, seq % 100);
 		assert_true(hot_bytes(h) <= 3000);
-		s_check(h, seq, 100 + (seq * 37) % 800, seq % 100);
+		for (uint64_t old = 6; old < 9; old++)
+			if (hot_get(h, old) != NULL) {
+				s_check(h, old, 900, 100);
+				kept += 1000;
+			}
+		for (uint64_t old = 9; old <= seq; old++) {
+			if (hot_get(h, old) == NULL)
+				continue;
+			s_check(h, old, 100 + (old * 37) % 800, old % 100);
+			kept += 100 + (old * 37) % 800 + old % 100;
+		}
+		assert_int_equal(kept, hot_bytes(h));
+		/* The newest always, and some older ones: the ring is not
+		 * emptied more than its bytes need. */
+		assert_non_null(hot_get(h, seq));
+		assert_true(kept > 1500 || seq < 12);
 	}
+	hot_destroy(&h);
+}
+
+/* Entries of 10 bytes fill a ring of 100 exactly; one of 11 goes to its
+ * start and must take out the two it overlaps, by one byte the second. */
+static void
+test_ring_boundary(void **state)
+{
+	struct hot *h = hot_new(32, 100, 100);
+
+	(void)state;
+	for (uint64_t seq = 1; seq <= 10; seq++)
+		s_put(h, seq, 6, 4);
+	assert_int_equal(hot_bytes(h), 100);
+	s_put(h, 11, 7, 4);
+	assert_null(hot_get(h, 1));
+	assert_null(hot_get(h, 2));
+	for (uint64_t seq = 3; seq <= 10; seq++)
+		s_check(h, seq, 6, 4);
+	s_check(h, 11, 7, 4);
+	assert_int_equal(hot_bytes(h), 91);
 	hot_destroy(&h);
 }
 
@@ -196,6 +236,7 @@ main(void)
 	    cmocka_unit_test(test_replacement),
 	    cmocka_unit_test(test_too_large),
 	    cmocka_unit_test(test_byte_cap),
+	    cmocka_unit_test(test_ring_boundary),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
