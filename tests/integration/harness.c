@@ -290,6 +290,24 @@ hx_new_env(const char *schakeld, const char *yaml, const char *const *env)
 	return h;
 }
 
+/* The raw sockets open now: a test that fails between hx_raw_connect and
+ * hx_raw_close leaves one open, and zmq_ctx_term would wait for it until
+ * meson's timeout (3 minutes a suite) instead of the failure showing at
+ * once.  hx_destroy closes what is left.  Tests run one at a time in a
+ * process. */
+#define S_RAW_MAX 16
+static struct {
+	void *ctx, *sock;
+} s_raw[S_RAW_MAX];
+
+static void
+s_raw_forget(void *sock)
+{
+	for (size_t i = 0; i < S_RAW_MAX; i++)
+		if (s_raw[i].sock == sock)
+			s_raw[i].sock = s_raw[i].ctx = NULL;
+}
+
 int
 hx_destroy(struct hx **hp)
 {
@@ -301,6 +319,9 @@ hx_destroy(struct hx **hp)
 	h = *hp;
 	if (h->pid > 0)
 		rc = hx_stop(h, SIGTERM);
+	for (size_t i = 0; i < S_RAW_MAX; i++)
+		if (s_raw[i].ctx == h->zctx && h->zctx != NULL)
+			hx_raw_close(&s_raw[i].sock);
 	if (h->zctx != NULL)
 		zmq_ctx_term(h->zctx);
 	tu_rmrf(h->dir);
@@ -352,7 +373,9 @@ void
 hx_raw_close(void **sock)
 {
 	if (sock != NULL && *sock != NULL) {
-		zmq_close(*sock);
+		void *s = *sock;
+		s_raw_forget(s);
+		zmq_close(s);
 		*sock = NULL;
 	}
 }
@@ -454,6 +477,12 @@ hx_raw_connect(struct hx *h, const char *party)
 		return NULL;
 	}
 	frame_clear(&w);
+	for (size_t i = 0; i < S_RAW_MAX; i++)
+		if (s_raw[i].sock == NULL) {
+			s_raw[i].ctx = h->zctx;
+			s_raw[i].sock = s;
+			break;
+		}
 	return s;
 }
 
