@@ -403,22 +403,20 @@ s_dead(struct broker *b, const char *recipient, const struct store_msg *m,
 
 /* Reads what s_offer needs of the message of entry `e` into *m, with
  * m->envelope and m->receipt pointing at copies the caller frees
- * (*envelope, *receipt) or into the hot cache.  The cache fills in only
- * seq, type, case_ref, expires_ms, envelope and receipt (the rest of *m
- * is zeroed), so it is asked only for a message that is going out: one
- * that expired or ran out of deliveries needs all of its metadata for
- * its dead letter.  And only
- * for an entry just read from the queue, whose message is certainly
- * stored; the message of a held entry may have gone since.  Returns
- * false when the message is not stored. */
+ * (*envelope, *receipt) or, when *hot says so, into the hot cache.  The
+ * cache fills in only seq, type, case_ref, expires_ms, envelope and
+ * receipt (the rest of *m is zeroed): see s_full.  It is asked only for
+ * an entry just read from the queue, whose message is certainly stored;
+ * the message of a held entry may have gone since.  Returns false when
+ * the message is not stored. */
 static bool
 s_read(struct broker *b, const struct store_entry *e, bool from_held,
-    struct store_msg *m, uint8_t **envelope, uint8_t **receipt)
+    struct store_msg *m, uint8_t **envelope, uint8_t **receipt, bool *hot)
 {
 	const struct hot_msg *h = from_held ? NULL : hot_get(b->hot, e->seq);
 
-	if (h != NULL && h->expires_ms > b->now_ms &&
-	    e->deliveries < b->conf->broker.limits.max_deliveries) {
+	*hot = h != NULL;
+	if (h != NULL) {
 		memset(m, 0, sizeof(*m));
 		m->seq = h->seq;
 		memcpy(m->type, h->type, sizeof m->type);
@@ -431,6 +429,14 @@ s_read(struct broker *b, const struct store_entry *e, bool from_held,
 		return true;
 	}
 	return store_get(b->store, e->seq, m, envelope, receipt) == STORE_OK;
+}
+
+/* All of message `seq`'s metadata in *m (its dead letter and notice need
+ * it) when s_read took it from the hot cache; false when it is gone. */
+static bool
+s_full(struct broker *b, uint64_t seq, bool hot, struct store_msg *m)
+{
+	return !hot || store_get(b->store, seq, m, NULL, NULL) == STORE_OK;
 }
 
 enum s_offered {
@@ -453,11 +459,12 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	struct case_state *cs;
 	uint32_t count = e->deliveries + 1;
 	enum s_offered used = S_PASSED;
+	bool hot;
 
 	/* Only a rescan reads entries in flight. */
 	if (!from_held && e->seq <= s->rescan_upto && s_find(s, e->seq) != NULL)
 		return S_PASSED;
-	if (!s_read(b, e, from_held, &m, &envelope, &receipt))
+	if (!s_read(b, e, from_held, &m, &envelope, &receipt, &hot))
 		return S_PASSED;
 	cs = s_case(s, m.case_ref);
 	if (!from_held && cs != NULL && (cs->inflight || cs->n > 0)) {
@@ -482,11 +489,13 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 		goto sent;
 	}
 	if (m.expires_ms <= b->now_ms) {
-		s_dead(b, s->party, &m, SCHAKEL_E_EXPIRED);
+		if (s_full(b, e->seq, hot, &m))
+			s_dead(b, s->party, &m, SCHAKEL_E_EXPIRED);
 		goto out;
 	}
 	if (count > b->conf->broker.limits.max_deliveries) {
-		s_dead(b, s->party, &m, SCHAKEL_E_DELIVERY_FAILED);
+		if (s_full(b, e->seq, hot, &m))
+			s_dead(b, s->party, &m, SCHAKEL_E_DELIVERY_FAILED);
 		goto out;
 	}
 	/* A first delivery is not written: most are acknowledged, and the
