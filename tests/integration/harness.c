@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -205,6 +206,13 @@ hx_start(struct hx *h)
 			_exit(127);
 		for (size_t i = 0; h->env != NULL && h->env[i] != NULL; i++)
 			putenv((char *)h->env[i]);
+		if (h->max_file_bytes > 0) {
+			struct rlimit rl = {(rlim_t)h->max_file_bytes,
+			    (rlim_t)h->max_file_bytes};
+			if (signal(SIGXFSZ, SIG_IGN) == SIG_ERR ||
+			    setrlimit(RLIMIT_FSIZE, &rl) != 0)
+				_exit(127);
+		}
 		if (getenv("WATCHDOG_USEC") != NULL) {
 			char pid[32];
 

@@ -42,6 +42,10 @@ struct hx {
 	/* The metrics server's port when the configuration turns metrics
 	 * on (read from the -E file), else 0. */
 	unsigned metrics_port;
+	/* When not 0: the largest file schakeld may write (RLIMIT_FSIZE, with
+	 * SIGXFSZ ignored), from the next hx_start: the store's file cannot
+	 * grow past it, so its commits fail as on a full disk. */
+	unsigned long long max_file_bytes;
 };
 
 /* Makes the folder, writes the ecosystem (the standard one when `yaml` is
