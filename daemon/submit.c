@@ -335,7 +335,7 @@ submit_envelope(
 		memcpy(job->pk, sender->sign_key, CONF_KEY_BYTES);
 		e = env_new();
 		if (e != NULL &&
-		    verify_push_raw(b->verify, e, job->buf, job->m.len, max,
+		    verify_push(b->verify, e, job->buf, job->m.len, max,
 			job->pk, job) == 0)
 			return;
 		env_destroy(&e);

@@ -24,8 +24,8 @@
 #define S_CACHE_SLOTS 1024
 
 struct s_slot {
-	struct env *env;
-	const uint8_t *buf; /* when not NULL: decoded by the worker into env */
+	struct env *env;    /* decoded by the worker from buf */
+	const uint8_t *buf; /* borrowed */
 	size_t len, max_len;
 	bool undecoded; /* buf did not decode: env is empty */
 	void *arg;
@@ -54,13 +54,11 @@ struct verify_pool {
 static void
 s_check(struct s_slot *s, struct merkle_cache *cache)
 {
-	if (s->buf != NULL) {
-		s->rc = env_decode_into(s->env, s->buf, s->len, s->max_len);
-		if (s->rc != SCHAKEL_OK) {
-			s->undecoded = true;
-			__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
-			return;
-		}
+	s->rc = env_decode_into(s->env, s->buf, s->len, s->max_len);
+	if (s->rc != SCHAKEL_OK) {
+		s->undecoded = true;
+		__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+		return;
 	}
 	s->rc = env_verify(s->env, s->pk, cache);
 	/* The receipt's header hash, also off the broker's thread; also
@@ -192,17 +190,17 @@ verify_pool_destroy(struct verify_pool **pp)
 	*pp = NULL;
 }
 
-/* Fills the next slot and hands it to the workers. */
-static int
-s_push(struct verify_pool *p, struct env *e, const uint8_t *buf, size_t len,
-    size_t max_len, const uint8_t sender_pk[MERKLE_PK_LEN], void *arg)
+int
+verify_push(struct verify_pool *p, struct env *into, const uint8_t *buf,
+    size_t len, size_t max_len, const uint8_t sender_pk[MERKLE_PK_LEN],
+    void *arg)
 {
 	struct s_slot *s;
 
-	if (verify_room(p) == 0)
+	if (into == NULL || buf == NULL || verify_room(p) == 0)
 		return -1;
 	s = &p->slots[p->tail % p->cap];
-	s->env = e;
+	s->env = into;
 	s->buf = buf;
 	s->len = len;
 	s->max_len = max_len;
@@ -224,23 +222,6 @@ s_push(struct verify_pool *p, struct env *e, const uint8_t *buf, size_t len,
 		pthread_cond_signal(&p->work);
 	pthread_mutex_unlock(&p->mu);
 	return 0;
-}
-
-int
-verify_push(struct verify_pool *p, struct env *e,
-    const uint8_t sender_pk[MERKLE_PK_LEN], void *arg)
-{
-	return s_push(p, e, NULL, 0, 0, sender_pk, arg);
-}
-
-int
-verify_push_raw(struct verify_pool *p, struct env *into, const uint8_t *buf,
-    size_t len, size_t max_len, const uint8_t sender_pk[MERKLE_PK_LEN],
-    void *arg)
-{
-	if (into == NULL || buf == NULL)
-		return -1;
-	return s_push(p, into, buf, len, max_len, sender_pk, arg);
 }
 
 void

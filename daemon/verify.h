@@ -28,26 +28,21 @@ struct verify_pool *verify_pool_new(unsigned nthreads, size_t capacity);
 
 /* Waits for the jobs being verified, drops every job not taken back
  * (their envelopes are destroyed, their `arg` and the buffers lent with
- * verify_push_raw are not touched: those stay the caller's and must
- * stay valid until this returns, as the workers decode every job that
+ * verify_push are not touched: those stay the caller's and must stay
+ * valid until this returns, as the workers decode every job that
  * waits), stops the workers; accepts NULL and sets *pp to NULL. */
 void verify_pool_destroy(struct verify_pool **pp);
 
-/* Queues the check of `e` against `sender_pk`; the pool owns `e` until
- * verify_pop hands it back with `arg`.  Returns 0, or -1 when the pool is
- * full (see verify_room).  The check may wait for verify_start. */
-int verify_push(struct verify_pool *p, struct env *e,
-    const uint8_t sender_pk[MERKLE_PK_LEN], void *arg);
-
-/* As verify_push for the encoded envelope buf[0..len), which a worker
- * decodes first, into `into` (from env_new, made by the caller so that
- * the workers allocate nothing: memory a worker allocates lives in its
- * own malloc arena, and the broker thread frees it).  The pool owns
- * `into` as verify_push owns its envelope; buf is borrowed until
- * verify_pop hands the job back, with the decoded envelope, or with NULL
- * and env_decode's code when it did not decode (`into` is freed then).
- * Returns -1 also when `into` or buf is NULL. */
-int verify_push_raw(struct verify_pool *p, struct env *into, const uint8_t *buf,
+/* Queues the encoded envelope buf[0..len): a worker decodes it
+ * (env_decode with `max_len`) into `into` and checks it against
+ * `sender_pk`.  `into` comes from env_new, made by the caller so that the
+ * workers allocate nothing (memory a worker allocates lives in its own
+ * malloc arena, and the broker thread frees it); the pool owns it until
+ * verify_pop hands it back with `arg`, decoded, or frees it when it did
+ * not decode.  buf is borrowed until then.  Returns 0, or -1 when the
+ * pool is full (see verify_room) or `into` or buf is NULL.  The check
+ * may wait for verify_start. */
+int verify_push(struct verify_pool *p, struct env *into, const uint8_t *buf,
     size_t len, size_t max_len, const uint8_t sender_pk[MERKLE_PK_LEN],
     void *arg);
 
