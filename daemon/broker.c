@@ -529,7 +529,7 @@ broker_send(
 	 * envelope). */
 	if (s != NULL && s->bundles &&
 	    (n = frame_encoded_size(f)) != SIZE_MAX && s_bundle_room(b, s, n)) {
-		if (frame_bundle_add(&s->out, f) == SCHAKEL_OK)
+		if (frame_bundle_add_sized(&s->out, f, n) == SCHAKEL_OK)
 			return;
 		s_send_out(b, s); /* what came before goes first */
 	}

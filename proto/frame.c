@@ -291,25 +291,31 @@ frame_encoded_size(const struct frame *f)
 }
 
 int
+frame_bundle_add_sized(struct frame_bundle *b, const struct frame *f, size_t n)
+{
+	uint8_t *at;
+	int rc = s_reserve(b, n, &at);
+
+	if (rc == SCHAKEL_OK)
+		rc = pb_frame_hot_write(f, at, n);
+	if (rc == SCHAKEL_OK)
+		s_add(b, at, n);
+	return rc;
+}
+
+int
 frame_bundle_add(struct frame_bundle *b, const struct frame *f)
 {
 	struct codec_buf buf = {0};
 	size_t n;
-	uint8_t *at;
 	int rc;
 
 	if (f->kind == FRAME_BUNDLE)
 		return SCHAKEL_E_BAD_ARGUMENT;
 	/* The per-message kinds are written straight into the bundle. */
 	n = frame_encoded_size(f);
-	if (n != SIZE_MAX) {
-		rc = s_reserve(b, n, &at);
-		if (rc == SCHAKEL_OK)
-			rc = pb_frame_hot_write(f, at, n);
-		if (rc == SCHAKEL_OK)
-			s_add(b, at, n);
-		return rc;
-	}
+	if (n != SIZE_MAX)
+		return frame_bundle_add_sized(b, f, n);
 	rc = frame_encode(f, &buf);
 	if (rc == SCHAKEL_OK)
 		rc = frame_bundle_add_raw(b, buf.data, buf.len);

@@ -207,6 +207,11 @@ size_t frame_encoded_size(const struct frame *f);
  * SCHAKEL_E_BAD_ARGUMENT for a bundle.  Nothing is added on failure. */
 int frame_bundle_add(struct frame_bundle *b, const struct frame *f);
 
+/* frame_bundle_add for a frame whose frame_encoded_size `n` the caller
+ * has (not SIZE_MAX): it is not checked again. */
+int
+frame_bundle_add_sized(struct frame_bundle *b, const struct frame *f, size_t n);
+
 /* The message to send: valid until the bundle is changed.  Returns
  * false when nothing was added. */
 bool
