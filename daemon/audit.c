@@ -26,6 +26,8 @@ static const char *const s_names[] = {
 };
 
 #define S_NKINDS (sizeof s_names / sizeof s_names[0])
+/* Where a record's prev hash starts, after "v1 prev=". */
+#define S_PREV_OFF 8
 
 const char *
 audit_kind_name(enum audit_event_kind kind)
@@ -152,7 +154,7 @@ audit_encode(
 	if (ev->n_to > AUDIT_MAX_PARTIES ||
 	    ev->n_agreements > AUDIT_MAX_PARTIES)
 		return 0;
-	s_raw(&o, "v1 prev=", 8);
+	s_raw(&o, "v1 prev=", S_PREV_OFF);
 	s_put_hex(&o, prev, AUDIT_HASH_LEN);
 	s_num(&o, "t", ev->time_ms);
 	s_raw(&o, " ev=", 4);
@@ -177,6 +179,16 @@ audit_encode(
 		return 0;
 	out[o.len] = '\0';
 	return o.len;
+}
+
+void
+audit_set_prev(char *rec, size_t len, const uint8_t prev[AUDIT_HASH_LEN])
+{
+	struct s_out o = {.buf = rec + S_PREV_OFF, .ok = true};
+
+	if (len < S_PREV_OFF + 2 * AUDIT_HASH_LEN)
+		return;
+	s_put_hex(&o, prev, AUDIT_HASH_LEN);
 }
 
 void

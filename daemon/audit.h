@@ -71,6 +71,11 @@ const char *audit_kind_name(enum audit_event_kind kind);
 size_t audit_encode(const struct audit_event *ev,
     const uint8_t prev[AUDIT_HASH_LEN], char *out);
 
+/* Writes `prev` into a record that audit_encode wrote (with any prev):
+ * a record can be encoded before the record it follows is known, and
+ * chained later (the broker encodes, its writer thread chains). */
+void audit_set_prev(char *rec, size_t len, const uint8_t prev[AUDIT_HASH_LEN]);
+
 /* The chain hash of a record: BLAKE2b-256 of its bytes. */
 void audit_hash(const char *rec, size_t len, uint8_t out[AUDIT_HASH_LEN]);
 

@@ -1,9 +1,12 @@
 /*
- * broker: the serving loop.  Each turn it waits for traffic, handles up
- * to BROKER_DRAIN_MAX inbound frames, then commits everything those
- * frames decided in ONE store transaction (the group commit, with fsync)
- * and only then answers submitters and hands out deliveries.  It must
- * never answer Accepted before the commit is durable.
+ * broker: the serving loop.  Each turn it waits for traffic and handles
+ * up to BROKER_DRAIN_MAX inbound frames; what they decide is recorded in
+ * the open group.  At the end of a turn the open group goes to the store's
+ * writer thread when that is idle (else it grows until then: the group
+ * commit), which stores it in ONE transaction, with fsync; only when
+ * that is done does the broker answer the group's submitters and hand
+ * out its messages.  It must never answer Accepted before the commit is
+ * durable.
  */
 #include "broker.h"
 
@@ -159,14 +162,15 @@ broker_new(const struct broker_opts *opts)
 	b->cache = merkle_cache_new(4096);
 	b->parties = calloc(b->conf->nparties + 1, sizeof(*b->parties));
 	b->depth_group = 1;
-	b->pend = calloc(BROKER_DRAIN_MAX, sizeof(*b->pend));
-	b->receipts = calloc(BROKER_DRAIN_MAX, sizeof(*b->receipts));
+	if (group_init(&b->groups[0], b->audit_head) != 0 ||
+	    group_init(&b->groups[1], b->audit_head) != 0)
+		fatalx("out of memory");
+	b->open = &b->groups[0];
 	b->hot = hot_new(BROKER_HOT_SLOTS, BROKER_HOT_BYTES, BROKER_HOT_ONE);
 	b->verify =
 	    verify_pool_new(s_verify_threads(b->conf), BROKER_VERIFY_QUEUE);
 	if (b->router == NULL || b->cache == NULL || b->parties == NULL ||
-	    b->pend == NULL || b->receipts == NULL || b->hot == NULL ||
-	    b->verify == NULL)
+	    b->hot == NULL || b->verify == NULL)
 		fatalx("out of memory");
 	so.dir = b->conf->broker.data_dir;
 	so.map_size = b->conf->broker.limits.map_size;
@@ -184,6 +188,10 @@ broker_new(const struct broker_opts *opts)
 		fatalx("store: cannot read the audit chain: %s",
 		    store_error(b->store));
 	memcpy(b->audit_durable, b->audit_head, AUDIT_HASH_LEN);
+	b->seq_last = store_last_seq_open(b->store);
+	b->writer = writer_new(b->store, err, sizeof err);
+	if (b->writer == NULL)
+		fatalx("store: %s", err);
 	to.endpoints = b->conf->broker.endpoints;
 	to.nendpoints = b->conf->broker.nendpoints;
 	to.server_secret = b->keys->transport_sk;
@@ -197,6 +205,7 @@ broker_new(const struct broker_opts *opts)
 	if (b->tp == NULL)
 		fatalx("%s", err);
 	transport_watch_fd(b->tp, verify_wake_fd(b->verify));
+	transport_watch_fd(b->tp, writer_fd(b->writer));
 	for (size_t i = 0; transport_endpoint(b->tp, i, err, sizeof err) == 0;
 	     i++)
 		log_info("listening endpoint=%s", err);
@@ -238,15 +247,12 @@ broker_destroy(struct broker **bp)
 	b = *bp;
 	submit_drop_waiting(b);
 	verify_pool_destroy(&b->verify);
+	/* A group still in the writer's hands is finished unanswered. */
+	writer_destroy(&b->writer);
 	store_abort(&b->txn);
-	for (size_t i = 0; i < b->npend; i++) {
-		free((void *)b->pend[i].msg.envelope);
-		codec_buf_clear(&b->pend[i].signed_receipt);
-	}
-	free(b->pend);
-	free(b->receipts);
+	group_free(&b->groups[0]);
+	group_free(&b->groups[1]);
 	hot_destroy(&b->hot);
-	idmap_free(&b->pend_ids);
 	for (size_t i = 0; i < b->sessions.cap; i++)
 		if (b->sessions.keys != NULL && b->sessions.keys[i] != NULL)
 			s_free_session(b->sessions.vals[i]);
@@ -273,59 +279,207 @@ broker_destroy(struct broker **bp)
 	*bp = NULL;
 }
 
+/* No transaction could begin: warned about once a minute (the timers
+ * try every second). */
+static void
+s_begin_failed(struct broker *b, const char *why)
+{
+	b->txn_broken = true;
+	b->txn_failed++;
+	if (b->now_ms >= b->txn_warned_ms + 60000) {
+		log_warnx("store: cannot begin a transaction (%llu times since "
+			  "the last warning): %s",
+		    (unsigned long long)b->txn_failed, why);
+		b->txn_warned_ms = b->now_ms;
+		b->txn_failed = 0;
+	}
+}
+
+/* A group was stored, or not (`rc`): the audit chain's head moves on or
+ * goes back; its answers wait for s_finish. */
+static void
+s_settled(struct broker *b, struct group *g, const struct writer_result *r)
+{
+	g->rc = r->rc;
+	if (!r->began) {
+		s_begin_failed(b, r->err);
+	} else {
+		b->txn_broken = false;
+		if (r->commit_s >= 0)
+			stats_observe(&b->stats.commit, r->commit_s);
+	}
+	if (r->rc == STORE_OK) {
+		memcpy(b->audit_durable, b->audit_head, AUDIT_HASH_LEN);
+		b->stats.commits++;
+		return;
+	}
+	/* The group's audit records were not kept. */
+	memcpy(b->audit_head, b->audit_durable, AUDIT_HASH_LEN);
+	if (g->failed != 0)
+		log_warnx("what this group decided is undone: %s",
+		    schakel_errname(g->failed));
+	else if (g->audit_rc != 0)
+		log_warnx("audit: a record could not be written; what this "
+			  "group decided is undone: %s",
+		    r->err);
+	else if (r->began)
+		log_warnx("store: commit failed: %s", r->err);
+}
+
+/* Takes the writer's result when it is done (waiting for it with
+ * `wait`).  True when no group is in its hands any more. */
+static bool
+s_take_writer(struct broker *b, bool wait)
+{
+	struct writer_result r;
+
+	if (b->fly == NULL || b->fly_done)
+		return true;
+	if (!writer_take(b->writer, wait, &r))
+		return false;
+	s_settled(b, b->fly, &r);
+	b->fly_done = true;
+	return true;
+}
+
+/* Has every session read its queue again (after a commit that did not
+ * happen). */
+static void
+s_rescan_all(struct broker *b)
+{
+	for (size_t i = 0; i < b->sessions.cap; i++) {
+		struct session *s;
+		if (b->sessions.keys == NULL || b->sessions.keys[i] == NULL)
+			continue;
+		s = b->sessions.vals[i];
+		deliver_rescan(s);
+		s->dirty = true;
+	}
+}
+
+/* Answers those who waited for a stored group (or one that failed), and
+ * forgets what the broker kept about it meanwhile. */
+static void
+s_finish(struct broker *b, struct group *g)
+{
+	size_t gi = (size_t)(g - b->groups);
+	int code = g->prep_code;
+
+	if (g->rc != STORE_OK) {
+		/* Nor its acknowledgements: what was taken off the
+		 * sessions' lists is in the queues again; read them again
+		 * so it is delivered again. */
+		s_rescan_all(b);
+		if (g->failed != 0)
+			code = g->failed;
+		else if (g->rc == STORE_FULL || g->audit_rc == STORE_FULL)
+			code = SCHAKEL_E_STORE_FULL;
+		else if (g->audit_rc != 0)
+			code = SCHAKEL_E_AUDIT_FAILED;
+		else
+			code = SCHAKEL_E_UNAVAILABLE;
+		if (code == SCHAKEL_E_STORE_FULL)
+			b->store_full = true;
+	}
+	/* A large group leaves LMDB's dirty pages, and the copies it pushed
+	 * out of the hot cache, freed but held by the allocator: given back
+	 * when the traffic pauses (not after every group, which would make
+	 * the next one fault its pages in again). */
+	if (g->npend >= 256)
+		b->trim_due = true;
+	if (g->npend > 0)
+		submit_finish_group(b, g, code);
+	for (size_t i = 0; i < b->conf->nparties; i++)
+		b->parties[i].adds[gi] = 0;
+	/* Queue depths are read again. */
+	b->depth_group++;
+	group_reset(g);
+	if (g == b->fly) {
+		b->fly = NULL;
+		b->fly_done = false;
+	}
+}
+
+/* Answers for the writer's group when it is done. */
+static void
+s_finish_fly(struct broker *b)
+{
+	if (b->fly != NULL && b->fly_done)
+		s_finish(b, b->fly);
+}
+
+/* Closes the open group (no other may be in hand): the next records go
+ * to the other one.  Returns the closed one. */
+static struct group *
+s_close_open(struct broker *b)
+{
+	struct group *g = b->open;
+
+	b->open = g == &b->groups[0] ? &b->groups[1] : &b->groups[0];
+	return g;
+}
+
+/* Hands the open group to the writer (which must be idle). */
+static void
+s_hand_over(struct broker *b)
+{
+	struct group *g = s_close_open(b);
+
+	submit_prepare_group(b, g);
+	b->fly = g;
+	b->fly_done = false;
+	writer_start(b->writer, group_apply, g);
+}
+
 struct store_txn *
 broker_txn(struct broker *b)
 {
 	if (b->txn == NULL) {
-		b->txn_broken = store_begin(b->store, &b->txn) != STORE_OK;
-		if (!b->txn_broken)
-			return b->txn;
-		/* Once a minute: the timers try every second. */
-		b->txn_failed++;
-		if (b->now_ms >= b->txn_warned_ms + 60000) {
-			log_warnx("store: cannot begin a transaction (%llu "
-				  "times since the last warning): %s",
-			    (unsigned long long)b->txn_failed,
-			    store_error(b->store));
-			b->txn_warned_ms = b->now_ms;
-			b->txn_failed = 0;
+		/* One writer at a time: the writer thread's group first. */
+		s_take_writer(b, true);
+		if (store_begin(b->store, &b->txn) != STORE_OK) {
+			s_begin_failed(b, store_error(b->store));
+			b->txn = NULL;
+			return NULL;
 		}
-		b->txn = NULL;
+		b->txn_broken = false;
 	}
+	/* What the open group recorded so far comes first; a failure
+	 * spoils the transaction and shows at its commit. */
+	(void)group_apply(b->open, b->txn);
 	return b->txn;
+}
+
+void
+broker_txn_drop(struct broker *b)
+{
+	store_abort(&b->txn);
+	group_rewind(b->open);
+	memcpy(b->audit_head, b->audit_durable, AUDIT_HASH_LEN);
+	b->open->audit_rc = 0;
+}
+
+uint64_t
+broker_next_seq(struct broker *b)
+{
+	return ++b->seq_last;
 }
 
 static struct refusal_window *
 s_refusal_window(struct broker *b, const char *party);
 
-/* Writes an audit record into the open group. */
+/* Records an audit record in the open group.  One that cannot be
+ * recorded fails the group: nothing is decided unlogged. */
 static void
 s_audit_write(struct broker *b, const struct audit_event *ev)
 {
-	char rec[AUDIT_RECORD_MAX];
-	size_t len = audit_encode(ev, b->audit_head, rec);
-	uint8_t next[AUDIT_HASH_LEN];
-	uint64_t aseq;
-	struct store_txn *t = broker_txn(b);
+	int rc = group_audit(b->open, ev);
 
-	int rc;
-
-	if (len == 0 || t == NULL) {
+	if (rc != SCHAKEL_OK) {
 		log_warnx(
 		    "audit: cannot record event=%s", audit_kind_name(ev->kind));
-		if (t != NULL)
-			b->audit_failed = SCHAKEL_E_AUDIT_FAILED;
-		return;
+		b->open->failed = SCHAKEL_E_AUDIT_FAILED;
 	}
-	audit_hash(rec, len, next);
-	rc = store_audit_append(t, (const uint8_t *)rec, len, next, &aseq);
-	if (rc != STORE_OK) {
-		log_warnx("audit: cannot append: %s", store_error(b->store));
-		b->audit_failed = rc == STORE_FULL ? SCHAKEL_E_STORE_FULL
-						   : SCHAKEL_E_AUDIT_FAILED;
-		return;
-	}
-	memcpy(b->audit_head, next, AUDIT_HASH_LEN);
 }
 
 void
@@ -783,85 +937,69 @@ s_dispatch(struct broker *b, const struct transport_msg *m)
 	return n;
 }
 
-/* Has every session read its queue again (after a commit that did not
- * happen). */
-static void
-s_rescan_all(struct broker *b)
+/* Stores the open group in the broker thread's own transaction (the
+ * writer is idle: broker_txn waited for it) and answers for it. */
+static int
+s_commit_direct(struct broker *b)
 {
-	for (size_t i = 0; i < b->sessions.cap; i++) {
-		struct session *s;
-		if (b->sessions.keys == NULL || b->sessions.keys[i] == NULL)
-			continue;
-		s = b->sessions.vals[i];
-		deliver_rescan(s);
-		s->dirty = true;
+	struct group *g = b->open;
+	struct writer_result r = {.began = true, .commit_s = -1};
+
+	s_finish_fly(b);
+	submit_prepare_group(b, g);
+	r.rc = group_apply(g, b->txn);
+	if (r.rc == STORE_OK) {
+		uint64_t t0 = stats_now_us();
+		r.rc = store_commit(&b->txn);
+		r.commit_s = (double)(stats_now_us() - t0) / 1e6;
+	} else {
+		store_abort(&b->txn);
 	}
+	if (r.rc != STORE_OK)
+		text_copy(r.err, sizeof r.err, store_error(b->store));
+	s_settled(b, g, &r);
+	/* Its answers may record refusals: in the next group. */
+	s_finish(b, s_close_open(b));
+	return r.rc;
 }
 
-/* Commits what this turn decided and answers those who wait for it.
- * Returns STORE_OK, or why the turn's changes were not kept. */
+/* The end of a turn: what it answered goes out; a group the writer
+ * finished is answered; the open group goes to the writer when it is
+ * idle (else it grows until then: the group commit).  A transaction of
+ * the broker thread's own is committed here.  Returns STORE_OK, or why
+ * that transaction's changes were not kept. */
 static int
 s_flush(struct broker *b)
 {
-	int code = SCHAKEL_OK, rc = STORE_OK;
-
-	/* What the turn answered so far goes out before the wait for the
-	 * disk. */
 	broker_flush_out(b);
-	if (b->npend > 0)
-		code = submit_prepare_group(b);
-	if (b->txn != NULL) {
-		if (b->audit_failed != 0) {
-			/* Nothing is decided unlogged: the turn's decisions
-			 * go with its audit records, as if the commit had
-			 * failed. */
-			store_abort(&b->txn);
-			rc = b->audit_failed == SCHAKEL_E_STORE_FULL
-			    ? STORE_FULL
-			    : STORE_ERROR;
-			log_warnx("audit: a record could not be written; what "
-				  "this turn decided is undone");
-		} else {
-			uint64_t t0 = stats_now_us();
-			rc = store_commit(&b->txn);
-			stats_observe(&b->stats.commit,
-			    (double)(stats_now_us() - t0) / 1e6);
-			if (rc != STORE_OK)
-				log_warnx("store: commit failed: %s",
-				    store_error(b->store));
-		}
-		if (rc != STORE_OK) {
-			/* The audit records of this group were not kept. */
-			memcpy(b->audit_head, b->audit_durable, AUDIT_HASH_LEN);
-			/* Nor its acknowledgements: what was taken off the
-			 * sessions' lists is in the queues again; read them
-			 * again so it is delivered again. */
-			s_rescan_all(b);
-			if (code == SCHAKEL_OK)
-				code = rc == STORE_FULL ? SCHAKEL_E_STORE_FULL
-				    : b->audit_failed != 0
-				    ? SCHAKEL_E_AUDIT_FAILED
-				    : SCHAKEL_E_UNAVAILABLE;
-		} else {
-			memcpy(b->audit_durable, b->audit_head, AUDIT_HASH_LEN);
-			b->stats.commits++;
-		}
-		/* A large group leaves LMDB's dirty pages, and the copies
-		 * it pushed out of the hot cache, freed but held by the
-		 * allocator: given back when the traffic pauses (not after
-		 * every group, which would make the next one fault its
-		 * pages in again). */
-		if (b->npend >= 256)
-			b->trim_due = true;
-		if (code == SCHAKEL_E_STORE_FULL || rc == STORE_FULL)
-			b->store_full = true;
-		b->audit_failed = 0;
+	s_take_writer(b, false);
+	s_finish_fly(b);
+	if (b->txn != NULL)
+		return s_commit_direct(b);
+	if (b->fly == NULL && !group_empty(b->open))
+		s_hand_over(b);
+	return STORE_OK;
+}
+
+/* Stores everything decided so far before it returns (admin commands,
+ * a reload, the stop).  Returns STORE_OK, or why it was not kept. */
+static int
+s_flush_sync(struct broker *b)
+{
+	broker_flush_out(b);
+	s_take_writer(b, true);
+	s_finish_fly(b);
+	if (b->txn == NULL && group_empty(b->open))
+		return STORE_OK;
+	if (broker_txn(b) == NULL) {
+		struct writer_result r = {
+		    .rc = STORE_ERROR, .began = true, .commit_s = -1};
+		text_copy(r.err, sizeof r.err, store_error(b->store));
+		s_settled(b, b->open, &r);
+		s_finish(b, s_close_open(b));
+		return STORE_ERROR;
 	}
-	if (b->npend > 0)
-		submit_finish_group(b, code);
-	/* Queue depths counted for the group are read again. */
-	b->depth_group++;
-	return rc;
+	return s_commit_direct(b);
 }
 
 /* Warns about changed settings that only a restart applies. */
@@ -900,7 +1038,7 @@ s_startup_only(
 int
 broker_flush(struct broker *b)
 {
-	return s_flush(b);
+	return s_flush_sync(b);
 }
 
 int
@@ -1001,7 +1139,7 @@ s_end_sessions(struct broker *b)
 		if (b->sessions.keys != NULL && b->sessions.keys[i] != NULL)
 			deliver_forget(b, b->sessions.vals[i]);
 	s_audit_summaries(b, true);
-	s_flush(b);
+	s_flush_sync(b);
 }
 
 /* Adds the connections ZAP refused since the last look. */
@@ -1051,6 +1189,12 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		int n = 0, rc;
 		long timeout;
 
+		/* The open group is full while the writer stores the one
+		 * before: nothing can be taken in until it is done. */
+		if (b->open->npend == BROKER_DRAIN_MAX && b->fly != NULL) {
+			s_take_writer(b, true);
+			s_flush(b);
+		}
 		/* Verified envelopes the last turn had no room for: no
 		 * waiting.  With the verifiers' queue full, wait for them
 		 * rather than for traffic that cannot be taken in yet. */
@@ -1078,7 +1222,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 			/* Between two messages: the group so far is
 			 * committed under the configuration it was checked
 			 * with. */
-			s_flush(b);
+			s_flush_sync(b);
 			if (d != NULL)
 				broker_reload(b, d);
 			diags_destroy(&d);
@@ -1098,7 +1242,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 				b->tp, req, sizeof req, &len) == 1) {
 				/* Between two messages: first commit what the
 				 * turn decided. */
-				s_flush(b);
+				s_flush_sync(b);
 				admin_handle(b, req, len);
 			}
 		}
@@ -1151,7 +1295,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 	while (verify_pending(b->verify) > 0) {
 		verify_wait(b->verify);
 		submit_collect(b);
-		s_flush(b);
+		s_flush_sync(b);
 	}
 	s_end_sessions(b);
 	broker_flush_out(b);

@@ -5,7 +5,9 @@
  * delivery, acknowledgements, redelivery, expiry).  main.c only builds
  * it.  Everything runs on one thread and nothing here is locked; only
  * the decoding and signature checks of submitted envelopes run on the
- * threads of verify.c.
+ * threads of verify.c, and the store's writes on the writer's (writer.c):
+ * a group in its hands (b->fly, until the broker takes the result back)
+ * and the audit head are its alone.
  */
 #ifndef SCHAKEL_BROKER_H
 #define SCHAKEL_BROKER_H
@@ -29,6 +31,7 @@
 #include "store.h"
 #include "transport.h"
 #include "verify.h"
+#include "writer.h"
 
 #define BROKER_MAX_CREDIT 1024
 #define BROKER_MAX_INFLIGHT BROKER_MAX_CREDIT
@@ -121,6 +124,64 @@ struct pending {
 	char purpose[STORE_NAME_MAX + 1];
 };
 
+/* A block of a group's recorded writes; never moved, so keys into it
+ * (the group's marks) stay valid until the group is reset. */
+struct group_block {
+	struct group_block *next;
+	size_t used, cap;
+	uint8_t *data;
+};
+
+/* Where group_next is (start with {0}). */
+struct group_pos {
+	struct group_block *blk;
+	size_t off;
+};
+
+enum group_op_kind {
+	GROUP_PUT,       /* a submission (struct pending *) */
+	GROUP_AUDIT,     /* an audit record, chained when applied */
+	GROUP_ACK,       /* store_ack of (seq, party) */
+	GROUP_DELIVERED, /* store_delivered of (seq, party) */
+};
+
+/* One recorded write, as group_next hands it out.  For GROUP_ACK and
+ * GROUP_DELIVERED `data` is the key: the sequence number (8 bytes, host
+ * order) and the party id, `len` bytes in all (group_key). */
+struct group_op {
+	enum group_op_kind kind;
+	const uint8_t *data;
+	size_t len;
+	struct pending *p; /* GROUP_PUT */
+};
+
+/* A group commit: what the broker thread decided over one or more
+ * turns, recorded as writes and stored in one transaction.  The writer
+ * thread stores it while the broker decides the next group; when the
+ * broker needs a transaction's answers (sweeps, dead letters, admin
+ * commands), it waits for the writer and stores the open group in a
+ * transaction of its own (broker_txn). */
+struct group {
+	struct pending *pend;     /* BROKER_DRAIN_MAX slots, never moved */
+	struct receipt *receipts; /* pend[i]'s receipt, unsigned, side by
+				   * side for receipt_build */
+	size_t npend;
+	struct idmap pend_ids; /* message id -> pending */
+	/* (seq, party) -> what the group recorded about that queue entry
+	 * (group_marks): until it is stored, the pump goes by this. */
+	struct idmap marks;
+	struct group_block *first, *last, *spare;
+	size_t nops;
+	struct group_pos applied; /* how far group_apply got */
+	bool prepared;            /* receipts signed, messages recorded */
+	int prep_code;            /* SCHAKEL_E_* for all its messages, or 0 */
+	int failed;   /* SCHAKEL_E_*: a record could not be encoded */
+	int audit_rc; /* STORE_* of an audit record the store refused */
+	int rc;       /* STORE_* of its commit */
+	uint64_t dedup_until_ms;
+	uint8_t *head; /* the audit chain head it continues */
+};
+
 /* Refusals logged for one party in the current minute. */
 #define BROKER_REFUSALS_LOGGED 10
 struct refusal_window {
@@ -151,6 +212,9 @@ struct party_state {
 	 * queues change only when a group commits). */
 	uint64_t depth_group;
 	uint64_t depth;
+	/* Messages for it in each group not yet committed (by group
+	 * index): added to what the store holds when depth is read. */
+	uint64_t adds[2];
 };
 
 /* A latency histogram with fixed buckets (seconds). */
@@ -197,17 +261,23 @@ struct broker {
 	/* max_message_size at start: the socket takes no larger messages
 	 * (plus 64 KiB) until a restart, whatever a reload says. */
 	size_t max_message_start;
-	struct store_txn *txn;    /* the open group, or NULL */
-	struct pending *pend;     /* BROKER_DRAIN_MAX slots, never moved */
-	struct receipt *receipts; /* pend[i]'s receipt, unsigned, side by
-				   * side for receipt_build */
-	size_t npend;
-	struct hot *hot;             /* accepted messages, for their delivery */
-	struct idmap pend_ids;       /* message id -> pending, this group */
+	/* A transaction of the broker thread's own (the writer is idle
+	 * then), or NULL. */
+	struct store_txn *txn;
+	struct writer *writer;
+	struct group groups[2];
+	struct group *open; /* recording */
+	struct group *fly;  /* the writer's, or done and not finished */
+	bool fly_done;      /* the writer is done with fly */
+	uint64_t seq_last;  /* the last message sequence number given */
+	struct hot *hot;    /* accepted messages, for their delivery */
 	struct party_state *parties; /* by conf party index */
 	uint64_t depth_group;        /* see party_state; 1, 2, ... */
-	uint8_t audit_head[AUDIT_HASH_LEN];    /* including the open group */
-	uint8_t audit_durable[AUDIT_HASH_LEN]; /* as last committed */
+	/* The audit chain's head, including the groups applied so far
+	 * (written by whichever thread applies one), and as last
+	 * committed. */
+	uint8_t audit_head[AUDIT_HASH_LEN];
+	uint8_t audit_durable[AUDIT_HASH_LEN];
 	uint64_t now_ms;
 	uint64_t started_ms;
 	bool stopping;
@@ -225,9 +295,6 @@ struct broker {
 	uint64_t txn_warned_ms; /* last warning that no txn could begin */
 	uint64_t txn_failed;    /* failures since */
 	bool txn_broken;        /* the last store_begin failed */
-	/* An audit record of this turn could not be written (a refusal
-	 * code, 0 when none): its decisions are undone at the flush. */
-	int audit_failed;
 };
 
 /* broker.c */
@@ -245,8 +312,15 @@ int broker_reload(struct broker *b, struct diags *d);
 /* Commits the open group now (admin changes before their answer).
  * Returns STORE_OK, or the store code when the changes were not kept. */
 int broker_flush(struct broker *b);
-/* Opens the group transaction if needed; returns it or NULL. */
+/* A transaction of the broker thread's own, for writes whose answers it
+ * needs: waits for the writer thread's group, begins one if needed and
+ * applies what the open group recorded so far.  Returns it or NULL. */
 struct store_txn *broker_txn(struct broker *b);
+/* Drops that transaction (a sweep that found nothing): what the open
+ * group recorded is applied again in the next one. */
+void broker_txn_drop(struct broker *b);
+/* The next message sequence number. */
+uint64_t broker_next_seq(struct broker *b);
 /* Appends an audit record to the open group. */
 void broker_audit(struct broker *b, const struct audit_event *ev);
 /* Fills the fields of an audit record about message `m` for one of its
@@ -302,15 +376,43 @@ void submit_envelope(
 void submit_collect(struct broker *b);
 /* Waits for the envelopes being verified and drops them unanswered. */
 void submit_drop_waiting(struct broker *b);
-/* Writes the group's messages and receipts into the open transaction;
- * returns 0, or the refusal code for every message of the group. */
-int submit_prepare_group(struct broker *b);
+/* Signs the group's receipts and records its messages (once); sets
+ * g->prep_code when its messages cannot go. */
+void submit_prepare_group(struct broker *b, struct group *g);
 /* After the commit: answers each pending submission (Accepted, or a
  * refusal with `code`) and frees them. */
-void submit_finish_group(struct broker *b, int code);
+void submit_finish_group(struct broker *b, struct group *g, int code);
 /* Case participants for the router. */
 size_t submit_participants(void *arg, const char *case_ref,
     const struct conf_role *role, const struct conf_party **out, size_t max);
+
+/* group.c */
+int group_init(struct group *g, uint8_t *head);
+void group_free(struct group *g);
+/* Empties a finished group for reuse (its blocks are kept). */
+void group_reset(struct group *g);
+bool group_empty(const struct group *g);
+/* Records writes, in order; 0, or a SCHAKEL_E_* code (nothing recorded). */
+int group_put(struct group *g, struct pending *p);
+int group_audit(struct group *g, const struct audit_event *ev);
+int group_ack(struct group *g, const char *party, uint64_t seq);
+int group_delivered(struct group *g, const char *party, uint64_t seq);
+/* What g recorded about queue entry (seq, party): sets *acked when it
+ * acknowledged it, adds the deliveries it counted to *counted. */
+void group_marks(const struct group *g, const char *party, uint64_t seq,
+    bool *acked, uint32_t *counted);
+/* The key of (seq, party) in out (8 + STORE_NAME_MAX bytes); its length. */
+size_t group_key(uint8_t *out, const char *party, uint64_t seq);
+/* The next recorded write after pos; false at the end. */
+bool
+group_next(const struct group *g, struct group_pos *pos, struct group_op *op);
+/* Applies what was recorded since the last call to t, chaining audit
+ * records from *g->head: a writer_apply_fn (arg is the group).  Returns
+ * STORE_OK, or the code that spoils the transaction. */
+int group_apply(void *arg, struct store_txn *t);
+/* Has group_apply start from the first write again (its transaction
+ * was dropped). */
+void group_rewind(struct group *g);
 
 /* deliver.c */
 void deliver_credit(struct broker *b, struct session *s, uint32_t n);

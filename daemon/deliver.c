@@ -169,14 +169,27 @@ s_case_free_up(struct session *s, const char *ref)
 static void
 s_count_failed(struct broker *b, struct session *s, const struct inflight *x)
 {
-	struct store_txn *t;
-	uint32_t count;
+	if (x->count == 1)
+		(void)group_delivered(b->open, s->party, x->seq);
+}
 
-	if (x->count != 1)
-		return;
-	t = broker_txn(b);
-	if (t != NULL)
-		(void)store_delivered(t, s->party, x->seq, &count);
+/* What the groups not yet in the store recorded about a queue entry:
+ * whether one acknowledged it (the pump passes over it then), and how
+ * many deliveries they counted (the store's count is that much behind).
+ * A group the writer is done with is in the store, or failed. */
+static bool
+s_marks(
+    const struct broker *b, const char *party, uint64_t seq, uint32_t *counted)
+{
+	bool acked = false;
+	uint32_t n = 0;
+
+	group_marks(b->open, party, seq, &acked, &n);
+	if (b->fly != NULL && !b->fly_done)
+		group_marks(b->fly, party, seq, &acked, &n);
+	if (counted != NULL)
+		*counted = n;
+	return acked;
 }
 
 static void
@@ -314,7 +327,8 @@ s_notice(struct broker *b, const struct store_msg *m, const char *recipient,
 
 	if (t == NULL || strcmp(m->type, S_NOTICE_TYPE) == 0)
 		return; /* no notices about notices */
-	n.seq = store_next_seq(t);
+	n.seq = broker_next_seq(b);
+	store_take_seq(t, n.seq);
 	env_new_id(n.id);
 	text_copy(n.sender, sizeof n.sender, m->sender);
 	text_copy(n.type, sizeof n.type, S_NOTICE_TYPE);
@@ -455,15 +469,19 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	struct store_msg m;
 	uint8_t *envelope = NULL, *receipt = NULL;
 	struct frame f = {.kind = FRAME_DELIVER};
-	struct store_txn *t;
 	struct case_state *cs;
-	uint32_t count = e->deliveries + 1;
+	uint32_t count = e->deliveries + 1, counted = 0;
 	enum s_offered used = S_PASSED;
 	bool hot;
 
 	/* Only a rescan reads entries in flight. */
 	if (!from_held && e->seq <= s->rescan_upto && s_find(s, e->seq) != NULL)
 		return S_PASSED;
+	/* An entry read from the store counts the deliveries not stored
+	 * yet too; one held back has its count from its last delivery. */
+	if (s_marks(b, s->party, e->seq, from_held ? NULL : &counted))
+		return S_PASSED;
+	count += counted;
 	if (!s_read(b, e, from_held, &m, &envelope, &receipt, &hot))
 		return S_PASSED;
 	cs = s_case(s, m.case_ref);
@@ -479,10 +497,8 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	}
 	if (strcmp(m.type, S_NOTICE_TYPE) == 0) {
 		/* A notice no one took in time is simply dropped. */
-		t = broker_txn(b);
 		if (m.expires_ms <= b->now_ms) {
-			if (t != NULL)
-				store_ack(t, s->party, e->seq);
+			(void)group_ack(b->open, s->party, e->seq);
 			goto out;
 		}
 		broker_send_raw(b, &s->peer, m.envelope, m.envelope_len);
@@ -506,12 +522,9 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 		used = S_NO_ROOM;
 		goto out;
 	}
-	if (count > 1) {
-		t = broker_txn(b);
-		if (t == NULL ||
-		    store_delivered(t, s->party, e->seq, &count) != STORE_OK)
-			goto out;
-	}
+	if (count > 1 &&
+	    group_delivered(b->open, s->party, e->seq) != SCHAKEL_OK)
+		goto out;
 	f.u.deliver.store_seq = e->seq;
 	f.u.deliver.delivery_count = count;
 	f.u.deliver.envelope.data = m.envelope;
@@ -630,27 +643,46 @@ deliver_pump(struct broker *b)
 	}
 }
 
-/* An Ack: the queue entry goes, read and checked in one step with the
- * message (its metadata is what the audit record and a delivered
- * notice need). */
+/* Whether `seq` is in the stored queue of `party`. */
+static bool
+s_queued(struct broker *b, const char *party, uint64_t seq)
+{
+	struct store_entry e;
+	size_t n = 0;
+
+	return seq > 0 &&
+	    store_queue(b->store, party, seq - 1, &e, 1, &n) == STORE_OK &&
+	    n == 1 && e.seq == seq;
+}
+
+/* An Ack: checked against the stored message (its metadata is what the
+ * audit record and a delivered notice need), then recorded; the queue
+ * entry goes when the group is stored. */
 static void
 s_ack(struct broker *b, struct session *s, const struct frame_ack *a,
     struct inflight *x)
 {
-	struct store_txn *t = broker_txn(b);
 	struct store_msg m;
+	bool notice = x != NULL && x->notice, known;
 
+	if (s_marks(b, s->party, a->store_seq, NULL))
+		return; /* acknowledged before, not stored yet */
+	known = store_get(b->store, a->store_seq, &m, NULL, NULL) == STORE_OK;
 	/* A message is acknowledged by its id; a notice (stored under an id
 	 * of its own, and acknowledged with the id of the message it is
-	 * about) only by a session it was handed to. */
-	if (t == NULL ||
-	    store_ack_id(t, s->party, a->store_seq,
-		x != NULL && x->notice ? NULL : a->message_id, &m) != STORE_OK)
+	 * about) only by a session it was handed to.  One not in flight
+	 * here must be queued for this recipient. */
+	if (!notice &&
+	    (!known || memcmp(m.id, a->message_id, STORE_ID_LEN) != 0))
+		return;
+	if (x == NULL && !s_queued(b, s->party, a->store_seq))
+		return;
+	if (group_ack(b->open, s->party, a->store_seq) != SCHAKEL_OK)
 		return;
 	if (x != NULL)
 		s_remove(s, x);
 	s->dirty = true;
-	if (m.seq == 0 || strcmp(m.type, S_NOTICE_TYPE) == 0)
+	if (!known || strcmp(m.type, S_NOTICE_TYPE) == 0)
 		return;
 	s_audit(b, AUDIT_ACKNOWLEDGED, s->party, &m, 0, 0);
 	b->stats.acked++;
@@ -672,8 +704,7 @@ deliver_ack(
 		s_ack(b, s, a, x);
 		return;
 	}
-	if (store_get(b->store, a->store_seq, &m, NULL, NULL) != STORE_OK ||
-	    broker_txn(b) == NULL)
+	if (store_get(b->store, a->store_seq, &m, NULL, NULL) != STORE_OK)
 		return;
 	/* A Nack is checked like an Ack (s_ack). */
 	if (strcmp(m.type, S_NOTICE_TYPE) == 0
@@ -756,7 +787,7 @@ s_sweep(struct broker *b, s_round_fn round, const char *what)
 	}
 	/* Nothing due: no commit (and no fsync) for an empty look. */
 	if (t != NULL && total == 0 && opened)
-		store_abort(&b->txn);
+		broker_txn_drop(b);
 }
 
 static int

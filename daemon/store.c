@@ -222,6 +222,18 @@ store_next_seq(struct store_txn *t)
 	return t->s->ops->next_seq(t);
 }
 
+void
+store_take_seq(struct store_txn *t, uint64_t seq)
+{
+	t->s->ops->take_seq(t, seq);
+}
+
+uint64_t
+store_last_seq_open(const struct store *s)
+{
+	return s->last_seq_open;
+}
+
 int
 store_put(
     struct store_txn *t, const struct store_msg *m, uint64_t dedup_until_ms)

@@ -139,6 +139,16 @@ void store_abort(struct store_txn **tp);
  * failed transaction gives its numbers out again. */
 uint64_t store_next_seq(struct store_txn *t);
 
+/* Reserves every sequence number up to `seq` in this transaction, for a
+ * caller that numbers messages itself (the broker records a group's
+ * messages before the transaction that stores them begins).  Numbers it
+ * never stores are skipped, not given out again. */
+void store_take_seq(struct store_txn *t, uint64_t seq);
+
+/* The highest message sequence number stored when the store was opened
+ * (where a caller that numbers messages itself starts). */
+uint64_t store_last_seq_open(const struct store *s);
+
 /* Stores a message under m->seq (reserved with store_next_seq in this
  * transaction): the message, an entry at the tail of each recipient's
  * queue, the dedup id (kept until `dedup_until_ms`), and, unless

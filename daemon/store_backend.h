@@ -19,6 +19,7 @@ struct store {
 	void *be;               /* the backend's state */
 	bool writing;           /* a write transaction is open */
 	uint64_t upgraded_from; /* set by the backend's open */
+	uint64_t last_seq_open; /* set by the backend's open */
 };
 
 struct store_txn {
@@ -37,6 +38,7 @@ struct store_ops {
 	int (*commit)(struct store_txn *t); /* frees t->be, also on failure */
 	void (*abort)(struct store_txn *t); /* frees t->be */
 	uint64_t (*next_seq)(struct store_txn *t);
+	void (*take_seq)(struct store_txn *t, uint64_t seq);
 	int (*put)(struct store_txn *t, const struct store_msg *m,
 	    uint64_t dedup_until_ms);
 	int (*delivered)(struct store_txn *t, const char *recipient,

@@ -584,6 +584,7 @@ s_open(struct store *s, const struct store_opts *opts)
 		return s_fail(s, rc, what);
 	}
 	s->upgraded_from = e->layout_found;
+	s->last_seq_open = e->last_seq;
 	e->psize = st.ms_psize;
 	e->reserve = info.me_mapsize / 16;
 	if (e->reserve < S_RESERVE_PAGES * e->psize)
@@ -778,6 +779,15 @@ s_next_seq(struct store_txn *t)
 	struct s_txn *bt = t->be;
 
 	return ++bt->last_seq;
+}
+
+static void
+s_take_seq(struct store_txn *t, uint64_t seq)
+{
+	struct s_txn *bt = t->be;
+
+	if (seq > bt->last_seq)
+		bt->last_seq = seq;
 }
 
 /* Records `party` in the case, unless it is there already: looked up
@@ -1938,6 +1948,7 @@ const struct store_ops store_lmdb_ops = {
     .commit = s_commit,
     .abort = s_abort,
     .next_seq = s_next_seq,
+    .take_seq = s_take_seq,
     .put = s_put,
     .delivered = s_delivered,
     .ack = s_ack,

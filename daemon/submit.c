@@ -234,10 +234,12 @@ s_absdiff(uint64_t a, uint64_t b)
 	return a > b ? a - b : b - a;
 }
 
-/* The queue-depth check counts what this group already adds: the
+/* The queue-depth check counts what the groups not yet stored add: the
  * store's depth is read once a group for each recipient (a read
  * transaction and a count: 2% of the broker thread when it was read for
- * every message), then counted up as the group takes messages. */
+ * every message), then counted up as the group takes messages.  An
+ * acknowledgement not yet stored still counts: that can refuse early,
+ * never too late. */
 static bool
 s_queue_ok(struct broker *b, const struct conf_party *p)
 {
@@ -246,6 +248,8 @@ s_queue_ok(struct broker *b, const struct conf_party *p)
 	if (ps->depth_group != b->depth_group) {
 		if (store_queue_depth(b->store, p->id, &ps->depth) != STORE_OK)
 			return false;
+		/* And what the groups not yet stored add. */
+		ps->depth += ps->adds[0] + ps->adds[1];
 		ps->depth_group = b->depth_group;
 	}
 	return ps->depth < p->max_queue_depth;
@@ -256,8 +260,11 @@ s_queue_ok(struct broker *b, const struct conf_party *p)
 static void
 s_queue_add(struct broker *b, const struct conf_party *const *rcpt, size_t n)
 {
+	size_t gi = (size_t)(b->open - b->groups);
+
 	for (size_t i = 0; i < n; i++) {
 		struct party_state *ps = &b->parties[rcpt[i]->index];
+		ps->adds[gi]++;
 		if (ps->depth_group == b->depth_group)
 			ps->depth++;
 	}
@@ -364,6 +371,7 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 	const struct env_header *h;
 	const char *ids[ENV_MAX_RECIPIENTS];
 	struct router_result res;
+	struct group *g = b->open;
 	struct pending *p;
 	struct receipt *r;
 	uint64_t seq;
@@ -399,7 +407,9 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 		    b, m, job->corr_id, SCHAKEL_E_STALE_TIMESTAMP, h, true);
 		goto out;
 	}
-	if (idmap_get(&b->pend_ids, h->id, ENV_ID_LEN) != NULL) {
+	if (idmap_get(&g->pend_ids, h->id, ENV_ID_LEN) != NULL ||
+	    (b->fly != NULL &&
+		idmap_get(&b->fly->pend_ids, h->id, ENV_ID_LEN) != NULL)) {
 		s_refuse(b, m, job->corr_id, SCHAKEL_E_DUPLICATE_ID, h, true);
 		goto out;
 	}
@@ -449,12 +459,12 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 			goto out;
 		}
 	}
-	if (b->npend == BROKER_DRAIN_MAX || broker_txn(b) == NULL) {
+	if (g->npend == BROKER_DRAIN_MAX) {
 		s_refuse(b, m, job->corr_id, SCHAKEL_E_UNAVAILABLE, h, true);
 		goto out;
 	}
-	seq = store_next_seq(b->txn);
-	p = &b->pend[b->npend];
+	seq = broker_next_seq(b);
+	p = &g->pend[g->npend];
 	memset(p, 0, sizeof(*p));
 	p->peer = m->peer;
 	p->corr_id = job->corr_id;
@@ -472,7 +482,7 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 	/* The stored copy is the job's buffer (the decoded envelope
 	 * points into it too, until env_destroy at the end). */
 	p->msg.envelope_len = m->len;
-	r = &b->receipts[b->npend];
+	r = &g->receipts[g->npend];
 	memset(r, 0, sizeof(*r));
 	memcpy(r->message_id, h->id, ENV_ID_LEN);
 	r->accepted_ms = b->now_ms;
@@ -501,13 +511,13 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 	}
 	p->msg.case_until_ms =
 	    (p->msg.case_until_ms + S_DAY_MS - 1) / S_DAY_MS * S_DAY_MS;
-	if (idmap_put(&b->pend_ids, p->msg.id, STORE_ID_LEN, p, &old) != 0) {
+	if (idmap_put(&g->pend_ids, p->msg.id, STORE_ID_LEN, p, &old) != 0) {
 		s_refuse(b, m, job->corr_id, SCHAKEL_E_NO_MEMORY, h, true);
 		goto out;
 	}
 	p->msg.envelope = job->buf;
 	job->buf = NULL;
-	b->npend++;
+	g->npend++;
 	s_queue_add(b, rcpt, h->n_recipients);
 out:
 	env_destroy(&e);
@@ -522,7 +532,7 @@ submit_collect(struct broker *b)
 	uint8_t hash[ENV_HASH_LEN];
 	int rc;
 
-	while (b->npend < BROKER_DRAIN_MAX &&
+	while (b->open->npend < BROKER_DRAIN_MAX &&
 	    verify_pop(b->verify, &e, &arg, &rc, hash))
 		s_verified(b, arg, e, rc, hash);
 }
@@ -545,81 +555,69 @@ submit_drop_waiting(struct broker *b)
 	}
 }
 
-int
-submit_prepare_group(struct broker *b)
+void
+submit_prepare_group(struct broker *b, struct group *g)
 {
-	struct codec_buf *bufs = calloc(b->npend, sizeof(*bufs));
-	struct store_txn *t = broker_txn(b);
-	uint64_t dedup_until =
-	    b->now_ms + b->conf->broker.limits.dedup_window * 1000;
+	struct codec_buf *bufs;
 	int rc = SCHAKEL_OK;
 
-	if (bufs == NULL || t == NULL) {
-		rc = t == NULL ? SCHAKEL_E_UNAVAILABLE : SCHAKEL_E_NO_MEMORY;
-		goto out;
+	if (g->prepared || g->npend == 0)
+		return;
+	g->prepared = true;
+	g->dedup_until_ms =
+	    b->now_ms + b->conf->broker.limits.dedup_window * 1000;
+	bufs = calloc(g->npend, sizeof(*bufs));
+	if (bufs == NULL) {
+		g->prep_code = SCHAKEL_E_NO_MEMORY;
+		return;
 	}
 	/* One broker signature for the whole group. */
-	rc = receipt_build(b->receipts, b->npend, b->keys->sign_sk, bufs);
-	if (rc != SCHAKEL_OK) {
+	rc = receipt_build(g->receipts, g->npend, b->keys->sign_sk, bufs);
+	if (rc != SCHAKEL_OK)
 		log_warnx("cannot sign receipts: %s", schakel_errname(rc));
-		goto out;
-	}
-	for (size_t i = 0; i < b->npend; i++) {
-		struct pending *p = &b->pend[i];
-		struct audit_event ev = {.kind = AUDIT_ACCEPTED,
-		    .time_ms = b->now_ms,
-		    .seq = p->msg.seq,
-		    .has_id = true};
-		int src;
-
+	/* The messages are stored, and what became of each recorded, when
+	 * the group is applied (group.c). */
+	for (size_t i = 0; rc == SCHAKEL_OK && i < g->npend; i++) {
+		struct pending *p = &g->pend[i];
 		p->signed_receipt = bufs[i];
 		bufs[i].data = NULL;
 		p->msg.receipt = p->signed_receipt.data;
 		p->msg.receipt_len = p->signed_receipt.len;
-		src = store_put(t, &p->msg, dedup_until);
-		memcpy(ev.id, p->msg.id, AUDIT_ID_LEN);
-		text_copy(ev.from, sizeof ev.from, p->msg.sender);
-		text_copy(ev.type, sizeof ev.type, p->msg.type);
-		text_copy(ev.case_ref, sizeof ev.case_ref, p->msg.case_ref);
-		text_copy(ev.purpose, sizeof ev.purpose, p->purpose);
-		ev.n_to = p->msg.n_recipients;
-		for (size_t r = 0; r < p->msg.n_recipients; r++)
-			text_copy(
-			    ev.to[r], sizeof ev.to[r], p->msg.recipients[r]);
-		if (src != STORE_OK) {
-			if (src == STORE_FULL)
-				b->store_full = true;
-			p->code = src == STORE_FULL ? SCHAKEL_E_STORE_FULL
-			    : src == STORE_EXISTS   ? SCHAKEL_E_DUPLICATE_ID
-						    : SCHAKEL_E_UNAVAILABLE;
-			/* Refused here, not in submit_envelope: recorded
-			 * like every other refusal (the store keeps a
-			 * reserve, so a full store still takes it). */
-			ev.kind = AUDIT_REFUSED;
-			ev.seq = 0;
-			ev.code = (uint32_t)p->code;
-			broker_audit(b, &ev);
-			continue;
-		}
-		ev.n_agreements = p->msg.n_recipients;
-		for (size_t r = 0; r < p->msg.n_recipients; r++)
-			text_copy(ev.agreements[r], sizeof ev.agreements[r],
-			    p->msg.agreements[r]);
-		broker_audit(b, &ev);
+		if (group_put(g, p) != SCHAKEL_OK)
+			g->failed = SCHAKEL_E_NO_MEMORY; /* all or none */
 	}
-out:
-	if (bufs != NULL)
-		for (size_t i = 0; i < b->npend; i++)
-			codec_buf_clear(&bufs[i]);
+	if (rc != SCHAKEL_OK)
+		g->prep_code = rc;
+	for (size_t i = 0; i < g->npend; i++)
+		codec_buf_clear(&bufs[i]);
 	free(bufs);
-	return rc;
+}
+
+/* Records the refusal of a submission the store did not take. */
+static void
+s_audit_put_refused(struct broker *b, const struct pending *p)
+{
+	struct audit_event ev = {.kind = AUDIT_REFUSED,
+	    .time_ms = b->now_ms,
+	    .has_id = true,
+	    .code = (uint32_t)p->code};
+
+	memcpy(ev.id, p->msg.id, AUDIT_ID_LEN);
+	text_copy(ev.from, sizeof ev.from, p->msg.sender);
+	text_copy(ev.type, sizeof ev.type, p->msg.type);
+	text_copy(ev.case_ref, sizeof ev.case_ref, p->msg.case_ref);
+	text_copy(ev.purpose, sizeof ev.purpose, p->purpose);
+	ev.n_to = p->msg.n_recipients;
+	for (size_t r = 0; r < p->msg.n_recipients; r++)
+		text_copy(ev.to[r], sizeof ev.to[r], p->msg.recipients[r]);
+	broker_audit(b, &ev);
 }
 
 void
-submit_finish_group(struct broker *b, int code)
+submit_finish_group(struct broker *b, struct group *g, int code)
 {
-	for (size_t i = 0; i < b->npend; i++) {
-		struct pending *p = &b->pend[i];
+	for (size_t i = 0; i < g->npend; i++) {
+		struct pending *p = &g->pend[i];
 		int rc = code != SCHAKEL_OK ? code : p->code;
 
 		if (rc == SCHAKEL_OK) {
@@ -639,12 +637,19 @@ submit_finish_group(struct broker *b, int code)
 			 * memory. */
 			hot_put(b->hot, &p->msg);
 		} else {
+			if (rc == SCHAKEL_E_STORE_FULL)
+				b->store_full = true;
+			/* Refused by the store, not in s_verified: recorded
+			 * like every other refusal (the store keeps a
+			 * reserve, so a full store still takes it). */
+			if (code == SCHAKEL_OK)
+				s_audit_put_refused(b, p);
 			broker_refuse(b, &p->peer, p->corr_id, rc, p->msg.id);
 			broker_log_refusal(b, p->msg.sender, rc);
 		}
 		free((void *)p->msg.envelope);
 		codec_buf_clear(&p->signed_receipt);
 	}
-	b->npend = 0;
-	idmap_free(&b->pend_ids);
+	g->npend = 0;
+	idmap_free(&g->pend_ids);
 }

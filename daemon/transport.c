@@ -31,7 +31,8 @@ struct transport {
 	zmq_msg_t in; /* the last message received, kept until the next */
 	bool in_live;
 	struct transport_refused refused;
-	int watch_fd; /* another readable fd that ends a wait, or -1 */
+	int watch_fd[TRANSPORT_WATCH_MAX]; /* more fds that end a wait */
+	int nwatch;
 	size_t nendpoints;
 	char endpoints[S_MAX_ENDPOINTS][256];
 	char admin_path[4096];
@@ -113,7 +114,6 @@ transport_new(const struct transport_opts *opts, char *err, size_t errlen)
 	}
 	t->admit = opts->admit;
 	t->admit_arg = opts->admit_arg;
-	t->watch_fd = -1;
 	t->ctx = zmq_ctx_new();
 	if (t->ctx == NULL)
 		goto fail;
@@ -284,7 +284,7 @@ s_zap(struct transport *t)
 int
 transport_poll(struct transport *t, long timeout_ms)
 {
-	zmq_pollitem_t items[4] = {
+	zmq_pollitem_t items[3 + TRANSPORT_WATCH_MAX] = {
 	    {.socket = t->router, .events = ZMQ_POLLIN},
 	    {.socket = t->zap, .events = ZMQ_POLLIN},
 	};
@@ -293,9 +293,9 @@ transport_poll(struct transport *t, long timeout_ms)
 	if (t->admin != NULL)
 		items[n++] =
 		    (zmq_pollitem_t){.socket = t->admin, .events = ZMQ_POLLIN};
-	if (t->watch_fd >= 0)
-		items[n++] =
-		    (zmq_pollitem_t){.fd = t->watch_fd, .events = ZMQ_POLLIN};
+	for (int i = 0; i < t->nwatch; i++)
+		items[n++] = (zmq_pollitem_t){
+		    .fd = t->watch_fd[i], .events = ZMQ_POLLIN};
 	for (;;) {
 		bool ready = false;
 		int rc = zmq_poll(items, n, timeout_ms);
@@ -319,7 +319,8 @@ transport_poll(struct transport *t, long timeout_ms)
 void
 transport_watch_fd(struct transport *t, int fd)
 {
-	t->watch_fd = fd;
+	if (fd >= 0 && t->nwatch < TRANSPORT_WATCH_MAX)
+		t->watch_fd[t->nwatch++] = fd;
 }
 
 int

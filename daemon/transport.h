@@ -68,12 +68,14 @@ transport_endpoint(const struct transport *t, size_t i, char *out, size_t len);
 
 /* Waits up to timeout_ms (-1: forever) for inbound traffic, answering
  * ZAP requests on the way.  Returns 1 when a message, an admin request
- * or the watched fd is ready, 0 on timeout, -1 on error (EINTR included: the
+ * or a watched fd is ready, 0 on timeout, -1 on error (EINTR included: the
  * caller checks its signal flags and calls again). */
 int transport_poll(struct transport *t, long timeout_ms);
 
 /* Makes transport_poll also end its wait (and return 1) when `fd`
- * becomes readable; -1 stops watching.  The caller clears the fd. */
+ * becomes readable (up to TRANSPORT_WATCH_MAX fds; -1 is ignored).  The
+ * caller clears the fd. */
+#define TRANSPORT_WATCH_MAX 2
 void transport_watch_fd(struct transport *t, int fd);
 
 /* Takes one administration request without waiting: returns 1 with the

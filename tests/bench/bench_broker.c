@@ -45,7 +45,14 @@
 #define S_BATCH 64 /* messages under one signature, and in one bundle */
 
 /* The broker's threads, by kind, for its CPU time per message. */
-enum { S_CPU_MAIN, S_CPU_IO, S_CPU_VERIFY, S_CPU_ALL, S_CPU_KINDS };
+enum {
+	S_CPU_MAIN,
+	S_CPU_IO,
+	S_CPU_VERIFY,
+	S_CPU_WRITE,
+	S_CPU_ALL,
+	S_CPU_KINDS
+};
 
 static uint64_t
 s_now_us(void)
@@ -519,7 +526,8 @@ s_commits(const struct s_bench *b, double *n, double *s)
 
 /* CPU seconds (user + system) the broker's threads used so far, by
  * kind: [0] its own thread, [1] ZeroMQ's I/O thread (CurveZMQ),
- * [2] the signature verifiers, [3] all of them. */
+ * [2] the signature verifiers, [3] the store's writer, [4] all of
+ * them. */
 static void
 s_cpu_s(pid_t pid, double out[S_CPU_KINDS])
 {
@@ -560,7 +568,8 @@ s_cpu_s(pid_t pid, double out[S_CPU_KINDS])
 		kind = strncmp(name + 1, "ZMQbg/IO", 8) == 0 ? S_CPU_IO
 		    : strncmp(name + 1, "schakeld-verify", 15) == 0
 		    ? S_CPU_VERIFY
-		    : S_CPU_MAIN;
+		    : strncmp(name + 1, "schakeld-write", 14) == 0 ? S_CPU_WRITE
+								   : S_CPU_MAIN;
 		out[kind] += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 		out[S_CPU_ALL] +=
 		    (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
@@ -745,22 +754,23 @@ s_run_phase(struct s_bench *b, struct codec_buf **env, size_t per_sender,
 static void
 s_print_cpu(const struct s_phase *p)
 {
-	printf("  CPU per message: broker %.1f us (its thread %.1f, ZeroMQ "
-	       "I/O %.1f, verifiers %.1f), load generator %.1f us; broker "
-	       "wrote %.1f KiB\n",
-	    p->cpu_us[S_CPU_ALL], p->cpu_us[S_CPU_MAIN], p->cpu_us[S_CPU_IO],
-	    p->cpu_us[S_CPU_VERIFY], p->load_cpu_us, p->written_kib);
+	printf("  CPU per message: broker %.1f us (its thread %.1f, store "
+	       "writer %.1f, ZeroMQ I/O %.1f, verifiers %.1f), load "
+	       "generator %.1f us; broker wrote %.1f KiB\n",
+	    p->cpu_us[S_CPU_ALL], p->cpu_us[S_CPU_MAIN], p->cpu_us[S_CPU_WRITE],
+	    p->cpu_us[S_CPU_IO], p->cpu_us[S_CPU_VERIFY], p->load_cpu_us,
+	    p->written_kib);
 }
 
-/* How the phase's messages shared commits, and the broker thread's time
- * in them. */
+/* How the phase's messages shared commits, and the time the store's
+ * writer thread spent in them. */
 static void
 s_print_commits(const struct s_phase *p)
 {
 	if (p->commits > 0)
 		printf("  group commits: %.0f, %.1f messages each, %.2f ms "
-		       "each (writing and flushing), %.0f%% of the phase's "
-		       "time\n",
+		       "each (writing and flushing), the writer in them %.0f%% "
+		       "of the phase's time\n",
 		    p->commits, p->accepted / p->commits,
 		    p->commit_s * 1000.0 / p->commits,
 		    p->commit_s * 100.0 / p->wall_s);

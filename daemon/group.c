@@ -1,0 +1,387 @@
+/*
+ * group: a group commit's writes, recorded by the broker thread and
+ * applied to a store transaction later, by the writer thread (writer.c)
+ * or by the broker thread itself (broker_txn).  Writes are packed into
+ * blocks that never move; audit records are encoded when recorded and
+ * chained when applied (the chain's head is known only then); a
+ * submission's record is made when it is stored, since only then is it
+ * known whether the store took it.
+ */
+#include "broker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "schakel_err.h"
+#include "text.h"
+
+#define S_BLOCK (128 * 1024)
+/* Blocks a group keeps for the next one; more are freed. */
+#define S_SPARE_MAX 8
+
+/* What precedes each write in a block. */
+struct s_hdr {
+	uint32_t kind;
+	uint32_t len;
+};
+
+static size_t
+s_align(size_t n)
+{
+	return (n + 7) & ~(size_t)7;
+}
+
+int
+group_init(struct group *g, uint8_t *head)
+{
+	memset(g, 0, sizeof(*g));
+	g->pend = calloc(BROKER_DRAIN_MAX, sizeof(*g->pend));
+	g->receipts = calloc(BROKER_DRAIN_MAX, sizeof(*g->receipts));
+	g->head = head;
+	return g->pend != NULL && g->receipts != NULL ? 0 : -1;
+}
+
+static void
+s_free_blocks(struct group_block *blk)
+{
+	while (blk != NULL) {
+		struct group_block *next = blk->next;
+		free(blk->data);
+		free(blk);
+		blk = next;
+	}
+}
+
+void
+group_free(struct group *g)
+{
+	for (size_t i = 0; g->pend != NULL && i < g->npend; i++) {
+		free((void *)g->pend[i].msg.envelope);
+		codec_buf_clear(&g->pend[i].signed_receipt);
+	}
+	free(g->pend);
+	free(g->receipts);
+	idmap_free(&g->pend_ids);
+	idmap_free(&g->marks);
+	s_free_blocks(g->first);
+	s_free_blocks(g->spare);
+	memset(g, 0, sizeof(*g));
+}
+
+void
+group_reset(struct group *g)
+{
+	size_t kept = 0;
+	struct group_block *blk = g->first, *spare = g->spare;
+
+	/* The pending messages are freed by submit_finish_group. */
+	g->npend = 0;
+	idmap_free(&g->pend_ids);
+	idmap_free(&g->marks);
+	for (struct group_block *s = spare; s != NULL; s = s->next)
+		kept++;
+	while (blk != NULL) {
+		struct group_block *next = blk->next;
+		if (kept < S_SPARE_MAX && blk->cap == S_BLOCK) {
+			blk->used = 0;
+			blk->next = spare;
+			spare = blk;
+			kept++;
+		} else {
+			free(blk->data);
+			free(blk);
+		}
+		blk = next;
+	}
+	g->spare = spare;
+	g->first = g->last = NULL;
+	g->nops = 0;
+	memset(&g->applied, 0, sizeof g->applied);
+	g->prepared = false;
+	g->prep_code = 0;
+	g->failed = 0;
+	g->audit_rc = 0;
+	g->rc = 0;
+}
+
+bool
+group_empty(const struct group *g)
+{
+	return g->nops == 0 && g->npend == 0 && g->failed == 0;
+}
+
+/* Room for a write of up to `len` bytes at the end; NULL without
+ * memory.  s_done then says how much of it was used. */
+static struct s_hdr *
+s_room(struct group *g, size_t len)
+{
+	size_t need = s_align(sizeof(struct s_hdr) + len);
+	struct group_block *blk = g->last;
+
+	if (blk == NULL || blk->cap - blk->used < need) {
+		if (need <= S_BLOCK && g->spare != NULL) {
+			blk = g->spare;
+			g->spare = blk->next;
+		} else {
+			size_t cap = need > S_BLOCK ? need : S_BLOCK;
+			blk = calloc(1, sizeof(*blk));
+			if (blk != NULL)
+				blk->data = malloc(cap);
+			if (blk == NULL || blk->data == NULL) {
+				free(blk);
+				return NULL;
+			}
+			blk->cap = cap;
+		}
+		blk->used = 0;
+		blk->next = NULL;
+		if (g->last != NULL)
+			g->last->next = blk;
+		else
+			g->first = blk;
+		g->last = blk;
+	}
+	return (struct s_hdr *)(void *)(blk->data + blk->used);
+}
+
+static void
+s_done(struct group *g, struct s_hdr *h, enum group_op_kind kind, size_t len)
+{
+	h->kind = (uint32_t)kind;
+	h->len = (uint32_t)len;
+	g->last->used += s_align(sizeof(*h) + len);
+	g->nops++;
+}
+
+int
+group_put(struct group *g, struct pending *p)
+{
+	struct s_hdr *h = s_room(g, sizeof p);
+
+	if (h == NULL)
+		return SCHAKEL_E_NO_MEMORY;
+	memcpy(h + 1, &p, sizeof p);
+	s_done(g, h, GROUP_PUT, sizeof p);
+	return SCHAKEL_OK;
+}
+
+int
+group_audit(struct group *g, const struct audit_event *ev)
+{
+	static const uint8_t unknown[AUDIT_HASH_LEN];
+	struct s_hdr *h = s_room(g, AUDIT_RECORD_MAX);
+	size_t len;
+
+	if (h == NULL)
+		return SCHAKEL_E_NO_MEMORY;
+	/* Its prev is written when it is applied. */
+	len = audit_encode(ev, unknown, (char *)(h + 1));
+	if (len == 0)
+		return SCHAKEL_E_AUDIT_FAILED;
+	s_done(g, h, GROUP_AUDIT, len);
+	return SCHAKEL_OK;
+}
+
+size_t
+group_key(uint8_t *out, const char *party, uint64_t seq)
+{
+	size_t n = strnlen(party, STORE_NAME_MAX);
+
+	memcpy(out, &seq, 8);
+	memcpy(out + 8, party, n);
+	return 8 + n;
+}
+
+/* A mark: bit 0 always set (an entry is never NULL), bit 1 for an
+ * acknowledgement, the deliveries counted from bit 2. */
+#define S_MARK_ACK ((uintptr_t)2)
+#define S_MARK_COUNT ((uintptr_t)4)
+
+static int
+s_keyed(
+    struct group *g, enum group_op_kind kind, const char *party, uint64_t seq)
+{
+	struct s_hdr *h = s_room(g, 8 + STORE_NAME_MAX);
+	uint8_t *key;
+	uintptr_t mark;
+	void *old;
+	size_t len;
+
+	if (h == NULL)
+		return SCHAKEL_E_NO_MEMORY;
+	key = (uint8_t *)(h + 1);
+	len = group_key(key, party, seq);
+	mark = (uintptr_t)idmap_del(&g->marks, key, len) | 1;
+	mark += kind == GROUP_ACK ? S_MARK_ACK : S_MARK_COUNT;
+	/* The key stays in the block until the group is reset. */
+	if (idmap_put(&g->marks, key, len, (void *)mark, &old) != 0)
+		return SCHAKEL_E_NO_MEMORY;
+	s_done(g, h, kind, len);
+	return SCHAKEL_OK;
+}
+
+int
+group_ack(struct group *g, const char *party, uint64_t seq)
+{
+	return s_keyed(g, GROUP_ACK, party, seq);
+}
+
+int
+group_delivered(struct group *g, const char *party, uint64_t seq)
+{
+	return s_keyed(g, GROUP_DELIVERED, party, seq);
+}
+
+void
+group_marks(const struct group *g, const char *party, uint64_t seq, bool *acked,
+    uint32_t *counted)
+{
+	uint8_t key[8 + STORE_NAME_MAX];
+	uintptr_t mark;
+
+	if (g->marks.len == 0)
+		return;
+	mark = (uintptr_t)idmap_get(&g->marks, key, group_key(key, party, seq));
+	if ((mark & S_MARK_ACK) != 0)
+		*acked = true;
+	*counted += (uint32_t)(mark / S_MARK_COUNT);
+}
+
+bool
+group_next(const struct group *g, struct group_pos *pos, struct group_op *op)
+{
+	const struct s_hdr *h;
+
+	/* pos stays on the last block at its end: a write recorded later
+	 * goes on from there (or in a block after it). */
+	if (pos->blk == NULL) {
+		pos->blk = g->first;
+		pos->off = 0;
+	}
+	while (pos->blk != NULL && pos->off >= pos->blk->used &&
+	    pos->blk->next != NULL) {
+		pos->blk = pos->blk->next;
+		pos->off = 0;
+	}
+	if (pos->blk == NULL || pos->off >= pos->blk->used)
+		return false;
+	h = (const struct s_hdr *)(const void *)(pos->blk->data + pos->off);
+	op->kind = (enum group_op_kind)h->kind;
+	op->data = (const uint8_t *)(h + 1);
+	op->len = h->len;
+	op->p = NULL;
+	if (op->kind == GROUP_PUT)
+		memcpy(&op->p, op->data, sizeof op->p);
+	pos->off += s_align(sizeof(*h) + h->len);
+	return true;
+}
+
+void
+group_rewind(struct group *g)
+{
+	memset(&g->applied, 0, sizeof g->applied);
+}
+
+/* Chains a record (its prev written here) and appends it. */
+static int
+s_chain(struct group *g, struct store_txn *t, char *rec, size_t len)
+{
+	uint8_t next[AUDIT_HASH_LEN];
+	uint64_t aseq;
+	int rc;
+
+	audit_set_prev(rec, len, g->head);
+	audit_hash(rec, len, next);
+	rc = store_audit_append(t, (const uint8_t *)rec, len, next, &aseq);
+	if (rc != STORE_OK) {
+		g->audit_rc = rc;
+		return rc;
+	}
+	memcpy(g->head, next, AUDIT_HASH_LEN);
+	return STORE_OK;
+}
+
+/* Stores a submission and records its acceptance.  One the store
+ * refuses gets its code in p->code, and its record from the broker
+ * thread (submit_finish_group), which sums refusals while the store is
+ * full. */
+static int
+s_apply_put(struct group *g, struct store_txn *t, struct pending *p)
+{
+	struct audit_event ev = {.kind = AUDIT_ACCEPTED,
+	    .time_ms = p->msg.accepted_ms,
+	    .seq = p->msg.seq,
+	    .has_id = true};
+	char rec[AUDIT_RECORD_MAX];
+	size_t len;
+	int src;
+
+	store_take_seq(t, p->msg.seq);
+	src = store_put(t, &p->msg, g->dedup_until_ms);
+	if (src != STORE_OK) {
+		p->code = src == STORE_FULL ? SCHAKEL_E_STORE_FULL
+		    : src == STORE_EXISTS   ? SCHAKEL_E_DUPLICATE_ID
+					    : SCHAKEL_E_UNAVAILABLE;
+		return STORE_OK; /* the transaction may go on (store.h) */
+	}
+	memcpy(ev.id, p->msg.id, AUDIT_ID_LEN);
+	text_copy(ev.from, sizeof ev.from, p->msg.sender);
+	text_copy(ev.type, sizeof ev.type, p->msg.type);
+	text_copy(ev.case_ref, sizeof ev.case_ref, p->msg.case_ref);
+	text_copy(ev.purpose, sizeof ev.purpose, p->purpose);
+	ev.n_to = p->msg.n_recipients;
+	ev.n_agreements = p->msg.n_recipients;
+	for (size_t r = 0; r < p->msg.n_recipients; r++) {
+		text_copy(ev.to[r], sizeof ev.to[r], p->msg.recipients[r]);
+		text_copy(ev.agreements[r], sizeof ev.agreements[r],
+		    p->msg.agreements[r]);
+	}
+	len = audit_encode(&ev, g->head, rec);
+	if (len == 0) {
+		g->failed = SCHAKEL_E_AUDIT_FAILED;
+		return STORE_ERROR;
+	}
+	return s_chain(g, t, rec, len);
+}
+
+int
+group_apply(void *arg, struct store_txn *t)
+{
+	struct group *g = arg;
+	struct group_op op;
+	int rc = STORE_OK;
+
+	if (g->failed != 0)
+		return STORE_ERROR;
+	if (g->audit_rc != 0)
+		return g->audit_rc;
+	while (rc == STORE_OK && group_next(g, &g->applied, &op)) {
+		uint64_t seq;
+		char party[STORE_NAME_MAX + 1];
+		uint32_t count;
+
+		switch (op.kind) {
+		case GROUP_PUT:
+			rc = s_apply_put(g, t, op.p);
+			break;
+		case GROUP_AUDIT:
+			rc = s_chain(g, t, (char *)op.data, op.len);
+			break;
+		case GROUP_ACK:
+		case GROUP_DELIVERED:
+			memcpy(&seq, op.data, 8);
+			memcpy(party, op.data + 8, op.len - 8);
+			party[op.len - 8] = '\0';
+			/* Gone meanwhile (a sweep, an earlier Ack) is
+			 * fine; a failure that spoils the transaction
+			 * shows at the commit. */
+			if (op.kind == GROUP_ACK)
+				(void)store_ack(t, party, seq);
+			else
+				(void)store_delivered(t, party, seq, &count);
+			break;
+		}
+	}
+	return rc;
+}
