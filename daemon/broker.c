@@ -1117,9 +1117,17 @@ broker_reload(struct broker *b, struct diags *d)
 static void
 s_expire_dedup(struct broker *b)
 {
-	struct store_txn *t = broker_txn(b);
+	struct store_txn *t;
 	size_t removed = 0;
+	unsigned due = 0;
 
+	/* Read first: no write transaction (and no wait for the writer
+	 * thread) when none is due. */
+	if (b->txn == NULL &&
+	    store_due(b->store, b->now_ms, 0, &due) == STORE_OK &&
+	    (due & STORE_DUE_DEDUP) == 0)
+		return;
+	t = broker_txn(b);
 	if (t == NULL)
 		return;
 	if (store_expire_dedup(t, b->now_ms, 10000, &removed) != STORE_OK)
@@ -1212,6 +1220,10 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		verify_clear_wake(b->verify);
 		if (rc == 0 && timeout > 0 && b->trim_due) {
 			malloc_trim(0);
+			group_trim(b->open);
+			if (b->fly == NULL)
+				group_trim(b->open == b->groups ? &b->groups[1]
+								: b->groups);
 			b->trim_due = false;
 		}
 		b->now_ms = s_now_ms();

@@ -391,6 +391,8 @@ int group_init(struct group *g, uint8_t *head);
 void group_free(struct group *g);
 /* Empties a finished group for reuse (its blocks are kept). */
 void group_reset(struct group *g);
+/* Gives the memory of an empty group's pending messages back. */
+void group_trim(struct group *g);
 bool group_empty(const struct group *g);
 /* Records writes, in order; 0, or a SCHAKEL_E_* code (nothing recorded). */
 int group_put(struct group *g, struct pending *p);

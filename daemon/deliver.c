@@ -767,14 +767,28 @@ typedef int (*s_round_fn)(struct broker *b, struct store_txn *t, size_t *n);
 
 #define S_SWEEP_BATCH 256
 
+/* How many cases one round looks at, and forgets at most. */
+#define S_CASES_LOOK (4 * S_SWEEP_BATCH)
+
 /* Runs rounds until one takes less than a full batch (at most
- * S_SWEEP_ROUNDS); a look that finds nothing commits nothing. */
+ * S_SWEEP_ROUNDS).  Whether anything is due (`flag`, store_due) is read
+ * first: a sweep with nothing to do takes no write transaction, which
+ * would wait for the writer thread's group and stall the pipeline once
+ * a second; a look that finds nothing commits nothing. */
 static void
-s_sweep(struct broker *b, s_round_fn round, const char *what)
+s_sweep(struct broker *b, unsigned flag, s_round_fn round, const char *what)
 {
 	bool opened = b->txn == NULL;
-	struct store_txn *t = broker_txn(b);
+	unsigned due = 0;
+	struct store_txn *t;
 	size_t n = S_SWEEP_BATCH, total = 0;
+
+	if (opened &&
+	    store_due(b->store, b->now_ms,
+		flag == STORE_DUE_CASES ? S_CASES_LOOK : 0, &due) == STORE_OK &&
+	    (due & flag) == 0)
+		return;
+	t = broker_txn(b);
 
 	for (int i = 0; t != NULL && n == S_SWEEP_BATCH && i < S_SWEEP_ROUNDS;
 	     i++) {
@@ -804,7 +818,7 @@ s_expire_round(struct broker *b, struct store_txn *t, size_t *n)
 void
 deliver_expire(struct broker *b)
 {
-	s_sweep(b, s_expire_round, "the expiry index");
+	s_sweep(b, STORE_DUE_EXPIRED, s_expire_round, "the expiry index");
 }
 
 static int
@@ -829,9 +843,6 @@ s_retention_round(struct broker *b, struct store_txn *t, size_t *n)
 	return rc;
 }
 
-/* How many cases one round looks at, and forgets at most. */
-#define S_CASES_LOOK (4 * S_SWEEP_BATCH)
-
 static int
 s_cases_round(struct broker *b, struct store_txn *t, size_t *n)
 {
@@ -855,13 +866,14 @@ s_cases_round(struct broker *b, struct store_txn *t, size_t *n)
 void
 deliver_retention(struct broker *b)
 {
-	s_sweep(b, s_retention_round, "the dead letters' retention");
+	s_sweep(b, STORE_DUE_DEAD, s_retention_round,
+	    "the dead letters' retention");
 }
 
 void
 deliver_forget_cases(struct broker *b)
 {
-	s_sweep(b, s_cases_round, "the cases' retention");
+	s_sweep(b, STORE_DUE_CASES, s_cases_round, "the cases' retention");
 }
 
 void

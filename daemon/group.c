@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "log.h"
 #include "schakel_err.h"
@@ -32,14 +33,40 @@ s_align(size_t n)
 	return (n + 7) & ~(size_t)7;
 }
 
+/* The pending messages and their receipts: 8.5 KiB a slot (room for
+ * 32 recipients each), 17 MiB for the BROKER_DRAIN_MAX of a group, of
+ * which a large group touches half.  Mapped apart, so that group_trim
+ * can give them back when the traffic pauses. */
+static void *
+s_map(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+#define S_PEND_BYTES (BROKER_DRAIN_MAX * sizeof(struct pending))
+#define S_RECEIPTS_BYTES (BROKER_DRAIN_MAX * sizeof(struct receipt))
+
 int
 group_init(struct group *g, uint8_t *head)
 {
 	memset(g, 0, sizeof(*g));
-	g->pend = calloc(BROKER_DRAIN_MAX, sizeof(*g->pend));
-	g->receipts = calloc(BROKER_DRAIN_MAX, sizeof(*g->receipts));
+	g->pend = s_map(S_PEND_BYTES);
+	g->receipts = s_map(S_RECEIPTS_BYTES);
 	g->head = head;
 	return g->pend != NULL && g->receipts != NULL ? 0 : -1;
+}
+
+void
+group_trim(struct group *g)
+{
+	/* Zero pages when touched again, as mapped. */
+	if (g->npend == 0 && g->pend != NULL && g->receipts != NULL) {
+		(void)madvise(g->pend, S_PEND_BYTES, MADV_DONTNEED);
+		(void)madvise(g->receipts, S_RECEIPTS_BYTES, MADV_DONTNEED);
+	}
 }
 
 static void
@@ -60,8 +87,10 @@ group_free(struct group *g)
 		free((void *)g->pend[i].msg.envelope);
 		codec_buf_clear(&g->pend[i].signed_receipt);
 	}
-	free(g->pend);
-	free(g->receipts);
+	if (g->pend != NULL)
+		munmap(g->pend, S_PEND_BYTES);
+	if (g->receipts != NULL)
+		munmap(g->receipts, S_RECEIPTS_BYTES);
 	idmap_free(&g->pend_ids);
 	idmap_free(&g->marks);
 	s_free_blocks(g->first);

@@ -430,6 +430,13 @@ store_audit_each(struct store *s, uint64_t after,
 }
 
 int
+store_due(struct store *s, uint64_t now_ms, size_t look, unsigned *due)
+{
+	*due = 0;
+	return s->ops->due(s, now_ms, look, due);
+}
+
+int
 store_usage(struct store *s, uint64_t *used, uint64_t *size)
 {
 	*used = 0;

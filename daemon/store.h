@@ -290,6 +290,20 @@ int store_audit_each(struct store *s, uint64_t after,
     int (*fn)(void *arg, uint64_t seq, const uint8_t *rec, size_t len),
     void *arg, uint8_t head[STORE_HASH_LEN]);
 
+/* What the sweeps would find now, read without writing, so that a
+ * sweep with nothing to do needs no write transaction: flags of
+ * STORE_DUE_EXPIRED (store_take_expired would take a message),
+ * STORE_DUE_DEAD (store_take_dead_due a dead letter), STORE_DUE_DEDUP
+ * (store_expire_dedup an id) and STORE_DUE_CASES (store_forget_cases a
+ * case among the next `look` it walks; when none is, the walk's place
+ * moves on past them, as store_forget_cases would have moved it: call
+ * this from the thread that calls store_forget_cases). */
+#define STORE_DUE_EXPIRED 1u
+#define STORE_DUE_DEAD 2u
+#define STORE_DUE_DEDUP 4u
+#define STORE_DUE_CASES 8u
+int store_due(struct store *s, uint64_t now_ms, size_t look, unsigned *due);
+
 /* Bytes used (the pages in use: the file's high-water mark less the free
  * pages) and the map size, for status and metrics. */
 int store_usage(struct store *s, uint64_t *used, uint64_t *size);

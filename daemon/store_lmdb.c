@@ -1940,6 +1940,96 @@ s_usage(struct store *s, uint64_t *used, uint64_t *size)
 	return STORE_OK;
 }
 
+/* Whether the head of a time-ordered index is due at now_ms (a key too
+ * short for a time is: s_take_due removes it). */
+static int
+s_head_due(MDB_txn *txn, MDB_dbi dbi, uint64_t now_ms, bool *due)
+{
+	MDB_cursor *c;
+	MDB_val k, d;
+	int rc = mdb_cursor_open(txn, dbi, &c);
+
+	*due = false;
+	if (rc != 0)
+		return rc;
+	rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
+	mdb_cursor_close(c);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc == 0)
+		*due = k.mv_size < 8 || s_get64(k.mv_data) <= now_ms;
+	return rc;
+}
+
+/* s_forget_cases's walk, reading only: whether one of the next `look`
+ * cases is due (or damaged); if none is, its place moves past them. */
+static int
+s_cases_due(
+    struct s_env *e, MDB_txn *txn, uint64_t now_ms, size_t look, bool *due)
+{
+	MDB_cursor *c;
+	MDB_val k = {strlen(e->case_pos), e->case_pos}, d;
+	char pos[STORE_NAME_MAX + 1];
+	size_t seen = 0;
+	int rc = mdb_cursor_open(txn, e->case_until, &c);
+
+	*due = false;
+	if (rc != 0)
+		return rc;
+	memcpy(pos, e->case_pos, sizeof pos);
+	rc = k.mv_size > 0 ? mdb_cursor_get(c, &k, &d, MDB_SET_RANGE)
+			   : mdb_cursor_get(c, &k, &d, MDB_FIRST);
+	if (rc == 0 && k.mv_size == strlen(pos) &&
+	    memcmp(k.mv_data, pos, k.mv_size) == 0)
+		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT);
+	while (rc == 0 && seen < look && !*due) {
+		if (k.mv_size == 0 || k.mv_size > STORE_NAME_MAX ||
+		    d.mv_size != 8 || s_get64(d.mv_data) <= now_ms) {
+			*due = true;
+			break;
+		}
+		memcpy(pos, k.mv_data, k.mv_size);
+		pos[k.mv_size] = '\0';
+		seen++;
+		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	if (rc == MDB_NOTFOUND) {
+		pos[0] = '\0';
+		rc = 0;
+	}
+	if (rc == 0 && !*due)
+		memcpy(e->case_pos, pos, sizeof pos);
+	return rc;
+}
+
+static int
+s_due(struct store *s, uint64_t now_ms, size_t look, unsigned *out)
+{
+	struct s_env *e = s->be;
+	MDB_txn *txn;
+	bool due = false;
+	int rc = s_rbegin(s, &txn);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = s_head_due(txn, e->expiry, now_ms, &due);
+	*out |= due ? STORE_DUE_EXPIRED : 0;
+	if (rc == 0)
+		rc = s_head_due(txn, e->dead_exp, now_ms, &due);
+	*out |= due ? STORE_DUE_DEAD : 0;
+	if (rc == 0)
+		rc = s_head_due(txn, e->dedup_exp, now_ms, &due);
+	*out |= due ? STORE_DUE_DEDUP : 0;
+	if (rc == 0 && look > 0)
+		rc = s_cases_due(e, txn, now_ms, look, &due);
+	*out |= due && look > 0 ? STORE_DUE_CASES : 0;
+	s_rend(s, txn);
+	if (rc != 0)
+		return s_fail(s, rc, "looking for what is due");
+	return STORE_OK;
+}
+
 const struct store_ops store_lmdb_ops = {
     .name = "lmdb",
     .open = s_open,
@@ -1970,4 +2060,5 @@ const struct store_ops store_lmdb_ops = {
     .dead_letters = s_dead_letters,
     .audit_each = s_audit_each,
     .usage = s_usage,
+    .due = s_due,
 };

@@ -913,6 +913,66 @@ test_forget_cases(void **state)
 	store_close(&s);
 }
 
+static unsigned
+s_due(struct store *s, uint64_t now, size_t look)
+{
+	unsigned due = 99;
+
+	assert_int_equal(store_due(s, now, look, &due), STORE_OK);
+	return due;
+}
+
+/* store_due reads what each sweep would find, and the case walk's place
+ * moves past cases it found not due, as store_forget_cases moves it. */
+static void
+test_due(void **state)
+{
+	struct env *e = *state;
+	struct store *s = s_open(e, MAP_DEFAULT, true);
+	static const char *const r[] = {"team-west", NULL};
+	char refs[8][STORE_NAME_MAX + 1];
+	struct store_txn *t;
+	struct msgbuf b;
+
+	assert_int_equal(s_due(s, UINT64_MAX, 100), 0);
+	/* Expires at 300, its id's window ends at 500, its case at 700. */
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	s_msg(&b, store_next_seq(t), 1, "gemeente-u", "case-a", r, 100);
+	b.m.expires_ms = 300;
+	b.m.case_until_ms = 700;
+	assert_int_equal(store_put(t, &b.m, 500), STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	assert_int_equal(s_due(s, 299, 100), 0);
+	assert_int_equal(s_due(s, 300, 100), STORE_DUE_EXPIRED);
+	assert_int_equal(
+	    s_due(s, 500, 100), STORE_DUE_EXPIRED | STORE_DUE_DEDUP);
+	assert_int_equal(s_due(s, 700, 0), STORE_DUE_EXPIRED | STORE_DUE_DEDUP);
+	assert_int_equal(s_due(s, 700, 100),
+	    STORE_DUE_EXPIRED | STORE_DUE_DEDUP | STORE_DUE_CASES);
+	/* A dead letter kept until 900. */
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(
+	    store_dead_letter(t, "team-west", b.m.seq, 7, 100, 900), STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	assert_true((s_due(s, 899, 0) & STORE_DUE_DEAD) == 0);
+	assert_true((s_due(s, 900, 0) & STORE_DUE_DEAD) != 0);
+
+	/* Cases b (until 2000) and c (until 100): a look at one case at a
+	 * time at 1000 passes case-a and case-b (not due) and stops at
+	 * case-c, which store_forget_cases then finds first. */
+	s_put_until(s, 2, "case-b", r, 2000);
+	s_put_until(s, 3, "case-c", r, 100);
+	assert_int_equal(s_due(s, 600, 1) & STORE_DUE_CASES, 0); /* a */
+	assert_int_equal(s_due(s, 600, 1) & STORE_DUE_CASES, 0); /* b */
+	assert_int_equal(s_due(s, 600, 1) & STORE_DUE_CASES, STORE_DUE_CASES);
+	assert_int_equal(s_due(s, 600, 1) & STORE_DUE_CASES, STORE_DUE_CASES);
+	assert_int_equal(s_forget(s, 600, 1, refs, 8), 1);
+	assert_string_equal(refs[0], "case-c");
+	/* Round again from the first: case-a is due at 700. */
+	assert_int_equal(s_due(s, 700, 1) & STORE_DUE_CASES, STORE_DUE_CASES);
+	store_close(&s);
+}
+
 /* A case_until entry no case reference could have (too long: a damaged
  * store) is removed by the walk, which goes on past it. */
 static void
@@ -1772,6 +1832,7 @@ main(void)
 	    T(test_receipt_outlives_id),
 	    T(test_participants),
 	    T(test_forget_cases),
+	    T(test_due),
 	    T(test_forget_damaged_case),
 	    T(test_upgrade_layout_2),
 	    T(test_ack_id),
