@@ -444,8 +444,10 @@ broker_txn(struct broker *b)
 		}
 		b->txn_broken = false;
 	}
-	/* What the open group recorded so far comes first; a failure
-	 * spoils the transaction and shows at its commit. */
+	/* What the open group recorded so far comes first.  A failure
+	 * spoils the transaction, or (a record that could not be made)
+	 * leaves the group failed: s_commit_direct applies it again and
+	 * does not commit then. */
 	(void)group_apply(b->open, b->txn);
 	return b->txn;
 }
@@ -992,10 +994,9 @@ s_flush_sync(struct broker *b)
 	if (b->txn == NULL && group_empty(b->open))
 		return STORE_OK;
 	if (broker_txn(b) == NULL) {
-		struct writer_result r = {
-		    .rc = STORE_ERROR, .began = true, .commit_s = -1};
-		text_copy(r.err, sizeof r.err, store_error(b->store));
-		s_settled(b, b->open, &r);
+		/* Failed as a group (broker_txn warned and marked the store
+		 * broken); nothing of it was applied. */
+		b->open->rc = STORE_ERROR;
 		s_finish(b, s_close_open(b));
 		return STORE_ERROR;
 	}
@@ -1262,8 +1263,10 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		if (b->now_ms >= next_timers) {
 			deliver_timers(b);
 			next_timers = b->now_ms + 100;
-			/* Counts of deliveries that timed out: committed
-			 * before the pump reads the queues again. */
+			/* A dead letter of the timers (a nack's, say) is
+			 * committed before the pump reads the queues again;
+			 * the counts of deliveries that timed out are in the
+			 * open group, which the pump reads too. */
 			if (b->txn != NULL)
 				s_flush(b);
 			s_take_refused(b);
@@ -1310,6 +1313,10 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		s_flush_sync(b);
 	}
 	s_end_sessions(b);
+	/* Answering the last groups may record more (refusals of a full
+	 * store, summed): stored too, a few rounds at most. */
+	for (int i = 0; i < 4 && !group_empty(b->open); i++)
+		s_flush_sync(b);
 	broker_flush_out(b);
 	return 0;
 }

@@ -398,11 +398,13 @@ bool group_empty(const struct group *g);
 int group_put(struct group *g, struct pending *p);
 int group_audit(struct group *g, const struct audit_event *ev);
 int group_ack(struct group *g, const char *party, uint64_t seq);
-int group_delivered(struct group *g, const char *party, uint64_t seq);
+/* The store's delivery count of (seq, party) becomes `count`. */
+int group_delivered(
+    struct group *g, const char *party, uint64_t seq, uint32_t count);
 /* What g recorded about queue entry (seq, party): sets *acked when it
- * acknowledged it, adds the deliveries it counted to *counted. */
+ * acknowledged it; raises *count to the delivery count it stores. */
 void group_marks(const struct group *g, const char *party, uint64_t seq,
-    bool *acked, uint32_t *counted);
+    bool *acked, uint32_t *count);
 /* The key of (seq, party) in out (8 + STORE_NAME_MAX bytes); its length. */
 size_t group_key(uint8_t *out, const char *party, uint64_t seq);
 /* The next recorded write after pos; false at the end. */

@@ -170,25 +170,28 @@ static void
 s_count_failed(struct broker *b, struct session *s, const struct inflight *x)
 {
 	if (x->count == 1)
-		(void)group_delivered(b->open, s->party, x->seq);
+		(void)group_delivered(b->open, s->party, x->seq, 1);
 }
 
-/* What the groups not yet in the store recorded about a queue entry:
- * whether one acknowledged it (the pump passes over it then), and how
- * many deliveries they counted (the store's count is that much behind).
- * A group the writer is done with is in the store, or failed. */
+/* What the groups not yet answered recorded about a queue entry:
+ * whether one acknowledged it (the pump passes over it then), and the
+ * delivery count they store (*count raised to it).  The writer's group
+ * counts until it is finished, also once committed: a page of the queue
+ * read before its commit became visible may still be in use, and
+ * passing over an entry that is gone, or taking the larger of two
+ * counts, is right either way. */
 static bool
 s_marks(
-    const struct broker *b, const char *party, uint64_t seq, uint32_t *counted)
+    const struct broker *b, const char *party, uint64_t seq, uint32_t *count)
 {
 	bool acked = false;
 	uint32_t n = 0;
 
 	group_marks(b->open, party, seq, &acked, &n);
-	if (b->fly != NULL && !b->fly_done)
+	if (b->fly != NULL)
 		group_marks(b->fly, party, seq, &acked, &n);
-	if (counted != NULL)
-		*counted = n;
+	if (count != NULL && n > *count)
+		*count = n;
 	return acked;
 }
 
@@ -470,7 +473,7 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	uint8_t *envelope = NULL, *receipt = NULL;
 	struct frame f = {.kind = FRAME_DELIVER};
 	struct case_state *cs;
-	uint32_t count = e->deliveries + 1, counted = 0;
+	uint32_t stored = e->deliveries, count;
 	enum s_offered used = S_PASSED;
 	bool hot;
 
@@ -479,9 +482,9 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 		return S_PASSED;
 	/* An entry read from the store counts the deliveries not stored
 	 * yet too; one held back has its count from its last delivery. */
-	if (s_marks(b, s->party, e->seq, from_held ? NULL : &counted))
+	if (s_marks(b, s->party, e->seq, from_held ? NULL : &stored))
 		return S_PASSED;
-	count += counted;
+	count = stored + 1;
 	if (!s_read(b, e, from_held, &m, &envelope, &receipt, &hot))
 		return S_PASSED;
 	cs = s_case(s, m.case_ref);
@@ -523,7 +526,7 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 		goto out;
 	}
 	if (count > 1 &&
-	    group_delivered(b->open, s->party, e->seq) != SCHAKEL_OK)
+	    group_delivered(b->open, s->party, e->seq, count) != SCHAKEL_OK)
 		goto out;
 	f.u.deliver.store_seq = e->seq;
 	f.u.deliver.delivery_count = count;

@@ -223,13 +223,16 @@ group_key(uint8_t *out, const char *party, uint64_t seq)
 }
 
 /* A mark: bit 0 always set (an entry is never NULL), bit 1 for an
- * acknowledgement, the deliveries counted from bit 2. */
+ * acknowledgement, from bit 2 the delivery count the group stores.  The
+ * count is the count itself, not what it adds: the broker may read the
+ * store before or after the group's commit becomes visible, and the
+ * larger of the two is right either way. */
 #define S_MARK_ACK ((uintptr_t)2)
 #define S_MARK_COUNT ((uintptr_t)4)
 
 static int
-s_keyed(
-    struct group *g, enum group_op_kind kind, const char *party, uint64_t seq)
+s_keyed(struct group *g, enum group_op_kind kind, const char *party,
+    uint64_t seq, uint32_t count)
 {
 	struct s_hdr *h = s_room(g, 8 + STORE_NAME_MAX);
 	uint8_t *key;
@@ -242,7 +245,11 @@ s_keyed(
 	key = (uint8_t *)(h + 1);
 	len = group_key(key, party, seq);
 	mark = (uintptr_t)idmap_del(&g->marks, key, len) | 1;
-	mark += kind == GROUP_ACK ? S_MARK_ACK : S_MARK_COUNT;
+	if (kind == GROUP_ACK)
+		mark |= S_MARK_ACK;
+	else if (count > mark / S_MARK_COUNT)
+		mark = (mark & (S_MARK_COUNT - 1)) |
+		    (uintptr_t)count * S_MARK_COUNT;
 	/* The key stays in the block until the group is reset. */
 	if (idmap_put(&g->marks, key, len, (void *)mark, &old) != 0)
 		return SCHAKEL_E_NO_MEMORY;
@@ -253,18 +260,19 @@ s_keyed(
 int
 group_ack(struct group *g, const char *party, uint64_t seq)
 {
-	return s_keyed(g, GROUP_ACK, party, seq);
+	return s_keyed(g, GROUP_ACK, party, seq, 0);
 }
 
 int
-group_delivered(struct group *g, const char *party, uint64_t seq)
+group_delivered(
+    struct group *g, const char *party, uint64_t seq, uint32_t count)
 {
-	return s_keyed(g, GROUP_DELIVERED, party, seq);
+	return s_keyed(g, GROUP_DELIVERED, party, seq, count);
 }
 
 void
 group_marks(const struct group *g, const char *party, uint64_t seq, bool *acked,
-    uint32_t *counted)
+    uint32_t *count)
 {
 	uint8_t key[8 + STORE_NAME_MAX];
 	uintptr_t mark;
@@ -274,7 +282,8 @@ group_marks(const struct group *g, const char *party, uint64_t seq, bool *acked,
 	mark = (uintptr_t)idmap_get(&g->marks, key, group_key(key, party, seq));
 	if ((mark & S_MARK_ACK) != 0)
 		*acked = true;
-	*counted += (uint32_t)(mark / S_MARK_COUNT);
+	if (mark / S_MARK_COUNT > *count)
+		*count = (uint32_t)(mark / S_MARK_COUNT);
 }
 
 bool
@@ -331,10 +340,10 @@ s_chain(struct group *g, struct store_txn *t, char *rec, size_t len)
 	return STORE_OK;
 }
 
-/* Stores a submission and records its acceptance.  One the store
- * refuses gets its code in p->code, and its record from the broker
- * thread (submit_finish_group), which sums refusals while the store is
- * full. */
+/* Stores a submission and records what became of it, in the same
+ * transaction.  One the store refuses gets its code in p->code; a
+ * refusal because the store is full is recorded by the broker thread
+ * (submit_finish_group), which sums those while the store stays full. */
 static int
 s_apply_put(struct group *g, struct store_txn *t, struct pending *p)
 {
@@ -348,10 +357,8 @@ s_apply_put(struct group *g, struct store_txn *t, struct pending *p)
 
 	store_take_seq(t, p->msg.seq);
 	src = store_put(t, &p->msg, g->dedup_until_ms);
-	if (src != STORE_OK) {
-		p->code = src == STORE_FULL ? SCHAKEL_E_STORE_FULL
-		    : src == STORE_EXISTS   ? SCHAKEL_E_DUPLICATE_ID
-					    : SCHAKEL_E_UNAVAILABLE;
+	if (src == STORE_FULL) {
+		p->code = SCHAKEL_E_STORE_FULL;
 		return STORE_OK; /* the transaction may go on (store.h) */
 	}
 	memcpy(ev.id, p->msg.id, AUDIT_ID_LEN);
@@ -360,11 +367,19 @@ s_apply_put(struct group *g, struct store_txn *t, struct pending *p)
 	text_copy(ev.case_ref, sizeof ev.case_ref, p->msg.case_ref);
 	text_copy(ev.purpose, sizeof ev.purpose, p->purpose);
 	ev.n_to = p->msg.n_recipients;
-	ev.n_agreements = p->msg.n_recipients;
-	for (size_t r = 0; r < p->msg.n_recipients; r++) {
+	for (size_t r = 0; r < p->msg.n_recipients; r++)
 		text_copy(ev.to[r], sizeof ev.to[r], p->msg.recipients[r]);
-		text_copy(ev.agreements[r], sizeof ev.agreements[r],
-		    p->msg.agreements[r]);
+	if (src != STORE_OK) {
+		p->code = src == STORE_EXISTS ? SCHAKEL_E_DUPLICATE_ID
+					      : SCHAKEL_E_UNAVAILABLE;
+		ev.kind = AUDIT_REFUSED;
+		ev.seq = 0;
+		ev.code = (uint32_t)p->code;
+	} else {
+		ev.n_agreements = p->msg.n_recipients;
+		for (size_t r = 0; r < p->msg.n_recipients; r++)
+			text_copy(ev.agreements[r], sizeof ev.agreements[r],
+			    p->msg.agreements[r]);
 	}
 	len = audit_encode(&ev, g->head, rec);
 	if (len == 0) {

@@ -639,10 +639,10 @@ submit_finish_group(struct broker *b, struct group *g, int code)
 		} else {
 			if (rc == SCHAKEL_E_STORE_FULL)
 				b->store_full = true;
-			/* Refused by the store, not in s_verified: recorded
-			 * like every other refusal (the store keeps a
-			 * reserve, so a full store still takes it). */
-			if (code == SCHAKEL_OK)
+			/* Refused by a full store: recorded like every
+			 * other refusal then, summed (group.c recorded the
+			 * store's other refusals in the group). */
+			if (code == SCHAKEL_OK && rc == SCHAKEL_E_STORE_FULL)
 				s_audit_put_refused(b, p);
 			broker_refuse(b, &p->peer, p->corr_id, rc, p->msg.id);
 			broker_log_refusal(b, p->msg.sender, rc);

@@ -484,8 +484,9 @@ test_chain_from_head(void **state)
 }
 
 /* 2. A submission the store refuses (its id is stored already, or was
- * earlier in the same group) gets SCHAKEL_E_DUPLICATE_ID, no accepted
- * record and no message; the rest of the group is stored. */
+ * earlier in the same group) gets SCHAKEL_E_DUPLICATE_ID, a refused
+ * record in its place (not an accepted one) and no message; the rest of
+ * the group is stored. */
 static void
 test_refused_put(void **state)
 {
@@ -515,12 +516,15 @@ test_refused_put(void **state)
 	assert_int_equal(dup->code, SCHAKEL_E_DUPLICATE_ID);
 	assert_int_equal(p2->code, SCHAKEL_OK);
 	assert_int_equal(dup2->code, SCHAKEL_E_DUPLICATE_ID);
-	assert_int_equal(s_read_log(e, &l), 4);
+	assert_int_equal(s_read_log(e, &l), 6);
 	assert_memory_equal(l.stored_head, e->head, AUDIT_HASH_LEN);
 	s_expect_accepted(&l, 0, p0);
 	s_expect_event(&l, 1, 10);
-	s_expect_accepted(&l, 2, p2);
-	s_expect_event(&l, 3, 11);
+	assert_int_equal(l.rec[2].kind, AUDIT_REFUSED);
+	assert_int_equal(l.rec[2].seq, 0);
+	s_expect_accepted(&l, 3, p2);
+	assert_int_equal(l.rec[4].kind, AUDIT_REFUSED);
+	s_expect_event(&l, 5, 11);
 	assert_int_equal(l.n_accepted, 2);
 	s_expect_stored(e, p0);
 	s_expect_stored(e, p2);
@@ -576,7 +580,8 @@ test_next_order(void **state)
 		s_audit(&e->g, i);
 		if (i % 50 == 49)
 			assert_int_equal(
-			    group_delivered(&e->g, "team-west", i), SCHAKEL_OK);
+			    group_delivered(&e->g, "team-west", i, 1),
+			    SCHAKEL_OK);
 		if (i == 700)
 			assert_int_equal(group_put(&e->g, p), SCHAKEL_OK);
 	}
@@ -762,10 +767,11 @@ test_marks(void **state)
 	assert_true(acked);
 	assert_int_equal(counted, 10);
 
-	assert_int_equal(group_delivered(&e->g, "team-west", 5), SCHAKEL_OK);
+	assert_int_equal(group_delivered(&e->g, "team-west", 5, 1), SCHAKEL_OK);
 	assert_int_equal(group_ack(&e->g, "team-west", 5), SCHAKEL_OK);
-	assert_int_equal(group_delivered(&e->g, "team-west", 5), SCHAKEL_OK);
-	assert_int_equal(group_delivered(&e->g, "kredietbank", 5), SCHAKEL_OK);
+	assert_int_equal(group_delivered(&e->g, "team-west", 5, 2), SCHAKEL_OK);
+	assert_int_equal(
+	    group_delivered(&e->g, "kredietbank", 5, 1), SCHAKEL_OK);
 	assert_int_equal(group_ack(&e->g, "huisarts", 6), SCHAKEL_OK);
 	assert_int_equal(e->g.nops, 5);
 	assert_false(group_empty(&e->g));
@@ -779,12 +785,21 @@ test_marks(void **state)
 	s_expect_marks(&e->g, "team-west2", 5, false, 0);
 	s_expect_marks(&e->g, "huisarts", 5, false, 0);
 	s_expect_marks(&e->g, "", 5, false, 0);
-	/* Counts are added to what the caller has. */
+	/* The count raises what the caller has, never lowers it. */
 	acked = false;
-	counted = 3;
+	counted = 1;
 	group_marks(&e->g, "team-west", 5, &acked, &counted);
 	assert_true(acked);
-	assert_int_equal(counted, 5);
+	assert_int_equal(counted, 2);
+	counted = 3;
+	group_marks(&e->g, "team-west", 5, &acked, &counted);
+	assert_int_equal(counted, 3);
+	/* A lower count recorded later does not lower the mark. */
+	assert_int_equal(
+	    group_delivered(&e->g, "kredietbank", 5, 4), SCHAKEL_OK);
+	assert_int_equal(
+	    group_delivered(&e->g, "kredietbank", 5, 2), SCHAKEL_OK);
+	s_expect_marks(&e->g, "kredietbank", 5, false, 4);
 
 	group_reset(&e->g);
 	assert_true(group_empty(&e->g));
@@ -803,13 +818,15 @@ test_marks(void **state)
 	s_expect_queue(e, "team-west", q, 2, NULL);
 	group_reset(&e->g);
 
-	assert_int_equal(group_delivered(&e->g, "team-west", 1), SCHAKEL_OK);
+	assert_int_equal(group_delivered(&e->g, "team-west", 1, 1), SCHAKEL_OK);
 	assert_int_equal(group_ack(&e->g, "team-west", 1), SCHAKEL_OK);
-	assert_int_equal(group_delivered(&e->g, "kredietbank", 2), SCHAKEL_OK);
-	assert_int_equal(group_delivered(&e->g, "kredietbank", 2), SCHAKEL_OK);
+	assert_int_equal(
+	    group_delivered(&e->g, "kredietbank", 2, 1), SCHAKEL_OK);
+	assert_int_equal(
+	    group_delivered(&e->g, "kredietbank", 2, 2), SCHAKEL_OK);
 	/* Gone already, or never queued: no harm to the group. */
 	assert_int_equal(group_ack(&e->g, "team-west", 99), SCHAKEL_OK);
-	assert_int_equal(group_delivered(&e->g, "huisarts", 1), SCHAKEL_OK);
+	assert_int_equal(group_delivered(&e->g, "huisarts", 1, 1), SCHAKEL_OK);
 	s_expect_marks(&e->g, "team-west", 1, true, 1);
 	s_expect_marks(&e->g, "kredietbank", 2, false, 2);
 	/* Not stored before the group is. */

@@ -9,8 +9,9 @@
  * broker gives), commits, and makes its fd readable.  Meanwhile the
  * broker decides the next group.
  *
- * One job at a time: writer_start only when writer_busy is false;
- * writer_take gives the result back (and makes the writer idle again).
+ * One job at a time: writer_start only when no job is in hand (none
+ * started, or its result taken); writer_take gives the result back (and
+ * makes the writer idle again).
  * Between writer_start and writer_take the job's function and its
  * argument belong to this thread; the caller touches neither.
  */
@@ -48,6 +49,7 @@ void writer_destroy(struct writer **wp);
 /* Readable while a finished job waits for writer_take. */
 int writer_fd(const struct writer *w);
 
+/* Whether a job is in hand (started, its result not yet taken). */
 bool writer_busy(const struct writer *w);
 
 /* Hands a job over (the writer must not be busy). */
