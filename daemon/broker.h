@@ -113,6 +113,14 @@ struct session {
 	struct frame_bundle out;
 };
 
+/* The same envelope submitted again while its first submission waits
+ * for its group (a client that resent it at once): answered with it. */
+struct pending_waiter {
+	struct pending_waiter *next;
+	struct transport_peer peer;
+	uint64_t corr_id;
+};
+
 /* An accepted submission waiting for the group commit. */
 struct pending {
 	struct transport_peer peer;
@@ -122,6 +130,7 @@ struct pending {
 	struct store_msg msg; /* msg.envelope is an owned copy */
 	struct codec_buf signed_receipt;
 	char purpose[STORE_NAME_MAX + 1];
+	struct pending_waiter *waiters;
 };
 
 /* A block of a group's recorded writes; never moved, so keys into it

@@ -86,6 +86,11 @@ group_free(struct group *g)
 	for (size_t i = 0; g->pend != NULL && i < g->npend; i++) {
 		free((void *)g->pend[i].msg.envelope);
 		codec_buf_clear(&g->pend[i].signed_receipt);
+		while (g->pend[i].waiters != NULL) {
+			struct pending_waiter *w = g->pend[i].waiters;
+			g->pend[i].waiters = w->next;
+			free(w);
+		}
 	}
 	if (g->pend != NULL)
 		munmap(g->pend, S_PEND_BYTES);

@@ -228,6 +228,39 @@ s_resubmitted(struct broker *b, const struct transport_msg *m, uint64_t corr_id,
 	free(receipt);
 }
 
+/* A submission whose id waits for its group's commit already: the same
+ * header (the client sent the same envelope again at once, docs/protocol.md
+ * 11.6) is answered with it; another is DUPLICATE_ID.  Returns -1 when
+ * no submission with this id waits, else SCHAKEL_OK (it will be
+ * answered) or the refusal's code. */
+static int
+s_resubmitted_early(struct broker *b, const struct transport_msg *m,
+    uint64_t corr_id, const uint8_t id[ENV_ID_LEN],
+    const uint8_t header_hash[ENV_HASH_LEN])
+{
+	struct group *g = b->open;
+	struct pending *p = idmap_get(&g->pend_ids, id, ENV_ID_LEN);
+	struct pending_waiter *w;
+
+	if (p == NULL && b->fly != NULL) {
+		g = b->fly;
+		p = idmap_get(&g->pend_ids, id, ENV_ID_LEN);
+	}
+	if (p == NULL)
+		return -1;
+	if (memcmp(g->receipts[p - g->pend].header_hash, header_hash,
+		ENV_HASH_LEN) != 0)
+		return SCHAKEL_E_DUPLICATE_ID;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return SCHAKEL_E_NO_MEMORY;
+	w->peer = m->peer;
+	w->corr_id = corr_id;
+	w->next = p->waiters;
+	p->waiters = w;
+	return SCHAKEL_OK;
+}
+
 static uint64_t
 s_absdiff(uint64_t a, uint64_t b)
 {
@@ -407,10 +440,10 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 		    b, m, job->corr_id, SCHAKEL_E_STALE_TIMESTAMP, h, true);
 		goto out;
 	}
-	if (idmap_get(&g->pend_ids, h->id, ENV_ID_LEN) != NULL ||
-	    (b->fly != NULL &&
-		idmap_get(&b->fly->pend_ids, h->id, ENV_ID_LEN) != NULL)) {
-		s_refuse(b, m, job->corr_id, SCHAKEL_E_DUPLICATE_ID, h, true);
+	rc = s_resubmitted_early(b, m, job->corr_id, h->id, header_hash);
+	if (rc != -1) {
+		if (rc != SCHAKEL_OK)
+			s_refuse(b, m, job->corr_id, rc, h, true);
 		goto out;
 	}
 	if (store_seen(b->store, h->id, &seq) == STORE_OK) {
@@ -593,6 +626,26 @@ submit_prepare_group(struct broker *b, struct group *g)
 	free(bufs);
 }
 
+/* Gives those who sent p's envelope again meanwhile the same answer. */
+static void
+s_answer_waiters(struct broker *b, struct pending *p, int rc)
+{
+	while (p->waiters != NULL) {
+		struct pending_waiter *w = p->waiters;
+		p->waiters = w->next;
+		if (rc == SCHAKEL_OK) {
+			struct frame out = {
+			    .corr_id = w->corr_id, .kind = FRAME_ACCEPTED};
+			out.u.accepted.data = p->signed_receipt.data;
+			out.u.accepted.len = p->signed_receipt.len;
+			broker_send(b, &w->peer, &out);
+		} else {
+			broker_refuse(b, &w->peer, w->corr_id, rc, p->msg.id);
+		}
+		free(w);
+	}
+}
+
 /* Records the refusal of a submission the store did not take. */
 static void
 s_audit_put_refused(struct broker *b, const struct pending *p)
@@ -620,6 +673,7 @@ submit_finish_group(struct broker *b, struct group *g, int code)
 		struct pending *p = &g->pend[i];
 		int rc = code != SCHAKEL_OK ? code : p->code;
 
+		s_answer_waiters(b, p, rc);
 		if (rc == SCHAKEL_OK) {
 			struct frame out = {
 			    .corr_id = p->corr_id, .kind = FRAME_ACCEPTED};

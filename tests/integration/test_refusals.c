@@ -574,6 +574,46 @@ t_resubmit_after_ack(void **state)
 	codec_buf_clear(&r2);
 }
 
+/* docs/protocol.md 11.6: the same bytes sent again at once, before the
+ * first is stored (it waits for its group commit), get the same receipt
+ * (not DUPLICATE_ID), and the message is stored and delivered once.  The
+ * first answer is not read here; a third send, after both, gives the
+ * receipt to compare with. */
+static void
+t_resubmit_while_stored(void **state)
+{
+	struct hx *h = *state;
+	struct env_draft *d = s_draft(
+	    h, HX_SENDER, HX_TYPE_ONE, "zaak-0191", s_to_a, "twee keer");
+	struct codec_buf e, r2 = {0}, r3 = {0};
+	struct frame sub = {.corr_id = 9001, .kind = FRAME_SUBMIT};
+	struct s_got *g = calloc(1, sizeof *g);
+	void *raw = hx_raw_connect(h, HX_SENDER);
+	int sent, rc2, rc3;
+
+	assert_non_null(g);
+	assert_non_null(raw);
+	s_build(h, d, HX_SENDER, &e);
+	sub.u.submit.data = e.data;
+	sub.u.submit.len = e.len;
+	sent = hx_raw_send(raw, &sub);
+	rc2 = s_submit(raw, &e, d->hdr.id, &r2);
+	rc3 = s_submit(raw, &e, d->hdr.id, &r3);
+	hx_raw_close(&raw);
+	codec_buf_clear(&e);
+	free(d);
+	assert_int_equal(sent, 0);
+	s_assert_code(rc2, SCHAKEL_OK);
+	s_assert_code(rc3, SCHAKEL_OK);
+	assert_int_equal(r2.len, r3.len);
+	assert_memory_equal(r2.data, r3.data, r2.len);
+	codec_buf_clear(&r2);
+	codec_buf_clear(&r3);
+	s_expect(h, HX_TEAM_A, 1, g);
+	assert_string_equal(g->m[0].case_ref, "zaak-0191");
+	free(g);
+}
+
 /* Created ten minutes ago, or ten minutes ahead: outside the five-minute
  * window either way. */
 static void
@@ -1409,6 +1449,7 @@ main(int argc, char **argv)
 	    S_T(t_bad_signature),
 	    S_T(t_duplicate_id),
 	    S_T(t_resubmit_after_ack),
+	    S_T(t_resubmit_while_stored),
 	    S_T(t_stale_timestamp),
 	    S_T(t_bsn_as_case),
 	    S_T(t_refusals_summarised),
