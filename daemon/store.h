@@ -21,7 +21,9 @@
  * Writes happen in a transaction; store_commit makes them durable (fsync)
  * before it returns, so a caller answers a client only after that.  Many
  * messages share one transaction: that is the group commit.  One writer at
- * a time (the broker's main thread); readers may run at any time, from any
+ * a time (the broker's writer thread, or its main thread while the writer
+ * is idle: a transaction is used only by the thread that began it);
+ * readers may run at any time, from any
  * thread, also while the writer's transaction is open (they do not see
  * its uncommitted writes).
  *
