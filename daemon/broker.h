@@ -414,6 +414,9 @@ int group_delivered(
  * acknowledged it; raises *count to the delivery count it stores. */
 void group_marks(const struct group *g, const char *party, uint64_t seq,
     bool *acked, uint32_t *count);
+/* Fills what an audit record about submission p says of it: id, sender,
+ * recipients, type, case and purpose. */
+void group_audit_about(struct audit_event *ev, const struct pending *p);
 /* The key of (seq, party) in out (8 + STORE_NAME_MAX bytes); its length. */
 size_t group_key(uint8_t *out, const char *party, uint64_t seq);
 /* The next recorded write after pos; false at the end. */

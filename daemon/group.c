@@ -345,6 +345,20 @@ s_chain(struct group *g, struct store_txn *t, char *rec, size_t len)
 	return STORE_OK;
 }
 
+void
+group_audit_about(struct audit_event *ev, const struct pending *p)
+{
+	ev->has_id = true;
+	memcpy(ev->id, p->msg.id, AUDIT_ID_LEN);
+	text_copy(ev->from, sizeof ev->from, p->msg.sender);
+	text_copy(ev->type, sizeof ev->type, p->msg.type);
+	text_copy(ev->case_ref, sizeof ev->case_ref, p->msg.case_ref);
+	text_copy(ev->purpose, sizeof ev->purpose, p->purpose);
+	ev->n_to = p->msg.n_recipients;
+	for (size_t r = 0; r < p->msg.n_recipients; r++)
+		text_copy(ev->to[r], sizeof ev->to[r], p->msg.recipients[r]);
+}
+
 /* Stores a submission and records what became of it, in the same
  * transaction.  One the store refuses gets its code in p->code; a
  * refusal because the store is full is recorded by the broker thread
@@ -354,8 +368,7 @@ s_apply_put(struct group *g, struct store_txn *t, struct pending *p)
 {
 	struct audit_event ev = {.kind = AUDIT_ACCEPTED,
 	    .time_ms = p->msg.accepted_ms,
-	    .seq = p->msg.seq,
-	    .has_id = true};
+	    .seq = p->msg.seq};
 	char rec[AUDIT_RECORD_MAX];
 	size_t len;
 	int src;
@@ -366,14 +379,7 @@ s_apply_put(struct group *g, struct store_txn *t, struct pending *p)
 		p->code = SCHAKEL_E_STORE_FULL;
 		return STORE_OK; /* the transaction may go on (store.h) */
 	}
-	memcpy(ev.id, p->msg.id, AUDIT_ID_LEN);
-	text_copy(ev.from, sizeof ev.from, p->msg.sender);
-	text_copy(ev.type, sizeof ev.type, p->msg.type);
-	text_copy(ev.case_ref, sizeof ev.case_ref, p->msg.case_ref);
-	text_copy(ev.purpose, sizeof ev.purpose, p->purpose);
-	ev.n_to = p->msg.n_recipients;
-	for (size_t r = 0; r < p->msg.n_recipients; r++)
-		text_copy(ev.to[r], sizeof ev.to[r], p->msg.recipients[r]);
+	group_audit_about(&ev, p);
 	if (src != STORE_OK) {
 		p->code = src == STORE_EXISTS ? SCHAKEL_E_DUPLICATE_ID
 					      : SCHAKEL_E_UNAVAILABLE;

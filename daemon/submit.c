@@ -652,17 +652,9 @@ s_audit_put_refused(struct broker *b, const struct pending *p)
 {
 	struct audit_event ev = {.kind = AUDIT_REFUSED,
 	    .time_ms = b->now_ms,
-	    .has_id = true,
 	    .code = (uint32_t)p->code};
 
-	memcpy(ev.id, p->msg.id, AUDIT_ID_LEN);
-	text_copy(ev.from, sizeof ev.from, p->msg.sender);
-	text_copy(ev.type, sizeof ev.type, p->msg.type);
-	text_copy(ev.case_ref, sizeof ev.case_ref, p->msg.case_ref);
-	text_copy(ev.purpose, sizeof ev.purpose, p->purpose);
-	ev.n_to = p->msg.n_recipients;
-	for (size_t r = 0; r < p->msg.n_recipients; r++)
-		text_copy(ev.to[r], sizeof ev.to[r], p->msg.recipients[r]);
+	group_audit_about(&ev, p);
 	broker_audit(b, &ev);
 }
 
