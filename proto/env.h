@@ -122,8 +122,9 @@ void env_destroy(struct env **e);
 
 /* An envelope to decode into later, with env_decode_into: so that it is
  * allocated (and freed) by one thread and filled by another (the broker
- * thread makes it, a verifier thread decodes).  NULL when out of
- * memory. */
+ * thread makes it, a verifier thread decodes).  Nothing of it may be read
+ * before env_decode_into succeeded; env_destroy takes it at any time.
+ * NULL when out of memory. */
 struct env *env_new(void);
 
 /* env_decode into `e` (from env_new; what it held before is forgotten).
