@@ -7,6 +7,7 @@
 #include "broker.h"
 
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -303,6 +304,20 @@ s_queue_add(struct broker *b, const struct conf_party *const *rcpt, size_t n)
 	}
 }
 
+/* Zeroes *x but for two arrays of names side by side, from `first` to
+ * `last` (4 KiB for 32 recipients and their agreements, of a slot of
+ * 4.5 KiB), which every reader reads only up to the slot's count of
+ * recipients, and s_verified fills that far: 8 KiB of memset a message
+ * less on the broker thread. */
+#define S_ZERO_AROUND(x, first, last) \
+	do { \
+		size_t s_a = offsetof(__typeof__(*(x)), first); \
+		size_t s_b = \
+		    offsetof(__typeof__(*(x)), last) + sizeof((x)->last); \
+		memset((x), 0, s_a); \
+		memset((char *)(x) + s_b, 0, sizeof(*(x)) - s_b); \
+	} while (0)
+
 /* A submission between its arrival and the end of its signature check:
  * the frame's envelope bytes (owned; they become the stored copy) and
  * where the answer goes. */
@@ -498,7 +513,7 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 	}
 	seq = broker_next_seq(b);
 	p = &g->pend[g->npend];
-	memset(p, 0, sizeof(*p));
+	S_ZERO_AROUND(p, msg.recipients, msg.agreements);
 	p->peer = m->peer;
 	p->corr_id = job->corr_id;
 	p->arrived_us = m->arrived_us;
@@ -516,7 +531,7 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 	 * points into it too, until env_destroy at the end). */
 	p->msg.envelope_len = m->len;
 	r = &g->receipts[g->npend];
-	memset(r, 0, sizeof(*r));
+	S_ZERO_AROUND(r, recipients, agreement_ids);
 	memcpy(r->message_id, h->id, ENV_ID_LEN);
 	r->accepted_ms = b->now_ms;
 	r->n_recipients = h->n_recipients;
