@@ -6,6 +6,7 @@
 #include "audit.h"
 
 #include <sodium.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,6 +180,22 @@ audit_encode(
 		return 0;
 	out[o.len] = '\0';
 	return o.len;
+}
+
+void
+audit_event_init(
+    struct audit_event *ev, enum audit_event_kind kind, uint64_t time_ms)
+{
+	size_t to = offsetof(struct audit_event, to);
+	size_t mid = offsetof(struct audit_event, type);
+	size_t agr = offsetof(struct audit_event, agreements);
+	size_t end = agr + sizeof ev->agreements;
+
+	memset(ev, 0, to);
+	memset((char *)ev + mid, 0, agr - mid);
+	memset((char *)ev + end, 0, sizeof(*ev) - end);
+	ev->kind = kind;
+	ev->time_ms = time_ms;
 }
 
 void

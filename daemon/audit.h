@@ -62,6 +62,12 @@ struct audit_event {
 	uint32_t count; /* delivery count */
 };
 
+/* Starts an event of `kind` at `time_ms`, everything else empty, without
+ * zeroing the names in `to` and `agreements` (4 KiB, read only up to
+ * n_to and n_agreements): for the events of every message. */
+void audit_event_init(
+    struct audit_event *ev, enum audit_event_kind kind, uint64_t time_ms);
+
 /* The event's name as written in records ("accepted", ...). */
 const char *audit_kind_name(enum audit_event_kind kind);
 

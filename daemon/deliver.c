@@ -310,9 +310,11 @@ static void
 s_audit(struct broker *b, enum audit_event_kind kind, const char *recipient,
     const struct store_msg *m, uint32_t code, uint32_t count)
 {
-	struct audit_event ev = {
-	    .kind = kind, .time_ms = b->now_ms, .code = code, .count = count};
+	struct audit_event ev;
 
+	audit_event_init(&ev, kind, b->now_ms);
+	ev.code = code;
+	ev.count = count;
 	broker_audit_about(&ev, m, recipient);
 	broker_audit(b, &ev);
 }

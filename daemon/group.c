@@ -366,15 +366,15 @@ group_audit_about(struct audit_event *ev, const struct pending *p)
 static int
 s_apply_put(struct group *g, struct store_txn *t, struct pending *p)
 {
-	struct audit_event ev = {.kind = AUDIT_ACCEPTED,
-	    .time_ms = p->msg.accepted_ms,
-	    .seq = p->msg.seq};
+	struct audit_event ev;
 	char rec[AUDIT_RECORD_MAX];
 	size_t len;
 	int src;
 
 	store_take_seq(t, p->msg.seq);
 	src = store_put(t, &p->msg, g->dedup_until_ms);
+	audit_event_init(&ev, AUDIT_ACCEPTED, p->msg.accepted_ms);
+	ev.seq = p->msg.seq;
 	if (src == STORE_FULL) {
 		p->code = SCHAKEL_E_STORE_FULL;
 		return STORE_OK; /* the transaction may go on (store.h) */

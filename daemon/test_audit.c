@@ -36,6 +36,40 @@ s_event(struct audit_event *ev, enum audit_event_kind kind, uint64_t t)
 	    "schuldhulp-utrecht-2026");
 }
 
+/* audit_event_init over garbage gives the record a zeroed event gives:
+ * nothing it leaves alone is read. */
+static void
+test_event_init(void **state)
+{
+	static struct audit_event a, z;
+	static const uint8_t prev[AUDIT_HASH_LEN];
+	char ra[AUDIT_RECORD_MAX], rz[AUDIT_RECORD_MAX];
+	size_t la, lz;
+
+	(void)state;
+	memset(&a, 0xa5, sizeof a);
+	audit_event_init(&a, AUDIT_ACKNOWLEDGED, 1234);
+	memset(&z, 0, sizeof z);
+	z.kind = AUDIT_ACKNOWLEDGED;
+	z.time_ms = 1234;
+	la = audit_encode(&a, prev, ra);
+	lz = audit_encode(&z, prev, rz);
+	assert_true(lz > 0);
+	assert_int_equal(la, lz);
+	assert_memory_equal(ra, rz, lz);
+	/* With one recipient and agreement, as broker_audit_about fills. */
+	a.n_to = z.n_to = 1;
+	snprintf(a.to[0], sizeof a.to[0], "%s", "buurtteam-west");
+	snprintf(z.to[0], sizeof z.to[0], "%s", "buurtteam-west");
+	a.n_agreements = z.n_agreements = 1;
+	snprintf(a.agreements[0], sizeof a.agreements[0], "%s", "agr-1");
+	snprintf(z.agreements[0], sizeof z.agreements[0], "%s", "agr-1");
+	la = audit_encode(&a, prev, ra);
+	lz = audit_encode(&z, prev, rz);
+	assert_int_equal(la, lz);
+	assert_memory_equal(ra, rz, lz);
+}
+
 static void
 test_round_trip(void **state)
 {
@@ -150,6 +184,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_event_init),
 	    cmocka_unit_test(test_round_trip),
 	    cmocka_unit_test(test_refusal_has_code_and_no_payload_field),
 	    cmocka_unit_test(test_chain),
