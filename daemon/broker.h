@@ -148,7 +148,8 @@ struct group_pos {
 };
 
 enum group_op_kind {
-	GROUP_PUT,       /* a submission (struct pending *) */
+	GROUP_PUT,       /* a submission (struct pending *, then its
+			  * "accepted" audit record) */
 	GROUP_AUDIT,     /* an audit record, chained when applied */
 	GROUP_ACK,       /* store_ack of (seq, party) */
 	GROUP_DELIVERED, /* store_delivered of (seq, party) */

@@ -188,15 +188,38 @@ s_done(struct group *g, struct s_hdr *h, enum group_op_kind kind, size_t len)
 	g->nops++;
 }
 
+/* The record of a submission the store took. */
+static void
+s_accepted_event(struct audit_event *ev, const struct pending *p)
+{
+	audit_event_init(ev, AUDIT_ACCEPTED, p->msg.accepted_ms);
+	ev->seq = p->msg.seq;
+	group_audit_about(ev, p);
+	ev->n_agreements = p->msg.n_recipients;
+	for (size_t r = 0; r < p->msg.n_recipients; r++)
+		text_copy(ev->agreements[r], sizeof ev->agreements[r],
+		    p->msg.agreements[r]);
+}
+
 int
 group_put(struct group *g, struct pending *p)
 {
-	struct s_hdr *h = s_room(g, sizeof p);
+	struct s_hdr *h = s_room(g, sizeof p + AUDIT_RECORD_MAX);
+	struct audit_event ev;
+	static const uint8_t unknown[AUDIT_HASH_LEN];
+	size_t len;
 
 	if (h == NULL)
 		return SCHAKEL_E_NO_MEMORY;
+	/* Its "accepted" record, encoded here (on the broker thread) and
+	 * chained when the store took it; one refused by the store gets
+	 * another record then. */
+	s_accepted_event(&ev, p);
+	len = audit_encode(&ev, unknown, (char *)(h + 1) + sizeof p);
+	if (len == 0)
+		return SCHAKEL_E_AUDIT_FAILED;
 	memcpy(h + 1, &p, sizeof p);
-	s_done(g, h, GROUP_PUT, sizeof p);
+	s_done(g, h, GROUP_PUT, sizeof p + len);
 	return SCHAKEL_OK;
 }
 
@@ -360,44 +383,38 @@ group_audit_about(struct audit_event *ev, const struct pending *p)
 }
 
 /* Stores a submission and records what became of it, in the same
- * transaction.  One the store refuses gets its code in p->code; a
- * refusal because the store is full is recorded by the broker thread
- * (submit_finish_group), which sums those while the store stays full. */
+ * transaction: its "accepted" record `rec` (group_put), or when the store
+ * refuses it for another reason than a full store, a refusal.  Its code
+ * goes to p->code; a refusal because the store is full is recorded by
+ * the broker thread (submit_finish_group), which sums those while the
+ * store stays full. */
 static int
-s_apply_put(struct group *g, struct store_txn *t, struct pending *p)
+s_apply_put(struct group *g, struct store_txn *t, struct pending *p, char *rec,
+    size_t len)
 {
 	struct audit_event ev;
-	char rec[AUDIT_RECORD_MAX];
-	size_t len;
+	char refused[AUDIT_RECORD_MAX];
 	int src;
 
 	store_take_seq(t, p->msg.seq);
 	src = store_put(t, &p->msg, g->dedup_until_ms);
-	audit_event_init(&ev, AUDIT_ACCEPTED, p->msg.accepted_ms);
-	ev.seq = p->msg.seq;
+	if (src == STORE_OK)
+		return s_chain(g, t, rec, len);
 	if (src == STORE_FULL) {
 		p->code = SCHAKEL_E_STORE_FULL;
 		return STORE_OK; /* the transaction may go on (store.h) */
 	}
+	p->code = src == STORE_EXISTS ? SCHAKEL_E_DUPLICATE_ID
+				      : SCHAKEL_E_UNAVAILABLE;
+	audit_event_init(&ev, AUDIT_REFUSED, p->msg.accepted_ms);
 	group_audit_about(&ev, p);
-	if (src != STORE_OK) {
-		p->code = src == STORE_EXISTS ? SCHAKEL_E_DUPLICATE_ID
-					      : SCHAKEL_E_UNAVAILABLE;
-		ev.kind = AUDIT_REFUSED;
-		ev.seq = 0;
-		ev.code = (uint32_t)p->code;
-	} else {
-		ev.n_agreements = p->msg.n_recipients;
-		for (size_t r = 0; r < p->msg.n_recipients; r++)
-			text_copy(ev.agreements[r], sizeof ev.agreements[r],
-			    p->msg.agreements[r]);
-	}
-	len = audit_encode(&ev, g->head, rec);
+	ev.code = (uint32_t)p->code;
+	len = audit_encode(&ev, g->head, refused);
 	if (len == 0) {
 		g->failed = SCHAKEL_E_AUDIT_FAILED;
 		return STORE_ERROR;
 	}
-	return s_chain(g, t, rec, len);
+	return s_chain(g, t, refused, len);
 }
 
 int
@@ -418,7 +435,9 @@ group_apply(void *arg, struct store_txn *t)
 
 		switch (op.kind) {
 		case GROUP_PUT:
-			rc = s_apply_put(g, t, op.p);
+			rc = s_apply_put(g, t, op.p,
+			    (char *)op.data + sizeof op.p,
+			    op.len - sizeof op.p);
 			break;
 		case GROUP_AUDIT:
 			rc = s_chain(g, t, (char *)op.data, op.len);

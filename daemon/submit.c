@@ -607,7 +607,7 @@ void
 submit_prepare_group(struct broker *b, struct group *g)
 {
 	struct codec_buf *bufs;
-	int rc = SCHAKEL_OK;
+	int rc = SCHAKEL_OK, prc;
 
 	if (g->prepared || g->npend == 0)
 		return;
@@ -631,8 +631,9 @@ submit_prepare_group(struct broker *b, struct group *g)
 		bufs[i].data = NULL;
 		p->msg.receipt = p->signed_receipt.data;
 		p->msg.receipt_len = p->signed_receipt.len;
-		if (group_put(g, p) != SCHAKEL_OK)
-			g->failed = SCHAKEL_E_NO_MEMORY; /* all or none */
+		prc = group_put(g, p);
+		if (prc != SCHAKEL_OK)
+			g->failed = prc; /* all or none */
 	}
 	if (rc != SCHAKEL_OK)
 		g->prep_code = rc;
