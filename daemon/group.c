@@ -21,6 +21,10 @@
 /* Blocks a group keeps for the next one; more are freed. */
 #define S_SPARE_MAX 8
 
+/* The prev of a record encoded before it is chained (group_apply writes
+ * the real one). */
+static const uint8_t s_unknown[AUDIT_HASH_LEN];
+
 /* What precedes each write in a block. */
 struct s_hdr {
 	uint32_t kind;
@@ -206,7 +210,6 @@ group_put(struct group *g, struct pending *p)
 {
 	struct s_hdr *h = s_room(g, sizeof p + AUDIT_RECORD_MAX);
 	struct audit_event ev;
-	static const uint8_t unknown[AUDIT_HASH_LEN];
 	size_t len;
 
 	if (h == NULL)
@@ -215,7 +218,7 @@ group_put(struct group *g, struct pending *p)
 	 * chained when the store took it; one refused by the store gets
 	 * another record then. */
 	s_accepted_event(&ev, p);
-	len = audit_encode(&ev, unknown, (char *)(h + 1) + sizeof p);
+	len = audit_encode(&ev, s_unknown, (char *)(h + 1) + sizeof p);
 	if (len == 0)
 		return SCHAKEL_E_AUDIT_FAILED;
 	memcpy(h + 1, &p, sizeof p);
@@ -226,14 +229,13 @@ group_put(struct group *g, struct pending *p)
 int
 group_audit(struct group *g, const struct audit_event *ev)
 {
-	static const uint8_t unknown[AUDIT_HASH_LEN];
 	struct s_hdr *h = s_room(g, AUDIT_RECORD_MAX);
 	size_t len;
 
 	if (h == NULL)
 		return SCHAKEL_E_NO_MEMORY;
 	/* Its prev is written when it is applied. */
-	len = audit_encode(ev, unknown, (char *)(h + 1));
+	len = audit_encode(ev, s_unknown, (char *)(h + 1));
 	if (len == 0)
 		return SCHAKEL_E_AUDIT_FAILED;
 	s_done(g, h, GROUP_AUDIT, len);
