@@ -642,6 +642,18 @@ submit_prepare_group(struct broker *b, struct group *g)
 	free(bufs);
 }
 
+/* Sends p's signed receipt to one who submitted its envelope. */
+static void
+s_send_accepted(struct broker *b, const struct transport_peer *peer,
+    uint64_t corr_id, const struct pending *p)
+{
+	struct frame out = {.corr_id = corr_id, .kind = FRAME_ACCEPTED};
+
+	out.u.accepted.data = p->signed_receipt.data;
+	out.u.accepted.len = p->signed_receipt.len;
+	broker_send(b, peer, &out);
+}
+
 /* Gives those who sent p's envelope again meanwhile the same answer. */
 static void
 s_answer_waiters(struct broker *b, struct pending *p, int rc)
@@ -649,15 +661,10 @@ s_answer_waiters(struct broker *b, struct pending *p, int rc)
 	while (p->waiters != NULL) {
 		struct pending_waiter *w = p->waiters;
 		p->waiters = w->next;
-		if (rc == SCHAKEL_OK) {
-			struct frame out = {
-			    .corr_id = w->corr_id, .kind = FRAME_ACCEPTED};
-			out.u.accepted.data = p->signed_receipt.data;
-			out.u.accepted.len = p->signed_receipt.len;
-			broker_send(b, &w->peer, &out);
-		} else {
+		if (rc == SCHAKEL_OK)
+			s_send_accepted(b, &w->peer, w->corr_id, p);
+		else
 			broker_refuse(b, &w->peer, w->corr_id, rc, p->msg.id);
-		}
 		free(w);
 	}
 }
@@ -683,11 +690,7 @@ submit_finish_group(struct broker *b, struct group *g, int code)
 
 		s_answer_waiters(b, p, rc);
 		if (rc == SCHAKEL_OK) {
-			struct frame out = {
-			    .corr_id = p->corr_id, .kind = FRAME_ACCEPTED};
-			out.u.accepted.data = p->signed_receipt.data;
-			out.u.accepted.len = p->signed_receipt.len;
-			broker_send(b, &p->peer, &out);
+			s_send_accepted(b, &p->peer, p->corr_id, p);
 			b->stats.accepted++;
 			stats_count_type(b, p->msg.type);
 			stats_observe(&b->stats.receipt,
