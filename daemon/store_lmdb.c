@@ -10,6 +10,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -240,13 +241,29 @@ s_take_blob(struct s_rd *r, size_t *len)
 
 /* Decodes a record into *m; envelope and receipt point into `v`.
  * Returns false when the record is damaged. */
+/* Zeroes *m but for the names of its recipients and their agreements
+ * (4 KiB for 32), which s_decode writes up to n_recipients (each at
+ * least its terminator) and every reader reads only that far: two 4 KiB
+ * memsets a message less (an Ack's read on the broker thread, and the
+ * writer's). */
+static void
+s_msg_clear(struct store_msg *m)
+{
+	size_t from = offsetof(struct store_msg, recipients);
+	size_t to =
+	    offsetof(struct store_msg, agreements) + sizeof m->agreements;
+
+	memset(m, 0, from);
+	memset((char *)m + to, 0, sizeof(*m) - to);
+}
+
 static bool
 s_decode(const MDB_val *v, uint64_t seq, struct store_msg *m)
 {
 	struct s_rd r = {v->mv_data, v->mv_size, false};
 	const uint8_t *h = s_take(&r, 4 + 16 + STORE_ID_LEN);
 
-	memset(m, 0, sizeof(*m));
+	s_msg_clear(m);
 	m->seq = seq;
 	if (h == NULL || h[0] != S_REC_VERSION || h[1] > 1 || h[2] == 0 ||
 	    h[2] > STORE_MAX_RECIPIENTS || h[3] != 0)

@@ -913,6 +913,34 @@ test_forget_cases(void **state)
 	store_close(&s);
 }
 
+/* A read over a struct full of garbage leaves nothing of it outside the
+ * names past n_recipients (which store_get does not clear: readers stop
+ * at the count). */
+static void
+test_get_clears(void **state)
+{
+	struct env *e = *state;
+	struct store *s = s_open(e, MAP_DEFAULT, true);
+	static const char *const r[] = {"team-west", "kredietbank", NULL};
+	static struct store_msg m;
+	uint64_t seq = s_put1(s, 42, "case-g", r);
+
+	memset(&m, 0xa5, sizeof m);
+	assert_int_equal(store_get(s, seq, &m, NULL, NULL), STORE_OK);
+	assert_int_equal(m.n_recipients, 2);
+	assert_string_equal(m.recipients[1], "kredietbank");
+	assert_string_equal(m.agreements[1], "agreement-1");
+	/* What a get does not fill is zero, as in a zeroed struct. */
+	assert_null(m.envelope);
+	assert_null(m.receipt);
+	assert_int_equal(m.receipt_len, 0);
+	assert_int_equal(m.case_until_ms, 0);
+	assert_false(m.from_reserve);
+	assert_int_equal(m.seq, seq);
+	assert_string_equal(m.sender, "gemeente-u");
+	store_close(&s);
+}
+
 static unsigned
 s_due(struct store *s, uint64_t now, size_t look)
 {
@@ -1833,6 +1861,7 @@ main(void)
 	    T(test_participants),
 	    T(test_forget_cases),
 	    T(test_due),
+	    T(test_get_clears),
 	    T(test_forget_damaged_case),
 	    T(test_upgrade_layout_2),
 	    T(test_ack_id),
