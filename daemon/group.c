@@ -3,9 +3,9 @@
  * applied to a store transaction later, by the writer thread (writer.c)
  * or by the broker thread itself (broker_txn).  Writes are packed into
  * blocks that never move; audit records are encoded when recorded and
- * chained when applied (the chain's head is known only then); a
- * submission's record is made when it is stored, since only then is it
- * known whether the store took it.
+ * chained when applied (the chain's head is known only then).  A
+ * submission carries its "accepted" record, chained only if the store
+ * takes it; otherwise the writer encodes its refusal then.
  */
 #include "broker.h"
 
@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "log.h"
 #include "schakel_err.h"
 #include "text.h"
 

@@ -5,7 +5,6 @@
  */
 #include "writer.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
