@@ -920,6 +920,7 @@ s_dispatch(struct broker *b, const struct transport_msg *m)
 	size_t off = 0;
 	int n = 0;
 
+	b->in_unit++;
 	/* A bundle's frames are read in place, from the message. */
 	if (!frame_is_bundle(m->data, m->len) ||
 	    frame_decode(m->data, m->len, broker_frame_limit(b), &f) !=

@@ -280,6 +280,7 @@ struct broker {
 	struct group *fly;  /* the writer's, or done and not finished */
 	bool fly_done;      /* the writer is done with fly */
 	uint64_t seq_last;  /* the last message sequence number given */
+	uint64_t in_unit;   /* counts inbound messages (a bundle is one) */
 	struct hot *hot;    /* accepted messages, for their delivery */
 	struct party_state *parties; /* by conf party index */
 	uint64_t depth_group;        /* see party_state; 1, 2, ... */

@@ -391,7 +391,7 @@ submit_envelope(
 		e = env_new();
 		if (e != NULL &&
 		    verify_push(b->verify, e, job->buf, job->m.len, max,
-			job->pk, job) == 0)
+			job->pk, b->in_unit, job) == 0)
 			return;
 		env_destroy(&e);
 	}

@@ -28,6 +28,28 @@ struct s_fixture {
 	int expect[S_N];
 };
 
+/* Draft `i` for the case "zaak-i", to one recipient with box key box_pk. */
+static void
+s_draft(struct env_draft *d, size_t i, const uint8_t box_pk[32])
+{
+	static uint8_t payload[100];
+
+	memset(d, 0, sizeof(*d));
+	env_new_id(d->hdr.id);
+	snprintf(d->hdr.sender, sizeof d->hdr.sender, "%s", "gemeente-utrecht");
+	snprintf(d->hdr.type, sizeof d->hdr.type, "%s", "shv.melding.v1");
+	snprintf(d->hdr.case_ref, sizeof d->hdr.case_ref, "zaak-%zu", i);
+	snprintf(d->hdr.purpose, sizeof d->hdr.purpose, "%s", "schuldhulp");
+	d->hdr.created_ms = 1;
+	d->hdr.expires_ms = 2;
+	d->n_recipients = 1;
+	snprintf(d->recipients[0].party_id, sizeof d->recipients[0].party_id,
+	    "%s", "team");
+	memcpy(d->recipients[0].box_pk, box_pk, 32);
+	d->payload = payload;
+	d->payload_len = sizeof payload;
+}
+
 /* S_N envelopes: batches of 1, 2, 3, ... under one signature; every
  * seventh is to be checked with the wrong key, every eleventh has a
  * flipped ciphertext byte. */
@@ -36,7 +58,6 @@ s_setup(void **state)
 {
 	struct s_fixture *fx = calloc(1, sizeof(*fx));
 	uint8_t box_pk[32], box_sk[32], osk[64];
-	static uint8_t payload[100];
 	struct env_draft d[32];
 	size_t done = 0, batch = 1;
 
@@ -47,26 +68,8 @@ s_setup(void **state)
 	crypto_box_keypair(box_pk, box_sk);
 	while (done < S_N) {
 		size_t n = S_N - done < batch ? S_N - done : batch;
-		for (size_t i = 0; i < n; i++) {
-			memset(&d[i], 0, sizeof d[i]);
-			env_new_id(d[i].hdr.id);
-			snprintf(d[i].hdr.sender, sizeof d[i].hdr.sender, "%s",
-			    "gemeente-utrecht");
-			snprintf(d[i].hdr.type, sizeof d[i].hdr.type, "%s",
-			    "shv.melding.v1");
-			snprintf(d[i].hdr.case_ref, sizeof d[i].hdr.case_ref,
-			    "zaak-%zu", done + i);
-			snprintf(d[i].hdr.purpose, sizeof d[i].hdr.purpose,
-			    "%s", "schuldhulp");
-			d[i].hdr.created_ms = 1;
-			d[i].hdr.expires_ms = 2;
-			d[i].n_recipients = 1;
-			snprintf(d[i].recipients[0].party_id,
-			    sizeof d[i].recipients[0].party_id, "%s", "team");
-			memcpy(d[i].recipients[0].box_pk, box_pk, 32);
-			d[i].payload = payload;
-			d[i].payload_len = sizeof payload;
-		}
+		for (size_t i = 0; i < n; i++)
+			s_draft(&d[i], done + i, box_pk);
 		assert_int_equal(
 		    env_build(d, n, fx->sk, &fx->bufs[done]), SCHAKEL_OK);
 		done += n;
@@ -115,8 +118,8 @@ s_len(const struct s_fixture *fx, size_t i)
 static int
 s_push(struct verify_pool *p, struct s_fixture *fx, size_t i, void *arg)
 {
-	return verify_push(
-	    p, env_new(), fx->bufs[i].data, s_len(fx, i), 0, s_key(fx, i), arg);
+	return verify_push(p, env_new(), fx->bufs[i].data, s_len(fx, i), 0,
+	    s_key(fx, i), i / 5, arg);
 }
 
 /* Pushes everything through a pool of `threads` with room for `cap`,
@@ -144,8 +147,9 @@ s_run(struct s_fixture *fx, unsigned threads, size_t cap)
 		if (pushed < S_N) {
 			/* Full: a push is refused and takes nothing. */
 			struct env *x = env_new();
-			assert_int_equal(verify_push(p, x, fx->bufs[0].data,
-					     fx->bufs[0].len, 0, fx->pk, NULL),
+			assert_int_equal(
+			    verify_push(p, x, fx->bufs[0].data, fx->bufs[0].len,
+				0, fx->pk, 0, NULL),
 			    -1);
 			env_destroy(&x);
 			full++;
@@ -241,6 +245,62 @@ test_wake_fd(void **state)
 	verify_pool_destroy(&p);
 }
 
+/* The envelopes of one inbound bundle (a unit) go to one worker: three
+ * batches of 21 under one signature each, pushed as three units, have
+ * three signatures checked, not four or more.  Split in fair shares
+ * alone (32 and 31), the second batch went to both workers and its
+ * signature was checked twice (when the second worker woke in time: in
+ * about half the rounds, hence eight).  63 jobs: no push wakes a worker
+ * before verify_start. */
+static void
+test_units_together(void **state)
+{
+	enum { S_UNIT = 21, S_UNITS = 3 };
+	struct s_fixture *fx = *state;
+	uint8_t box_pk[32], box_sk[32];
+	struct env_draft d[S_UNIT];
+	struct codec_buf bufs[S_UNIT * S_UNITS];
+
+	crypto_box_keypair(box_pk, box_sk);
+	for (size_t u = 0; u < S_UNITS; u++) {
+		for (size_t i = 0; i < S_UNIT; i++)
+			s_draft(&d[i], u * S_UNIT + i, box_pk);
+		assert_int_equal(
+		    env_build(d, S_UNIT, fx->sk, &bufs[u * S_UNIT]),
+		    SCHAKEL_OK);
+	}
+	for (int round = 0; round < 8; round++) {
+		struct verify_pool *p = verify_pool_new(2, 64);
+		size_t popped = 0;
+
+		assert_non_null(p);
+		for (size_t i = 0; i < S_UNIT * S_UNITS; i++)
+			assert_int_equal(
+			    verify_push(p, env_new(), bufs[i].data, bufs[i].len,
+				0, fx->pk, i / S_UNIT, NULL),
+			    0);
+		assert_int_equal(verify_signature_checks(p), 0);
+		verify_start(p);
+		while (popped < S_UNIT * S_UNITS) {
+			struct env *e;
+			void *arg;
+			int rc;
+
+			verify_wait(p);
+			while (verify_pop(p, &e, &arg, &rc, NULL)) {
+				assert_int_equal(rc, SCHAKEL_OK);
+				env_destroy(&e);
+				popped++;
+			}
+			verify_clear_wake(p);
+		}
+		assert_int_equal(verify_signature_checks(p), S_UNITS);
+		verify_pool_destroy(&p);
+	}
+	for (size_t i = 0; i < S_UNIT * S_UNITS; i++)
+		codec_buf_clear(&bufs[i]);
+}
+
 /* A pool destroyed with jobs waiting and in progress frees their
  * envelopes, decoded or not, and leaves the lent buffers alone (the
  * fixture frees them); also with no workers, where each is decoded at
@@ -256,7 +316,7 @@ test_destroy_busy(void **state)
 		assert_non_null(p);
 		/* Nothing to decode into: refused, nothing taken. */
 		assert_int_equal(verify_push(p, NULL, fx->bufs[0].data,
-				     fx->bufs[0].len, 0, fx->pk, NULL),
+				     fx->bufs[0].len, 0, fx->pk, 0, NULL),
 		    -1);
 		for (size_t i = 0; i < S_N; i++)
 			assert_int_equal(s_push(p, fx, i, NULL), 0);
@@ -277,6 +337,7 @@ main(void)
 	    cmocka_unit_test(test_one_thread),
 	    cmocka_unit_test(test_four_threads),
 	    cmocka_unit_test(test_wake_fd),
+	    cmocka_unit_test(test_units_together),
 	    cmocka_unit_test(test_destroy_busy),
 	};
 

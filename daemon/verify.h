@@ -39,12 +39,14 @@ void verify_pool_destroy(struct verify_pool **pp);
  * workers allocate nothing (memory a worker allocates lives in its own
  * malloc arena, and the broker thread frees it); the pool owns it until
  * verify_pop hands it back with `arg`, decoded, or frees it when it did
- * not decode.  buf is borrowed until then.  Returns 0, or -1 when the
- * pool is full (see verify_room) or `into` or buf is NULL.  The check
- * may wait for verify_start. */
+ * not decode.  buf is borrowed until then.  Jobs pushed one after the
+ * other with the same `unit` (the envelopes of one inbound bundle, which
+ * often share a batch signature) go to one worker together, up to 256.
+ * Returns 0, or -1 when the pool is full (see verify_room) or `into` or
+ * buf is NULL.  The check may wait for verify_start. */
 int verify_push(struct verify_pool *p, struct env *into, const uint8_t *buf,
     size_t len, size_t max_len, const uint8_t sender_pk[MERKLE_PK_LEN],
-    void *arg);
+    uint64_t unit, void *arg);
 
 /* Makes sure the workers work on what was pushed: verify_push wakes them
  * only once a run of jobs has gathered.  Call after a round of pushes. */
@@ -58,6 +60,10 @@ size_t verify_pending(const struct verify_pool *p);
 
 /* Worker threads (0: checks run inside verify_push). */
 unsigned verify_threads(const struct verify_pool *p);
+
+/* Signatures checked so far (a batch signature its worker had checked
+ * already is not checked again). */
+uint64_t verify_signature_checks(const struct verify_pool *p);
 
 /* Takes back the oldest job when it has been verified: returns true with
  * its envelope (NULL when it did not decode), `arg` and env_verify's or
