@@ -492,7 +492,7 @@ env_verify(const struct env *e, const uint8_t sender_pk[MERKLE_PK_LEN],
 	int rc;
 
 	merkle_leaf_hash(e->pb.header, e->pb.header_len, leaf);
-	rc = merkle_proof_check(leaf, &e->pb.sig);
+	rc = merkle_proof_check_cached(leaf, &e->pb.sig, cache);
 	if (rc)
 		return rc;
 	rc =

@@ -148,38 +148,119 @@ merkle_tree_proof(
 	return SCHAKEL_OK;
 }
 
-int
-merkle_proof_check(
-    const uint8_t leaf[MERKLE_HASH_LEN], const struct merkle_sig *s)
+/* The path of the last leaf proven into `root`, by level: the node a
+ * step started from (its index fn) and the sibling it was hashed with.
+ * Each node in it hashes up to the root with the siblings above it, so a
+ * leaf of the same tree whose walk reaches one of them, with the same
+ * siblings above, is in the tree too: 32-byte comparisons instead of
+ * hashes for the rest of its proof.  Consecutive leaves of a batch share
+ * all but one or two levels. */
+struct s_memo {
+	bool valid;
+	uint32_t count;
+	uint8_t root[MERKLE_HASH_LEN];
+	uint32_t has; /* bit l: level l is known */
+	uint32_t fn[S_MAX_LEVELS];
+	uint8_t node[S_MAX_LEVELS][MERKLE_HASH_LEN];
+	uint8_t sib[S_MAX_LEVELS][MERKLE_HASH_LEN];
+};
+
+/* Whether node r at (level, fn) is in the memo and the rest of the proof
+ * from step k on is the memo's path up (RFC 9162 2.1.3.2's steps, without
+ * hashing). */
+static bool
+s_memo_rest(const struct s_memo *m, const struct merkle_sig *s, size_t k,
+    uint32_t fn, uint32_t sn, unsigned level, const uint8_t *r)
 {
-	uint8_t r[MERKLE_HASH_LEN];
-	uint32_t fn = s->leaf_index, sn;
+	/* Its position (fn) is compared with the siblings below. */
+	if (!(m->has >> level & 1u) ||
+	    memcmp(m->node[level], r, MERKLE_HASH_LEN) != 0)
+		return false;
+	for (; k < s->proof_len; k++) {
+		if (sn == 0 || !(m->has >> level & 1u) || m->fn[level] != fn ||
+		    memcmp(m->sib[level], s->proof[k], MERKLE_HASH_LEN) != 0)
+			return false;
+		if ((fn & 1u) || fn == sn) {
+			while (!(fn & 1u) && fn != 0) {
+				fn >>= 1;
+				sn >>= 1;
+				level++;
+			}
+		}
+		fn >>= 1;
+		sn >>= 1;
+		level++;
+	}
+	return sn == 0;
+}
+
+/* merkle_proof_check, consulting and then updating memo `m` when it is
+ * not NULL. */
+static int
+s_proof_walk(const uint8_t leaf[MERKLE_HASH_LEN], const struct merkle_sig *s,
+    struct s_memo *m)
+{
+	uint8_t r[MERKLE_HASH_LEN], nodes[MERKLE_MAX_PROOF][MERKLE_HASH_LEN];
+	uint32_t fn = s->leaf_index, sn, fns[MERKLE_MAX_PROOF];
+	unsigned level = 0, levels[MERKLE_MAX_PROOF];
+	bool same = m != NULL && m->valid && m->count == s->leaf_count &&
+	    memcmp(m->root, s->root, MERKLE_HASH_LEN) == 0;
+	bool known = false;
+	size_t k;
 
 	if (merkle_proof_len(s->leaf_index, s->leaf_count) != s->proof_len)
 		return SCHAKEL_E_BAD_PROOF;
 	sn = s->leaf_count - 1;
 	memcpy(r, leaf, MERKLE_HASH_LEN);
-	for (size_t k = 0; k < s->proof_len; k++) {
+	for (k = 0; k < s->proof_len; k++) {
 		if (sn == 0)
 			return SCHAKEL_E_BAD_PROOF;
+		if (same && s_memo_rest(m, s, k, fn, sn, level, r)) {
+			known = true;
+			break;
+		}
+		levels[k] = level;
+		fns[k] = fn;
+		memcpy(nodes[k], r, MERKLE_HASH_LEN);
 		if ((fn & 1u) || fn == sn) {
 			merkle_node_hash(s->proof[k], r, r);
 			while (!(fn & 1u) && fn != 0) {
 				fn >>= 1;
 				sn >>= 1;
+				level++;
 			}
 		} else {
 			merkle_node_hash(r, s->proof[k], r);
 		}
 		fn >>= 1;
 		sn >>= 1;
+		level++;
 	}
-	if (sn != 0)
-		return SCHAKEL_E_BAD_PROOF;
 	/* Roots are public: a plain comparison is enough. */
-	if (memcmp(r, s->root, MERKLE_HASH_LEN) != 0)
+	if (!known && (sn != 0 || memcmp(r, s->root, MERKLE_HASH_LEN) != 0))
 		return SCHAKEL_E_BAD_PROOF;
+	if (m == NULL)
+		return SCHAKEL_OK;
+	if (!same) {
+		m->valid = true;
+		m->count = s->leaf_count;
+		memcpy(m->root, s->root, MERKLE_HASH_LEN);
+		m->has = 0;
+	}
+	for (size_t j = 0; j < k; j++) {
+		m->has |= 1u << levels[j];
+		m->fn[levels[j]] = fns[j];
+		memcpy(m->node[levels[j]], nodes[j], MERKLE_HASH_LEN);
+		memcpy(m->sib[levels[j]], s->proof[j], MERKLE_HASH_LEN);
+	}
 	return SCHAKEL_OK;
+}
+
+int
+merkle_proof_check(
+    const uint8_t leaf[MERKLE_HASH_LEN], const struct merkle_sig *s)
+{
+	return s_proof_walk(leaf, s, NULL);
 }
 
 size_t
@@ -229,7 +310,15 @@ struct merkle_cache {
 	uint8_t key[crypto_shorthash_KEYBYTES];
 	uint64_t hits, misses;
 	struct s_slot *slots;
+	struct s_memo memo;
 };
+
+int
+merkle_proof_check_cached(const uint8_t leaf[MERKLE_HASH_LEN],
+    const struct merkle_sig *s, struct merkle_cache *cache)
+{
+	return s_proof_walk(leaf, s, cache != NULL ? &cache->memo : NULL);
+}
 
 struct merkle_cache *
 merkle_cache_new(size_t slots)

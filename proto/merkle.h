@@ -98,6 +98,12 @@ void merkle_cache_destroy(struct merkle_cache **c);
 void merkle_cache_stats(
     const struct merkle_cache *c, uint64_t *hits, uint64_t *misses);
 
+/* merkle_proof_check, the same verdict, with the path of the last leaf
+ * proven into the same root kept in `cache` (when not NULL): the levels
+ * a leaf shares with it are compared, not hashed again. */
+int merkle_proof_check_cached(const uint8_t leaf[MERKLE_HASH_LEN],
+    const struct merkle_sig *s, struct merkle_cache *cache);
+
 /* Check s->sig over s->root and s->leaf_count with public key `pk`,
  * consulting and filling `cache` when it is not NULL.  Does not look at
  * the proof.  Returns SCHAKEL_OK or SCHAKEL_E_BAD_SIGNATURE. */

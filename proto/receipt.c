@@ -110,7 +110,7 @@ receipt_verify(const uint8_t *buf, size_t len,
 	if (rc)
 		return rc;
 	merkle_leaf_hash(body, body_len, leaf);
-	rc = merkle_proof_check(leaf, &s);
+	rc = merkle_proof_check_cached(leaf, &s, cache);
 	if (rc == SCHAKEL_OK)
 		rc = merkle_sig_check(
 		    MERKLE_DOMAIN_RECEIPT, broker_pk, &s, cache);

@@ -143,6 +143,100 @@ test_merkle_shape(void **state)
 	free(leaves);
 }
 
+/* The cached check gives merkle_proof_check's verdict for every leaf of
+ * trees of many shapes, in order and out of it, with two trees in turn,
+ * and for proofs altered anywhere: also in the levels it would otherwise
+ * only compare with the last leaf's path (a leaf next to one just proven
+ * with the last sibling of its proof altered is refused). */
+static void
+test_merkle_cached(void **state)
+{
+	uint8_t(*leaves)[32] = calloc(300, 32);
+	struct merkle_cache *c = merkle_cache_new(4);
+	static const size_t sizes[] = {
+	    1, 2, 3, 5, 7, 8, 9, 64, 65, 100, 255, 256, 257, 300};
+
+	(void)state;
+	assert_non_null(c);
+	for (size_t i = 0; i < 300; i++)
+		merkle_leaf_hash((const uint8_t *)&i, sizeof i, leaves[i]);
+	for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+		size_t n = sizes[z];
+		struct merkle_tree *t =
+		    merkle_tree_new((const uint8_t(*)[32])leaves, n);
+		struct merkle_tree *u =
+		    merkle_tree_new((const uint8_t(*)[32])leaves + 1, n);
+
+		assert_non_null(t);
+		assert_non_null(u);
+		for (uint32_t pass = 0; pass < 3; pass++) {
+			for (uint32_t x = 0; x < n; x++) {
+				/* In order, backwards, and by a stride. */
+				uint32_t i = pass == 0 ? x
+				    : pass == 1        ? (uint32_t)n - 1 - x
+						: (x * 37u) % (uint32_t)n;
+				struct merkle_sig s, bad;
+
+				assert_int_equal(
+				    merkle_tree_proof(t, i, &s), 0);
+				assert_int_equal(
+				    merkle_proof_check_cached(leaves[i], &s, c),
+				    0);
+				/* Another leaf, another index. */
+				assert_int_equal(
+				    merkle_proof_check_cached(
+					leaves[(i + 1) % 300], &s, c),
+				    SCHAKEL_E_BAD_PROOF);
+				if (n > 1) {
+					bad = s;
+					bad.leaf_index = (i + 1) % (uint32_t)n;
+					assert_int_not_equal(
+					    merkle_proof_check_cached(
+						leaves[i], &bad, c),
+					    0);
+				}
+				/* Each sibling altered in turn. */
+				for (size_t k = 0; k < s.proof_len; k++) {
+					bad = s;
+					bad.proof[k][k % 32] ^= 0x40;
+					assert_int_equal(
+					    merkle_proof_check_cached(
+						leaves[i], &bad, c),
+					    SCHAKEL_E_BAD_PROOF);
+				}
+				/* The next leaf's proof with its last sibling
+				 * altered, right after this leaf was proven. */
+				if (n > 2 && i + 1 < n) {
+					assert_int_equal(
+					    merkle_tree_proof(t, i + 1, &bad),
+					    0);
+					assert_int_equal(
+					    merkle_proof_check_cached(
+						leaves[i], &s, c),
+					    0);
+					bad.proof[bad.proof_len - 1][0] ^= 1;
+					assert_int_equal(
+					    merkle_proof_check_cached(
+						leaves[i + 1], &bad, c),
+					    SCHAKEL_E_BAD_PROOF);
+				}
+				/* The other tree in between (last pass). */
+				if (pass < 2)
+					continue;
+				assert_int_equal(
+				    merkle_tree_proof(u, i, &s), 0);
+				assert_int_equal(merkle_proof_check_cached(
+						     leaves[i + 1], &s, c),
+				    0);
+			}
+		}
+		merkle_tree_destroy(&t);
+		merkle_tree_destroy(&u);
+	}
+	merkle_cache_destroy(&c);
+	free(leaves);
+}
+
 static void
 test_merkle_cache(void **state)
 {
@@ -953,6 +1047,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_new_id),
 	    cmocka_unit_test(test_merkle_shape),
+	    cmocka_unit_test(test_merkle_cached),
 	    cmocka_unit_test(test_merkle_cache),
 	    cmocka_unit_test(test_roundtrip),
 	    cmocka_unit_test(test_truncated_and_trailing),
