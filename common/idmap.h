@@ -1,12 +1,13 @@
 /*
  * idmap: an open-addressing hash map from byte strings to pointers, for
  * look-ups by id or key.  Keys are borrowed: they must outlive the map.
- * Not for keys an attacker chooses in bulk (FNV-1a, no seed).
+ * Not for keys an attacker chooses in bulk (an unseeded hash).
  */
 #ifndef SCHAKEL_IDMAP_H
 #define SCHAKEL_IDMAP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct idmap {
 	const void **keys;
@@ -29,5 +30,8 @@ void *idmap_del(struct idmap *m, const void *key, size_t len);
 
 /* Frees the map's tables (not keys or values); the map is empty after. */
 void idmap_free(struct idmap *m);
+
+/* The hash a key's slot is taken from (its low bits), for tests. */
+uint64_t idmap_hash(const void *key, size_t len);
 
 #endif

@@ -52,11 +52,49 @@ test_put_get_del(void **state)
 	assert_null(idmap_get(&m, keys[1], strlen(keys[1])));
 }
 
+/* Keys that differ little (message ids of one millisecond, party names
+ * with a number) spread over the slots: in a table of 8,192, no slot is
+ * the home of more than 8 of 5,000 such keys; and every byte counts. */
+static void
+test_hash_spreads(void **state)
+{
+	static uint8_t load[8192];
+	uint8_t id[16] = {0x01, 0x93, 0x5e, 0x2a, 0x10, 0x00, 0x70};
+	char name[32];
+
+	(void)state;
+	for (int kind = 0; kind < 2; kind++) {
+		memset(load, 0, sizeof load);
+		for (uint32_t i = 0; i < 5000; i++) {
+			uint64_t h;
+			if (kind == 0) {
+				memcpy(id + 12, &i, 4);
+				h = idmap_hash(id, sizeof id);
+			} else {
+				int n = snprintf(name, sizeof name,
+				    "schuldhulp-regio-%u", i);
+				h = idmap_hash(name, (size_t)n);
+			}
+			assert_true(++load[h & 8191] <= 8);
+		}
+	}
+	/* Each byte of a 24-byte key changes the low 13 bits. */
+	for (size_t i = 0; i < 24; i++) {
+		uint8_t k[24] = {0};
+		uint64_t a = idmap_hash(k, sizeof k);
+		k[i] = 1;
+		assert_int_not_equal(a & 8191, idmap_hash(k, sizeof k) & 8191);
+		/* And the length. */
+		assert_int_not_equal(idmap_hash(k, i), idmap_hash(k, i + 1));
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_put_get_del),
+	    cmocka_unit_test(test_hash_spreads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
