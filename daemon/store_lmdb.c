@@ -812,12 +812,14 @@ s_take_seq(struct store_txn *t, uint64_t seq)
  * touches them before it compares), and most messages are about a case
  * whose parties are known. */
 static int
-s_put_case(
-    struct store_txn *t, MDB_cursor *c, const char *case_ref, const char *party)
+s_put_case(struct store_txn *t, MDB_cursor *c, const char *case_ref,
+    const char *party, bool known)
 {
 	MDB_val k = {strlen(case_ref), (void *)case_ref};
 	MDB_val d = {strlen(party), (void *)party};
-	int rc = mdb_cursor_get(c, &k, &d, MDB_GET_BOTH);
+	/* A new case's parties are put at once; a known case's are looked
+	 * up first (see above). */
+	int rc = known ? mdb_cursor_get(c, &k, &d, MDB_GET_BOTH) : MDB_NOTFOUND;
 
 	if (rc == MDB_NOTFOUND)
 		rc = mdb_cursor_put(c, &k, &d, MDB_NODUPDATA);
@@ -826,20 +828,37 @@ s_put_case(
 	return STORE_OK;
 }
 
-/* Keeps a case's participants at least until `until_ms`: case_until holds
- * case reference -> keep-until (big-endian), the latest one asked for. */
+/* Reads how long a case is kept (case_until holds case reference ->
+ * keep-until, big-endian, the latest one asked for) into *until (0: a
+ * case not known, or a damaged entry).  STORE_OK or a failure. */
 static int
-s_case_keep(struct store_txn *t, const char *case_ref, uint64_t until_ms)
+s_case_until(struct store_txn *t, const char *case_ref, uint64_t *until)
+{
+	struct s_txn *bt = t->be;
+	MDB_val k = {strlen(case_ref), (void *)case_ref}, d;
+	int rc = mdb_get(bt->txn, bt->e->case_until, &k, &d);
+
+	*until = 0;
+	if (rc == 0 && d.mv_size == 8)
+		*until = s_get64(d.mv_data);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return s_wfail(t, rc, "reading how long a case is kept");
+	return STORE_OK;
+}
+
+/* Keeps a case's participants at least until `until_ms`; `cur` is what
+ * s_case_until read. */
+static int
+s_case_keep(
+    struct store_txn *t, const char *case_ref, uint64_t until_ms, uint64_t cur)
 {
 	struct s_txn *bt = t->be;
 	MDB_val k = {strlen(case_ref), (void *)case_ref}, d;
 	uint8_t v[8];
-	int rc = mdb_get(bt->txn, bt->e->case_until, &k, &d);
+	int rc;
 
-	if (rc == 0 && d.mv_size == 8 && s_get64(d.mv_data) >= until_ms)
+	if (cur >= until_ms)
 		return STORE_OK;
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return s_wfail(t, rc, "reading how long a case is kept");
 	s_be64(v, until_ms);
 	d.mv_size = sizeof v;
 	d.mv_data = v;
@@ -1031,15 +1050,24 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 
 	if (m->case_until_ms != 0) {
 		MDB_cursor *c;
+		uint64_t kept;
+		/* Whether the case is known (it has a keep-until exactly
+		 * when it has participants): a new case's parties are not
+		 * looked up first, two look-ups that could not find them. */
+		rc = s_case_until(t, m->case_ref, &kept);
+		if (rc != STORE_OK)
+			return rc;
 		rc = mdb_cursor_open(bt->txn, e->cases, &c);
 		if (rc != 0)
 			return s_wfail(t, rc, "opening the cases");
-		rc = s_put_case(t, c, m->case_ref, m->sender);
+		rc = s_put_case(t, c, m->case_ref, m->sender, kept != 0);
 		for (size_t i = 0; rc == STORE_OK && i < m->n_recipients; i++)
-			rc = s_put_case(t, c, m->case_ref, m->recipients[i]);
+			rc = s_put_case(
+			    t, c, m->case_ref, m->recipients[i], kept != 0);
 		mdb_cursor_close(c);
 		if (rc == STORE_OK)
-			rc = s_case_keep(t, m->case_ref, m->case_until_ms);
+			rc =
+			    s_case_keep(t, m->case_ref, m->case_until_ms, kept);
 		if (rc != STORE_OK)
 			return rc;
 	}

@@ -1039,6 +1039,45 @@ test_forget_damaged_case(void **state)
 	mdb_env_close(env);
 }
 
+/* A case without a keep-until is taken as new (its parties are put
+ * without a look-up first): a party it has already is no failure, and
+ * the keep-until is written again.  A known case takes a new party. */
+static void
+test_case_parties_again(void **state)
+{
+	struct env *e = *state;
+	static const char *const r1[] = {"team-west", NULL};
+	static const char *const r2[] = {"team-west", "team-oost", NULL};
+	char refs[8][STORE_NAME_MAX + 1];
+	struct store *s = s_open(e, MAP_DEFAULT, true);
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = {6, (void *)"case-b"};
+
+	s_put_until(s, 1, "case-b", r1, 1000);
+	store_close(&s);
+	env = s_raw_env(e);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "case_until", 0, &dbi), 0);
+	assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+
+	s = s_open(e, MAP_DEFAULT, true);
+	assert_int_equal(s_nparticipants(s, "case-b"), 2);
+	s_put_until(s, 2, "case-b", r1, 2000); /* both parties there */
+	assert_int_equal(s_nparticipants(s, "case-b"), 2);
+	s_put_until(s, 3, "case-b", r2, 1500); /* known: one more */
+	assert_int_equal(s_nparticipants(s, "case-b"), 3);
+	/* Kept until 2000 (written again, and not moved back). */
+	assert_int_equal(s_forget(s, 1999, 100, refs, 8), 0);
+	assert_int_equal(s_forget(s, 2000, 100, refs, 8), 1);
+	assert_string_equal(refs[0], "case-b");
+	assert_int_equal(s_nparticipants(s, "case-b"), 0);
+	store_close(&s);
+}
+
 /* A store of layout 2 (no case_until table) is upgraded in place: its
  * cases are kept until the time the caller gives, then forgotten. */
 static void
@@ -1863,6 +1902,7 @@ main(void)
 	    T(test_due),
 	    T(test_get_clears),
 	    T(test_forget_damaged_case),
+	    T(test_case_parties_again),
 	    T(test_upgrade_layout_2),
 	    T(test_ack_id),
 	    T(test_audit),
