@@ -153,11 +153,16 @@ enum group_op_kind {
 	GROUP_AUDIT,     /* an audit record, chained when applied */
 	GROUP_ACK,       /* store_ack of (seq, party) */
 	GROUP_DELIVERED, /* store_delivered of (seq, party) */
+	GROUP_ACK_MSG,   /* store_ack_known of (seq, party), what it needs of
+			  * the message recorded with it */
 };
 
 /* One recorded write, as group_next hands it out.  For GROUP_ACK and
  * GROUP_DELIVERED `data` is the key: the sequence number (8 bytes, host
- * order) and the party id, `len` bytes in all (group_key). */
+ * order) and the party id, `len` bytes in all (group_key).  For
+ * GROUP_ACK_MSG: the key's length (1 byte), the key, the message id (16),
+ * expires_ms (8, host order), the number of recipients (1) and each
+ * recipient (its length, 1 byte, and its id). */
 struct group_op {
 	enum group_op_kind kind;
 	const uint8_t *data;
@@ -409,6 +414,10 @@ bool group_empty(const struct group *g);
 int group_put(struct group *g, struct pending *p);
 int group_audit(struct group *g, const struct audit_event *ev);
 int group_ack(struct group *g, const char *party, uint64_t seq);
+/* group_ack of m->seq, with what the writer needs of message `m` (read
+ * by the caller) so that it does not read it again. */
+int
+group_ack_msg(struct group *g, const char *party, const struct store_msg *m);
 /* The store's delivery count of (seq, party) becomes `count`. */
 int group_delivered(
     struct group *g, const char *party, uint64_t seq, uint32_t count);

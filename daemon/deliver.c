@@ -682,7 +682,10 @@ s_ack(struct broker *b, struct session *s, const struct frame_ack *a,
 		return;
 	if (x == NULL && !s_queued(b, s->party, a->store_seq))
 		return;
-	if (group_ack(b->open, s->party, a->store_seq) != SCHAKEL_OK)
+	/* What was read here goes with it: the writer does not read it
+	 * again (2,100 instructions a message). */
+	if ((known ? group_ack_msg(b->open, s->party, &m)
+		   : group_ack(b->open, s->party, a->store_seq)) != SCHAKEL_OK)
 		return;
 	if (x != NULL)
 		s_remove(s, x);

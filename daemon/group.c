@@ -260,19 +260,12 @@ group_key(uint8_t *out, const char *party, uint64_t seq)
 #define S_MARK_COUNT ((uintptr_t)4)
 
 static int
-s_keyed(struct group *g, enum group_op_kind kind, const char *party,
-    uint64_t seq, uint32_t count)
+s_mark(struct group *g, enum group_op_kind kind, const uint8_t *key, size_t len,
+    uint32_t count)
 {
-	struct s_hdr *h = s_room(g, 8 + STORE_NAME_MAX);
-	uint8_t *key;
 	uintptr_t mark;
 	void *old;
-	size_t len;
 
-	if (h == NULL)
-		return SCHAKEL_E_NO_MEMORY;
-	key = (uint8_t *)(h + 1);
-	len = group_key(key, party, seq);
 	mark = (uintptr_t)idmap_del(&g->marks, key, len) | 1;
 	if (kind == GROUP_ACK)
 		mark |= S_MARK_ACK;
@@ -282,6 +275,24 @@ s_keyed(struct group *g, enum group_op_kind kind, const char *party,
 	/* The key stays in the block until the group is reset. */
 	if (idmap_put(&g->marks, key, len, (void *)mark, &old) != 0)
 		return SCHAKEL_E_NO_MEMORY;
+	return SCHAKEL_OK;
+}
+
+/* Records an op whose data is the key of (party, seq), and its mark. */
+static int
+s_keyed(struct group *g, enum group_op_kind kind, const char *party,
+    uint64_t seq, uint32_t count)
+{
+	struct s_hdr *h = s_room(g, 8 + STORE_NAME_MAX);
+	uint8_t *key;
+	size_t len;
+
+	if (h == NULL)
+		return SCHAKEL_E_NO_MEMORY;
+	key = (uint8_t *)(h + 1);
+	len = group_key(key, party, seq);
+	if (s_mark(g, kind, key, len, count) != SCHAKEL_OK)
+		return SCHAKEL_E_NO_MEMORY;
 	s_done(g, h, kind, len);
 	return SCHAKEL_OK;
 }
@@ -290,6 +301,66 @@ int
 group_ack(struct group *g, const char *party, uint64_t seq)
 {
 	return s_keyed(g, GROUP_ACK, party, seq, 0);
+}
+
+int
+group_ack_msg(struct group *g, const char *party, const struct store_msg *m)
+{
+	size_t n = m->n_recipients, o,
+	       room = 1 + 8 + STORE_NAME_MAX + 16 + 8 + 1;
+	struct s_hdr *h;
+	uint8_t *d;
+
+	if (n > STORE_MAX_RECIPIENTS)
+		return SCHAKEL_E_BAD_ARGUMENT;
+	for (size_t i = 0; i < n; i++)
+		room += 1 + strnlen(m->recipients[i], STORE_NAME_MAX);
+	h = s_room(g, room);
+	if (h == NULL)
+		return SCHAKEL_E_NO_MEMORY;
+	d = (uint8_t *)(h + 1);
+	o = group_key(d + 1, party, m->seq);
+	d[0] = (uint8_t)o;
+	if (s_mark(g, GROUP_ACK, d + 1, o, 0) != SCHAKEL_OK)
+		return SCHAKEL_E_NO_MEMORY;
+	o++;
+	memcpy(d + o, m->id, STORE_ID_LEN);
+	o += STORE_ID_LEN;
+	memcpy(d + o, &m->expires_ms, 8);
+	o += 8;
+	d[o++] = (uint8_t)n;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = strnlen(m->recipients[i], STORE_NAME_MAX);
+		d[o++] = (uint8_t)k;
+		memcpy(d + o, m->recipients[i], k);
+		o += k;
+	}
+	s_done(g, h, GROUP_ACK_MSG, o);
+	return SCHAKEL_OK;
+}
+
+/* Reads a GROUP_ACK_MSG's data back: the party and what store_ack_known
+ * needs of the message (only those fields of *m are set). */
+static void
+s_ack_msg_read(
+    const uint8_t *d, char party[STORE_NAME_MAX + 1], struct store_msg *m)
+{
+	size_t klen = d[0], o = 1 + klen;
+
+	memcpy(&m->seq, d + 1, 8);
+	memcpy(party, d + 9, klen - 8);
+	party[klen - 8] = '\0';
+	memcpy(m->id, d + o, STORE_ID_LEN);
+	o += STORE_ID_LEN;
+	memcpy(&m->expires_ms, d + o, 8);
+	o += 8;
+	m->n_recipients = d[o++];
+	for (size_t i = 0; i < m->n_recipients; i++) {
+		size_t k = d[o++];
+		memcpy(m->recipients[i], d + o, k);
+		m->recipients[i][k] = '\0';
+		o += k;
+	}
 }
 
 int
@@ -430,6 +501,7 @@ group_apply(void *arg, struct store_txn *t)
 	if (g->audit_rc != 0)
 		return g->audit_rc;
 	while (rc == STORE_OK && group_next(g, &g->applied, &op)) {
+		struct store_msg known;
 		uint64_t seq;
 		char party[STORE_NAME_MAX + 1];
 		uint32_t count;
@@ -442,6 +514,11 @@ group_apply(void *arg, struct store_txn *t)
 			break;
 		case GROUP_AUDIT:
 			rc = s_chain(g, t, (char *)op.data, op.len);
+			break;
+		case GROUP_ACK_MSG:
+			s_ack_msg_read(op.data, party, &known);
+			/* As a GROUP_ACK's. */
+			(void)store_ack_known(t, party, &known);
 			break;
 		case GROUP_ACK:
 		case GROUP_DELIVERED:

@@ -266,7 +266,18 @@ store_ack_id(struct store_txn *t, const char *recipient, uint64_t seq,
 {
 	if (!s_name_ok(recipient))
 		return s_bad_name(t->s, "recipient");
-	return t->s->ops->ack(t, recipient, seq, want_id, out);
+	return t->s->ops->ack(t, recipient, seq, want_id, out, NULL);
+}
+
+int
+store_ack_known(
+    struct store_txn *t, const char *recipient, const struct store_msg *m)
+{
+	if (!s_name_ok(recipient))
+		return s_bad_name(t->s, "recipient");
+	if (m->n_recipients > STORE_MAX_RECIPIENTS)
+		return store_fail(t->s, STORE_ERROR, "too many recipients");
+	return t->s->ops->ack(t, recipient, m->seq, NULL, NULL, m);
 }
 
 int

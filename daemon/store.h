@@ -183,6 +183,12 @@ int store_ack(struct store_txn *t, const char *recipient, uint64_t seq);
 int store_ack_id(struct store_txn *t, const char *recipient, uint64_t seq,
     const uint8_t want_id[STORE_ID_LEN], struct store_msg *out);
 
+/* store_ack of m->seq for a caller that read the message already: its
+ * seq, id, expires_ms and recipients (which never change once stored)
+ * are taken from `m` instead of being read again. */
+int store_ack_known(
+    struct store_txn *t, const char *recipient, const struct store_msg *m);
+
 /* Moves `seq` from `recipient`'s queue to its dead letters with `code`
  * at `time_ms`, to be kept until `keep_until_ms` (see
  * store_take_dead_due).  The message is kept while a dead letter refers

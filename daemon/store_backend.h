@@ -44,7 +44,8 @@ struct store_ops {
 	int (*delivered)(struct store_txn *t, const char *recipient,
 	    uint64_t seq, uint32_t *deliveries);
 	int (*ack)(struct store_txn *t, const char *recipient, uint64_t seq,
-	    const uint8_t *want_id, struct store_msg *out);
+	    const uint8_t *want_id, struct store_msg *out,
+	    const struct store_msg *known);
 	int (*dead_letter)(struct store_txn *t, const char *recipient,
 	    uint64_t seq, uint32_t code, uint64_t time_ms,
 	    uint64_t keep_until_ms);

@@ -1163,7 +1163,9 @@ s_release_msg(struct store_txn *t, const struct store_msg *m, const char *gone)
 			return s_wfail(t, rc, "removing a receipt");
 	}
 	rc = mdb_del(bt->txn, e->msgs, &k, NULL);
-	if (rc != 0)
+	/* Gone already: only a damaged store has a queue entry without its
+	 * message (store_ack_known does not read it first). */
+	if (rc != 0 && rc != MDB_NOTFOUND)
 		return s_wfail(t, rc, "removing a message");
 	xkv = s_expiry_key(xk16, m->expires_ms, m->seq);
 	rc = mdb_del(bt->txn, e->expiry, &xkv, NULL);
@@ -1405,17 +1407,21 @@ s_delivered(
 
 static int
 s_ack(struct store_txn *t, const char *rcpt, uint64_t seq,
-    const uint8_t *want_id, struct store_msg *out)
+    const uint8_t *want_id, struct store_msg *out,
+    const struct store_msg *known)
 {
 	struct store_msg own, *m = out != NULL ? out : &own;
 	MDB_cursor *c;
-	int rc = s_check(t), got;
+	int rc = s_check(t), got = 0;
 
 	if (rc != STORE_OK)
 		return rc;
 	/* The message first: its id is checked before anything changes,
-	 * and what is read here decides whether it goes. */
-	got = s_wget(t, seq, m);
+	 * and what is read here decides whether it goes.  A caller that
+	 * read it already says what it holds (`known`): its queue entry is
+	 * there only while the message is. */
+	if (known == NULL)
+		got = s_wget(t, seq, m);
 	if (got != 0 && got != MDB_NOTFOUND && got != MDB_CORRUPTED)
 		return s_wfail(t, got, "reading a message");
 	if (want_id != NULL &&
@@ -1436,7 +1442,7 @@ s_ack(struct store_txn *t, const char *rcpt, uint64_t seq,
 			memset(out, 0, sizeof(*out));
 		return STORE_OK;
 	}
-	return s_release_msg(t, m, rcpt);
+	return s_release_msg(t, known != NULL ? known : m, rcpt);
 }
 
 static int

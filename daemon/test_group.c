@@ -838,6 +838,51 @@ test_marks(void **state)
 	assert_int_equal(counts[1], 2);
 }
 
+/* An acknowledgement recorded with the message it is about (as the broker
+ * read it) marks the entry acknowledged and is stored as group_ack's: the
+ * message stays while another recipient holds it and goes with the last
+ * one; an entry gone already, or never queued, does the group no harm. */
+static void
+test_ack_msg(void **state)
+{
+	struct s_env *e = *state;
+	static struct store_msg m1, m2;
+	const uint64_t one[] = {1}, none[] = {0};
+	struct pending *p1, *p2;
+
+	s_zero_head(e->head);
+	p1 = s_pending(e, 0, 1, 7001, s_two);
+	p2 = s_pending(e, 1, 2, 7002, s_two);
+	assert_int_equal(group_put(&e->g, p1), SCHAKEL_OK);
+	assert_int_equal(group_put(&e->g, p2), SCHAKEL_OK);
+	s_commit(e);
+	group_reset(&e->g);
+	assert_int_equal(store_get(e->s, 1, &m1, NULL, NULL), STORE_OK);
+	assert_int_equal(store_get(e->s, 2, &m2, NULL, NULL), STORE_OK);
+
+	/* Seq 2 by both recipients, seq 1 by one; an entry never queued. */
+	assert_int_equal(group_ack_msg(&e->g, "team-west", &m2), SCHAKEL_OK);
+	assert_int_equal(group_ack_msg(&e->g, "kredietbank", &m2), SCHAKEL_OK);
+	assert_int_equal(group_ack_msg(&e->g, "team-west", &m1), SCHAKEL_OK);
+	assert_int_equal(group_ack_msg(&e->g, "huisarts", &m1), SCHAKEL_OK);
+	s_expect_marks(&e->g, "team-west", 2, true, 0);
+	s_expect_marks(&e->g, "kredietbank", 2, true, 0);
+	s_expect_marks(&e->g, "kredietbank", 1, false, 0);
+	s_commit(e);
+	s_expect_absent(e, 2);
+	s_expect_stored(e, p1);
+	s_expect_queue(e, "team-west", none, 0, NULL);
+	s_expect_queue(e, "kredietbank", one, 1, NULL);
+	group_reset(&e->g);
+
+	/* Again (gone meanwhile), then the last recipient of seq 1. */
+	assert_int_equal(group_ack_msg(&e->g, "team-west", &m2), SCHAKEL_OK);
+	assert_int_equal(group_ack_msg(&e->g, "kredietbank", &m1), SCHAKEL_OK);
+	s_commit(e);
+	s_expect_absent(e, 1);
+	s_expect_queue(e, "kredietbank", none, 0, NULL);
+}
+
 /* 6. A group whose record could not be made (g->failed), or whose audit
  * record the store refused (g->audit_rc), stores nothing, not even
  * through the writer; once clear it is applied from its start. */
@@ -1053,6 +1098,7 @@ main(void)
 		test_apply_incremental, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(test_rewind, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(test_marks, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(test_ack_msg, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(test_failed, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(test_writer, s_setup, s_teardown),
 	};
