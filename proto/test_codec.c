@@ -151,14 +151,15 @@ test_merkle_shape(void **state)
 static void
 test_merkle_cached(void **state)
 {
-	uint8_t(*leaves)[32] = calloc(300, 32);
+	/* One more than the largest tree: the second tree starts at 1. */
+	uint8_t(*leaves)[32] = calloc(301, 32);
 	struct merkle_cache *c = merkle_cache_new(4);
 	static const size_t sizes[] = {
 	    1, 2, 3, 5, 7, 8, 9, 64, 65, 100, 255, 256, 257, 300};
 
 	(void)state;
 	assert_non_null(c);
-	for (size_t i = 0; i < 300; i++)
+	for (size_t i = 0; i < 301; i++)
 		merkle_leaf_hash((const uint8_t *)&i, sizeof i, leaves[i]);
 	for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
 		size_t n = sizes[z];
