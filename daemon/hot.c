@@ -75,7 +75,7 @@ s_drop(struct hot *h, struct hot_msg *x)
 {
 	if (x->seq == 0)
 		return;
-	h->bytes -= x->envelope_len + x->receipt_len;
+	h->bytes -= x->envelope_len + x->receipt_len + x->names_len;
 	memset(x, 0, sizeof(*x));
 }
 
@@ -102,11 +102,17 @@ s_drop_oldest(struct hot *h)
 void
 hot_put(struct hot *h, const struct store_msg *m)
 {
-	size_t need = m->envelope_len + m->receipt_len, at;
+	size_t need = m->envelope_len + m->receipt_len, at, names = 0, o;
 	struct hot_msg *x = &h->slot[m->seq % h->nslots];
 	const struct s_written *w;
 
 	s_drop(h, x);
+	if (m->n_recipients > STORE_MAX_RECIPIENTS)
+		return;
+	for (size_t i = 0; i < m->n_recipients; i++)
+		names += strnlen(m->recipients[i], STORE_NAME_MAX) + 1 +
+		    strnlen(m->agreements[i], STORE_NAME_MAX) + 1;
+	need += names;
 	if (m->seq == 0 || need > h->max_one)
 		return;
 	if (h->ring == NULL && (h->ring = malloc(h->cap)) == NULL)
@@ -129,8 +135,25 @@ hot_put(struct hot *h, const struct store_msg *m)
 	if (m->receipt_len > 0)
 		memcpy(
 		    h->ring + at + m->envelope_len, m->receipt, m->receipt_len);
+	o = at + m->envelope_len + m->receipt_len;
+	x->names = (const char *)h->ring + o;
+	for (size_t k = 0; k < 2; k++)
+		for (size_t i = 0; i < m->n_recipients; i++) {
+			const char *v =
+			    k == 0 ? m->recipients[i] : m->agreements[i];
+			size_t n = strnlen(v, STORE_NAME_MAX);
+			memcpy(h->ring + o, v, n);
+			h->ring[o + n] = '\0';
+			o += n + 1;
+		}
+	x->names_len = names;
+	x->n_recipients = m->n_recipients;
 	x->seq = m->seq;
 	x->expires_ms = m->expires_ms;
+	x->accepted_ms = m->accepted_ms;
+	memcpy(x->id, m->id, STORE_ID_LEN);
+	x->notify_delivered = m->notify_delivered;
+	text_copy(x->sender, sizeof x->sender, m->sender);
 	text_copy(x->type, sizeof x->type, m->type);
 	text_copy(x->case_ref, sizeof x->case_ref, m->case_ref);
 	x->envelope = h->ring + at;
@@ -156,4 +179,33 @@ size_t
 hot_bytes(const struct hot *h)
 {
 	return h->bytes;
+}
+
+void
+hot_meta(const struct hot_msg *x, struct store_msg *m)
+{
+	const char *p = x->names;
+
+	m->seq = x->seq;
+	memcpy(m->id, x->id, STORE_ID_LEN);
+	memcpy(m->sender, x->sender, sizeof m->sender);
+	memcpy(m->type, x->type, sizeof m->type);
+	memcpy(m->case_ref, x->case_ref, sizeof m->case_ref);
+	m->accepted_ms = x->accepted_ms;
+	m->expires_ms = x->expires_ms;
+	m->notify_delivered = x->notify_delivered;
+	m->n_recipients = x->n_recipients;
+	for (size_t k = 0; k < 2; k++)
+		for (size_t i = 0; i < x->n_recipients; i++) {
+			size_t n = strlen(p);
+			char *to = k == 0 ? m->recipients[i] : m->agreements[i];
+			memcpy(to, p, n + 1);
+			p += n + 1;
+		}
+	m->envelope = NULL;
+	m->envelope_len = 0;
+	m->receipt = NULL;
+	m->receipt_len = 0;
+	m->case_until_ms = 0;
+	m->from_reserve = false;
 }

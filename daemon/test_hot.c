@@ -206,6 +206,79 @@ test_byte_cap(void **state)
 	hot_destroy(&h);
 }
 
+/* The metadata an Ack needs comes back as it was put, recipients and
+ * their agreements too (their bytes count, towards max_one as well); a
+ * field hot_meta does not fill is not left as it was. */
+static void
+test_meta(void **state)
+{
+	static struct store_msg m, got;
+	struct hot *h = hot_new(8, 4096, 400);
+	const struct hot_msg *x;
+	uint8_t env[100], rcpt[50];
+	static const char *const who[] = {
+	    "team-west", "kredietbank", "huisarts"};
+	static const char *const agr[] = {"agr-1", "agr-22", "agr-333"};
+
+	(void)state;
+	assert_non_null(h);
+	memset(env, 7, sizeof env);
+	memset(rcpt, 8, sizeof rcpt);
+	m.seq = 42;
+	for (size_t i = 0; i < STORE_ID_LEN; i++)
+		m.id[i] = (uint8_t)(i * 13);
+	snprintf(m.sender, sizeof m.sender, "gemeente-utrecht");
+	snprintf(m.type, sizeof m.type, "shv.melding.v1");
+	snprintf(m.case_ref, sizeof m.case_ref, "zaak-42");
+	m.accepted_ms = 1790000000123ULL;
+	m.expires_ms = 1790000999000ULL;
+	m.notify_delivered = true;
+	m.n_recipients = 3;
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(m.recipients[i], sizeof m.recipients[i], "%s", who[i]);
+		snprintf(m.agreements[i], sizeof m.agreements[i], "%s", agr[i]);
+	}
+	m.envelope = env;
+	m.envelope_len = sizeof env;
+	m.receipt = rcpt;
+	m.receipt_len = sizeof rcpt;
+	hot_put(h, &m);
+	x = hot_get(h, 42);
+	assert_non_null(x);
+	/* 9+1 + 11+1 + 8+1 + 5+1 + 6+1 + 7+1 name bytes. */
+	assert_int_equal(hot_bytes(h), 100 + 50 + 52);
+	memset(&got, 0x5a, sizeof got);
+	hot_meta(x, &got);
+	assert_int_equal(got.seq, 42);
+	assert_memory_equal(got.id, m.id, STORE_ID_LEN);
+	assert_string_equal(got.sender, m.sender);
+	assert_string_equal(got.type, m.type);
+	assert_string_equal(got.case_ref, m.case_ref);
+	assert_int_equal(got.accepted_ms, m.accepted_ms);
+	assert_int_equal(got.expires_ms, m.expires_ms);
+	assert_true(got.notify_delivered);
+	assert_int_equal(got.n_recipients, 3);
+	for (size_t i = 0; i < 3; i++) {
+		assert_string_equal(got.recipients[i], who[i]);
+		assert_string_equal(got.agreements[i], agr[i]);
+	}
+	assert_null(got.envelope);
+	assert_null(got.receipt);
+	assert_int_equal(got.envelope_len, 0);
+	assert_int_equal(got.case_until_ms, 0);
+	assert_false(got.from_reserve);
+	/* 150 bytes of envelope and receipt fit max_one (400); with 32
+	 * recipients' names of 40 bytes they do not: not kept. */
+	m.seq = 43;
+	m.n_recipients = STORE_MAX_RECIPIENTS;
+	for (size_t i = 0; i < STORE_MAX_RECIPIENTS; i++)
+		memset(m.recipients[i], 'r', 40);
+	hot_put(h, &m);
+	assert_null(hot_get(h, 43));
+	assert_int_equal(hot_bytes(h), 100 + 50 + 52);
+	hot_destroy(&h);
+}
+
 /* Entries of 10 bytes fill a ring of 100 exactly; one of 11 goes to its
  * start and must take out the two it overlaps, by one byte the second. */
 static void
@@ -237,6 +310,7 @@ main(void)
 	    cmocka_unit_test(test_too_large),
 	    cmocka_unit_test(test_byte_cap),
 	    cmocka_unit_test(test_ring_boundary),
+	    cmocka_unit_test(test_meta),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
