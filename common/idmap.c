@@ -106,6 +106,19 @@ idmap_free(struct idmap *m)
 	memset(m, 0, sizeof(*m));
 }
 
+void
+idmap_clear(struct idmap *m)
+{
+	if (m->cap == 0 || m->len * 4 < m->cap) {
+		idmap_free(m);
+		return;
+	}
+	/* A slot is free when its key is NULL; lens and vals are written
+	 * with it. */
+	memset(m->keys, 0, m->cap * sizeof(*m->keys));
+	m->len = 0;
+}
+
 void *
 idmap_del(struct idmap *m, const void *key, size_t len)
 {

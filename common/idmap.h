@@ -31,6 +31,11 @@ void *idmap_del(struct idmap *m, const void *key, size_t len);
 /* Frees the map's tables (not keys or values); the map is empty after. */
 void idmap_free(struct idmap *m);
 
+/* Empties the map.  Its table is kept when it was at least a quarter
+ * full (a map filled to about the same size again, a group's, does not
+ * grow through every size on the way), else freed as by idmap_free. */
+void idmap_clear(struct idmap *m);
+
 /* The hash a key's slot is taken from (its low bits), for tests. */
 uint64_t idmap_hash(const void *key, size_t len);
 

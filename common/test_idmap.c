@@ -89,12 +89,60 @@ test_hash_spreads(void **state)
 	}
 }
 
+/* A cleared map finds nothing and takes keys again; it keeps a table at
+ * least a quarter full (the next group fills it without growing through
+ * every size) and gives a sparser one back. */
+static void
+test_clear(void **state)
+{
+	static char keys[1000][16];
+	static int vals[1000];
+	struct idmap m = {0};
+	void *old = NULL;
+	size_t cap;
+
+	(void)state;
+	idmap_clear(&m); /* empty: nothing to do */
+	assert_int_equal(m.cap, 0);
+	for (int i = 0; i < 1000; i++) {
+		int n = snprintf(keys[i], sizeof keys[i], "id-%d", i);
+		vals[i] = i;
+		assert_int_equal(
+		    idmap_put(&m, keys[i], (size_t)n, &vals[i], &old), 0);
+	}
+	cap = m.cap;
+	assert_true(m.len * 4 >= cap);
+	idmap_clear(&m);
+	assert_int_equal(m.len, 0);
+	assert_int_equal(m.cap, cap);
+	for (int i = 0; i < 1000; i++)
+		assert_null(idmap_get(&m, keys[i], strlen(keys[i])));
+	for (int i = 0; i < 600; i++)
+		assert_int_equal(
+		    idmap_put(&m, keys[i], strlen(keys[i]), &vals[i], &old), 0);
+	assert_int_equal(m.cap, cap); /* no growing */
+	for (int i = 0; i < 1000; i++)
+		assert_ptr_equal(idmap_get(&m, keys[i], strlen(keys[i])),
+		    i < 600 ? &vals[i] : NULL);
+	/* 600 of 2048: kept; then 10 of it: given back. */
+	idmap_clear(&m);
+	assert_int_equal(m.cap, cap);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(
+		    idmap_put(&m, keys[i], strlen(keys[i]), &vals[i], &old), 0);
+	idmap_clear(&m);
+	assert_int_equal(m.cap, 0);
+	assert_null(m.keys);
+	idmap_free(&m);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_put_get_del),
 	    cmocka_unit_test(test_hash_spreads),
+	    cmocka_unit_test(test_clear),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -114,8 +114,8 @@ group_reset(struct group *g)
 
 	/* The pending messages are freed by submit_finish_group. */
 	g->npend = 0;
-	idmap_free(&g->pend_ids);
-	idmap_free(&g->marks);
+	idmap_clear(&g->pend_ids);
+	idmap_clear(&g->marks);
 	for (struct group_block *s = spare; s != NULL; s = s->next)
 		kept++;
 	while (blk != NULL) {

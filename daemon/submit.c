@@ -715,6 +715,6 @@ submit_finish_group(struct broker *b, struct group *g, int code)
 		free((void *)p->msg.envelope);
 		codec_buf_clear(&p->signed_receipt);
 	}
+	/* Their ids go with group_reset, which follows. */
 	g->npend = 0;
-	idmap_free(&g->pend_ids);
 }
