@@ -436,11 +436,7 @@ s_read(struct broker *b, const struct store_entry *e, bool from_held,
 
 	*hot = h != NULL;
 	if (h != NULL) {
-		memset(m, 0, sizeof(*m));
-		m->seq = h->seq;
-		memcpy(m->type, h->type, sizeof m->type);
-		memcpy(m->case_ref, h->case_ref, sizeof m->case_ref);
-		m->expires_ms = h->expires_ms;
+		hot_meta(h, m);
 		m->envelope = h->envelope;
 		m->envelope_len = h->envelope_len;
 		m->receipt = h->receipt;

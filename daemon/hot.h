@@ -40,25 +40,25 @@ struct hot_msg {
 struct hot;
 
 /* A cache of `slots` entries (slots > 0) that holds at most `max_bytes`
- * of envelopes and receipts (one block of that size, allocated at the
- * first put), and no message whose envelope and receipt together are
- * larger than `max_one` (max_one <= max_bytes).  Returns an owned cache,
- * or NULL when out of memory. */
+ * of envelopes, receipts and names (one block of that size, allocated at
+ * the first put), and no message whose envelope, receipt and names
+ * together are larger than `max_one` (max_one <= max_bytes).  Returns an
+ * owned cache, or NULL when out of memory. */
 struct hot *hot_new(size_t slots, size_t max_bytes, size_t max_one);
 
 /* Frees the cache and everything it holds; accepts NULL; sets *hp to
  * NULL. */
 void hot_destroy(struct hot **hp);
 
-/* Keeps a copy of message `m` (its seq, id, sender, type, case_ref,
- * accepted_ms, expires_ms, notify_delivered, recipients and agreements,
- * and its envelope and receipt, m->envelope_len and m->receipt_len
- * bytes; the names count towards the bytes too).  The entry replaces the one in m->seq's slot and, where its
- * bytes go, the oldest others; a message over max_one is not kept (but
- * still takes its slot's old entry out).  Only committed messages may
- * be put: the sequence numbers of a failed commit are given out again
- * (to a notice, say, which is never cached), and the slot would then
- * answer for them with bytes that were never stored. */
+/* Keeps a copy of message `m`: its seq, id, sender, type, case_ref,
+ * accepted_ms, expires_ms, notify_delivered, recipients and agreements
+ * (the names count towards the bytes), and its envelope and receipt
+ * (m->envelope_len and m->receipt_len bytes).  The entry replaces the one
+ * in m->seq's slot and, where its bytes go, the oldest others; a message
+ * over max_one is not kept (but still takes its slot's old entry out).
+ * Only committed messages may be put: a slot must never answer for bytes
+ * that were not stored (a failed commit's sequence numbers are skipped,
+ * never given out again). */
 void hot_put(struct hot *h, const struct store_msg *m);
 
 /* The entry of message `seq`, or NULL when it is not kept.  Borrowed:
