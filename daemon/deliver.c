@@ -420,21 +420,18 @@ s_dead(struct broker *b, const char *recipient, const struct store_msg *m,
 	    (unsigned long long)m->seq, recipient, schakel_errname((int)code));
 }
 
-/* Reads what s_offer needs of the message of entry `e` into *m, with
+/* Reads the message of entry `e` into *m (all its metadata), with
  * m->envelope and m->receipt pointing at copies the caller frees
- * (*envelope, *receipt) or, when *hot says so, into the hot cache.  The
- * cache fills in only seq, type, case_ref, expires_ms, envelope and
- * receipt (the rest of *m is zeroed): see s_full.  It is asked only for
- * an entry just read from the queue, whose message is certainly stored;
- * the message of a held entry may have gone since.  Returns false when
- * the message is not stored. */
+ * (*envelope, *receipt) or into the hot cache.  The cache is asked only
+ * for an entry just read from the queue, whose message is certainly
+ * stored; the message of a held entry may have gone since.  Returns
+ * false when the message is not stored. */
 static bool
 s_read(struct broker *b, const struct store_entry *e, bool from_held,
-    struct store_msg *m, uint8_t **envelope, uint8_t **receipt, bool *hot)
+    struct store_msg *m, uint8_t **envelope, uint8_t **receipt)
 {
 	const struct hot_msg *h = from_held ? NULL : hot_get(b->hot, e->seq);
 
-	*hot = h != NULL;
 	if (h != NULL) {
 		hot_meta(h, m);
 		m->envelope = h->envelope;
@@ -444,14 +441,6 @@ s_read(struct broker *b, const struct store_entry *e, bool from_held,
 		return true;
 	}
 	return store_get(b->store, e->seq, m, envelope, receipt) == STORE_OK;
-}
-
-/* All of message `seq`'s metadata in *m (its dead letter and notice need
- * it) when s_read took it from the hot cache; false when it is gone. */
-static bool
-s_full(struct broker *b, uint64_t seq, bool hot, struct store_msg *m)
-{
-	return !hot || store_get(b->store, seq, m, NULL, NULL) == STORE_OK;
 }
 
 enum s_offered {
@@ -473,7 +462,6 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	struct case_state *cs;
 	uint32_t stored = e->deliveries, count;
 	enum s_offered used = S_PASSED;
-	bool hot;
 
 	/* Only a rescan reads entries in flight. */
 	if (!from_held && e->seq <= s->rescan_upto && s_find(s, e->seq) != NULL)
@@ -483,7 +471,7 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	if (s_marks(b, s->party, e->seq, from_held ? NULL : &stored))
 		return S_PASSED;
 	count = stored + 1;
-	if (!s_read(b, e, from_held, &m, &envelope, &receipt, &hot))
+	if (!s_read(b, e, from_held, &m, &envelope, &receipt))
 		return S_PASSED;
 	cs = s_case(s, m.case_ref);
 	if (!from_held && cs != NULL && (cs->inflight || cs->n > 0)) {
@@ -506,13 +494,11 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 		goto sent;
 	}
 	if (m.expires_ms <= b->now_ms) {
-		if (s_full(b, e->seq, hot, &m))
-			s_dead(b, s->party, &m, SCHAKEL_E_EXPIRED);
+		s_dead(b, s->party, &m, SCHAKEL_E_EXPIRED);
 		goto out;
 	}
 	if (count > b->conf->broker.limits.max_deliveries) {
-		if (s_full(b, e->seq, hot, &m))
-			s_dead(b, s->party, &m, SCHAKEL_E_DELIVERY_FAILED);
+		s_dead(b, s->party, &m, SCHAKEL_E_DELIVERY_FAILED);
 		goto out;
 	}
 	/* A first delivery is not written: most are acknowledged, and the
