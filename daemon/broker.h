@@ -128,6 +128,7 @@ struct pending {
 	int code;             /* SCHAKEL_OK, or why it failed in the group */
 	uint64_t arrived_us;  /* monotonic, for the receipt latency */
 	struct store_msg msg; /* msg.envelope is an owned copy */
+	uint8_t header_hash[ENV_HASH_LEN];
 	struct codec_buf signed_receipt;
 	char purpose[STORE_NAME_MAX + 1];
 	struct pending_waiter *waiters;
@@ -177,9 +178,11 @@ struct group_op {
  * commands), it waits for the writer and stores the open group in a
  * transaction of its own (broker_txn). */
 struct group {
-	struct pending *pend;     /* BROKER_DRAIN_MAX slots, never moved */
-	struct receipt *receipts; /* pend[i]'s receipt, unsigned, side by
-				   * side for receipt_build */
+	struct pending *pend; /* BROKER_DRAIN_MAX slots, never moved */
+	/* pend[i]'s receipt encoded, and its Merkle leaf, made as it is
+	 * accepted (receipt_body); side by side for receipt_sign. */
+	struct codec_buf *bodies;
+	uint8_t (*leaves)[MERKLE_HASH_LEN];
 	size_t npend;
 	struct idmap pend_ids; /* message id -> pending */
 	/* (seq, party) -> what the group recorded about that queue entry

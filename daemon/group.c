@@ -36,10 +36,10 @@ s_align(size_t n)
 	return (n + 7) & ~(size_t)7;
 }
 
-/* The pending messages and their receipts: 8.5 KiB a slot (room for
- * 32 recipients each), 17 MiB for the BROKER_DRAIN_MAX of a group, of
- * which a large group touches half.  Mapped apart, so that group_trim
- * can give them back when the traffic pauses. */
+/* The pending messages: 4.4 KiB a slot (room for 32 recipients each),
+ * 8.8 MiB for the BROKER_DRAIN_MAX of a group, of which a large group
+ * touches half.  Mapped apart, so that group_trim can give them back
+ * when the traffic pauses. */
 static void *
 s_map(size_t size)
 {
@@ -50,26 +50,25 @@ s_map(size_t size)
 }
 
 #define S_PEND_BYTES (BROKER_DRAIN_MAX * sizeof(struct pending))
-#define S_RECEIPTS_BYTES (BROKER_DRAIN_MAX * sizeof(struct receipt))
 
 int
 group_init(struct group *g, uint8_t *head)
 {
 	memset(g, 0, sizeof(*g));
 	g->pend = s_map(S_PEND_BYTES);
-	g->receipts = s_map(S_RECEIPTS_BYTES);
+	g->bodies = calloc(BROKER_DRAIN_MAX, sizeof(*g->bodies));
+	g->leaves = calloc(BROKER_DRAIN_MAX, sizeof(*g->leaves));
 	g->head = head;
-	return g->pend != NULL && g->receipts != NULL ? 0 : -1;
+	return g->pend != NULL && g->bodies != NULL && g->leaves != NULL ? 0
+									 : -1;
 }
 
 void
 group_trim(struct group *g)
 {
 	/* Zero pages when touched again, as mapped. */
-	if (g->npend == 0 && g->pend != NULL && g->receipts != NULL) {
+	if (g->npend == 0 && g->pend != NULL)
 		(void)madvise(g->pend, S_PEND_BYTES, MADV_DONTNEED);
-		(void)madvise(g->receipts, S_RECEIPTS_BYTES, MADV_DONTNEED);
-	}
 }
 
 static void
@@ -89,6 +88,7 @@ group_free(struct group *g)
 	for (size_t i = 0; g->pend != NULL && i < g->npend; i++) {
 		free((void *)g->pend[i].msg.envelope);
 		codec_buf_clear(&g->pend[i].signed_receipt);
+		codec_buf_clear(&g->bodies[i]);
 		while (g->pend[i].waiters != NULL) {
 			struct pending_waiter *w = g->pend[i].waiters;
 			g->pend[i].waiters = w->next;
@@ -97,8 +97,8 @@ group_free(struct group *g)
 	}
 	if (g->pend != NULL)
 		munmap(g->pend, S_PEND_BYTES);
-	if (g->receipts != NULL)
-		munmap(g->receipts, S_RECEIPTS_BYTES);
+	free(g->bodies);
+	free(g->leaves);
 	idmap_free(&g->pend_ids);
 	idmap_free(&g->marks);
 	s_free_blocks(g->first);

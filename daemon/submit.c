@@ -249,8 +249,7 @@ s_resubmitted_early(struct broker *b, const struct transport_msg *m,
 	}
 	if (p == NULL)
 		return -1;
-	if (memcmp(g->receipts[p - g->pend].header_hash, header_hash,
-		ENV_HASH_LEN) != 0)
+	if (memcmp(p->header_hash, header_hash, ENV_HASH_LEN) != 0)
 		return SCHAKEL_E_DUPLICATE_ID;
 	w = calloc(1, sizeof(*w));
 	if (w == NULL)
@@ -421,7 +420,7 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 	struct router_result res;
 	struct group *g = b->open;
 	struct pending *p;
-	struct receipt *r;
+	struct receipt r;
 	uint64_t seq;
 	void *old;
 	int rc = vrc;
@@ -530,14 +529,14 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 	/* The stored copy is the job's buffer (the decoded envelope
 	 * points into it too, until env_destroy at the end). */
 	p->msg.envelope_len = m->len;
-	r = &g->receipts[g->npend];
-	S_ZERO_AROUND(r, recipients, agreement_ids);
-	memcpy(r->message_id, h->id, ENV_ID_LEN);
-	r->accepted_ms = b->now_ms;
-	r->n_recipients = h->n_recipients;
-	r->store_seq = seq;
-	memcpy(r->header_hash, header_hash, ENV_HASH_LEN);
-	text_copy(r->sender, sizeof r->sender, h->sender);
+	memcpy(p->header_hash, header_hash, ENV_HASH_LEN);
+	S_ZERO_AROUND(&r, recipients, agreement_ids);
+	memcpy(r.message_id, h->id, ENV_ID_LEN);
+	r.accepted_ms = b->now_ms;
+	r.n_recipients = h->n_recipients;
+	r.store_seq = seq;
+	memcpy(r.header_hash, header_hash, ENV_HASH_LEN);
+	text_copy(r.sender, sizeof r.sender, h->sender);
 	/* The case's participants are kept as long as the longest
 	 * retention of the agreements it was routed under, from its last
 	 * message, to the end of that (UTC) day: the store rewrites a
@@ -552,14 +551,21 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 		    h->recipients[i]);
 		text_copy(p->msg.agreements[i], sizeof p->msg.agreements[i],
 		    ag[i]->id);
-		text_copy(r->recipients[i], sizeof r->recipients[i],
-		    h->recipients[i]);
 		text_copy(
-		    r->agreement_ids[i], sizeof r->agreement_ids[i], ag[i]->id);
+		    r.recipients[i], sizeof r.recipients[i], h->recipients[i]);
+		text_copy(
+		    r.agreement_ids[i], sizeof r.agreement_ids[i], ag[i]->id);
 	}
 	p->msg.case_until_ms =
 	    (p->msg.case_until_ms + S_DAY_MS - 1) / S_DAY_MS * S_DAY_MS;
+	/* Its receipt is encoded now; the group's commit only signs. */
+	rc = receipt_body(&r, &g->bodies[g->npend], g->leaves[g->npend]);
+	if (rc != SCHAKEL_OK) {
+		s_refuse(b, m, job->corr_id, rc, h, true);
+		goto out;
+	}
 	if (idmap_put(&g->pend_ids, p->msg.id, STORE_ID_LEN, p, &old) != 0) {
+		codec_buf_clear(&g->bodies[g->npend]);
 		s_refuse(b, m, job->corr_id, SCHAKEL_E_NO_MEMORY, h, true);
 		goto out;
 	}
@@ -620,7 +626,11 @@ submit_prepare_group(struct broker *b, struct group *g)
 		return;
 	}
 	/* One broker signature for the whole group. */
-	rc = receipt_build(g->receipts, g->npend, b->keys->sign_sk, bufs);
+	rc = receipt_sign(g->bodies,
+	    (const uint8_t(*)[MERKLE_HASH_LEN])g->leaves, g->npend,
+	    b->keys->sign_sk, bufs);
+	for (size_t i = 0; i < g->npend; i++)
+		codec_buf_clear(&g->bodies[i]);
 	if (rc != SCHAKEL_OK)
 		log_warnx("cannot sign receipts: %s", schakel_errname(rc));
 	/* The messages are stored, and what became of each recorded, when
@@ -714,6 +724,7 @@ submit_finish_group(struct broker *b, struct group *g, int code)
 		}
 		free((void *)p->msg.envelope);
 		codec_buf_clear(&p->signed_receipt);
+		codec_buf_clear(&g->bodies[i]);
 	}
 	/* Their ids go with group_reset, which follows. */
 	g->npend = 0;

@@ -38,42 +38,44 @@ s_check(const struct receipt *r)
 }
 
 int
-receipt_build(const struct receipt *r, size_t n,
+receipt_body(const struct receipt *r, struct codec_buf *body,
+    uint8_t leaf[MERKLE_HASH_LEN])
+{
+	int rc;
+
+	if (r == NULL || body == NULL)
+		return SCHAKEL_E_BAD_ARGUMENT;
+	memset(body, 0, sizeof(*body));
+	rc = s_check(r);
+	if (rc == SCHAKEL_OK)
+		rc = pb_receipt_encode(r, body);
+	if (rc == SCHAKEL_OK && body->len > RECEIPT_MAX_LEN)
+		rc = SCHAKEL_E_TOO_LARGE;
+	if (rc == SCHAKEL_OK)
+		merkle_leaf_hash(body->data, body->len, leaf);
+	else
+		codec_buf_clear(body);
+	return rc;
+}
+
+int
+receipt_sign(const struct codec_buf *bodies,
+    const uint8_t (*leaves)[MERKLE_HASH_LEN], size_t n,
     const uint8_t broker_sk[MERKLE_SK_LEN], struct codec_buf *out)
 {
-	struct codec_buf *bodies;
-	uint8_t(*leaves)[MERKLE_HASH_LEN];
-	struct merkle_tree *tree = NULL;
+	struct merkle_tree *tree;
 	struct merkle_sig sig;
 	size_t done = 0;
-	int rc = SCHAKEL_OK;
+	int rc;
 
-	if (r == NULL || out == NULL || n == 0 || n > MERKLE_MAX_LEAVES)
+	if (bodies == NULL || leaves == NULL || out == NULL || n == 0 ||
+	    n > MERKLE_MAX_LEAVES)
 		return SCHAKEL_E_BAD_ARGUMENT;
-	bodies = calloc(n, sizeof *bodies);
-	leaves = calloc(n, sizeof *leaves);
-	if (bodies == NULL || leaves == NULL)
-		rc = SCHAKEL_E_NO_MEMORY;
-	for (size_t i = 0; i < n && rc == SCHAKEL_OK; i++) {
-		rc = s_check(&r[i]);
-		if (rc == SCHAKEL_OK)
-			rc = pb_receipt_encode(&r[i], &bodies[i]);
-		if (rc == SCHAKEL_OK && bodies[i].len > RECEIPT_MAX_LEN)
-			rc = SCHAKEL_E_TOO_LARGE;
-		if (rc == SCHAKEL_OK)
-			merkle_leaf_hash(
-			    bodies[i].data, bodies[i].len, leaves[i]);
-	}
-	if (rc == SCHAKEL_OK) {
-		tree = merkle_tree_new(
-		    (const uint8_t(*)[MERKLE_HASH_LEN])leaves, n);
-		if (tree == NULL)
-			rc = SCHAKEL_E_NO_MEMORY;
-	}
-	if (rc == SCHAKEL_OK) {
-		merkle_tree_proof(tree, 0, &sig);
-		rc = merkle_sign(MERKLE_DOMAIN_RECEIPT, broker_sk, &sig);
-	}
+	tree = merkle_tree_new(leaves, n);
+	if (tree == NULL)
+		return SCHAKEL_E_NO_MEMORY;
+	merkle_tree_proof(tree, 0, &sig);
+	rc = merkle_sign(MERKLE_DOMAIN_RECEIPT, broker_sk, &sig);
 	for (; done < n && rc == SCHAKEL_OK; done++) {
 		merkle_tree_proof(tree, (uint32_t)done, &sig);
 		rc = pb_signed_receipt_encode(
@@ -82,9 +84,32 @@ receipt_build(const struct receipt *r, size_t n,
 	if (rc)
 		while (done > 0)
 			codec_buf_clear(&out[--done]);
+	merkle_tree_destroy(&tree);
+	return rc;
+}
+
+int
+receipt_build(const struct receipt *r, size_t n,
+    const uint8_t broker_sk[MERKLE_SK_LEN], struct codec_buf *out)
+{
+	struct codec_buf *bodies;
+	uint8_t(*leaves)[MERKLE_HASH_LEN];
+	int rc = SCHAKEL_OK;
+
+	if (r == NULL || out == NULL || n == 0 || n > MERKLE_MAX_LEAVES)
+		return SCHAKEL_E_BAD_ARGUMENT;
+	bodies = calloc(n, sizeof *bodies);
+	leaves = calloc(n, sizeof *leaves);
+	if (bodies == NULL || leaves == NULL)
+		rc = SCHAKEL_E_NO_MEMORY;
+	for (size_t i = 0; i < n && rc == SCHAKEL_OK; i++)
+		rc = receipt_body(&r[i], &bodies[i], leaves[i]);
+	if (rc == SCHAKEL_OK)
+		rc = receipt_sign(bodies,
+		    (const uint8_t(*)[MERKLE_HASH_LEN])leaves, n, broker_sk,
+		    out);
 	for (size_t i = 0; bodies != NULL && i < n; i++)
 		codec_buf_clear(&bodies[i]);
-	merkle_tree_destroy(&tree);
 	free(bodies);
 	free(leaves);
 	return rc;

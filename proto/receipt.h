@@ -40,6 +40,18 @@ struct receipt {
 int receipt_build(const struct receipt *r, size_t n,
     const uint8_t broker_sk[MERKLE_SK_LEN], struct codec_buf *out);
 
+/* receipt_build in two steps, for a signer that learns a group's receipts
+ * one at a time (the broker, as it accepts messages): receipt_body checks
+ * and encodes one receipt into *body (owned) and gives its Merkle leaf;
+ * receipt_sign then signs the n of a group at once, bodies[i] with
+ * leaves[i], out[i] as receipt_build's.  Both return as receipt_build
+ * does (receipt_body also SCHAKEL_E_TOO_LARGE). */
+int receipt_body(const struct receipt *r, struct codec_buf *body,
+    uint8_t leaf[MERKLE_HASH_LEN]);
+int receipt_sign(const struct codec_buf *bodies,
+    const uint8_t (*leaves)[MERKLE_HASH_LEN], size_t n,
+    const uint8_t broker_sk[MERKLE_SK_LEN], struct codec_buf *out);
+
 /* Decode a SignedReceipt and check it against the broker's public key;
  * `cache` may be NULL.  On success *out holds the receipt and, when sig is
  * not NULL, *sig its batch signature.  Returns SCHAKEL_OK,

@@ -555,6 +555,67 @@ test_receipts(void **state)
 	merkle_cache_destroy(&c);
 }
 
+/* receipt_body one at a time, then receipt_sign: receipts that verify,
+ * each with its own place in the tree, the same bytes as receipt_build
+ * (Ed25519 signatures are deterministic), and the same refusals. */
+static void
+test_receipts_in_two_steps(void **state)
+{
+	struct receipt r[7];
+	struct codec_buf one[7], two[7], bodies[7];
+	uint8_t leaves[7][MERKLE_HASH_LEN];
+
+	(void)state;
+	memset(r, 0, sizeof r);
+	for (size_t i = 0; i < 7; i++) {
+		randombytes_buf(r[i].message_id, 16);
+		randombytes_buf(r[i].header_hash, 32);
+		r[i].accepted_ms = 1767225600123ull + i;
+		r[i].store_seq = 77 + i;
+		r[i].n_recipients = 1 + i % 2;
+		snprintf(r[i].recipients[0], 65, "kredietbank-utrecht");
+		snprintf(r[i].recipients[1], 65, "rechtbank-mn");
+		snprintf(r[i].agreement_ids[0], 65, "ovk-2026-001");
+		snprintf(r[i].agreement_ids[1], 65, "ovk-2026-%03zu", i);
+		snprintf(r[i].sender, 65, "gm0344");
+	}
+	assert_int_equal(receipt_build(r, 7, s_carol.sign_sk, one), 0);
+	for (size_t i = 0; i < 7; i++)
+		assert_int_equal(receipt_body(&r[i], &bodies[i], leaves[i]), 0);
+	assert_int_equal(
+	    receipt_sign(bodies, (const uint8_t(*)[MERKLE_HASH_LEN])leaves, 7,
+		s_carol.sign_sk, two),
+	    0);
+	for (size_t i = 0; i < 7; i++) {
+		struct receipt got;
+		struct merkle_sig sig;
+		assert_int_equal(receipt_verify(two[i].data, two[i].len,
+				     s_carol.sign_pk, NULL, &got, &sig),
+		    0);
+		assert_int_equal(got.store_seq, 77 + i);
+		assert_int_equal(sig.leaf_index, i);
+		assert_int_equal(sig.leaf_count, 7);
+		assert_int_equal(one[i].len, two[i].len);
+		assert_memory_equal(one[i].data, two[i].data, one[i].len);
+		codec_buf_clear(&one[i]);
+		codec_buf_clear(&two[i]);
+		codec_buf_clear(&bodies[i]);
+	}
+	/* A receipt receipt_build refuses: refused alone, nothing kept. */
+	snprintf(r[3].recipients[1], 65, "a-before-kredietbank");
+	assert_int_equal(
+	    receipt_build(r, 7, s_carol.sign_sk, one), SCHAKEL_E_BAD_FIELD);
+	bodies[3].data = (uint8_t *)"not a body";
+	assert_int_equal(
+	    receipt_body(&r[3], &bodies[3], leaves[3]), SCHAKEL_E_BAD_FIELD);
+	assert_null(bodies[3].data);
+	assert_int_equal(bodies[3].len, 0);
+	assert_int_equal(
+	    receipt_sign(bodies, (const uint8_t(*)[MERKLE_HASH_LEN])leaves, 0,
+		s_carol.sign_sk, two),
+	    SCHAKEL_E_BAD_ARGUMENT);
+}
+
 /* ---- receipts against protobuf-c ------------------------------------- */
 
 /* pb.c writes Receipt and SignedReceipt by hand; these tests hold it to
@@ -1057,6 +1118,7 @@ main(void)
 	    cmocka_unit_test(test_peek_sender),
 	    cmocka_unit_test(test_bad_drafts),
 	    cmocka_unit_test(test_receipts),
+	    cmocka_unit_test(test_receipts_in_two_steps),
 	    cmocka_unit_test(test_receipt_same_as_pbc),
 	    cmocka_unit_test(test_signed_receipt_same_as_pbc),
 	    cmocka_unit_test(test_receipt_vectors),
