@@ -42,14 +42,14 @@ audit_kind_name(enum audit_event_kind kind)
  * `ok` stays false. */
 struct s_out {
 	char *buf;
-	size_t len;
+	size_t len, max;
 	bool ok;
 };
 
 static void
 s_raw(struct s_out *o, const char *s, size_t n)
 {
-	if (!o->ok || o->len + n >= AUDIT_RECORD_MAX) {
+	if (!o->ok || o->len + n >= o->max) {
 		o->ok = false;
 		return;
 	}
@@ -149,7 +149,16 @@ size_t
 audit_encode(
     const struct audit_event *ev, const uint8_t prev[AUDIT_HASH_LEN], char *out)
 {
-	struct s_out o = {.buf = out, .ok = true};
+	return audit_encode_in(ev, prev, out, AUDIT_RECORD_MAX);
+}
+
+size_t
+audit_encode_in(const struct audit_event *ev,
+    const uint8_t prev[AUDIT_HASH_LEN], char *out, size_t max)
+{
+	struct s_out o = {.buf = out,
+	    .max = max < AUDIT_RECORD_MAX ? max : AUDIT_RECORD_MAX,
+	    .ok = true};
 	const char *name = audit_kind_name(ev->kind);
 
 	if (ev->n_to > AUDIT_MAX_PARTIES ||
@@ -201,7 +210,8 @@ audit_event_init(
 void
 audit_set_prev(char *rec, size_t len, const uint8_t prev[AUDIT_HASH_LEN])
 {
-	struct s_out o = {.buf = rec + S_PREV_OFF, .ok = true};
+	struct s_out o = {
+	    .buf = rec + S_PREV_OFF, .max = AUDIT_RECORD_MAX, .ok = true};
 
 	if (len < S_PREV_OFF + 2 * AUDIT_HASH_LEN)
 		return;

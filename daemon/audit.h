@@ -76,6 +76,10 @@ const char *audit_kind_name(enum audit_event_kind kind);
  * is too long for a record. */
 size_t audit_encode(const struct audit_event *ev,
     const uint8_t prev[AUDIT_HASH_LEN], char *out);
+/* audit_encode into `max` bytes (AUDIT_RECORD_MAX when more): 0 also
+ * when the record and its NUL do not fit. */
+size_t audit_encode_in(const struct audit_event *ev,
+    const uint8_t prev[AUDIT_HASH_LEN], char *out, size_t max);
 
 /* Writes `prev` into a record that audit_encode wrote (with any prev):
  * a record can be encoded before the record it follows is known, and

@@ -41,6 +41,9 @@
 /* Inbound messages are taken while the verifiers' queue has room for a
  * whole bundle of submissions. */
 #define BROKER_ROOM_MIN FRAME_BUNDLE_MAX
+/* Room in a pending message for its "accepted" audit record made ahead
+ * (some 300 bytes with two recipients; a longer one is made later). */
+#define PENDING_ACCEPTED_MAX 1024
 /* A frame larger than this goes to a client on its own, not bundled. */
 #define BROKER_BUNDLE_ALONE (64 * 1024)
 /* The messages accepted last, kept in memory for their delivery (hot.h):
@@ -132,6 +135,11 @@ struct pending {
 	struct codec_buf signed_receipt;
 	char purpose[STORE_NAME_MAX + 1];
 	struct pending_waiter *waiters;
+	/* Its "accepted" audit record, encoded as it joined the group
+	 * (group_accepted; the chain's prev left blank), when it fitted
+	 * here; 0: group_put encodes it. */
+	size_t accepted_len;
+	char accepted[PENDING_ACCEPTED_MAX];
 };
 
 /* A block of a group's recorded writes; never moved, so keys into it
@@ -415,6 +423,11 @@ void group_trim(struct group *g);
 bool group_empty(const struct group *g);
 /* Records writes, in order; 0, or a SCHAKEL_E_* code (nothing recorded). */
 int group_put(struct group *g, struct pending *p);
+/* Encodes p's "accepted" record into p->accepted ahead of group_put (on
+ * the broker thread as p joins the group, not when the writer waits for
+ * the group); p must be complete but for its receipt.  Leaves
+ * p->accepted_len 0 when the record does not fit there. */
+void group_accepted(struct pending *p);
 int group_audit(struct group *g, const struct audit_event *ev);
 int group_ack(struct group *g, const char *party, uint64_t seq);
 /* group_ack of m->seq, with what the writer needs of message `m` (read

@@ -303,18 +303,18 @@ s_queue_add(struct broker *b, const struct conf_party *const *rcpt, size_t n)
 	}
 }
 
-/* Zeroes *x but for two arrays of names side by side, from `first` to
- * `last` (4 KiB for 32 recipients and their agreements, of a slot of
- * 4.5 KiB), which every reader reads only up to the slot's count of
- * recipients, and s_verified fills that far: 8 KiB of memset a message
- * less on the broker thread. */
-#define S_ZERO_AROUND(x, first, last) \
+/* Zeroes the first `upto` bytes of *x but for two arrays of names side
+ * by side, from `first` to `last` (4 KiB for 32 recipients and their
+ * agreements, of a slot of 4.5 KiB), which every reader reads only up
+ * to the slot's count of recipients, and s_verified fills that far: 8
+ * KiB of memset a message less on the broker thread. */
+#define S_ZERO_AROUND(x, first, last, upto) \
 	do { \
 		size_t s_a = offsetof(__typeof__(*(x)), first); \
 		size_t s_b = \
 		    offsetof(__typeof__(*(x)), last) + sizeof((x)->last); \
 		memset((x), 0, s_a); \
-		memset((char *)(x) + s_b, 0, sizeof(*(x)) - s_b); \
+		memset((char *)(x) + s_b, 0, (upto)-s_b); \
 	} while (0)
 
 /* A submission between its arrival and the end of its signature check:
@@ -512,7 +512,9 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 	}
 	seq = broker_next_seq(b);
 	p = &g->pend[g->npend];
-	S_ZERO_AROUND(p, msg.recipients, msg.agreements);
+	/* The "accepted" record at its end is written by group_accepted. */
+	S_ZERO_AROUND(p, msg.recipients, msg.agreements,
+	    offsetof(struct pending, accepted_len));
 	p->peer = m->peer;
 	p->corr_id = job->corr_id;
 	p->arrived_us = m->arrived_us;
@@ -530,7 +532,7 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 	 * points into it too, until env_destroy at the end). */
 	p->msg.envelope_len = m->len;
 	memcpy(p->header_hash, header_hash, ENV_HASH_LEN);
-	S_ZERO_AROUND(&r, recipients, agreement_ids);
+	S_ZERO_AROUND(&r, recipients, agreement_ids, sizeof r);
 	memcpy(r.message_id, h->id, ENV_ID_LEN);
 	r.accepted_ms = b->now_ms;
 	r.n_recipients = h->n_recipients;
@@ -558,7 +560,9 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 	}
 	p->msg.case_until_ms =
 	    (p->msg.case_until_ms + S_DAY_MS - 1) / S_DAY_MS * S_DAY_MS;
-	/* Its receipt is encoded now; the group's commit only signs. */
+	/* Its receipt and its "accepted" record are encoded now, not
+	 * while the writer waits for the group (only the signing is). */
+	group_accepted(p);
 	rc = receipt_body(&r, &g->bodies[g->npend], g->leaves[g->npend]);
 	if (rc != SCHAKEL_OK) {
 		s_refuse(b, m, job->corr_id, rc, h, true);

@@ -106,6 +106,40 @@ test_round_trip(void **state)
 	assert_int_equal(back.count, 3);
 }
 
+/* audit_encode_in: the same record when it fits with its NUL, nothing
+ * when one byte short, and never longer than AUDIT_RECORD_MAX. */
+static void
+test_encode_in(void **state)
+{
+	struct audit_event ev;
+	uint8_t prev[AUDIT_HASH_LEN];
+	char rec[AUDIT_RECORD_MAX], in[AUDIT_RECORD_MAX + 64];
+	size_t len;
+
+	(void)state;
+	s_event(&ev, AUDIT_ACCEPTED, 1764400000123);
+	memset(prev, 3, sizeof prev);
+	len = audit_encode(&ev, prev, rec);
+	assert_true(len > 0);
+	memset(in, 'x', sizeof in);
+	assert_int_equal(audit_encode_in(&ev, prev, in, len + 1), len);
+	assert_memory_equal(in, rec, len + 1);
+	assert_int_equal(audit_encode_in(&ev, prev, in, len), 0);
+	assert_int_equal(audit_encode_in(&ev, prev, in, sizeof in), len);
+	/* A record too long for AUDIT_RECORD_MAX stays refused with more
+	 * room: 32 recipients and agreements of 64 characters, each
+	 * escaped threefold. */
+	ev.n_to = ev.n_agreements = AUDIT_MAX_PARTIES;
+	for (size_t i = 0; i < ev.n_to; i++) {
+		memset(ev.to[i], ' ', AUDIT_NAME_MAX);
+		memset(ev.agreements[i], ' ', AUDIT_NAME_MAX);
+		ev.to[i][AUDIT_NAME_MAX] = ev.agreements[i][AUDIT_NAME_MAX] =
+		    '\0';
+	}
+	assert_int_equal(audit_encode(&ev, prev, rec), 0);
+	assert_int_equal(audit_encode_in(&ev, prev, in, sizeof in), 0);
+}
+
 static void
 test_refusal_has_code_and_no_payload_field(void **state)
 {
@@ -186,6 +220,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_event_init),
 	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_encode_in),
 	    cmocka_unit_test(test_refusal_has_code_and_no_payload_field),
 	    cmocka_unit_test(test_chain),
 	};

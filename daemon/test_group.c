@@ -883,6 +883,58 @@ test_ack_msg(void **state)
 	s_expect_queue(e, "kredietbank", none, 0, NULL);
 }
 
+/* An "accepted" record made ahead (group_accepted) is the one stored;
+ * one too long for the pending slot is made by group_put, as is one of
+ * a pending message never given to group_accepted. */
+static void
+test_accepted_ahead(void **state)
+{
+	struct s_env *e = *state;
+	static struct s_log l;
+	static char names[AUDIT_MAX_PARTIES][STORE_NAME_MAX + 1];
+	const char *many[AUDIT_MAX_PARTIES + 1] = {NULL};
+	struct pending *p1, *p2, *p3;
+
+	for (size_t i = 0; i < AUDIT_MAX_PARTIES; i++) {
+		memset(names[i], 'a' + (int)(i % 26), STORE_NAME_MAX);
+		names[i][0] = (char)('A' + i);
+		many[i] = names[i];
+	}
+	s_zero_head(e->head);
+	p1 = s_pending(e, 0, 1, 8001, s_two);
+	group_accepted(p1);
+	assert_true(p1->accepted_len > 0);
+	assert_true(p1->accepted_len < PENDING_ACCEPTED_MAX);
+	/* What it says was fixed when it was made. */
+	snprintf(p1->purpose, sizeof p1->purpose, "%s", "changed-later");
+	p2 = s_pending(e, 1, 2, 8002, many);
+	group_accepted(p2);
+	assert_int_equal(p2->accepted_len, 0);
+	p3 = s_pending(e, 2, 3, 8003, s_two);
+	assert_int_equal(group_put(&e->g, p1), SCHAKEL_OK);
+	assert_int_equal(group_put(&e->g, p2), SCHAKEL_OK);
+	assert_int_equal(group_put(&e->g, p3), SCHAKEL_OK);
+	s_commit(e);
+
+	assert_int_equal(s_read_log(e, &l), 3);
+	assert_int_equal(l.n_accepted, 3);
+	for (size_t i = 0; i < 3; i++)
+		s_expect_accepted(&l, i, &e->p[i]);
+	assert_string_equal(l.accepted[0].purpose, "schuldhulp");
+	assert_int_equal(l.accepted[0].n_to, 2);
+	assert_string_equal(l.accepted[0].to[1], "kredietbank");
+	assert_string_equal(l.accepted[0].agreements[1], "agreement-1");
+	assert_memory_equal(l.accepted[0].id, p1->msg.id, AUDIT_ID_LEN);
+	assert_int_equal(l.accepted[1].n_to, AUDIT_MAX_PARTIES);
+	assert_string_equal(l.accepted[1].to[31], names[31]);
+	assert_string_equal(l.accepted[1].agreements[31], "agreement-31");
+	assert_string_equal(l.accepted[2].purpose, "schuldhulp");
+	assert_string_equal(l.accepted[2].case_ref, "zaak-8003");
+	s_expect_stored(e, p1);
+	s_expect_stored(e, p2);
+	s_expect_stored(e, p3);
+}
+
 /* 6. A group whose record could not be made (g->failed), or whose audit
  * record the store refused (g->audit_rc), stores nothing, not even
  * through the writer; once clear it is applied from its start. */
@@ -1099,6 +1151,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_rewind, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(test_marks, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_msg, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_accepted_ahead, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(test_failed, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(test_writer, s_setup, s_teardown),
 	};
