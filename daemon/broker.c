@@ -6,7 +6,9 @@
  * commit), which stores it in ONE transaction, with fsync; only when
  * that is done does the broker answer the group's submitters and hand
  * out its messages.  It must never answer Accepted before the commit is
- * durable.
+ * durable.  When the writer is done and the open group waits, that goes
+ * to the writer first and the done one is answered after: the writer
+ * does not wait for the answers (so three groups may be in hand).
  */
 #include "broker.h"
 
@@ -162,9 +164,9 @@ broker_new(const struct broker_opts *opts)
 	b->cache = merkle_cache_new(4096);
 	b->parties = calloc(b->conf->nparties + 1, sizeof(*b->parties));
 	b->depth_group = 1;
-	if (group_init(&b->groups[0], b->audit_head) != 0 ||
-	    group_init(&b->groups[1], b->audit_head) != 0)
-		fatalx("out of memory");
+	for (size_t i = 0; i < BROKER_GROUPS; i++)
+		if (group_init(&b->groups[i], b->audit_head) != 0)
+			fatalx("out of memory");
 	b->open = &b->groups[0];
 	b->hot = hot_new(BROKER_HOT_SLOTS, BROKER_HOT_BYTES, BROKER_HOT_ONE);
 	b->verify =
@@ -250,8 +252,8 @@ broker_destroy(struct broker **bp)
 	/* A group still in the writer's hands is finished unanswered. */
 	writer_destroy(&b->writer);
 	store_abort(&b->txn);
-	group_free(&b->groups[0]);
-	group_free(&b->groups[1]);
+	for (size_t i = 0; i < BROKER_GROUPS; i++)
+		group_free(&b->groups[i]);
 	hot_destroy(&b->hot);
 	for (size_t i = 0; i < b->sessions.cap; i++)
 		if (b->sessions.keys != NULL && b->sessions.keys[i] != NULL)
@@ -408,22 +410,29 @@ s_finish_fly(struct broker *b)
 		s_finish(b, b->fly);
 }
 
-/* Closes the open group (no other may be in hand): the next records go
- * to the other one.  Returns the closed one. */
+/* Closes the open group (the writer must be idle; `done`, a group it
+ * finished that is not answered yet, or NULL): the next records go to
+ * another one.  Returns the closed one. */
 static struct group *
-s_close_open(struct broker *b)
+s_close_open(struct broker *b, const struct group *done)
 {
 	struct group *g = b->open;
 
-	b->open = g == &b->groups[0] ? &b->groups[1] : &b->groups[0];
+	for (size_t i = 0; i < BROKER_GROUPS; i++)
+		if (&b->groups[i] != g && &b->groups[i] != done &&
+		    &b->groups[i] != b->fly) {
+			b->open = &b->groups[i];
+			break;
+		}
 	return g;
 }
 
-/* Hands the open group to the writer (which must be idle). */
+/* Hands the open group to the writer (which must be idle; `done` as
+ * for s_close_open). */
 static void
-s_hand_over(struct broker *b)
+s_hand_over(struct broker *b, const struct group *done)
 {
-	struct group *g = s_close_open(b);
+	struct group *g = s_close_open(b, done);
 
 	submit_prepare_group(b, g);
 	b->fly = g;
@@ -962,7 +971,7 @@ s_commit_direct(struct broker *b)
 		text_copy(r.err, sizeof r.err, store_error(b->store));
 	s_settled(b, g, &r);
 	/* Its answers may record refusals: in the next group. */
-	s_finish(b, s_close_open(b));
+	s_finish(b, s_close_open(b, NULL));
 	return r.rc;
 }
 
@@ -976,11 +985,22 @@ s_flush(struct broker *b)
 {
 	broker_flush_out(b);
 	s_take_writer(b, false);
+	if (b->txn == NULL && b->fly != NULL && b->fly_done &&
+	    !group_empty(b->open)) {
+		/* The writer goes on with the open group first; its last
+		 * one is answered meanwhile. */
+		struct group *done = b->fly;
+		b->fly = NULL;
+		b->fly_done = false;
+		s_hand_over(b, done);
+		s_finish(b, done);
+		return STORE_OK;
+	}
 	s_finish_fly(b);
 	if (b->txn != NULL)
 		return s_commit_direct(b);
 	if (b->fly == NULL && !group_empty(b->open))
-		s_hand_over(b);
+		s_hand_over(b, NULL);
 	return STORE_OK;
 }
 
@@ -998,7 +1018,7 @@ s_flush_sync(struct broker *b)
 		/* Failed as a group (broker_txn warned and marked the store
 		 * broken); nothing of it was applied. */
 		b->open->rc = STORE_ERROR;
-		s_finish(b, s_close_open(b));
+		s_finish(b, s_close_open(b, NULL));
 		return STORE_ERROR;
 	}
 	return s_commit_direct(b);
@@ -1222,10 +1242,9 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		verify_clear_wake(b->verify);
 		if (rc == 0 && timeout > 0 && b->trim_due) {
 			malloc_trim(0);
-			group_trim(b->open);
-			if (b->fly == NULL)
-				group_trim(b->open == b->groups ? &b->groups[1]
-								: b->groups);
+			for (size_t i = 0; i < BROKER_GROUPS; i++)
+				if (&b->groups[i] != b->fly)
+					group_trim(&b->groups[i]);
 			b->trim_due = false;
 		}
 		b->now_ms = s_now_ms();

@@ -33,6 +33,7 @@
 #include "verify.h"
 #include "writer.h"
 
+#define BROKER_GROUPS 3 /* group commits in hand at once */
 #define BROKER_MAX_CREDIT 1024
 #define BROKER_MAX_INFLIGHT BROKER_MAX_CREDIT
 #define BROKER_DRAIN_MAX 2048 /* inbound frames handled per turn */
@@ -240,7 +241,7 @@ struct party_state {
 	uint64_t depth;
 	/* Messages for it in each group not yet committed (by group
 	 * index): added to what the store holds when depth is read. */
-	uint64_t adds[2];
+	uint64_t adds[BROKER_GROUPS];
 };
 
 /* A latency histogram with fixed buckets (seconds). */
@@ -291,7 +292,10 @@ struct broker {
 	 * then), or NULL. */
 	struct store_txn *txn;
 	struct writer *writer;
-	struct group groups[2];
+	/* The open group, the writer's, and one the writer is done with
+	 * while the broker answers for it (s_flush hands the writer the
+	 * next before that). */
+	struct group groups[BROKER_GROUPS];
 	struct group *open; /* recording */
 	struct group *fly;  /* the writer's, or done and not finished */
 	bool fly_done;      /* the writer is done with fly */

@@ -282,7 +282,8 @@ s_queue_ok(struct broker *b, const struct conf_party *p)
 		if (store_queue_depth(b->store, p->id, &ps->depth) != STORE_OK)
 			return false;
 		/* And what the groups not yet stored add. */
-		ps->depth += ps->adds[0] + ps->adds[1];
+		for (size_t gi = 0; gi < BROKER_GROUPS; gi++)
+			ps->depth += ps->adds[gi];
 		ps->depth_group = b->depth_group;
 	}
 	return ps->depth < p->max_queue_depth;
