@@ -681,12 +681,21 @@ s_run_phase(struct s_bench *b, struct codec_buf **env, size_t per_sender,
 	}
 	t0 = s_now_us();
 	while (done < total) {
-		/* Send what the window (or the pace) allows. */
+		/* Send what the window (or the pace) allows; a batch under
+		 * one signature only whole, in one bundle, as libschakel's
+		 * send_batch sends it (a batch cut in two by the window had
+		 * its signature checked twice). */
 		for (size_t i = 0; i < b->k; i++) {
 			while (next[i] < per_sender &&
 			    next[i] - got[i] < S_WINDOW) {
 				struct frame f = {.kind = FRAME_SUBMIT};
 				size_t idx = i * per_sender + next[i];
+				size_t left = per_sender - next[i];
+				if (next[i] % bundle == 0 &&
+				    next[i] - got[i] +
+					    (left < bundle ? left : bundle) >
+					S_WINDOW)
+					break;
 				if (rate > 0 &&
 				    (double)(s_now_us() - t0) / 1e6 * rate <
 					(double)(next[i] * b->k + i))
