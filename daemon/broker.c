@@ -12,6 +12,7 @@
  */
 #include "broker.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -424,6 +425,8 @@ s_close_open(struct broker *b, const struct group *done)
 			b->open = &b->groups[i];
 			break;
 		}
+	/* Three groups, at most two of them taken. */
+	assert(b->open != g);
 	return g;
 }
 

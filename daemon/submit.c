@@ -21,6 +21,10 @@
 /* A message's recipients fit an audit record's. */
 _Static_assert(AUDIT_MAX_PARTIES >= ENV_MAX_RECIPIENTS, "audit to");
 _Static_assert(AUDIT_NAME_MAX >= ENV_MAX_NAME_LEN, "audit names");
+/* s_verified zeroes a pending slot up to its audit record. */
+_Static_assert(offsetof(struct pending, accepted_len) >
+	offsetof(struct pending, msg) + sizeof(struct store_msg),
+    "the audit record follows the names");
 
 static int32_t
 s_today(const struct broker *b)
@@ -306,9 +310,10 @@ s_queue_add(struct broker *b, const struct conf_party *const *rcpt, size_t n)
 
 /* Zeroes the first `upto` bytes of *x but for two arrays of names side
  * by side, from `first` to `last` (4 KiB for 32 recipients and their
- * agreements, of a slot of 4.5 KiB), which every reader reads only up
- * to the slot's count of recipients, and s_verified fills that far: 8
- * KiB of memset a message less on the broker thread. */
+ * agreements, of a pending slot of 5.8 KiB), which every reader reads
+ * only up to the slot's count of recipients, and s_verified fills that
+ * far: 8 KiB of memset a message less on the broker thread.  `upto` is
+ * past `last` (asserted below for the pending slot). */
 #define S_ZERO_AROUND(x, first, last, upto) \
 	do { \
 		size_t s_a = offsetof(__typeof__(*(x)), first); \
