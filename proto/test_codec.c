@@ -512,6 +512,28 @@ test_bad_drafts(void **state)
 	    env_build(&d, 0, s_alice.sign_sk, &b), SCHAKEL_E_BAD_ARGUMENT);
 }
 
+/* n receipts from gm0344, store_seq from seq0, random ids and header
+ * hashes, each to two recipients (with `vary`, every other one to one,
+ * and agreements numbered by receipt). */
+static void
+s_fill_receipts(struct receipt *r, size_t n, uint64_t seq0, bool vary)
+{
+	memset(r, 0, n * sizeof(*r));
+	for (size_t i = 0; i < n; i++) {
+		randombytes_buf(r[i].message_id, 16);
+		randombytes_buf(r[i].header_hash, 32);
+		r[i].accepted_ms = 1767225600123ull + i;
+		r[i].store_seq = seq0 + i;
+		r[i].n_recipients = vary ? 1 + i % 2 : 2;
+		snprintf(r[i].recipients[0], 65, "kredietbank-utrecht");
+		snprintf(r[i].recipients[1], 65, "rechtbank-mn");
+		snprintf(r[i].agreement_ids[0], 65, "ovk-2026-001");
+		snprintf(
+		    r[i].agreement_ids[1], 65, "ovk-2026-%03zu", vary ? i : 7);
+		snprintf(r[i].sender, 65, "gm0344");
+	}
+}
+
 static void
 test_receipts(void **state)
 {
@@ -521,19 +543,7 @@ test_receipts(void **state)
 	struct merkle_cache *c = merkle_cache_new(16);
 
 	(void)state;
-	memset(r, 0, sizeof r);
-	for (size_t i = 0; i < 5; i++) {
-		randombytes_buf(r[i].message_id, 16);
-		randombytes_buf(r[i].header_hash, 32);
-		r[i].accepted_ms = 1767225600123ull + i;
-		r[i].store_seq = 1000 + i;
-		r[i].n_recipients = 2;
-		snprintf(r[i].recipients[0], 65, "kredietbank-utrecht");
-		snprintf(r[i].recipients[1], 65, "rechtbank-mn");
-		snprintf(r[i].agreement_ids[0], 65, "ovk-2026-001");
-		snprintf(r[i].agreement_ids[1], 65, "ovk-2026-007");
-		snprintf(r[i].sender, 65, "gm0344");
-	}
+	s_fill_receipts(r, 5, 1000, false);
 	assert_int_equal(receipt_build(r, 5, s_carol.sign_sk, out), 0);
 	for (size_t i = 0; i < 5; i++) {
 		assert_int_equal(receipt_verify(out[i].data, out[i].len,
@@ -566,19 +576,7 @@ test_receipts_in_two_steps(void **state)
 	uint8_t leaves[7][MERKLE_HASH_LEN];
 
 	(void)state;
-	memset(r, 0, sizeof r);
-	for (size_t i = 0; i < 7; i++) {
-		randombytes_buf(r[i].message_id, 16);
-		randombytes_buf(r[i].header_hash, 32);
-		r[i].accepted_ms = 1767225600123ull + i;
-		r[i].store_seq = 77 + i;
-		r[i].n_recipients = 1 + i % 2;
-		snprintf(r[i].recipients[0], 65, "kredietbank-utrecht");
-		snprintf(r[i].recipients[1], 65, "rechtbank-mn");
-		snprintf(r[i].agreement_ids[0], 65, "ovk-2026-001");
-		snprintf(r[i].agreement_ids[1], 65, "ovk-2026-%03zu", i);
-		snprintf(r[i].sender, 65, "gm0344");
-	}
+	s_fill_receipts(r, 7, 77, true);
 	assert_int_equal(receipt_build(r, 7, s_carol.sign_sk, one), 0);
 	for (size_t i = 0; i < 7; i++)
 		assert_int_equal(receipt_body(&r[i], &bodies[i], leaves[i]), 0);
