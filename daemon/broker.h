@@ -417,6 +417,11 @@ void submit_finish_group(struct broker *b, struct group *g, int code);
 size_t submit_participants(void *arg, const char *case_ref,
     const struct conf_role *role, const struct conf_party **out, size_t max);
 
+/* broker.c: when the writer is done with its group, answers for it and
+ * hands it the open one now, not at the end of the turn.  Called
+ * between two frames or submissions. */
+void broker_writer_check(struct broker *b);
+
 /* group.c */
 int group_init(struct group *g, uint8_t *head);
 void group_free(struct group *g);

@@ -597,8 +597,10 @@ submit_collect(struct broker *b)
 	int rc;
 
 	while (b->open->npend < BROKER_DRAIN_MAX &&
-	    verify_pop(b->verify, &e, &arg, &rc, hash))
+	    verify_pop(b->verify, &e, &arg, &rc, hash)) {
 		s_verified(b, arg, e, rc, hash);
+		broker_writer_check(b);
+	}
 }
 
 void

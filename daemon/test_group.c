@@ -1056,6 +1056,7 @@ test_writer(void **state)
 	assert_non_null(e->w);
 	assert_true(writer_fd(e->w) >= 0);
 	assert_false(writer_busy(e->w));
+	assert_false(writer_finished(e->w));
 	assert_false(writer_take(e->w, false, &r));
 	assert_false(writer_take(e->w, true, &r)); /* idle: no waiting */
 	assert_false(s_readable(writer_fd(e->w), 0));
@@ -1068,10 +1069,14 @@ test_writer(void **state)
 	assert_true(writer_busy(e->w));
 	assert_false(writer_take(e->w, false, &r));
 	assert_false(s_readable(writer_fd(e->w), 50));
+	assert_false(writer_finished(e->w));
 	assert_int_equal(sem_post(&j->go), 0);
 	assert_true(s_readable(writer_fd(e->w), 10000));
+	/* Finished says so without the lock, as the fd does. */
+	assert_true(writer_finished(e->w));
 	memset(&r, 0x55, sizeof r);
 	assert_true(writer_take(e->w, false, &r));
+	assert_false(writer_finished(e->w));
 	assert_false(s_readable(writer_fd(e->w), 0));
 	assert_false(writer_busy(e->w));
 	assert_false(writer_take(e->w, false, &r));

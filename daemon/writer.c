@@ -25,7 +25,7 @@ struct writer {
 	/* Under mu. */
 	bool quit;
 	bool busy; /* handed over, not taken back */
-	bool done; /* finished; `res` holds the outcome */
+	bool done; /* finished; `res` holds the outcome (atomic stores) */
 	writer_apply_fn fn;
 	void *arg;
 	struct writer_result res;
@@ -90,7 +90,7 @@ s_main(void *arg)
 		s_run(w, fn, job, &res);
 		pthread_mutex_lock(&w->mu);
 		w->res = res;
-		w->done = true;
+		__atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&w->cv);
 		(void)!write(w->fd, &one, sizeof one);
 	}
@@ -166,13 +166,20 @@ writer_busy(const struct writer *w)
 	return w->busy;
 }
 
+bool
+writer_finished(const struct writer *w)
+{
+	/* `done` is written under the lock, atomically for this look. */
+	return w->busy && __atomic_load_n(&w->done, __ATOMIC_ACQUIRE);
+}
+
 void
 writer_start(struct writer *w, writer_apply_fn fn, void *arg)
 {
 	pthread_mutex_lock(&w->mu);
 	w->fn = fn;
 	w->arg = arg;
-	w->done = false;
+	__atomic_store_n(&w->done, false, __ATOMIC_RELAXED);
 	w->busy = true;
 	pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->mu);
@@ -190,7 +197,7 @@ writer_take(struct writer *w, bool wait, struct writer_result *out)
 	if (w->busy && w->done) {
 		*out = w->res;
 		w->busy = false;
-		w->done = false;
+		__atomic_store_n(&w->done, false, __ATOMIC_RELAXED);
 		got = true;
 		(void)!read(w->fd, &v, sizeof v);
 	}

@@ -52,6 +52,11 @@ int writer_fd(const struct writer *w);
 /* Whether a job is in hand (started, its result not yet taken). */
 bool writer_busy(const struct writer *w);
 
+/* Whether the job in hand is finished, its result waiting for
+ * writer_take: a look without the lock, cheap enough to take between
+ * any two things the caller does (writer_fd says the same by poll). */
+bool writer_finished(const struct writer *w);
+
 /* Hands a job over (the writer must not be busy). */
 void writer_start(struct writer *w, writer_apply_fn fn, void *arg);
 
