@@ -1,11 +1,14 @@
 /*
  * slowsync: a test fixture, preloaded into schakeld (LD_PRELOAD) by
- * tests that need the store's commits to take long: fdatasync and fsync
- * wait SLOWSYNC_MS milliseconds (from the environment) before they do
- * their work, as on a slow disk.  The daemon has no hook for this; like
- * the file size limit of t_disk_full, the slowness comes from outside.
+ * tests that need the store's commits to take long or to fail: fdatasync
+ * and fsync wait SLOWSYNC_MS milliseconds (from the environment) before
+ * they do their work, as on a slow disk, and while the file SLOWSYNC_FAIL
+ * names exists they fail with EIO instead, as a failing disk does.  The
+ * daemon has no hook for this; like the file size limit of t_disk_full,
+ * the slowness and the failure come from outside.
  */
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +28,21 @@ s_wait(void)
 		;
 }
 
+/* Whether the sync should fail (errno set then). */
+static int
+s_failing(void)
+{
+	const char *f = getenv("SLOWSYNC_FAIL");
+	int saved = errno;
+
+	if (f == NULL || f[0] == '\0' || access(f, F_OK) != 0) {
+		errno = saved;
+		return 0;
+	}
+	errno = EIO;
+	return 1;
+}
+
 int
 fdatasync(int fd)
 {
@@ -33,6 +51,8 @@ fdatasync(int fd)
 	/* POSIX's way to take a function from dlsym. */
 	*(void **)&real = dlsym(RTLD_NEXT, "fdatasync");
 	s_wait();
+	if (s_failing())
+		return -1;
 	return real != NULL ? real(fd) : -1;
 }
 
@@ -43,5 +63,7 @@ fsync(int fd)
 
 	*(void **)&real = dlsym(RTLD_NEXT, "fsync");
 	s_wait();
+	if (s_failing())
+		return -1;
 	return real != NULL ? real(fd) : -1;
 }

@@ -6,7 +6,7 @@
  * notices a sender receives (expired in a queue, also while in flight;
  * delivered), one long case beside a short one, and the delivery count
  * across a Nack, a reconnect, an ack timeout, missed heartbeats and a
- * restart.
+ * restart; commits that fail while a batch is in flight.
  * Each test starts its own broker in its own folder. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +26,7 @@
 #include "harness.h"
 #include "keys.h"
 #include "schakel.h"
+#include "testutil.h"
 
 static const char *s_schakeld;
 static const char *s_slowsync; /* slowsync.c, for s_setup_slow_sync */
@@ -81,24 +82,34 @@ s_setup(void **state)
 	return h != NULL ? 0 : -1;
 }
 
-/* Every fdatasync of the broker takes 300 ms more (slowsync.c,
- * preloaded; under AddressSanitizer it may come before its runtime). */
-static int
-s_setup_slow_sync(void **state)
+/* The environment that preloads slowsync.c into the broker (under
+ * AddressSanitizer it may come before its runtime), with `what` and
+ * `more` (its SLOWSYNC_ settings; `more` may be NULL) added; static. */
+static const char *const *
+s_slowsync_env(const char *what, const char *more)
 {
 	static char preload[512], asan[512];
-	static const char *env[4];
+	static const char *env[5];
 	const char *old = getenv("ASAN_OPTIONS");
-	struct hx *h;
 
 	snprintf(preload, sizeof preload, "LD_PRELOAD=%s", s_slowsync);
 	snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
 	    old != NULL ? old : "", old != NULL && old[0] != '\0' ? ":" : "");
 	env[0] = preload;
-	env[1] = "SLOWSYNC_MS=300";
-	env[2] = asan;
-	env[3] = NULL;
-	h = hx_new_env(s_schakeld, NULL, env);
+	env[1] = asan;
+	env[2] = what;
+	env[3] = more;
+	env[4] = NULL;
+	return env;
+}
+
+/* Every fdatasync of the broker takes 300 ms more. */
+static int
+s_setup_slow_sync(void **state)
+{
+	struct hx *h = hx_new_env(
+	    s_schakeld, NULL, s_slowsync_env("SLOWSYNC_MS=300", NULL));
+
 	*state = h;
 	return h != NULL ? 0 : -1;
 }
@@ -676,19 +687,27 @@ t_notices(void **state)
 	free(g);
 }
 
-/* The standard ecosystem with `limits` (lines of broker.limits) added. */
-static int
-s_setup_limits(void **state, const char *limits)
+/* The standard ecosystem with `limits` (lines of broker.limits) added;
+ * static, NULL when the standard one changed shape. */
+static const char *
+s_limits_yaml(const char *limits)
 {
 	static char yaml[8192];
 	const char *std = hx_yaml(), *hb = strstr(std, "heartbeat: 2s");
-	struct hx *h;
 
 	if (hb == NULL)
-		return -1;
+		return NULL;
 	snprintf(yaml, sizeof yaml, "%.*sheartbeat: 2s\n%s%s", (int)(hb - std),
 	    std, limits, hb + strlen("heartbeat: 2s\n"));
-	h = hx_new(s_schakeld, yaml);
+	return yaml;
+}
+
+static int
+s_setup_limits(void **state, const char *limits)
+{
+	const char *yaml = s_limits_yaml(limits);
+	struct hx *h = yaml != NULL ? hx_new(s_schakeld, yaml) : NULL;
+
 	*state = h;
 	return h != NULL ? 0 : -1;
 }
@@ -700,6 +719,36 @@ s_setup_no_rate(void **state)
 {
 	return s_setup_limits(
 	    state, "    submit_rate: 1000000\n    submit_burst: 1000000\n");
+}
+
+/* The broker's syncs take 50 ms and fail while s_fail_file exists
+ * (slowsync.c): submissions come in while a failing commit waits.  No
+ * submit rate limit.  The file's folder is the test's own. */
+static char s_fail_dir[128], s_fail_file[160];
+
+static int
+s_setup_failing_sync(void **state)
+{
+	static char what[256];
+	const char *yaml = s_limits_yaml(
+	    "    submit_rate: 1000000\n    submit_burst: 1000000\n");
+
+	*state = NULL;
+	if (yaml == NULL || tu_mkdtemp(s_fail_dir, sizeof s_fail_dir) != 0)
+		return -1;
+	snprintf(s_fail_file, sizeof s_fail_file, "%s/fail", s_fail_dir);
+	snprintf(what, sizeof what, "SLOWSYNC_FAIL=%s", s_fail_file);
+	*state = hx_new_env(
+	    s_schakeld, yaml, s_slowsync_env("SLOWSYNC_MS=50", what));
+	return *state != NULL ? 0 : -1;
+}
+
+static int
+s_teardown_failing_sync(void **state)
+{
+	int rc = s_teardown(state);
+
+	return tu_rmrf(s_fail_dir) == 0 ? rc : -1;
 }
 
 /* A 2 s ack timeout and at most four deliveries. */
@@ -1006,6 +1055,82 @@ t_ack_in_slow_commit(void **state)
 	schakel_receipt_clear(&rx);
 }
 
+/* t_commit_fails's batch: more than a group, so that the broker takes in
+ * more while the writer's commit fails. */
+#define S_FAILING 300
+
+static int
+s_on_count(void *arg, const struct schakel_delivery *d)
+{
+	unsigned *seen = arg;
+	char text[32];
+	unsigned k;
+
+	if (d->payload_len >= sizeof text)
+		return -1;
+	memcpy(text, d->payload, d->payload_len);
+	text[d->payload_len] = '\0';
+	if (sscanf(text, "stap %u", &k) != 1 || k >= S_FAILING)
+		return -1;
+	seen[k]++;
+	return 0;
+}
+
+/* (m) The disk fails every sync (EIO) while a batch is in flight: each
+ * group's commit fails, its messages are refused with UNAVAILABLE
+ * (the writer going on with the next group meanwhile), nothing of them
+ * is stored or delivered, and the broker goes on.  Once the disk is
+ * back the batch goes through and every message arrives once. */
+static void
+t_commit_fails(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *b = NULL;
+	static struct schakel_message m[S_FAILING];
+	static char text[S_FAILING][32], zaak[S_FAILING][32];
+	static int results[S_FAILING];
+	static unsigned seen[S_FAILING];
+	size_t handed = 0, refused = 0;
+	FILE *f;
+
+	memset(seen, 0, sizeof seen);
+	for (size_t i = 0; i < S_FAILING; i++) {
+		snprintf(text[i], sizeof text[i], "stap %zu", i);
+		snprintf(zaak[i], sizeof zaak[i], "zaak-f%zu", i % 7);
+		m[i] = hx_msg(HX_TYPE_ONE, zaak[i], text[i]);
+	}
+	s_connect(h, HX_SENDER, &a);
+	f = fopen(s_fail_file, "w");
+	assert_non_null(f);
+	assert_int_equal(fclose(f), 0);
+	assert_int_not_equal(
+	    schakel_send_batch(a, m, S_FAILING, NULL, results), SCHAKEL_OK);
+	for (size_t i = 0; i < S_FAILING; i++)
+		if (results[i] != SCHAKEL_OK) {
+			assert_int_equal(results[i], SCHAKEL_E_UNAVAILABLE);
+			refused++;
+		}
+	assert_int_equal(refused, S_FAILING);
+
+	/* The disk is back: the same batch (new envelopes) goes through. */
+	assert_int_equal(unlink(s_fail_file), 0);
+	assert_int_equal(
+	    schakel_send_batch(a, m, S_FAILING, NULL, results), SCHAKEL_OK);
+	s_connect(h, HX_TEAM_A, &b);
+	assert_int_equal(
+	    schakel_receive(b, S_FAILING, 20000, s_on_count, seen, &handed),
+	    SCHAKEL_OK);
+	assert_int_equal(handed, S_FAILING);
+	for (size_t i = 0; i < S_FAILING; i++)
+		assert_int_equal(seen[i], 1);
+	/* Nothing of the refused ones was kept. */
+	assert_int_equal(
+	    schakel_receive(b, 1, 1000, s_on_count, seen, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 0);
+	schakel_close(&a);
+	schakel_close(&b);
+}
+
 /* The long case of t_long_case: more than 4,096 messages, the number of
  * entries a session once held back at most (the short case's messages
  * then waited behind a hundred of the long one's). */
@@ -1205,6 +1330,8 @@ main(int argc, char **argv)
 		t_heartbeats_missed, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_ack_in_slow_commit, s_setup_slow_sync, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_commit_fails, s_setup_failing_sync, s_teardown_failing_sync),
 	};
 
 	if (argc != 3) {
