@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,25 @@ hx_msg(const char *type, const char *case_ref, const char *payload)
 	m.payload = (const uint8_t *)payload;
 	m.payload_len = strlen(payload);
 	return m;
+}
+
+long
+hx_payload_num(const struct schakel_delivery *d, const char *prefix)
+{
+	char text[64], *end;
+	size_t n = strlen(prefix);
+	long v;
+
+	if (d->payload_len >= sizeof text || d->payload_len <= n + 1)
+		return -1;
+	memcpy(text, d->payload, d->payload_len);
+	text[d->payload_len] = '\0';
+	if (memcmp(text, prefix, n) != 0 || text[n] != ' ' ||
+	    text[n + 1] < '0' || text[n + 1] > '9')
+		return -1;
+	errno = 0;
+	v = strtol(text + n + 1, &end, 10);
+	return errno == 0 && *end == '\0' && v <= INT_MAX ? v : -1;
 }
 
 static void

@@ -102,6 +102,10 @@ void hx_sleep_ms(long ms);
 struct schakel_message
 hx_msg(const char *type, const char *case_ref, const char *payload);
 
+/* The number n of a test's payload "PREFIX n" (text, n from 0 to
+ * INT_MAX); -1 when the payload is not one. */
+long hx_payload_num(const struct schakel_delivery *d, const char *prefix);
+
 /* Reads DIR/keys/NAME.key (a party) into a secret; caller destroys. */
 struct keys_secret *hx_secret(struct hx *h, const char *party);
 

@@ -116,14 +116,9 @@ static int
 s_on_message(void *arg, const struct schakel_delivery *d)
 {
 	struct s_run *r = arg;
-	char text[32];
-	int k;
+	long k = hx_payload_num(d, "crash");
 
-	if (d->payload_len >= sizeof text)
-		return -1;
-	memcpy(text, d->payload, d->payload_len);
-	text[d->payload_len] = '\0';
-	if (sscanf(text, "crash %d", &k) != 1)
+	if (k < 0)
 		return -1;
 	pthread_mutex_lock(&r->lock);
 	if (r->ngot == S_MAX_GOT) {
@@ -131,7 +126,7 @@ s_on_message(void *arg, const struct schakel_delivery *d)
 		return -1;
 	}
 	memcpy(r->got_id[r->ngot], d->message_id, SCHAKEL_ID_LEN);
-	r->got_index[r->ngot] = k;
+	r->got_index[r->ngot] = (int)k;
 	snprintf(
 	    r->got_case[r->ngot], sizeof r->got_case[0], "%s", d->case_ref);
 	r->ngot++;

@@ -1063,14 +1063,9 @@ static int
 s_on_count(void *arg, const struct schakel_delivery *d)
 {
 	unsigned *seen = arg;
-	char text[32];
-	unsigned k;
+	long k = hx_payload_num(d, "stap");
 
-	if (d->payload_len >= sizeof text)
-		return -1;
-	memcpy(text, d->payload, d->payload_len);
-	text[d->payload_len] = '\0';
-	if (sscanf(text, "stap %u", &k) != 1 || k >= S_FAILING)
+	if (k < 0 || k >= S_FAILING)
 		return -1;
 	seen[k]++;
 	return 0;
