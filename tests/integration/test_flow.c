@@ -740,7 +740,12 @@ s_setup_failing_sync(void **state)
 	snprintf(what, sizeof what, "SLOWSYNC_FAIL=%s", s_fail_file);
 	*state = hx_new_env(
 	    s_schakeld, yaml, s_slowsync_env("SLOWSYNC_MS=50", what));
-	return *state != NULL ? 0 : -1;
+	if (*state == NULL) {
+		/* No teardown follows a failed setup. */
+		(void)tu_rmrf(s_fail_dir);
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -1072,10 +1077,12 @@ s_on_count(void *arg, const struct schakel_delivery *d)
 }
 
 /* (m) The disk fails every sync (EIO) while a batch is in flight: each
- * group's commit fails, its messages are refused with UNAVAILABLE
- * (the writer going on with the next group meanwhile), nothing of them
- * is stored or delivered, and the broker goes on.  Once the disk is
- * back the batch goes through and every message arrives once. */
+ * group's commit fails and the broker refuses its messages with
+ * UNAVAILABLE (the writer going on with the next group meanwhile; the
+ * library resubmits them, five times, then gives up with that code),
+ * nothing of them is stored or delivered, and the broker goes on.  Once
+ * the disk is back the batch goes through and every message arrives
+ * once. */
 static void
 t_commit_fails(void **state)
 {
@@ -1086,8 +1093,12 @@ t_commit_fails(void **state)
 	static int results[S_FAILING];
 	static unsigned seen[S_FAILING];
 	size_t handed = 0, refused = 0;
+	char log[320];
 	FILE *f;
 
+	snprintf(log, sizeof log, "%s/schakeld.log", h->dir);
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	assert_int_equal(hx_start_logged(h, log), 0);
 	memset(seen, 0, sizeof seen);
 	for (size_t i = 0; i < S_FAILING; i++) {
 		snprintf(text[i], sizeof text[i], "stap %zu", i);
@@ -1106,6 +1117,9 @@ t_commit_fails(void **state)
 			refused++;
 		}
 	assert_int_equal(refused, S_FAILING);
+	/* The broker said so itself (not only the library, giving up). */
+	assert_true(s_log_has(log, "store: commit failed"));
+	assert_true(s_log_has(log, "code=UNAVAILABLE"));
 
 	/* The disk is back: the same batch (new envelopes) goes through. */
 	assert_int_equal(unlink(s_fail_file), 0);
