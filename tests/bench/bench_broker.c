@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,7 +80,8 @@ struct s_bench {
 	pid_t pid;
 	void *zctx;
 	size_t k, m;
-	size_t cases; /* case references per sender; 0: one per message */
+	size_t cases;     /* case references per sender; 0: one per message */
+	size_t case_base; /* the first message's number in its case reference */
 	char senders[S_MAX_PARTIES][32];
 	char rcpts[S_MAX_PARTIES][32];
 	struct keys_public broker;
@@ -174,13 +176,14 @@ s_start(struct s_bench *b, const char *schakeld)
 	return -1;
 }
 
-/* Peak resident memory of the broker, from /proc. */
+/* A number from the broker's /proc status ("VmHWM:", "Threads:", ...),
+ * -1 when it cannot be read. */
 static double
-s_rss_mib(pid_t pid, const char *field)
+s_status(pid_t pid, const char *field)
 {
 	char path[64], line[256];
 	FILE *f;
-	double kib = -1;
+	double v = -1;
 
 	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
 	f = fopen(path, "r");
@@ -188,9 +191,51 @@ s_rss_mib(pid_t pid, const char *field)
 		return -1;
 	while (fgets(line, sizeof line, f) != NULL)
 		if (strncmp(line, field, strlen(field)) == 0)
-			kib = strtod(line + strlen(field) + 1, NULL);
+			v = strtod(line + strlen(field) + 1, NULL);
 	fclose(f);
-	return kib / 1024.0;
+	return v;
+}
+
+/* Resident memory of the broker ("VmHWM:", "RssAnon:", ...), from
+ * /proc. */
+static double
+s_rss_mib(pid_t pid, const char *field)
+{
+	double kib = s_status(pid, field);
+
+	return kib < 0 ? -1 : kib / 1024.0;
+}
+
+/* The disk space a file takes (its blocks: LMDB's file is sparse up to
+ * the map size), -1 when it cannot be read. */
+static double
+s_disk_mib(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return -1;
+	return (double)st.st_blocks * 512.0 / 1048576.0;
+}
+
+/* The broker's open file descriptors, -1 when they cannot be read. */
+static long
+s_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *de;
+	long n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
 }
 
 static void *
@@ -456,7 +501,8 @@ s_prebuild(struct s_bench *b, size_t si, size_t n, size_t batch)
 			    x->hdr.type, sizeof x->hdr.type, "shv.melding.v1");
 			snprintf(x->hdr.case_ref, sizeof x->hdr.case_ref,
 			    "zaak-%zu-%zu", si,
-			    b->cases > 0 ? (done + i) % b->cases : done + i);
+			    b->cases > 0 ? (done + i) % b->cases
+					 : b->case_base + done + i);
 			snprintf(
 			    x->hdr.purpose, sizeof x->hdr.purpose, "bench");
 			x->hdr.created_ms = now;
@@ -498,30 +544,41 @@ struct s_phase {
 	double accepted; /* messages */
 };
 
-/* The broker's commits so far and the seconds they took, from its
- * metrics.  It renders them once a second: wait for a fresh rendering
- * first.  Zero when they cannot be read. */
+/* Series from the broker's metrics, each -1 when absent.  It renders
+ * them once a second: wait for a fresh rendering first.  All -1 when
+ * they cannot be read. */
+static void
+s_metrics(
+    const struct s_bench *b, const char *const *series, double *out, size_t n)
+{
+	char *text = malloc(TU_HTTP_MAX);
+	bool ok = false;
+
+	if (text != NULL && b->metrics_port != 0) {
+		usleep(1200000);
+		ok = tu_http_get(
+			 b->metrics_port, "/metrics", text, TU_HTTP_MAX) == 200;
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = ok ? tu_metric(text, series[i]) : -1;
+	free(text);
+}
+
+/* The broker's commits so far and the seconds they took; zero when
+ * they cannot be read (an older schakeld has no such series). */
 static void
 s_commits(const struct s_bench *b, double *n, double *s)
 {
-	char *text = malloc(TU_HTTP_MAX);
+	static const char *const series[] = {
+	    "schakel_store_commit_seconds_count",
+	    "schakel_store_commit_seconds_sum"};
+	double v[2];
 
-	*n = 0;
-	*s = 0;
-	if (text != NULL && b->metrics_port != 0) {
-		usleep(1200000);
-		if (tu_http_get(b->metrics_port, "/metrics", text,
-			TU_HTTP_MAX) == 200) {
-			/* An older schakeld has no such series: -1. */
-			*n = tu_metric(
-			    text, "schakel_store_commit_seconds_count");
-			*s =
-			    tu_metric(text, "schakel_store_commit_seconds_sum");
-		}
-		if (*n < 0 || *s < 0)
-			*n = *s = 0;
-	}
-	free(text);
+	s_metrics(b, series, v, 2);
+	*n = v[0];
+	*s = v[1];
+	if (*n < 0 || *s < 0)
+		*n = *s = 0;
 }
 
 /* CPU seconds (user + system) the broker's threads used so far, by
@@ -785,6 +842,94 @@ s_print_commits(const struct s_phase *p)
 		    p->commit_s * 100.0 / p->wall_s);
 }
 
+/* A soak round: fresh messages for this many seconds at the offered
+ * rate (then a few seconds without traffic while the next are signed). */
+#define S_SOAK_ROUND_S 30
+
+/* Soak: fresh messages, each signed on its own, paced at `rate` msgs/s
+ * in all, in rounds of S_SOAK_ROUND_S seconds until `secs` have passed;
+ * a line a round.  It shows whether the broker's memory, descriptors
+ * and threads stay level under steady traffic (the senders reconnect
+ * every round, the recipients stay), whether every accepted message
+ * arrives, and how much the store keeps a message by design (its audit
+ * records, and its id and case for the retention). */
+static void
+s_soak(struct s_bench *b, uint64_t secs, double rate)
+{
+	static const char *const series[] = {"schakel_store_used_bytes"};
+	char data[200];
+	size_t per = (size_t)(rate * S_SOAK_ROUND_S) / b->k;
+	size_t rounds = 0, accepted = 0, refused = 0, after_first = 0;
+	size_t delivered0 = b->delivered;
+	double anon0 = -1, anon_max = 0, anon = -1, p99_max = 0;
+	double used0 = -1, st[1] = {-1};
+	long fds0 = -1, fds = -1, thr0 = -1, thr = -1;
+	uint64_t t0 = s_now_us();
+
+	if (per == 0)
+		per = 1;
+	snprintf(data, sizeof data, "%s/data/data.mdb", b->dir);
+	printf("# soak: %.0f msgs/s offered, each signed on its own, rounds "
+	       "of %d s, for %llu s\n",
+	    rate, S_SOAK_ROUND_S, (unsigned long long)secs);
+	printf("# round elapsed_s accepted_per_s p50_ms p99_ms "
+	       "rss_anon_mib rss_file_mib fds threads store_used_mib "
+	       "store_on_disk_mib\n");
+	fflush(stdout);
+	do {
+		struct codec_buf *env[S_MAX_PARTIES];
+		struct s_phase p;
+
+		for (size_t i = 0; i < b->k; i++)
+			env[i] = s_prebuild(b, i, per, 1);
+		b->case_base += per;
+		s_run_phase(b, env, per, rate, 1, &p);
+		for (size_t i = 0; i < b->k; i++) {
+			for (size_t j = 0; j < per; j++)
+				codec_buf_clear(&env[i][j]);
+			free(env[i]);
+		}
+		rounds++;
+		accepted += (size_t)p.accepted;
+		refused += p.refused;
+		if (rounds > 1)
+			after_first += (size_t)p.accepted;
+		anon = s_rss_mib(b->pid, "RssAnon:");
+		fds = s_fds(b->pid);
+		thr = (long)s_status(b->pid, "Threads:");
+		s_metrics(b, series, st, 1);
+		if (rounds == 1) {
+			anon0 = anon;
+			fds0 = fds;
+			thr0 = thr;
+			used0 = st[0];
+		}
+		if (anon > anon_max)
+			anon_max = anon;
+		if (p.p99_ms > p99_max)
+			p99_max = p.p99_ms;
+		printf("%zu %.0f %.0f %.2f %.2f %.1f %.1f %ld %ld %.1f %.1f\n",
+		    rounds, (double)(s_now_us() - t0) / 1e6, p.accepted_per_s,
+		    p.p50_ms, p.p99_ms, anon, s_rss_mib(b->pid, "RssFile:"),
+		    fds, thr, st[0] / 1048576.0, s_disk_mib(data));
+		fflush(stdout);
+	} while ((double)(s_now_us() - t0) / 1e6 < (double)secs);
+	/* Store growth after the first round (the store's start, the first
+	 * pages of every table, is not a message's). */
+	printf(
+	    "soak_s=%.0f rounds=%zu accepted=%zu refused=%zu "
+	    "undelivered=%lld rss_anon_mib_first=%.1f rss_anon_mib_last=%.1f "
+	    "rss_anon_mib_max=%.1f fds_first=%ld fds_last=%ld "
+	    "threads_first=%ld threads_last=%ld p99_ms_max=%.2f "
+	    "store_bytes_per_msg=%.0f\n",
+	    (double)(s_now_us() - t0) / 1e6, rounds, accepted, refused,
+	    (long long)accepted - (long long)(b->delivered - delivered0), anon0,
+	    anon, anon_max, fds0, fds, thr0, thr, p99_max,
+	    after_first > 0 && used0 >= 0 && st[0] >= 0
+		? (st[0] - used0) / (double)after_first
+		: -1.0);
+}
+
 /* Ed25519 verify + sign per second on this machine: the crypto the
  * broker must do per message when each is signed on its own (verify
  * the sender's signature; the receipt signature is shared by a group,
@@ -818,7 +963,7 @@ main(int argc, char **argv)
 	/* 60,000: a batch phase of over a second, so that its start (the
 	 * first groups, the store's file growing) weighs less; the run
 	 * takes about 27 s. */
-	uint64_t n = 60000, queued = 0;
+	uint64_t n = 60000, queued = 0, soak_s = 0, rate = 2000;
 	const char *schakeld, *why;
 	const char *ids[2 * S_MAX_PARTIES + 1] = {0};
 	struct keys_error ke;
@@ -826,19 +971,20 @@ main(int argc, char **argv)
 	struct codec_buf *single[S_MAX_PARTIES], *batch[S_MAX_PARTIES];
 	struct s_phase p1, p2, p3;
 	pthread_t rt;
-	double ceiling, rss;
+	double ceiling = 0, rss;
 	char cases_txt[64] = "a case reference per message";
 	int ch;
 
 	if (argc < 2 || sodium_init() < 0) {
 		fprintf(stderr,
 		    "usage: bench_broker SCHAKELD [-k SENDERS] "
-		    "[-m RECIPIENTS] [-n MESSAGES] [-q QUEUED] [-c CASES]\n");
+		    "[-m RECIPIENTS] [-n MESSAGES] [-q QUEUED] [-c CASES] "
+		    "[-s SOAK_SECONDS [-r RATE]]\n");
 		return 2;
 	}
 	schakeld = argv[1];
 	optind = 2;
-	while ((ch = getopt(argc, argv, "k:m:n:q:c:")) != -1) {
+	while ((ch = getopt(argc, argv, "k:m:n:q:c:s:r:")) != -1) {
 		uint64_t v = 0;
 		if (units_parse_uint(optarg, 100000000, &v, &why) != 0) {
 			fprintf(stderr, "bench_broker: -%c: %s\n", ch, why);
@@ -854,6 +1000,10 @@ main(int argc, char **argv)
 			queued = v;
 		else if (ch == 'c')
 			b.cases = (size_t)v;
+		else if (ch == 's')
+			soak_s = v;
+		else if (ch == 'r')
+			rate = v;
 		else
 			return 2;
 	}
@@ -862,9 +1012,16 @@ main(int argc, char **argv)
 		fprintf(stderr, "bench_broker: 1..16 senders and recipients\n");
 		return 2;
 	}
+	if (rate == 0) {
+		fprintf(stderr, "bench_broker: -r: at least 1 msg/s\n");
+		return 2;
+	}
 	signal(SIGPIPE, SIG_IGN);
-	printf("# ceiling: measuring libsodium Ed25519 verify+sign ...\n");
-	ceiling = s_ceiling();
+	if (soak_s == 0) {
+		printf("# ceiling: measuring libsodium Ed25519 verify+sign "
+		       "...\n");
+		ceiling = s_ceiling();
+	}
 	for (size_t i = 0; i < b.k; i++) {
 		snprintf(
 		    b.senders[i], sizeof b.senders[i], "gemeente-%zu", i + 1);
@@ -889,6 +1046,23 @@ main(int argc, char **argv)
 		return 1;
 	}
 	b.zctx = zmq_ctx_new();
+	if (soak_s > 0) {
+		pthread_create(&rt, NULL, s_recipients, &b);
+		printf("# conditions: %ld cores, schakeld with fsync on every "
+		       "group commit, data in %s, %zu senders, %zu recipients, "
+		       "%d-byte payloads, %s\n",
+		    sysconf(_SC_NPROCESSORS_ONLN), b.dir, b.k, b.m, S_PAYLOAD,
+		    b.cases > 0 ? "case references repeating"
+				: "a case reference per message");
+		s_soak(&b, soak_s, (double)rate);
+		b.stop = 1;
+		pthread_join(rt, NULL);
+		kill(b.pid, SIGTERM);
+		waitpid(b.pid, NULL, 0);
+		zmq_ctx_term(b.zctx);
+		tu_rmrf(b.dir);
+		return 0;
+	}
 	printf("# pre-signing %llu x 2 messages of %d bytes ...\n",
 	    (unsigned long long)n, S_PAYLOAD);
 	for (size_t i = 0; i < b.k; i++) {
