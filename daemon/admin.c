@@ -83,10 +83,10 @@ s_uint(const char *s, uint64_t *out)
 static void
 s_status(struct broker *b, struct s_req *r)
 {
-	uint64_t used = 0, size = 0, refused = 0;
+	uint64_t used = 0, size = 0, limit = 0, refused = 0;
 	size_t connected = b->sessions.len;
 
-	store_usage(b->store, &used, &size);
+	store_usage(b->store, &used, &size, &limit);
 	for (int i = 0; i < 64; i++)
 		refused += b->stats.refused[i];
 	if (r->json) {
@@ -98,10 +98,10 @@ s_status(struct broker *b, struct s_req *r)
 		metrics_printf(&r->out,
 		    ",\"generation\":%llu,\"parties\":%zu,\"connected\":%zu,"
 		    "\"store_used_bytes\":%llu,\"store_size_bytes\":%llu,"
-		    "\"accepted\":%llu,\"refused\":%llu,\"store_full\":%s}\n",
+		    "\"store_limit_bytes\":%llu,\"accepted\":%llu,\"refused\":%llu,\"store_full\":%s}\n",
 		    (unsigned long long)b->conf->generation, b->conf->nparties,
 		    connected, (unsigned long long)used,
-		    (unsigned long long)size,
+		    (unsigned long long)size, (unsigned long long)limit,
 		    (unsigned long long)b->stats.accepted,
 		    (unsigned long long)refused,
 		    b->store_full ? "true" : "false");
@@ -112,13 +112,15 @@ s_status(struct broker *b, struct s_req *r)
 	    "uptime       %llu s\n"
 	    "config       %s (generation %llu)\n"
 	    "parties      %zu declared, %zu connected\n"
-	    "store        %llu of %llu bytes used%s\n"
+	    "store        %llu of %llu bytes used, new messages refused "
+	    "above %llu%s\n"
 	    "messages     %llu accepted, %llu refused since start\n",
 	    SCHAKEL_VERSION,
 	    (unsigned long long)((b->now_ms - b->started_ms) / 1000),
 	    b->opts.conf_path, (unsigned long long)b->conf->generation,
 	    b->conf->nparties, connected, (unsigned long long)used,
-	    (unsigned long long)size, b->store_full ? " (full)" : "",
+	    (unsigned long long)size, (unsigned long long)limit,
+	    b->store_full ? " (full)" : "",
 	    (unsigned long long)b->stats.accepted, (unsigned long long)refused);
 }
 

@@ -115,6 +115,50 @@ s_head(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 	return 1;
 }
 
+/* The fill levels warned of, in percent of what the store may use before
+ * new messages are refused; a level is left again only some way below
+ * it, so that a store hovering there does not warn over and over. */
+static const unsigned s_space_levels[] = {80, 90, 95, 100};
+#define S_SPACE_SLACK 5
+
+/* Reads the store's usage (for the metrics too) and warns when it
+ * reaches another level on its way to STORE_FULL: the audit log and the
+ * message ids the store keeps for their window grow with the traffic
+ * (docs/configuration.md, "Sizing map_size"), and the operator should
+ * hear of it before new messages are refused. */
+static void
+s_check_space(struct broker *b)
+{
+	unsigned pct, level = 0;
+
+	if (store_usage(b->store, &b->space_used, &b->space_size,
+		&b->space_limit) != STORE_OK ||
+	    b->space_limit == 0)
+		return;
+	pct = b->space_used >= b->space_limit
+	    ? 100
+	    : (unsigned)(b->space_used * 100 / b->space_limit);
+	for (size_t i = 0; i < sizeof s_space_levels / sizeof *s_space_levels;
+	     i++)
+		if (pct >= s_space_levels[i])
+			level = s_space_levels[i];
+	if (level > b->space_level) {
+		log_warnx("store: %u%% full (%llu of the %llu bytes it may use "
+			  "before new messages are refused with STORE_FULL); "
+			  "raise broker.limits.map_size and restart "
+			  "(docs/configuration.md, \"Sizing map_size\")",
+		    pct, (unsigned long long)b->space_used,
+		    (unsigned long long)b->space_limit);
+		b->space_level = level;
+	} else if (b->space_level > 0 && pct + S_SPACE_SLACK < b->space_level) {
+		b->space_level = level;
+		if (level == 0)
+			log_notice("store: %u%% full, below the warning levels "
+				   "again",
+			    pct);
+	}
+}
+
 /* The longest retention of the configuration's agreements, and at least
  * the dedup window. */
 static uint64_t
@@ -219,8 +263,10 @@ broker_new(const struct broker_opts *opts)
 			fatalx("%s", err);
 		log_info("metrics address=%s port=%u", b->conf->broker.metrics,
 		    metrics_port(b->metrics));
-		stats_publish(b);
 	}
+	s_check_space(b);
+	if (b->metrics != NULL)
+		stats_publish(b);
 	/* Last: the file tells tests that everything is listening. */
 	if (s_write_endpoints(b) != 0)
 		fatal("cannot write %s", opts->endpoint_file);
@@ -1314,6 +1360,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		if (b->txn != NULL)
 			s_flush(b);
 		if (b->now_ms >= b->metrics_at_ms + 1000) {
+			s_check_space(b);
 			stats_publish(b);
 			b->metrics_at_ms = b->now_ms;
 		}

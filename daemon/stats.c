@@ -113,7 +113,8 @@ stats_publish(struct broker *b)
 {
 	struct metrics_text t = {0};
 	const struct broker_stats *st = &b->stats;
-	uint64_t used = 0, size = 0;
+	uint64_t used = b->space_used, size = b->space_size;
+	uint64_t limit = b->space_limit;
 	size_t connected = 0;
 	bool healthy;
 
@@ -218,7 +219,6 @@ stats_publish(struct broker *b)
 		metrics_printf(&t, "schakel_in_flight{party=\"%s\"} %zu\n",
 		    s->party, s->ninflight);
 	}
-	store_usage(b->store, &used, &size);
 	metrics_printf(&t,
 	    "# HELP schakel_connected_parties Parties with a session.\n"
 	    "# TYPE schakel_connected_parties gauge\n"
@@ -229,6 +229,11 @@ stats_publish(struct broker *b)
 	    "# HELP schakel_store_size_bytes The store's map size.\n"
 	    "# TYPE schakel_store_size_bytes gauge\n"
 	    "schakel_store_size_bytes %llu\n"
+	    "# HELP schakel_store_limit_bytes Bytes in use at which new "
+	    "messages are refused (the map size less what is kept back for "
+	    "deliveries).\n"
+	    "# TYPE schakel_store_limit_bytes gauge\n"
+	    "schakel_store_limit_bytes %llu\n"
 	    "# HELP schakel_verify_pending Submissions waiting for their "
 	    "signature check.\n"
 	    "# TYPE schakel_verify_pending gauge\n"
@@ -237,7 +242,8 @@ stats_publish(struct broker *b)
 	    "# TYPE schakel_verify_threads gauge\n"
 	    "schakel_verify_threads %u\n",
 	    connected, (unsigned long long)used, (unsigned long long)size,
-	    verify_pending(b->verify), verify_threads(b->verify));
+	    (unsigned long long)limit, verify_pending(b->verify),
+	    verify_threads(b->verify));
 	healthy = !b->stopping && !b->store_full;
 	metrics_publish(b->metrics, t.buf != NULL ? t.buf : "", t.len, healthy,
 	    b->stopping         ? "stopping"

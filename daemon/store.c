@@ -448,9 +448,10 @@ store_due(struct store *s, uint64_t now_ms, size_t look, unsigned *due)
 }
 
 int
-store_usage(struct store *s, uint64_t *used, uint64_t *size)
+store_usage(struct store *s, uint64_t *used, uint64_t *size, uint64_t *limit)
 {
 	*used = 0;
 	*size = 0;
-	return s->ops->usage(s, used, size);
+	*limit = 0;
+	return s->ops->usage(s, used, size, limit);
 }

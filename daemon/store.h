@@ -313,7 +313,10 @@ int store_audit_each(struct store *s, uint64_t after,
 int store_due(struct store *s, uint64_t now_ms, size_t look, unsigned *due);
 
 /* Bytes used (the pages in use: the file's high-water mark less the free
- * pages) and the map size, for status and metrics. */
-int store_usage(struct store *s, uint64_t *used, uint64_t *size);
+ * pages), the map size, and the bytes in use at which new messages are
+ * refused with STORE_FULL (the size less what is kept back for
+ * deliveries), for status, metrics and the broker's warnings. */
+int
+store_usage(struct store *s, uint64_t *used, uint64_t *size, uint64_t *limit);
 
 #endif

@@ -80,7 +80,8 @@ struct store_ops {
 	int (*audit_each)(struct store *s, uint64_t after,
 	    int (*fn)(void *arg, uint64_t seq, const uint8_t *rec, size_t len),
 	    void *arg, uint8_t head[STORE_HASH_LEN]);
-	int (*usage)(struct store *s, uint64_t *used, uint64_t *size);
+	int (*usage)(
+	    struct store *s, uint64_t *used, uint64_t *size, uint64_t *limit);
 	int (*due)(
 	    struct store *s, uint64_t now_ms, size_t look, unsigned *due);
 };

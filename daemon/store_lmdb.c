@@ -1974,7 +1974,7 @@ s_audit_each(struct store *s, uint64_t after,
 }
 
 static int
-s_usage(struct store *s, uint64_t *used, uint64_t *size)
+s_usage(struct store *s, uint64_t *used, uint64_t *size, uint64_t *limit)
 {
 	struct s_env *e = s->be;
 	MDB_envinfo info;
@@ -1988,6 +1988,7 @@ s_usage(struct store *s, uint64_t *used, uint64_t *size)
 	high = ((uint64_t)info.me_last_pgno + 1) * e->psize;
 	*used = high > free_b ? high - free_b : 0;
 	*size = info.me_mapsize;
+	*limit = info.me_mapsize - e->reserve; /* as s_room */
 	return STORE_OK;
 }
 

@@ -1314,7 +1314,7 @@ test_full_map(void **state)
 	struct store_txn *t;
 	struct store_msg m;
 	uint8_t *env, *rc;
-	uint64_t used, size, stored = 0, idn = 1, depth;
+	uint64_t used, size, limit, stored = 0, idn = 1, depth;
 	bool full = false;
 	size_t n;
 	int r;
@@ -1339,8 +1339,10 @@ test_full_map(void **state)
 		assert_true(stored < 2000);
 	}
 	assert_true(stored > 100);
-	assert_int_equal(store_usage(s, &used, &size), STORE_OK);
+	assert_int_equal(store_usage(s, &used, &size, &limit), STORE_OK);
 	assert_int_equal(size, map);
+	/* What is kept back: a sixteenth, but at least 64 pages. */
+	assert_int_equal(limit, map - 64 * (uint64_t)sysconf(_SC_PAGESIZE));
 	assert_true(used > map / 2);
 	assert_true(used <= size);
 	assert_int_equal(store_queue_depth(s, "x", &depth), STORE_OK);
@@ -1370,7 +1372,7 @@ test_full_map(void **state)
 		if (i == 0)
 			assert_true(k > 0);
 	}
-	assert_int_equal(store_usage(s, &used, &size), STORE_OK);
+	assert_int_equal(store_usage(s, &used, &size, &limit), STORE_OK);
 	assert_true(used <= size);
 	assert_int_equal(store_queue_depth(s, "y", &depth), STORE_OK);
 	assert_int_equal(depth, stored);
@@ -1434,7 +1436,7 @@ test_full_map(void **state)
 	assert_int_equal(store_begin(s, &t), STORE_OK);
 	assert_int_equal(store_purge(t, "y", 1), STORE_OK);
 	assert_int_equal(store_commit(&t), STORE_OK);
-	assert_int_equal(store_usage(s, &used, &size), STORE_OK);
+	assert_int_equal(store_usage(s, &used, &size, &limit), STORE_OK);
 	assert_true(used < map / 2);
 
 	/* Room again. */
@@ -1701,7 +1703,7 @@ test_open_refusals(void **state)
 	struct store_opts o = {.dir = e->sub, .map_size = MAP_DEFAULT};
 	char err[256];
 	struct store *s;
-	uint64_t used, size;
+	uint64_t used, size, limit;
 
 	o.map_size = 1000;
 	assert_null(store_open(&o, err, sizeof err));
@@ -1720,10 +1722,11 @@ test_open_refusals(void **state)
 	s = store_open(&o, err, sizeof err);
 	assert_non_null(s);
 	assert_string_equal(store_error(s), "no store error");
-	assert_int_equal(store_usage(s, &used, &size), STORE_OK);
+	assert_int_equal(store_usage(s, &used, &size, &limit), STORE_OK);
 	assert_true(used > 0);
 	assert_true(used < 1024 * 1024);
 	assert_int_equal(size, MAP_DEFAULT);
+	assert_int_equal(limit, MAP_DEFAULT - MAP_DEFAULT / 16);
 	store_close(&s);
 }
 

@@ -830,6 +830,12 @@ t_metrics(void **state)
 	assert_true(tu_metric(text, "schakel_store_used_bytes") > 0);
 	assert_true(tu_metric(text, "schakel_store_size_bytes") >=
 	    tu_metric(text, "schakel_store_used_bytes"));
+	/* New messages are refused before the map is full: a sixteenth
+	 * of it is kept back for deliveries. */
+	assert_true(tu_metric(text, "schakel_store_limit_bytes") >
+	    tu_metric(text, "schakel_store_used_bytes"));
+	assert_true(tu_metric(text, "schakel_store_limit_bytes") ==
+	    tu_metric(text, "schakel_store_size_bytes") * 15 / 16);
 	/* Labels are bounded: no case reference anywhere. */
 	assert_null(strstr(text, "zaak-"));
 
@@ -1015,6 +1021,10 @@ t_schakelctl(void **state)
 	assert_int_equal(s_json_num(o->out, NULL, "connected"), 1);
 	assert_int_equal(s_json_num(o->out, NULL, "accepted"), 1);
 	assert_true(s_json_num(o->out, NULL, "store_used_bytes") > 0);
+	assert_true(s_json_num(o->out, NULL, "store_limit_bytes") >
+	    s_json_num(o->out, NULL, "store_used_bytes"));
+	assert_true(s_json_num(o->out, NULL, "store_limit_bytes") <
+	    s_json_num(o->out, NULL, "store_size_bytes"));
 	assert_non_null(strstr(o->out, "\"store_full\":false"));
 
 	/* parties: all five, gemeente connected */

@@ -1163,21 +1163,40 @@ s_fill(struct schakel_client *a, const char *case_ref, const char *prefix,
 	return rc;
 }
 
+/* Whether the broker's log `path` gets a line with `needle` within 5 s
+ * (the broker looks at its store's usage once a second). */
+static bool
+s_file_gets(const char *path, const char *needle)
+{
+	uint64_t until = hx_mono_ms() + 5000;
+
+	while (!s_file_has(path, needle) && hx_mono_ms() < until)
+		hx_sleep_ms(100);
+	return s_file_has(path, needle);
+}
+
 /* A 16 MiB store: large messages are accepted until the store is full,
- * then refused with STORE_FULL; the recipient still gets every stored
- * one, and its acks make room for new messages. */
+ * then refused with STORE_FULL (the broker's log warned as it filled);
+ * the recipient still gets every stored one, and its acks make room for
+ * new messages (the log says the store is below the warning levels
+ * again). */
 static void
 t_store_full(void **state)
 {
 	enum { S_SIZE = 768 * 1024, S_MAX = 40 };
 	struct hx *h = *state;
-	struct schakel_client *a = s_connect(h, HX_SENDER);
+	struct schakel_client *a;
 	uint8_t *payload = malloc(S_SIZE);
 	struct s_got *g = calloc(1, sizeof *g);
 	uint8_t ids[S_MAX][SCHAKEL_ID_LEN];
 	size_t stored = 0;
+	char log[320];
 	int rc;
 
+	snprintf(log, sizeof log, "%s/schakeld.log", h->dir);
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	assert_int_equal(hx_start_logged(h, log), 0);
+	a = s_connect(h, HX_SENDER);
 	assert_non_null(payload);
 	assert_non_null(g);
 	for (size_t i = 0; i < S_SIZE; i++)
@@ -1192,6 +1211,13 @@ t_store_full(void **state)
 	    s_has_audit(h, "--case", "zaak-0127", "\"event\":\"refused\""));
 	print_message(
 	    "store full after %zu messages of %d KiB\n", stored, S_SIZE / 1024);
+	/* Before the refusals, or at the latest a second after: a warning
+	 * that says what to do. */
+	assert_true(s_file_gets(log,
+	    "before new messages are refused with "
+	    "STORE_FULL); raise "
+	    "broker.limits.map_size"));
+	assert_false(s_file_has(log, "below the warning levels again"));
 
 	/* Everything stored is delivered, in order, and acknowledged. */
 	{
@@ -1235,6 +1261,7 @@ t_store_full(void **state)
 	schakel_close(&a);
 	s_expect(h, HX_TEAM_A, 1, g);
 	assert_string_equal(g->m[0].payload, "daarna");
+	assert_true(s_file_gets(log, "below the warning levels again"));
 	/* With room again, the summed refusals are written (the broker
 	 * looks once a second): one record for gemeente, with the count. */
 	{
