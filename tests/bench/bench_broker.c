@@ -894,10 +894,12 @@ s_soak(struct s_bench *b, uint64_t secs, double rate)
 		refused += p.refused;
 		if (rounds > 1)
 			after_first += (size_t)p.accepted;
+		/* The metrics first: their wait for a fresh rendering lets
+		 * the broker see the senders' connections closed. */
+		s_metrics(b, series, st, 1);
 		anon = s_rss_mib(b->pid, "RssAnon:");
 		fds = s_fds(b->pid);
 		thr = (long)s_status(b->pid, "Threads:");
-		s_metrics(b, series, st, 1);
 		if (rounds == 1) {
 			anon0 = anon;
 			fds0 = fds;
