@@ -118,18 +118,33 @@ s_head(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 /* The fill levels warned of, in percent of what the store may use before
  * new messages are refused; a level is left again only some way below
  * it, so that a store hovering there does not warn over and over. */
-static const unsigned s_space_levels[] = {80, 90, 95, 100};
+static const unsigned s_space_levels[] = {80, 90, 95};
+#define S_SPACE_NLEVELS (sizeof s_space_levels / sizeof *s_space_levels)
 #define S_SPACE_SLACK 5
 
+/* The highest level at or below `pct`, 0 when none. */
+static unsigned
+s_space_level(unsigned pct)
+{
+	unsigned level = 0;
+
+	for (size_t i = 0; i < S_SPACE_NLEVELS; i++)
+		if (pct >= s_space_levels[i])
+			level = s_space_levels[i];
+	return level;
+}
+
 /* Reads the store's usage (for the metrics too) and warns when it
- * reaches another level on its way to STORE_FULL: the audit log and the
- * message ids the store keeps for their window grow with the traffic
- * (docs/configuration.md, "Sizing map_size"), and the operator should
- * hear of it before new messages are refused. */
+ * reaches another level on its way to STORE_FULL, and when it refuses
+ * new messages: the audit log and the message ids the store keeps for
+ * their window grow with the traffic (docs/configuration.md, "Sizing
+ * map_size"), and the operator should hear of it before.  A message is
+ * refused as soon as it does not leave room for its copies, so a store
+ * of large messages is full below 100%. */
 static void
 s_check_space(struct broker *b)
 {
-	unsigned pct, level = 0;
+	unsigned pct, level;
 
 	if (store_usage(b->store, &b->space_used, &b->space_size,
 		&b->space_limit) != STORE_OK ||
@@ -138,10 +153,7 @@ s_check_space(struct broker *b)
 	pct = b->space_used >= b->space_limit
 	    ? 100
 	    : (unsigned)(b->space_used * 100 / b->space_limit);
-	for (size_t i = 0; i < sizeof s_space_levels / sizeof *s_space_levels;
-	     i++)
-		if (pct >= s_space_levels[i])
-			level = s_space_levels[i];
+	level = s_space_level(pct);
 	if (level > b->space_level) {
 		log_warnx("store: %u%% full (%llu of the %llu bytes it may use "
 			  "before new messages are refused with STORE_FULL); "
@@ -151,11 +163,21 @@ s_check_space(struct broker *b)
 		    (unsigned long long)b->space_limit);
 		b->space_level = level;
 	} else if (b->space_level > 0 && pct + S_SPACE_SLACK < b->space_level) {
-		b->space_level = level;
-		if (level == 0)
+		b->space_level = s_space_level(pct + S_SPACE_SLACK);
+		if (b->space_level == 0)
 			log_notice("store: %u%% full, below the warning levels "
 				   "again",
 			    pct);
+	}
+	if (b->store_full && !b->space_full_warned) {
+		log_warnx("store: full: new messages are refused with "
+			  "STORE_FULL (%u%% of what it may use is in use, and "
+			  "a message must leave room for its copies); raise "
+			  "broker.limits.map_size and restart",
+		    pct);
+		b->space_full_warned = true;
+	} else if (!b->store_full && pct + S_SPACE_SLACK < s_space_levels[0]) {
+		b->space_full_warned = false;
 	}
 }
 

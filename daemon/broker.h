@@ -315,11 +315,12 @@ struct broker {
 	bool store_full; /* the last group met a full store */
 	bool trim_due;   /* a large group ended: malloc_trim when idle */
 	/* The store's bytes in use, map size and the bytes in use at which
-	 * new messages are refused (store_usage), read once a second, and
-	 * the fill level last warned of (80, 90, 95 or 100 percent of that
-	 * limit; 0 below). */
+	 * new messages are refused (store_usage), read once a second; the
+	 * fill level last warned of (80, 90 or 95 percent of that limit; 0
+	 * below), and whether refusals for a full store were warned of. */
 	uint64_t space_used, space_size, space_limit;
 	unsigned space_level;
+	bool space_full_warned;
 	struct idmap refusal_log; /* party id -> struct refusal_window */
 	/* Unknown transport keys not yet logged, and the last one. */
 	struct transport_refused refused;

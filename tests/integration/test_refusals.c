@@ -1163,6 +1163,22 @@ s_fill(struct schakel_client *a, const char *case_ref, const char *prefix,
 	return rc;
 }
 
+/* How many lines of the file `path` have `needle`. */
+static int
+s_lines_with(const char *path, const char *needle)
+{
+	char line[1024];
+	int n = 0;
+	FILE *f = fopen(path, "r");
+
+	assert_non_null(f);
+	while (fgets(line, sizeof line, f) != NULL)
+		if (strstr(line, needle) != NULL)
+			n++;
+	fclose(f);
+	return n;
+}
+
 /* Whether the broker's log `path` gets a line with `needle` within 5 s
  * (the broker looks at its store's usage once a second). */
 static bool
@@ -1211,12 +1227,20 @@ t_store_full(void **state)
 	    s_has_audit(h, "--case", "zaak-0127", "\"event\":\"refused\""));
 	print_message(
 	    "store full after %zu messages of %d KiB\n", stored, S_SIZE / 1024);
-	/* Before the refusals, or at the latest a second after: a warning
-	 * that says what to do. */
+	/* As it filled, warnings that say what to do, a level at a time
+	 * (80, 90, 95%: at most three however long it stays there), and
+	 * one that it refuses new messages (768 KiB ones are refused near
+	 * 90%: a message must leave room for its copies). */
 	assert_true(s_file_gets(log,
 	    "before new messages are refused with "
 	    "STORE_FULL); raise "
 	    "broker.limits.map_size"));
+	assert_true(s_file_gets(log,
+	    "store: full: new messages are refused "
+	    "with STORE_FULL"));
+	hx_sleep_ms(2500); /* two more looks: no more warnings */
+	assert_true(s_lines_with(log, "% full (") <= 3);
+	assert_int_equal(s_lines_with(log, "store: full:"), 1);
 	assert_false(s_file_has(log, "below the warning levels again"));
 
 	/* Everything stored is delivered, in order, and acknowledged. */
