@@ -39,6 +39,12 @@
 #define BROKER_DRAIN_MAX 2048 /* inbound frames handled per turn */
 /* Submissions taken in and not yet through their signature check. */
 #define BROKER_VERIFY_QUEUE BROKER_DRAIN_MAX
+/* Acknowledgements the open group takes before deliveries wait for the
+ * writer (deliver_pump): a recipient taking a backlog of a million at
+ * once grew the group, and the writer's transaction with it, to 395 MiB
+ * of the broker's memory.  Twice a full group's submissions, so that
+ * traffic that flows (as many acknowledged as accepted) never waits. */
+#define BROKER_ACKS_MAX (2 * BROKER_DRAIN_MAX)
 /* Inbound messages are taken while the verifiers' queue has room for a
  * whole bundle of submissions. */
 #define BROKER_ROOM_MIN FRAME_BUNDLE_MAX
@@ -199,6 +205,7 @@ struct group {
 	struct idmap marks;
 	struct group_block *first, *last, *spare;
 	size_t nops;
+	size_t nacks;             /* acknowledgements among the ops */
 	struct group_pos applied; /* how far group_apply got */
 	bool prepared;            /* receipts signed, messages recorded */
 	int prep_code;            /* SCHAKEL_E_* for all its messages, or 0 */
@@ -260,6 +267,7 @@ struct broker_stats {
 	uint64_t refused[64];          /* by schakel_err code */
 	uint64_t delivered;
 	uint64_t acked;
+	uint64_t pump_waits; /* times deliveries waited (BROKER_ACKS_MAX) */
 	uint64_t dead_lettered[64]; /* by schakel_err code */
 	uint64_t commits;
 	/* ZeroMQ messages and the frames they carried (more frames than
@@ -312,8 +320,9 @@ struct broker {
 	uint64_t now_ms;
 	uint64_t started_ms;
 	bool stopping;
-	bool store_full; /* the last group met a full store */
-	bool trim_due;   /* a large group ended: malloc_trim when idle */
+	bool store_full;   /* the last group met a full store */
+	bool trim_due;     /* a large group ended: malloc_trim when idle */
+	bool pump_waiting; /* deliveries wait for the writer (deliver_pump) */
 	/* The store's bytes in use, map size and the bytes in use at which
 	 * new messages are refused (store_usage), read once a second; the
 	 * fill level last warned of (80, 90 or 95 percent of that limit; 0

@@ -620,6 +620,18 @@ s_pump(struct broker *b, struct session *s)
 void
 deliver_pump(struct broker *b)
 {
+	/* Acknowledgements go with the open group: while it holds
+	 * BROKER_ACKS_MAX of them (the writer still busy with the group
+	 * before), nothing more goes out, else a recipient taking a backlog
+	 * grows the group, and the writer's transaction, with it.  The
+	 * sessions stay dirty: the pump goes on after the hand-over. */
+	if (b->open->nacks >= BROKER_ACKS_MAX) {
+		if (!b->pump_waiting)
+			b->stats.pump_waits++;
+		b->pump_waiting = true;
+		return;
+	}
+	b->pump_waiting = false;
 	for (size_t i = 0; i < b->sessions.cap; i++) {
 		struct session *s;
 		if (b->sessions.keys == NULL || b->sessions.keys[i] == NULL)

@@ -134,6 +134,7 @@ group_reset(struct group *g)
 	g->spare = spare;
 	g->first = g->last = NULL;
 	g->nops = 0;
+	g->nacks = 0;
 	memset(&g->applied, 0, sizeof g->applied);
 	g->prepared = false;
 	g->prep_code = 0;
@@ -318,7 +319,11 @@ s_keyed(struct group *g, enum group_op_kind kind, const char *party,
 int
 group_ack(struct group *g, const char *party, uint64_t seq)
 {
-	return s_keyed(g, GROUP_ACK, party, seq, 0);
+	int rc = s_keyed(g, GROUP_ACK, party, seq, 0);
+
+	if (rc == SCHAKEL_OK)
+		g->nacks++;
+	return rc;
 }
 
 int
@@ -354,6 +359,7 @@ group_ack_msg(struct group *g, const char *party, const struct store_msg *m)
 		o += k;
 	}
 	s_done(g, h, GROUP_ACK_MSG, o);
+	g->nacks++;
 	return SCHAKEL_OK;
 }
 

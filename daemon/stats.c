@@ -158,6 +158,10 @@ stats_publish(struct broker *b)
 	    "# HELP schakel_acknowledged_total Deliveries acknowledged.\n"
 	    "# TYPE schakel_acknowledged_total counter\n"
 	    "schakel_acknowledged_total %llu\n"
+	    "# HELP schakel_delivery_waits_total Times deliveries waited for "
+	    "the store to take the acknowledgements before them.\n"
+	    "# TYPE schakel_delivery_waits_total counter\n"
+	    "schakel_delivery_waits_total %llu\n"
 	    "# HELP schakel_store_commits_total Group commits made durable.\n"
 	    "# TYPE schakel_store_commits_total counter\n"
 	    "schakel_store_commits_total %llu\n"
@@ -176,7 +180,7 @@ stats_publish(struct broker *b)
 	    "schakel_reloads_total{outcome=\"applied\"} %llu\n"
 	    "schakel_reloads_total{outcome=\"refused\"} %llu\n",
 	    (unsigned long long)st->delivered, (unsigned long long)st->acked,
-	    (unsigned long long)st->commits,
+	    (unsigned long long)st->pump_waits, (unsigned long long)st->commits,
 	    (unsigned long long)st->messages_in,
 	    (unsigned long long)st->messages_out,
 	    (unsigned long long)st->frames_in,

@@ -865,6 +865,8 @@ test_ack_msg(void **state)
 	assert_int_equal(group_ack_msg(&e->g, "kredietbank", &m2), SCHAKEL_OK);
 	assert_int_equal(group_ack_msg(&e->g, "team-west", &m1), SCHAKEL_OK);
 	assert_int_equal(group_ack_msg(&e->g, "huisarts", &m1), SCHAKEL_OK);
+	/* Counted, for the pump's limit (BROKER_ACKS_MAX); puts are not. */
+	assert_int_equal(e->g.nacks, 4);
 	s_expect_marks(&e->g, "team-west", 2, true, 0);
 	s_expect_marks(&e->g, "kredietbank", 2, true, 0);
 	s_expect_marks(&e->g, "kredietbank", 1, false, 0);
@@ -873,6 +875,11 @@ test_ack_msg(void **state)
 	s_expect_stored(e, p1);
 	s_expect_queue(e, "team-west", none, 0, NULL);
 	s_expect_queue(e, "kredietbank", one, 1, NULL);
+	group_reset(&e->g);
+
+	assert_int_equal(e->g.nacks, 0);
+	assert_int_equal(group_ack(&e->g, "team-west", 99), SCHAKEL_OK);
+	assert_int_equal(e->g.nacks, 1);
 	group_reset(&e->g);
 
 	/* Again (gone meanwhile), then the last recipient of seq 1. */

@@ -2,8 +2,10 @@
  * slowsync: a test fixture, preloaded into schakeld (LD_PRELOAD) by
  * tests that need the store's commits to take long or to fail: fdatasync
  * and fsync wait SLOWSYNC_MS milliseconds (from the environment) before
- * they do their work, as on a slow disk, and while the file SLOWSYNC_FAIL
- * names exists they fail with EIO instead, as a failing disk does.  The
+ * they do their work, as on a slow disk (only while the file
+ * SLOWSYNC_WHILE names exists, when it is set), and while the file
+ * SLOWSYNC_FAIL names exists they fail with EIO instead, as a failing
+ * disk does.  The
  * daemon has no hook for this; like the file size limit of t_disk_full,
  * the slowness and the failure come from outside.
  */
@@ -16,12 +18,17 @@
 static void
 s_wait(void)
 {
-	const char *v = getenv("SLOWSYNC_MS");
+	const char *v = getenv("SLOWSYNC_MS"), *f = getenv("SLOWSYNC_WHILE");
 	long ms = v != NULL ? strtol(v, NULL, 10) : 0;
+	int saved = errno;
 	struct timespec ts;
 
 	if (ms <= 0)
 		return;
+	if (f != NULL && f[0] != '\0' && access(f, F_OK) != 0) {
+		errno = saved;
+		return;
+	}
 	ts.tv_sec = ms / 1000;
 	ts.tv_nsec = (ms % 1000) * 1000000L;
 	while (nanosleep(&ts, &ts) != 0)

@@ -1307,6 +1307,130 @@ t_slow_handler(void **state)
 	free(x);
 }
 
+/* More than the 4,096 acknowledgements the broker's open group takes
+ * before its deliveries wait for the writer (BROKER_ACKS_MAX), over 512
+ * cases. */
+#define S_BACKLOG 6144
+#define S_BACKLOG_CASES 512
+
+/* Each backlog message seen once, and in order within its case. */
+struct s_backlog {
+	unsigned seen[S_BACKLOG];
+	long last[S_BACKLOG_CASES];
+	bool disorder;
+};
+
+static int
+s_on_backlog(void *arg, const struct schakel_delivery *d)
+{
+	struct s_backlog *x = arg;
+	long k = hx_payload_num(d, "achter");
+
+	if (k < 0 || k >= S_BACKLOG)
+		return -1;
+	if (k <= x->last[k % S_BACKLOG_CASES])
+		x->disorder = true;
+	x->last[k % S_BACKLOG_CASES] = k;
+	x->seen[k]++;
+	return 0;
+}
+
+/* The broker's syncs take 1.5 s while s_slow_file exists (slowsync.c; in
+ * the folder of s_setup_failing_sync, removed by its teardown); no submit
+ * rate limit; metrics on a port of its choosing. */
+static char s_slow_file[170];
+
+static int
+s_setup_slow_while(void **state)
+{
+	static char yaml[8192], what[256];
+	const char *lim = s_limits_yaml(
+	    "    submit_rate: 1000000\n    submit_burst: 1000000\n");
+	const char *off = lim != NULL ? strstr(lim, "metrics: off") : NULL;
+
+	*state = NULL;
+	if (off == NULL || tu_mkdtemp(s_fail_dir, sizeof s_fail_dir) != 0)
+		return -1;
+	snprintf(yaml, sizeof yaml, "%.*smetrics: 127.0.0.1:0%s",
+	    (int)(off - lim), lim, off + strlen("metrics: off"));
+	snprintf(s_slow_file, sizeof s_slow_file, "%s/slow", s_fail_dir);
+	snprintf(what, sizeof what, "SLOWSYNC_WHILE=%s", s_slow_file);
+	*state = hx_new_env(
+	    s_schakeld, yaml, s_slowsync_env("SLOWSYNC_MS=1500", what));
+	if (*state == NULL) {
+		(void)tu_rmrf(s_fail_dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* (n) A recipient comes back to a backlog larger than the
+ * acknowledgements one group commit takes, while each commit waits
+ * 1.5 s for the disk: the broker stops handing out messages while its
+ * open group is full of acknowledgements (its memory would grow with the
+ * backlog otherwise: 395 MiB for a million), and goes on once the
+ * writer took them.  Every message arrives once, in order per case. */
+static void
+t_backlog_waits(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *b = NULL;
+	static struct schakel_message m[1024];
+	static char text[1024][32], zaak[1024][32];
+	static int results[1024];
+	struct s_backlog *x = calloc(1, sizeof *x);
+	char *metrics = malloc(TU_HTTP_MAX);
+	size_t handed = 0, total = 0;
+	FILE *f;
+
+	assert_non_null(x);
+	assert_non_null(metrics);
+	for (size_t c = 0; c < S_BACKLOG_CASES; c++)
+		x->last[c] = -1;
+	s_connect(h, HX_SENDER, &a);
+	for (size_t done = 0; done < S_BACKLOG; done += 1024) {
+		for (size_t i = 0; i < 1024; i++) {
+			snprintf(
+			    text[i], sizeof text[i], "achter %zu", done + i);
+			snprintf(zaak[i], sizeof zaak[i], "zaak-b%zu",
+			    (done + i) % S_BACKLOG_CASES);
+			m[i] = hx_msg(HX_TYPE_ONE, zaak[i], text[i]);
+		}
+		assert_int_equal(
+		    schakel_send_batch(a, m, 1024, NULL, results), SCHAKEL_OK);
+	}
+	schakel_close(&a);
+	/* From now on each commit waits 1.5 s. */
+	f = fopen(s_slow_file, "w");
+	assert_non_null(f);
+	assert_int_equal(fclose(f), 0);
+	s_connect(h, HX_TEAM_A, &b);
+	while (total < S_BACKLOG) {
+		assert_int_equal(schakel_receive(b, S_BACKLOG - total, 30000,
+				     s_on_backlog, x, &handed),
+		    SCHAKEL_OK);
+		assert_true(handed > 0);
+		total += handed;
+	}
+	for (size_t i = 0; i < S_BACKLOG; i++)
+		assert_int_equal(x->seen[i], 1);
+	assert_false(x->disorder);
+	/* The deliveries did wait (the metrics are rendered once a
+	 * second). */
+	hx_sleep_ms(1500);
+	assert_int_equal(
+	    tu_http_get(h->metrics_port, "/metrics", metrics, TU_HTTP_MAX),
+	    200);
+	print_message("deliveries waited %.0f times\n",
+	    tu_metric(metrics, "schakel_delivery_waits_total"));
+	assert_true(tu_metric(metrics, "schakel_delivery_waits_total") >= 1);
+	assert_true(
+	    tu_metric(metrics, "schakel_acknowledged_total") >= S_BACKLOG);
+	schakel_close(&b);
+	free(metrics);
+	free(x);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1341,6 +1465,8 @@ main(int argc, char **argv)
 		t_ack_in_slow_commit, s_setup_slow_sync, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_commit_fails, s_setup_failing_sync, s_teardown_failing_sync),
+	    cmocka_unit_test_setup_teardown(
+		t_backlog_waits, s_setup_slow_while, s_teardown_failing_sync),
 	};
 
 	if (argc != 3) {
