@@ -39,11 +39,14 @@
 #define BROKER_DRAIN_MAX 2048 /* inbound frames handled per turn */
 /* Submissions taken in and not yet through their signature check. */
 #define BROKER_VERIFY_QUEUE BROKER_DRAIN_MAX
-/* Acknowledgements the open group takes before deliveries wait for the
- * writer (deliver_pump): a recipient taking a backlog of a million at
- * once grew the group, and the writer's transaction with it, to 395 MiB
- * of the broker's memory.  Twice a full group's submissions, so that
- * traffic that flows (as many acknowledged as accepted) never waits. */
+/* Acknowledgements the open group takes, beyond those that the traffic
+ * flowing through brings (one a recipient of each message the last group
+ * stored: broker.acks_flowing), before deliveries wait for the writer
+ * (deliver_pump): a recipient taking a backlog of a million at once grew
+ * the group, and the writer's transaction with it, to 395 MiB of the
+ * broker's memory.  The acks of what is in flight still come in (at most
+ * BROKER_MAX_INFLIGHT a session): the group's acks stay bounded by these,
+ * whatever the backlog. */
 #define BROKER_ACKS_MAX (2 * BROKER_DRAIN_MAX)
 /* Inbound messages are taken while the verifiers' queue has room for a
  * whole bundle of submissions. */
@@ -323,6 +326,8 @@ struct broker {
 	bool store_full;   /* the last group met a full store */
 	bool trim_due;     /* a large group ended: malloc_trim when idle */
 	bool pump_waiting; /* deliveries wait for the writer (deliver_pump) */
+	size_t
+	    acks_flowing; /* recipients of the last stored group's messages */
 	/* The store's bytes in use, map size and the bytes in use at which
 	 * new messages are refused (store_usage), read once a second; the
 	 * fill level last warned of (80, 90 or 95 percent of that limit; 0

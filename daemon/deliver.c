@@ -621,11 +621,12 @@ void
 deliver_pump(struct broker *b)
 {
 	/* Acknowledgements go with the open group: while it holds
-	 * BROKER_ACKS_MAX of them (the writer still busy with the group
-	 * before), nothing more goes out, else a recipient taking a backlog
-	 * grows the group, and the writer's transaction, with it.  The
-	 * sessions stay dirty: the pump goes on after the hand-over. */
-	if (b->open->nacks >= BROKER_ACKS_MAX) {
+	 * BROKER_ACKS_MAX more of them than flowing traffic brings (the
+	 * writer still busy with the group before), nothing more goes out,
+	 * else a recipient taking a backlog grows the group, and the
+	 * writer's transaction, with it.  The sessions stay dirty: the pump
+	 * goes on after the hand-over. */
+	if (b->open->nacks >= BROKER_ACKS_MAX + b->acks_flowing) {
 		if (!b->pump_waiting)
 			b->stats.pump_waits++;
 		b->pump_waiting = true;

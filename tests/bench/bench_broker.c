@@ -541,6 +541,7 @@ struct s_phase {
 	/* Group commits in the phase, and the time the broker's thread
 	 * spent in them (writing pages, waiting for the disk). */
 	double commits, commit_s, wall_s;
+	double waits; /* deliveries waited for acknowledgements to be stored */
 	double accepted; /* messages */
 };
 
@@ -564,19 +565,21 @@ s_metrics(
 	free(text);
 }
 
-/* The broker's commits so far and the seconds they took; zero when
+/* The broker's commits so far, the seconds they took and the times its
+ * deliveries waited for the store to take acknowledgements; zero when
  * they cannot be read (an older schakeld has no such series). */
 static void
-s_commits(const struct s_bench *b, double *n, double *s)
+s_commits(const struct s_bench *b, double *n, double *s, double *waits)
 {
 	static const char *const series[] = {
 	    "schakel_store_commit_seconds_count",
-	    "schakel_store_commit_seconds_sum"};
-	double v[2];
+	    "schakel_store_commit_seconds_sum", "schakel_delivery_waits_total"};
+	double v[3];
 
-	s_metrics(b, series, v, 2);
+	s_metrics(b, series, v, 3);
 	*n = v[0];
 	*s = v[1];
+	*waits = v[2] > 0 ? v[2] : 0;
 	if (*n < 0 || *s < 0)
 		*n = *s = 0;
 }
@@ -722,10 +725,10 @@ s_run_phase(struct s_bench *b, struct codec_buf **env, size_t per_sender,
 	uint64_t t0, t_acc = 0;
 	double cpu0[S_CPU_KINDS], cpu1[S_CPU_KINDS];
 	double self0 = s_self_cpu_s(), w0 = s_written(b->pid);
-	double c0, cs0, c1, cs1;
+	double c0, cs0, c1, cs1, waits0, waits1;
 
 	memset(out, 0, sizeof(*out));
-	s_commits(b, &c0, &cs0);
+	s_commits(b, &c0, &cs0, &waits0);
 	s_cpu_s(b->pid, cpu0);
 	for (size_t i = 0; i < b->k; i++) {
 		socks[i] = s_connect(b, b->senders[i]);
@@ -803,7 +806,8 @@ s_run_phase(struct s_bench *b, struct codec_buf **env, size_t per_sender,
 	out->written_kib = (s_written(b->pid) - w0) / 1024.0 / (double)total;
 	out->wall_s = (double)(s_now_us() - t0) / 1e6;
 	out->accepted = (double)(total - out->refused);
-	s_commits(b, &c1, &cs1);
+	s_commits(b, &c1, &cs1, &waits1);
+	out->waits = waits1 - waits0;
 	out->commits = c1 - c0;
 	out->commit_s = cs1 - cs0;
 	qsort(lat, nlat, sizeof(*lat), s_cmp_u64);
@@ -837,10 +841,10 @@ s_print_commits(const struct s_phase *p)
 	if (p->commits > 0)
 		printf("  group commits: %.0f, %.1f messages each, %.2f ms "
 		       "each (writing and flushing), the writer in them %.0f%% "
-		       "of the phase's time\n",
+		       "of the phase's time; deliveries waited %.0f times\n",
 		    p->commits, p->accepted / p->commits,
 		    p->commit_s * 1000.0 / p->commits,
-		    p->commit_s * 100.0 / p->wall_s);
+		    p->commit_s * 100.0 / p->wall_s, p->waits);
 }
 
 /* A soak round: fresh messages for this many seconds at the offered
@@ -961,7 +965,9 @@ s_drain(struct s_bench *b, pthread_t *rt, size_t queued)
 	       "recipients came back; broker anonymous RSS at most %.1f MiB "
 	       "meanwhile\n",
 	    b->delivered - base, queued, (double)(last - t0) / 1e6,
-	    (double)(b->delivered - base) / ((double)(last - t0) / 1e6),
+	    last > t0
+		? (double)(b->delivered - base) / ((double)(last - t0) / 1e6)
+		: 0.0,
 	    anon_max);
 	b->stop = 1;
 	pthread_join(*rt, NULL);
