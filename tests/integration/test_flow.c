@@ -726,26 +726,38 @@ s_setup_no_rate(void **state)
  * submit rate limit.  The file's folder is the test's own. */
 static char s_fail_dir[128], s_fail_file[160];
 
+/* A broker with `yaml` and slowsync.c's syncs taking `ms` (a SLOWSYNC_MS
+ * setting), and `var` (SLOWSYNC_FAIL or SLOWSYNC_WHILE) naming the file
+ * `file` (len bytes): `name` in the folder s_fail_dir, made here and
+ * removed by s_teardown_failing_sync. */
 static int
-s_setup_failing_sync(void **state)
+s_setup_sync_file(void **state, const char *yaml, const char *ms,
+    const char *var, const char *name, char *file, size_t len)
 {
 	static char what[256];
-	const char *yaml = s_limits_yaml(
-	    "    submit_rate: 1000000\n    submit_burst: 1000000\n");
 
 	*state = NULL;
 	if (yaml == NULL || tu_mkdtemp(s_fail_dir, sizeof s_fail_dir) != 0)
 		return -1;
-	snprintf(s_fail_file, sizeof s_fail_file, "%s/fail", s_fail_dir);
-	snprintf(what, sizeof what, "SLOWSYNC_FAIL=%s", s_fail_file);
-	*state = hx_new_env(
-	    s_schakeld, yaml, s_slowsync_env("SLOWSYNC_MS=50", what));
+	snprintf(file, len, "%s/%s", s_fail_dir, name);
+	snprintf(what, sizeof what, "%s=%s", var, file);
+	*state = hx_new_env(s_schakeld, yaml, s_slowsync_env(ms, what));
 	if (*state == NULL) {
 		/* No teardown follows a failed setup. */
 		(void)tu_rmrf(s_fail_dir);
 		return -1;
 	}
 	return 0;
+}
+
+static int
+s_setup_failing_sync(void **state)
+{
+	return s_setup_sync_file(state,
+	    s_limits_yaml(
+		"    submit_rate: 1000000\n    submit_burst: 1000000\n"),
+	    "SLOWSYNC_MS=50", "SLOWSYNC_FAIL", "fail", s_fail_file,
+	    sizeof s_fail_file);
 }
 
 static int
@@ -1335,33 +1347,26 @@ s_on_backlog(void *arg, const struct schakel_delivery *d)
 	return 0;
 }
 
-/* The broker's syncs take 1.5 s while s_slow_file exists (slowsync.c; in
- * the folder of s_setup_failing_sync, removed by its teardown); no submit
- * rate limit; metrics on a port of its choosing. */
-static char s_slow_file[170];
+/* The broker's syncs take 1.5 s while s_slow_file exists
+ * (s_setup_sync_file); no submit rate limit; metrics on a port of its
+ * choosing. */
+static char s_slow_file[160];
 
 static int
 s_setup_slow_while(void **state)
 {
-	static char yaml[8192], what[256];
+	static char yaml[8192];
 	const char *lim = s_limits_yaml(
 	    "    submit_rate: 1000000\n    submit_burst: 1000000\n");
 	const char *off = lim != NULL ? strstr(lim, "metrics: off") : NULL;
 
 	*state = NULL;
-	if (off == NULL || tu_mkdtemp(s_fail_dir, sizeof s_fail_dir) != 0)
+	if (off == NULL)
 		return -1;
 	snprintf(yaml, sizeof yaml, "%.*smetrics: 127.0.0.1:0%s",
 	    (int)(off - lim), lim, off + strlen("metrics: off"));
-	snprintf(s_slow_file, sizeof s_slow_file, "%s/slow", s_fail_dir);
-	snprintf(what, sizeof what, "SLOWSYNC_WHILE=%s", s_slow_file);
-	*state = hx_new_env(
-	    s_schakeld, yaml, s_slowsync_env("SLOWSYNC_MS=1500", what));
-	if (*state == NULL) {
-		(void)tu_rmrf(s_fail_dir);
-		return -1;
-	}
-	return 0;
+	return s_setup_sync_file(state, yaml, "SLOWSYNC_MS=1500",
+	    "SLOWSYNC_WHILE", "slow", s_slow_file, sizeof s_slow_file);
 }
 
 /* (n) A recipient comes back to a backlog larger than the
