@@ -458,12 +458,8 @@ s_finish(struct broker *b, struct group *g)
 	 * the next one fault its pages in again). */
 	if (g->npend >= 256)
 		b->trim_due = true;
-	/* What traffic that flows brings back in acknowledgements: one a
-	 * recipient of each message (BROKER_ACKS_MAX). */
+	/* Counted again by submit_finish_group (BROKER_ACKS_MAX). */
 	b->acks_flowing = 0;
-	for (size_t i = 0; code == SCHAKEL_OK && i < g->npend; i++)
-		if (g->pend[i].code == SCHAKEL_OK)
-			b->acks_flowing += g->pend[i].msg.n_recipients;
 	if (g->npend > 0)
 		submit_finish_group(b, g, code);
 	for (size_t i = 0; i < b->conf->nparties; i++)

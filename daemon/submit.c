@@ -718,6 +718,9 @@ submit_finish_group(struct broker *b, struct group *g, int code)
 			stats_observe(&b->stats.receipt,
 			    (double)(stats_now_us() - p->arrived_us) / 1e6);
 			b->store_full = false;
+			/* What flowing traffic brings back in acks: one a
+			 * recipient (BROKER_ACKS_MAX). */
+			b->acks_flowing += p->msg.n_recipients;
 			deliver_notify(b, &p->msg);
 			/* Committed: its delivery, usually later in this
 			 * turn, takes a copy of envelope and receipt from
