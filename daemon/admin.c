@@ -98,7 +98,8 @@ s_status(struct broker *b, struct s_req *r)
 		metrics_printf(&r->out,
 		    ",\"generation\":%llu,\"parties\":%zu,\"connected\":%zu,"
 		    "\"store_used_bytes\":%llu,\"store_size_bytes\":%llu,"
-		    "\"store_limit_bytes\":%llu,\"accepted\":%llu,\"refused\":%llu,\"store_full\":%s}\n",
+		    "\"store_limit_bytes\":%llu,\"accepted\":%llu,"
+		    "\"refused\":%llu,\"store_full\":%s}\n",
 		    (unsigned long long)b->conf->generation, b->conf->nparties,
 		    connected, (unsigned long long)used,
 		    (unsigned long long)size, (unsigned long long)limit,

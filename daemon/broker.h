@@ -326,8 +326,9 @@ struct broker {
 	bool store_full;   /* the last group met a full store */
 	bool trim_due;     /* a large group ended: malloc_trim when idle */
 	bool pump_waiting; /* deliveries wait for the writer (deliver_pump) */
-	size_t
-	    acks_flowing; /* recipients of the last stored group's messages */
+	/* The recipients of the last stored group's messages: the acks
+	 * that flowing traffic brings (BROKER_ACKS_MAX). */
+	size_t acks_flowing;
 	/* The store's bytes in use, map size and the bytes in use at which
 	 * new messages are refused (store_usage), read once a second; the
 	 * fill level last warned of (80, 90 or 95 percent of that limit; 0
