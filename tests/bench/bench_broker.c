@@ -87,6 +87,7 @@ struct s_bench {
 	struct keys_public broker;
 	volatile size_t delivered; /* by the recipients' thread */
 	volatile int stop;
+	pthread_t rt; /* the recipients' thread (s_recipients_start) */
 };
 
 /* The ecosystem: K municipalities, M teams; one agreement, one route
@@ -847,6 +848,52 @@ s_print_commits(const struct s_phase *p)
 		    p->commit_s * 100.0 / p->wall_s, p->waits);
 }
 
+/* The recipients connect (again) and take what comes, until
+ * s_recipients_stop. */
+static void
+s_recipients_start(struct s_bench *b)
+{
+	b->stop = 0;
+	if (pthread_create(&b->rt, NULL, s_recipients, b) != 0) {
+		fprintf(stderr, "bench_broker: cannot start the recipients\n");
+		exit(1);
+	}
+}
+
+static void
+s_recipients_stop(struct s_bench *b)
+{
+	b->stop = 1;
+	pthread_join(b->rt, NULL);
+}
+
+/* What the benchmark ran under. */
+static void
+s_print_conditions(const struct s_bench *b)
+{
+	char cases[64] = "a case reference per message";
+
+	if (b->cases > 0)
+		snprintf(cases, sizeof cases, "%zu case references per sender",
+		    b->cases);
+	printf("# conditions: %ld cores, schakeld with fsync on every group "
+	       "commit, data in %s (the machine's /tmp), %zu senders, %zu "
+	       "recipients, %d-byte payloads, %s, client and broker on the "
+	       "same machine\n",
+	    sysconf(_SC_NPROCESSORS_ONLN), b->dir, b->k, b->m, S_PAYLOAD,
+	    cases);
+}
+
+/* Stops the broker and removes its folder. */
+static void
+s_end(struct s_bench *b)
+{
+	kill(b->pid, SIGTERM);
+	waitpid(b->pid, NULL, 0);
+	zmq_ctx_term(b->zctx);
+	tu_rmrf(b->dir);
+}
+
 /* A soak round: fresh messages for this many seconds at the offered
  * rate (then a few seconds without traffic while the next are signed). */
 #define S_SOAK_ROUND_S 30
@@ -942,14 +989,13 @@ s_soak(struct s_bench *b, uint64_t secs, double rate)
  * takes meanwhile (a recipient offline over a weekend gets all of it at
  * once; it may not load the backlog into memory). */
 static void
-s_drain(struct s_bench *b, pthread_t *rt, size_t queued)
+s_drain(struct s_bench *b, size_t queued)
 {
 	size_t base = b->delivered;
 	uint64_t t0 = s_now_us(), last = t0;
 	double anon_max = 0, anon;
 
-	b->stop = 0;
-	pthread_create(rt, NULL, s_recipients, b);
+	s_recipients_start(b);
 	/* At most ten minutes, or a minute without a delivery. */
 	while (b->delivered - base < queued && s_now_us() - t0 < 600000000 &&
 	    s_now_us() - last < 60000000) {
@@ -969,8 +1015,7 @@ s_drain(struct s_bench *b, pthread_t *rt, size_t queued)
 		? (double)(b->delivered - base) / ((double)(last - t0) / 1e6)
 		: 0.0,
 	    anon_max);
-	b->stop = 1;
-	pthread_join(*rt, NULL);
+	s_recipients_stop(b);
 }
 
 /* Ed25519 verify + sign per second on this machine: the crypto the
@@ -1013,9 +1058,7 @@ main(int argc, char **argv)
 	char path[256];
 	struct codec_buf *single[S_MAX_PARTIES], *batch[S_MAX_PARTIES];
 	struct s_phase p1, p2, p3;
-	pthread_t rt;
 	double ceiling = 0, rss;
-	char cases_txt[64] = "a case reference per message";
 	int ch;
 
 	if (argc < 2 || sodium_init() < 0) {
@@ -1090,20 +1133,11 @@ main(int argc, char **argv)
 	}
 	b.zctx = zmq_ctx_new();
 	if (soak_s > 0) {
-		pthread_create(&rt, NULL, s_recipients, &b);
-		printf("# conditions: %ld cores, schakeld with fsync on every "
-		       "group commit, data in %s, %zu senders, %zu recipients, "
-		       "%d-byte payloads, %s\n",
-		    sysconf(_SC_NPROCESSORS_ONLN), b.dir, b.k, b.m, S_PAYLOAD,
-		    b.cases > 0 ? "case references repeating"
-				: "a case reference per message");
+		s_print_conditions(&b);
+		s_recipients_start(&b);
 		s_soak(&b, soak_s, (double)rate);
-		b.stop = 1;
-		pthread_join(rt, NULL);
-		kill(b.pid, SIGTERM);
-		waitpid(b.pid, NULL, 0);
-		zmq_ctx_term(b.zctx);
-		tu_rmrf(b.dir);
+		s_recipients_stop(&b);
+		s_end(&b);
 		return 0;
 	}
 	printf("# pre-signing %llu x 2 messages of %d bytes ...\n",
@@ -1112,10 +1146,7 @@ main(int argc, char **argv)
 		single[i] = s_prebuild(&b, i, n / b.k, 1);
 		batch[i] = s_prebuild(&b, i, n / b.k, S_BATCH);
 	}
-	if (b.cases > 0)
-		snprintf(cases_txt, sizeof cases_txt,
-		    "%zu case references per sender", b.cases);
-	pthread_create(&rt, NULL, s_recipients, &b);
+	s_recipients_start(&b);
 	/* Messages signed on their own go one to a ZeroMQ message; a
 	 * batch under one signature goes in one bundle, as libschakel's
 	 * send_batch sends it. */
@@ -1130,14 +1161,8 @@ main(int argc, char **argv)
 	}
 	s_run_phase(&b, single, 6000 / b.k, 2000, 1, &p3);
 	rss = s_rss_mib(b.pid, "VmHWM:");
-	b.stop = 1;
-	pthread_join(rt, NULL);
-	printf("# conditions: %ld cores, schakeld with fsync on every group "
-	       "commit, data in %s (the machine's /tmp), %zu senders, %zu "
-	       "recipients, %d-byte payloads, %s, client and broker on the "
-	       "same machine\n",
-	    sysconf(_SC_NPROCESSORS_ONLN), b.dir, b.k, b.m, S_PAYLOAD,
-	    cases_txt);
+	s_recipients_stop(&b);
+	s_print_conditions(&b);
 	printf("ceiling (libsodium Ed25519 verify+sign): %.0f /s\n", ceiling);
 	printf("single-signed: %llu msgs, accepted %.0f msgs/s (%.0f%% of the "
 	       "ceiling), end to end %.0f msgs/s, receipt p50 %.2f ms, p99 "
@@ -1180,16 +1205,13 @@ main(int argc, char **argv)
 		    (unsigned long long)queued, b.delivered - before,
 		    s_rss_mib(b.pid, "VmRSS:"), s_rss_mib(b.pid, "RssAnon:"),
 		    s_rss_mib(b.pid, "RssFile:"), s_rss_mib(b.pid, "VmHWM:"));
-		s_drain(&b, &rt, queued - pq.refused);
+		s_drain(&b, queued - pq.refused);
 	} else {
 		printf(
 		    "queued: skipped (run with -q 1000000 for the RSS with a "
 		    "million messages queued)\n");
 	}
-	kill(b.pid, SIGTERM);
-	waitpid(b.pid, NULL, 0);
-	zmq_ctx_term(b.zctx);
-	tu_rmrf(b.dir);
+	s_end(&b);
 	printf("accepted_per_s=%.0f ceiling_per_s=%.0f ratio=%.2f p99_ms=%.2f "
 	       "rss_mib=%.0f batch_accepted_per_s=%.0f\n",
 	    p1.accepted_per_s, ceiling, p1.accepted_per_s / ceiling, p3.p99_ms,

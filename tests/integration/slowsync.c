@@ -5,9 +5,8 @@
  * they do their work, as on a slow disk (only while the file
  * SLOWSYNC_WHILE names exists, when it is set), and while the file
  * SLOWSYNC_FAIL names exists they fail with EIO instead, as a failing
- * disk does.  The
- * daemon has no hook for this; like the file size limit of t_disk_full,
- * the slowness and the failure come from outside.
+ * disk does.  The daemon has no hook for this; like the file size limit
+ * of t_disk_full, the slowness and the failure come from outside.
  */
 #include <dlfcn.h>
 #include <errno.h>

@@ -726,6 +726,16 @@ s_setup_no_rate(void **state)
  * submit rate limit.  The file's folder is the test's own. */
 static char s_fail_dir[128], s_fail_file[160];
 
+/* Makes the (empty) file `path`: slowsync.c's switch. */
+static void
+s_touch(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fclose(f), 0);
+}
+
 /* A broker with `yaml` and slowsync.c's syncs taking `ms` (a SLOWSYNC_MS
  * setting), and `var` (SLOWSYNC_FAIL or SLOWSYNC_WHILE) naming the file
  * `file` (len bytes): `name` in the folder s_fail_dir, made here and
@@ -1106,7 +1116,6 @@ t_commit_fails(void **state)
 	static unsigned seen[S_FAILING];
 	size_t handed = 0, refused = 0;
 	char log[320];
-	FILE *f;
 
 	snprintf(log, sizeof log, "%s/schakeld.log", h->dir);
 	assert_int_equal(hx_stop(h, SIGTERM), 0);
@@ -1118,9 +1127,7 @@ t_commit_fails(void **state)
 		m[i] = hx_msg(HX_TYPE_ONE, zaak[i], text[i]);
 	}
 	s_connect(h, HX_SENDER, &a);
-	f = fopen(s_fail_file, "w");
-	assert_non_null(f);
-	assert_int_equal(fclose(f), 0);
+	s_touch(s_fail_file);
 	assert_int_not_equal(
 	    schakel_send_batch(a, m, S_FAILING, NULL, results), SCHAKEL_OK);
 	for (size_t i = 0; i < S_FAILING; i++)
@@ -1386,7 +1393,6 @@ t_backlog_waits(void **state)
 	struct s_backlog *x = calloc(1, sizeof *x);
 	char *metrics = malloc(TU_HTTP_MAX);
 	size_t handed = 0, total = 0;
-	FILE *f;
 
 	assert_non_null(x);
 	assert_non_null(metrics);
@@ -1406,9 +1412,7 @@ t_backlog_waits(void **state)
 	}
 	schakel_close(&a);
 	/* From now on each commit waits 1.5 s. */
-	f = fopen(s_slow_file, "w");
-	assert_non_null(f);
-	assert_int_equal(fclose(f), 0);
+	s_touch(s_slow_file);
 	s_connect(h, HX_TEAM_A, &b);
 	while (total < S_BACKLOG) {
 		assert_int_equal(schakel_receive(b, S_BACKLOG - total, 30000,

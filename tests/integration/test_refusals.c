@@ -635,6 +635,22 @@ t_stale_timestamp(void **state)
 	s_marker_only(h, "zaak-0108");
 }
 
+/* How many lines of the file `path` have `needle`. */
+static int
+s_lines_with(const char *path, const char *needle)
+{
+	char line[1024];
+	int n = 0;
+	FILE *f = fopen(path, "r");
+
+	assert_non_null(f);
+	while (fgets(line, sizeof line, f) != NULL)
+		if (strstr(line, needle) != NULL)
+			n++;
+	fclose(f);
+	return n;
+}
+
 /* True when `needle` occurs in the file at `path` (read whole: the
  * test's files are small). */
 static bool
@@ -727,9 +743,6 @@ t_refusals_summarised(void **state)
 	struct hx *h = *state;
 	char log[320];
 	void *sock;
-	int lines = 0;
-	FILE *f;
-	char line[512];
 
 	snprintf(log, sizeof log, "%s/schakeld.log", h->dir);
 	assert_int_equal(hx_stop(h, SIGTERM), 0);
@@ -751,14 +764,9 @@ t_refusals_summarised(void **state)
 	hx_raw_close(&sock);
 	/* The summary is written when the minute ends or at the stop. */
 	assert_int_equal(hx_stop(h, SIGTERM), 0);
-	f = fopen(log, "r");
-	assert_non_null(f);
-	while (fgets(line, sizeof line, f) != NULL)
-		if (strstr(line,
-			"refused party=" HX_SENDER " code=MALFORMED") != NULL)
-			lines++;
-	fclose(f);
-	assert_int_equal(lines, 10);
+	assert_int_equal(
+	    s_lines_with(log, "refused party=" HX_SENDER " code=MALFORMED"),
+	    10);
 	assert_true(s_file_has(log,
 	    "refused party=" HX_SENDER " suppressed=5 last_code=MALFORMED"));
 	assert_int_equal(hx_start(h), 0);
@@ -1161,22 +1169,6 @@ s_fill(struct schakel_client *a, const char *case_ref, const char *prefix,
 		schakel_receipt_clear(&r);
 	}
 	return rc;
-}
-
-/* How many lines of the file `path` have `needle`. */
-static int
-s_lines_with(const char *path, const char *needle)
-{
-	char line[1024];
-	int n = 0;
-	FILE *f = fopen(path, "r");
-
-	assert_non_null(f);
-	while (fgets(line, sizeof line, f) != NULL)
-		if (strstr(line, needle) != NULL)
-			n++;
-	fclose(f);
-	return n;
 }
 
 /* Whether the broker's log `path` gets a line with `needle` within 5 s
