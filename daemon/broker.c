@@ -1315,7 +1315,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		if (verify_room(b->verify) < BROKER_ROOM_MIN &&
 		    !verify_ready(b->verify))
 			verify_wait(b->verify);
-		timeout = verify_ready(b->verify) ? 0 : 100;
+		timeout = verify_ready(b->verify) || b->pump_more ? 0 : 100;
 		rc = transport_poll(b->tp, timeout);
 		if (rc < 0 && errno != EINTR) {
 			log_warn("transport: poll failed");

@@ -326,6 +326,7 @@ struct broker {
 	bool store_full;   /* the last group met a full store */
 	bool trim_due;     /* a large group ended: malloc_trim when idle */
 	bool pump_waiting; /* deliveries wait for the writer (deliver_pump) */
+	bool pump_more;    /* a walk stopped at its bound: no idle wait */
 	/* The recipients of the last stored group's messages: the acks
 	 * that flowing traffic brings (BROKER_ACKS_MAX). */
 	size_t acks_flowing;

@@ -22,6 +22,13 @@
  * (a creditor's batch about one citizen) does not keep the recipient's
  * other cases waiting behind it. */
 #define S_HELD_MAX (64 * BROKER_MAX_INFLIGHT)
+/* Entries the pump looks at for one session in one turn.  What it cannot
+ * hand out costs as well: an entry held back is read for its case, an
+ * expired one is dead-lettered (a notice and an audit record in the
+ * broker's transaction).  A queue of many such entries is walked over
+ * several turns, the session staying dirty, rather than in one turn (and
+ * one transaction) as long as the queue. */
+#define S_WALK_MAX (4 * S_PAGE)
 /* Notices to senders travel through the sender's queue like messages,
  * under this type, with the encoded Notice frame as their "envelope". */
 #define S_NOTICE_TYPE "schakel.notice"
@@ -548,19 +555,22 @@ s_can_send(const struct session *s)
 	return s->credit > 0 && s->ninflight < s->capinflight;
 }
 
-/* Hands out what cases that freed up held, oldest first per case. */
+/* Hands out what cases that freed up held, oldest first per case, each
+ * entry looked at taken from *walk (S_WALK_MAX). */
 static void
-s_pump_ready(struct broker *b, struct session *s)
+s_pump_ready(struct broker *b, struct session *s, size_t *walk)
 {
 	size_t i = 0;
 
-	while (i < s->nready && s_can_send(s)) {
+	while (i < s->nready && s_can_send(s) && *walk > 0) {
 		struct case_state *cs = s->ready[i];
-		while (cs->n > 0 && !cs->inflight && s_can_send(s)) {
+		while (
+		    cs->n > 0 && !cs->inflight && s_can_send(s) && *walk > 0) {
 			struct store_entry e = cs->held[cs->head];
 			cs->head++;
 			cs->n--;
 			s->nheld--;
+			(*walk)--;
 			if (s_offer(b, s, &e, true) == S_NO_ROOM) {
 				cs->head--;
 				cs->n++;
@@ -569,7 +579,7 @@ s_pump_ready(struct broker *b, struct session *s)
 			}
 		}
 		if (cs->n > 0 && !cs->inflight)
-			break; /* no credit left: it stays first in line */
+			break; /* no credit or walk left: it stays first */
 		cs->ready = false;
 		i++;
 		s_case_gc(s, cs);
@@ -585,6 +595,7 @@ static void
 s_pump(struct broker *b, struct session *s)
 {
 	struct store_entry page[S_PAGE];
+	size_t walk = S_WALK_MAX;
 	bool stop = false;
 
 	/* Without a rescan, only what was queued after the last look can be
@@ -597,22 +608,29 @@ s_pump(struct broker *b, struct session *s)
 		s->scanned = 0;
 		s->rescan = false;
 	}
-	s_pump_ready(b, s);
-	while (!stop && s_can_send(s)) {
-		size_t n = 0;
-		if (store_queue(b->store, s->party, s->scanned, page, S_PAGE,
+	s_pump_ready(b, s, &walk);
+	while (!stop && s_can_send(s) && walk > 0) {
+		size_t n = 0, want = walk < S_PAGE ? walk : S_PAGE;
+		if (store_queue(b->store, s->party, s->scanned, page, want,
 			&n) != STORE_OK ||
 		    n == 0)
 			break;
 		for (size_t i = 0; i < n && s_can_send(s); i++) {
+			walk--;
 			if (s_offer(b, s, &page[i], false) == S_NO_ROOM) {
 				stop = true; /* met again when cases free up */
 				break;
 			}
 			s->scanned = page[i].seq;
 		}
-		if (n < S_PAGE)
+		if (n < want)
 			break;
+	}
+	/* At its bound, the walk goes on in the next turn, without an idle
+	 * wait before it. */
+	if (walk == 0 && !stop && s_can_send(s)) {
+		b->pump_more = true;
+		return;
 	}
 	s->dirty = false;
 }
@@ -626,6 +644,7 @@ deliver_pump(struct broker *b)
 	 * else a recipient taking a backlog grows the group, and the
 	 * writer's transaction, with it.  The sessions stay dirty: the pump
 	 * goes on after the hand-over. */
+	b->pump_more = false;
 	if (b->open->nacks >= BROKER_ACKS_MAX + b->acks_flowing) {
 		if (!b->pump_waiting)
 			b->stats.pump_waits++;

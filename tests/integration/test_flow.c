@@ -6,7 +6,9 @@
  * notices a sender receives (expired in a queue, also while in flight;
  * delivered), one long case beside a short one, and the delivery count
  * across a Nack, a reconnect, an ack timeout, missed heartbeats and a
- * restart; commits that fail while a batch is in flight.
+ * restart; commits that fail while a batch is in flight; a backlog taken
+ * while commits are slow; a queue of thousands of expired messages in
+ * front of ones on time.
  * Each test starts its own broker in its own folder. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1359,20 +1361,28 @@ s_on_backlog(void *arg, const struct schakel_delivery *d)
  * choosing. */
 static char s_slow_file[160];
 
-static int
-s_setup_slow_while(void **state)
+/* The standard ecosystem without the submit rate limit, with metrics on
+ * a port of the broker's choosing; static, NULL when the standard one
+ * changed shape. */
+static const char *
+s_metrics_yaml(void)
 {
 	static char yaml[8192];
 	const char *lim = s_limits_yaml(
 	    "    submit_rate: 1000000\n    submit_burst: 1000000\n");
 	const char *off = lim != NULL ? strstr(lim, "metrics: off") : NULL;
 
-	*state = NULL;
 	if (off == NULL)
-		return -1;
+		return NULL;
 	snprintf(yaml, sizeof yaml, "%.*smetrics: 127.0.0.1:0%s",
 	    (int)(off - lim), lim, off + strlen("metrics: off"));
-	return s_setup_sync_file(state, yaml, "SLOWSYNC_MS=1500",
+	return yaml;
+}
+
+static int
+s_setup_slow_while(void **state)
+{
+	return s_setup_sync_file(state, s_metrics_yaml(), "SLOWSYNC_MS=1500",
 	    "SLOWSYNC_WHILE", "slow", s_slow_file, sizeof s_slow_file);
 }
 
@@ -1440,6 +1450,102 @@ t_backlog_waits(void **state)
 	free(x);
 }
 
+/* t_expired_walk: messages that expire in the recipient's queue, over
+ * a few cases, before one on time in each. */
+#define S_EXPIRED 8192
+#define S_EXPIRED_CASES 8
+#define S_EXPIRED_TTL 4000
+
+static int
+s_setup_metrics(void **state)
+{
+	const char *yaml = s_metrics_yaml();
+
+	*state = yaml != NULL ? hx_new(s_schakeld, yaml) : NULL;
+	return *state != NULL ? 0 : -1;
+}
+
+/* (o) A recipient comes back to a queue of thousands of messages that
+ * expired while it was away, more than the broker's once-a-second look
+ * for expired messages takes at once, with a message on time behind
+ * them in each case.  The pump meets the expired ones first: it
+ * dead-letters them a bounded number a turn (a queue of them must not
+ * become one turn's work and one transaction), and goes on in the next
+ * turns until it reaches the messages on time.  Each expired message is
+ * dead-lettered once, the ones on time arrive, nothing else does. */
+static void
+t_expired_walk(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *b = NULL;
+	static struct schakel_message m[1024];
+	static char zaak[S_EXPIRED_CASES][32], text[S_EXPIRED_CASES][32];
+	static int results[1024];
+	struct s_got *g = calloc(1, sizeof *g);
+	char *metrics = malloc(TU_HTTP_MAX);
+	size_t handed = 0;
+	uint64_t sent, until;
+	double dead = 0;
+
+	assert_non_null(g);
+	assert_non_null(metrics);
+	for (size_t c = 0; c < S_EXPIRED_CASES; c++)
+		snprintf(zaak[c], sizeof zaak[c], "zaak-v%zu", c);
+	s_connect(h, HX_SENDER, &a);
+	for (size_t done = 0; done < S_EXPIRED; done += 1024) {
+		for (size_t i = 0; i < 1024; i++) {
+			m[i] = hx_msg(HX_TYPE_ONE,
+			    zaak[(done + i) % S_EXPIRED_CASES], "verlopen");
+			m[i].ttl_ms = S_EXPIRED_TTL;
+		}
+		assert_int_equal(
+		    schakel_send_batch(a, m, 1024, NULL, results), SCHAKEL_OK);
+	}
+	sent = hx_mono_ms();
+	for (size_t c = 0; c < S_EXPIRED_CASES; c++) {
+		snprintf(text[c], sizeof text[c], "op tijd %zu", c);
+		m[c] = hx_msg(HX_TYPE_ONE, zaak[c], text[c]);
+	}
+	assert_int_equal(
+	    schakel_send_batch(a, m, S_EXPIRED_CASES, NULL, results),
+	    SCHAKEL_OK);
+	schakel_close(&a);
+	/* Every message of the first batches has expired, and the broker
+	 * looked for expired ones at most once since the first did. */
+	until = sent + S_EXPIRED_TTL + 200;
+	while (hx_mono_ms() < until)
+		hx_sleep_ms((long)(until - hx_mono_ms()));
+	s_connect(h, HX_TEAM_A, &b);
+	while (g->n < S_EXPIRED_CASES) {
+		assert_int_equal(schakel_receive(b, S_EXPIRED_CASES - g->n,
+				     10000, s_on_message, g, &handed),
+		    SCHAKEL_OK);
+		assert_true(handed > 0);
+	}
+	for (size_t i = 0; i < g->n; i++)
+		assert_memory_equal(g->m[i].payload, "op tijd ", 8);
+	/* And nothing else comes. */
+	assert_int_equal(
+	    schakel_receive(b, 1, 500, s_on_message, g, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 0);
+	/* Each expired message a dead letter, once (the metrics are
+	 * rendered once a second). */
+	for (int i = 0; i < 50 && dead < S_EXPIRED; i++) {
+		hx_sleep_ms(200);
+		assert_int_equal(tu_http_get(h->metrics_port, "/metrics",
+				     metrics, TU_HTTP_MAX),
+		    200);
+		dead = tu_metric(
+		    metrics, "schakel_dead_letters_total{reason=\"EXPIRED\"}");
+	}
+	assert_true(dead == S_EXPIRED);
+	assert_true(tu_metric(metrics,
+			"schakel_queue_depth{party=\"" HX_TEAM_A "\"}") == 0);
+	schakel_close(&b);
+	free(metrics);
+	free(g);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1476,6 +1582,8 @@ main(int argc, char **argv)
 		t_commit_fails, s_setup_failing_sync, s_teardown_failing_sync),
 	    cmocka_unit_test_setup_teardown(
 		t_backlog_waits, s_setup_slow_while, s_teardown_failing_sync),
+	    cmocka_unit_test_setup_teardown(
+		t_expired_walk, s_setup_metrics, s_teardown),
 	};
 
 	if (argc != 3) {
