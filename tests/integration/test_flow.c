@@ -974,22 +974,6 @@ t_first_delivery_fails(void **state)
 		schakel_receipt_clear(&r[i]);
 }
 
-/* Whether the broker's log file `path` has a line with `text`. */
-static bool
-s_log_has(const char *path, const char *text)
-{
-	char line[1024];
-	bool found = false;
-	FILE *f = fopen(path, "r");
-
-	if (f == NULL)
-		return false;
-	while (!found && fgets(line, sizeof line, f) != NULL)
-		found = strstr(line, text) != NULL;
-	fclose(f);
-	return found;
-}
-
 /* (l) A recipient that goes silent with a message in flight (its
  * connection open, but no Pong, no Ack) is dropped after three
  * heartbeats (2 s each here; the ack timeout is 60 s), and the message
@@ -1020,7 +1004,7 @@ t_heartbeats_missed(void **state)
 	/* Nothing read or sent on it from here on. */
 	for (int i = 0; i < 120 && !dropped; i++) {
 		hx_sleep_ms(100);
-		dropped = s_log_has(log, "no traffic for three heartbeats");
+		dropped = tu_file_has(log, "no traffic for three heartbeats");
 	}
 	raw2 = hx_raw_connect(h, HX_TEAM_A);
 	if (raw2 != NULL) {
@@ -1139,8 +1123,8 @@ t_commit_fails(void **state)
 		}
 	assert_int_equal(refused, S_FAILING);
 	/* The broker said so itself (not only the library, giving up). */
-	assert_true(s_log_has(log, "store: commit failed"));
-	assert_true(s_log_has(log, "code=UNAVAILABLE"));
+	assert_true(tu_file_has(log, "store: commit failed"));
+	assert_true(tu_file_has(log, "code=UNAVAILABLE"));
 
 	/* The disk is back: the same batch (new envelopes) goes through. */
 	assert_int_equal(unlink(s_fail_file), 0);
@@ -1322,7 +1306,8 @@ t_slow_handler(void **state)
 	assert_int_equal(
 	    schakel_receive(t, 1, 500, s_on_slow, x, &handed), SCHAKEL_OK);
 	assert_int_equal(handed, 0);
-	assert_false(s_log_has(
+	assert_true(tu_file_has(log, "ready parties="));
+	assert_false(tu_file_has(
 	    log, "party=team-a reason=no traffic for three heartbeats"));
 	schakel_close(&t);
 	free(x);

@@ -25,6 +25,7 @@
 #include "harness.h"
 #include "keys.h"
 #include "schakel.h"
+#include "testutil.h"
 
 static const char *s_schakeld, *s_schakelctl;
 
@@ -635,50 +636,6 @@ t_stale_timestamp(void **state)
 	s_marker_only(h, "zaak-0108");
 }
 
-/* How many lines of the file `path` have `needle`. */
-static int
-s_lines_with(const char *path, const char *needle)
-{
-	char line[1024];
-	int n = 0;
-	FILE *f = fopen(path, "r");
-
-	assert_non_null(f);
-	while (fgets(line, sizeof line, f) != NULL)
-		if (strstr(line, needle) != NULL)
-			n++;
-	fclose(f);
-	return n;
-}
-
-/* True when `needle` occurs in the file at `path` (read whole: the
- * test's files are small). */
-static bool
-s_file_has(const char *path, const char *needle)
-{
-	FILE *f = fopen(path, "rb");
-	size_t cap = 0, len = 0;
-	char *buf = NULL;
-	bool found;
-
-	assert_non_null(f);
-	for (;;) {
-		if (len == cap) {
-			cap = cap ? 2 * cap : 1 << 16;
-			buf = realloc(buf, cap);
-			assert_non_null(buf);
-		}
-		size_t r = fread(buf + len, 1, cap - len, f);
-		if (r == 0)
-			break;
-		len += r;
-	}
-	fclose(f);
-	found = memmem(buf, len, needle, strlen(needle)) != NULL;
-	free(buf);
-	return found;
-}
-
 /* A BSN as case reference is refused at resolve and at submit, and it
  * is in no log line and in no stored byte (audit log included). */
 static void
@@ -716,9 +673,9 @@ t_bsn_as_case(void **state)
 	assert_int_equal(hx_stop(h, SIGTERM), 0);
 
 	/* The log was captured (the refusals are in it) ... */
-	assert_true(s_file_has(log, "code=BSN_AS_CASE"));
+	assert_true(tu_file_has(log, "code=BSN_AS_CASE"));
 	/* ... and the BSN is in neither the log nor the store. */
-	assert_false(s_file_has(log, S_BSN));
+	assert_false(tu_file_has(log, S_BSN));
 	snprintf(data, sizeof data, "%s/data", h->dir);
 	dir = opendir(data);
 	assert_non_null(dir);
@@ -726,7 +683,7 @@ t_bsn_as_case(void **state)
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof path, "%s/%s", data, de->d_name);
-		if (s_file_has(path, S_BSN))
+		if (tu_file_has(path, S_BSN))
 			fail_msg("the BSN is stored in %s", path);
 		files++;
 	}
@@ -765,9 +722,9 @@ t_refusals_summarised(void **state)
 	/* The summary is written when the minute ends or at the stop. */
 	assert_int_equal(hx_stop(h, SIGTERM), 0);
 	assert_int_equal(
-	    s_lines_with(log, "refused party=" HX_SENDER " code=MALFORMED"),
+	    tu_lines_with(log, "refused party=" HX_SENDER " code=MALFORMED"),
 	    10);
-	assert_true(s_file_has(log,
+	assert_true(tu_file_has(log,
 	    "refused party=" HX_SENDER " suppressed=5 last_code=MALFORMED"));
 	assert_int_equal(hx_start(h), 0);
 }
@@ -1178,9 +1135,9 @@ s_file_gets(const char *path, const char *needle)
 {
 	uint64_t until = hx_mono_ms() + 5000;
 
-	while (!s_file_has(path, needle) && hx_mono_ms() < until)
+	while (!tu_file_has(path, needle) && hx_mono_ms() < until)
 		hx_sleep_ms(100);
-	return s_file_has(path, needle);
+	return tu_file_has(path, needle);
 }
 
 /* A 16 MiB store: large messages are accepted until the store is full,
@@ -1231,9 +1188,9 @@ t_store_full(void **state)
 	    "store: full: new messages are refused "
 	    "with STORE_FULL"));
 	hx_sleep_ms(2500); /* two more looks: no more warnings */
-	assert_true(s_lines_with(log, "% full (") <= 3);
-	assert_int_equal(s_lines_with(log, "store: full:"), 1);
-	assert_false(s_file_has(log, "below the warning levels again"));
+	assert_true(tu_lines_with(log, "% full (") <= 3);
+	assert_int_equal(tu_lines_with(log, "store: full:"), 1);
+	assert_false(tu_file_has(log, "below the warning levels again"));
 
 	/* Everything stored is delivered, in order, and acknowledged. */
 	{

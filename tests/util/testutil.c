@@ -94,6 +94,53 @@ tu_keys(const char *dir, const char *const *parties)
 
 /* GET `path` from 127.0.0.1:port.  Returns the HTTP status (body in
  * `body`), or -1. */
+bool
+tu_file_has(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "rb");
+	size_t cap = 0, len = 0, r;
+	char *buf = NULL, *more;
+	bool found = false, failed = false;
+
+	if (f == NULL)
+		return false;
+	do {
+		if (len == cap) {
+			cap = cap > 0 ? 2 * cap : (size_t)1 << 16;
+			more = realloc(buf, cap);
+			if (more == NULL) {
+				failed = true;
+				break;
+			}
+			buf = more;
+		}
+		r = fread(buf + len, 1, cap - len, f);
+		len += r;
+	} while (r > 0);
+	failed = failed || ferror(f);
+	fclose(f);
+	if (!failed)
+		found = memmem(buf, len, needle, strlen(needle)) != NULL;
+	free(buf);
+	return found;
+}
+
+int
+tu_lines_with(const char *path, const char *needle)
+{
+	char line[1024];
+	int n = 0;
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL)
+		if (strstr(line, needle) != NULL)
+			n++;
+	fclose(f);
+	return n;
+}
+
 int
 tu_http_get(unsigned port, const char *path, char *body, size_t max)
 {

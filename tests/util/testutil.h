@@ -1,12 +1,14 @@
 /*
  * testutil: what several test programs need: a private temporary folder
  * that is removed afterwards, files written into it, development keys
- * generated into it, and the broker's metrics read over HTTP.  Tests
+ * generated into it, files (the broker's log) searched, and the broker's
+ * metrics read over HTTP.  Tests
  * never write into the source tree.
  */
 #ifndef SCHAKEL_TESTUTIL_H
 #define SCHAKEL_TESTUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -24,6 +26,14 @@ int tu_write(const char *dir, const char *name, const char *text);
 /* Generates keys for each party id in the NULL-terminated `parties` and
  * for the broker into DIR/keys (mode 0700).  Returns 0 or -1. */
 int tu_keys(const char *dir, const char *const *parties);
+
+/* Whether the file at `path` holds the bytes of `needle` (read whole;
+ * binary files too).  False when it cannot be read. */
+bool tu_file_has(const char *path, const char *needle);
+
+/* How many lines of the file `path` have `needle`, or -1 when it cannot
+ * be read. */
+int tu_lines_with(const char *path, const char *needle);
 
 /* The most tu_http_get reads (headers and body). */
 #define TU_HTTP_MAX (512 * 1024)
