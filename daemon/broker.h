@@ -77,7 +77,7 @@ struct broker_opts {
 /* A message handed to a recipient and not acknowledged yet. */
 struct inflight {
 	uint64_t seq;
-	uint64_t deadline_ms; /* the ack timeout */
+	uint64_t deadline_ms; /* the ack timeout, or a Nack's backoff */
 	uint32_t count;       /* delivery count of this delivery */
 	bool notice;          /* a notice: acknowledged without its id */
 	char case_ref[STORE_NAME_MAX + 1];

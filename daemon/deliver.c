@@ -2,7 +2,8 @@
  * deliver: hands queued messages to connected recipients within the
  * credit they granted, at most one message per (recipient, case) in
  * flight so that each case arrives in order; takes acknowledgements;
- * redelivers after the ack timeout, a retryable Nack or a reconnect; and
+ * redelivers after the ack timeout, a retryable Nack's backoff or a
+ * reconnect; and
  * moves expired or undeliverable messages to the dead letters.
  */
 #include "broker.h"
@@ -209,8 +210,8 @@ s_remove(struct session *s, struct inflight *x)
 	*x = s->inflight[--s->ninflight];
 }
 
-/* A delivery failed (ack timeout, retryable Nack): its count is kept and
- * it goes again first of its case. */
+/* A delivery failed (ack timeout, a retryable Nack's backoff over): its
+ * count is kept and it goes again first of its case. */
 static void
 s_retry(struct broker *b, struct session *s, struct inflight *x)
 {
@@ -396,11 +397,12 @@ s_keep_until(
 }
 
 /* Moves `m` from the recipient's queue to its dead letters, records it
- * and tells the sender.  A message no longer queued for the recipient is
- * left alone. */
+ * and tells the sender: as expired (NOTICE_NON_DELIVERY) when `expired`,
+ * else as dead-lettered with `code`.  A message no longer queued for the
+ * recipient is left alone. */
 static void
-s_dead(struct broker *b, const char *recipient, const struct store_msg *m,
-    uint32_t code)
+s_dead_as(struct broker *b, const char *recipient, const struct store_msg *m,
+    uint32_t code, bool expired)
 {
 	struct store_txn *t = broker_txn(b);
 	uint64_t until = s_keep_until(b, m, recipient);
@@ -415,16 +417,39 @@ s_dead(struct broker *b, const char *recipient, const struct store_msg *m,
 		    (unsigned long long)m->seq, store_error(b->store));
 		return;
 	}
-	s_audit(b,
-	    code == SCHAKEL_E_EXPIRED ? AUDIT_EXPIRED : AUDIT_DEAD_LETTERED,
-	    recipient, m, code, 0);
+	s_audit(b, expired ? AUDIT_EXPIRED : AUDIT_DEAD_LETTERED, recipient, m,
+	    code, 0);
 	b->stats.dead_lettered[code < 64 ? code : 0]++;
 	s_notice(b, m, recipient,
-	    code == SCHAKEL_E_EXPIRED ? FRAME_NOTICE_NON_DELIVERY
-				      : FRAME_NOTICE_DEAD_LETTERED,
+	    expired ? FRAME_NOTICE_NON_DELIVERY : FRAME_NOTICE_DEAD_LETTERED,
 	    code);
 	log_info("dead-lettered seq=%llu recipient=%s code=%s",
 	    (unsigned long long)m->seq, recipient, schakel_errname((int)code));
+}
+
+/* s_dead_as for the broker's own decisions: EXPIRED is an expiry. */
+static void
+s_dead(struct broker *b, const char *recipient, const struct store_msg *m,
+    uint32_t code)
+{
+	s_dead_as(b, recipient, m, code, code == SCHAKEL_E_EXPIRED);
+}
+
+/* How long a message Nack'ed with a retryable code waits before it goes
+ * again: a second after a first delivery, doubling with each, at most
+ * the ack timeout (with the defaults 1, 2, 4, ... 60 s: some four
+ * minutes before the tenth delivery).  Sent again at once, a recipient
+ * whose own database is down for a moment would have its
+ * max_deliveries used up, and the message dead-lettered, within
+ * milliseconds. */
+static uint64_t
+s_backoff_ms(const struct broker *b, uint32_t count)
+{
+	uint64_t cap = b->conf->broker.limits.ack_timeout * 1000, ms = 1000;
+
+	for (uint32_t i = 1; i < count && ms < cap; i++)
+		ms *= 2;
+	return ms < cap ? ms : cap;
 }
 
 /* Reads the message of entry `e` into *m (all its metadata), with
@@ -746,17 +771,21 @@ deliver_ack(
 		return;
 	s->dirty = true;
 	if (schakel_err_retryable((int)a->code)) {
+		/* It stays in flight, its case waiting, until the timers
+		 * send it again (s_retry) after the backoff. */
 		if (x != NULL)
-			s_retry(b, s, x);
+			x->deadline_ms = b->now_ms + s_backoff_ms(b, x->count);
 		else /* not in flight here: found again from the head */
 			deliver_rescan(s);
 		return;
 	}
-	/* The envelope is bad for this recipient: no retry helps. */
+	/* The envelope is bad for this recipient: no retry helps.  Dead-
+	 * lettered with the recipient's code, never as an expiry (that is
+	 * the broker's to decide). */
 	if (x != NULL)
 		s_remove(s, x);
-	s_dead(b, s->party, &m,
-	    a->code != 0 ? a->code : SCHAKEL_E_DELIVERY_FAILED);
+	s_dead_as(b, s->party, &m,
+	    a->code != 0 ? a->code : SCHAKEL_E_DELIVERY_FAILED, false);
 }
 
 /* Rounds of a sweep per call: at most this many times the batch. */

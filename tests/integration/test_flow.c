@@ -904,6 +904,113 @@ t_delivery_counts(void **state)
 	schakel_receipt_clear(&r);
 }
 
+/* What t_nack_backoff's handler saw: the time and count of each
+ * delivery, refused until `until` (monotonic ms). */
+struct s_tries {
+	uint64_t until;
+	size_t n;
+	uint64_t at[8];
+	uint32_t count[8];
+};
+
+static int
+s_on_try(void *arg, const struct schakel_delivery *d)
+{
+	struct s_tries *t = arg;
+	uint64_t now = hx_mono_ms();
+
+	if (t->n < 8) {
+		t->at[t->n] = now;
+		t->count[t->n] = d->delivery_count;
+		t->n++;
+	}
+	return now < t->until ? -1 : 0; /* -1: "not now", a retryable Nack */
+}
+
+/* (j2) A recipient whose handler says "not now" (its own database down
+ * for a moment: libschakel Nacks with UNAVAILABLE) gets the message
+ * again after a backoff, 1 s and then 2 s here (at most the 2 s ack
+ * timeout), not at once: with max_deliveries 4 a handler that fails for
+ * 2.5 s still gets it, on the third delivery, and the sender hears of no
+ * dead letter. */
+static void
+t_nack_backoff(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *b = NULL;
+	struct schakel_message m = hx_msg(HX_TYPE_ONE, "zaak-0013", "later");
+	struct schakel_receipt r;
+	struct s_notices ns = {0};
+	struct s_tries t = {0};
+	size_t handed = 0;
+	uint64_t end;
+
+	s_connect(h, HX_SENDER, &a);
+	schakel_set_notice_handler(a, s_on_notice, &ns);
+	s_send_ok(a, &m, &r);
+	s_connect(h, HX_TEAM_A, &b);
+	t.until = hx_mono_ms() + 2500;
+	end = hx_mono_ms() + 10000;
+	while (handed == 0 && hx_mono_ms() < end)
+		assert_int_equal(
+		    schakel_receive(b, 1, 1000, s_on_try, &t, &handed),
+		    SCHAKEL_OK);
+	assert_int_equal(handed, 1);
+	assert_int_equal(t.n, 3);
+	for (size_t i = 0; i < t.n; i++)
+		assert_int_equal(t.count[i], i + 1);
+	/* Some slack below 1 s and 2 s for the broker's 100 ms timers. */
+	assert_true(t.at[1] - t.at[0] >= 900);
+	assert_true(t.at[2] - t.at[1] >= 1900);
+	s_wait_notices(a, &ns, 1, 1000);
+	assert_int_equal(ns.n, 0);
+	schakel_receipt_clear(&r);
+	schakel_close(&a);
+	schakel_close(&b);
+}
+
+/* (j3) A Nack with a permanent code dead-letters the message with the
+ * recipient's code, as a dead letter: a recipient cannot make it an
+ * expiry (NOTICE_NON_DELIVERY, audited as expired), which only the broker
+ * decides. */
+static void
+t_nack_permanent(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL;
+	struct schakel_message m = hx_msg(HX_TYPE_ONE, "zaak-0014", "nooit");
+	struct schakel_receipt r;
+	struct s_notices ns = {0};
+	struct frame nack = {.kind = FRAME_NACK};
+	uint32_t first = 0, again = 1;
+	int sent = -1;
+	void *raw;
+
+	s_connect(h, HX_SENDER, &a);
+	schakel_set_notice_handler(a, s_on_notice, &ns);
+	s_send_ok(a, &m, &r);
+	raw = hx_raw_connect(h, HX_TEAM_A);
+	assert_non_null(raw);
+	first = s_raw_deliver(raw, r.store_seq, 5000);
+	nack.u.ack.store_seq = r.store_seq;
+	memcpy(nack.u.ack.message_id, r.message_id, SCHAKEL_ID_LEN);
+	nack.u.ack.code = SCHAKEL_E_EXPIRED;
+	sent = hx_raw_send(raw, &nack);
+	/* Not delivered again (the ack timeout is 2 s). */
+	again = s_raw_deliver(raw, r.store_seq, 3000);
+	hx_raw_close(&raw);
+	s_wait_notices(a, &ns, 1, 5000);
+	schakel_close(&a);
+	assert_int_equal(first, 1);
+	assert_int_equal(sent, 0);
+	assert_int_equal(again, 0);
+	assert_int_equal(ns.n, 1);
+	assert_int_equal(ns.v[0].kind, SCHAKEL_NOTICE_DEAD_LETTERED);
+	assert_int_equal(ns.v[0].code, SCHAKEL_E_EXPIRED);
+	assert_memory_equal(ns.v[0].id, r.message_id, SCHAKEL_ID_LEN);
+	schakel_receipt_clear(&r);
+}
+
 /* Acknowledges `r`'s message on a raw connection. */
 static int
 s_raw_ack(void *raw, const struct schakel_receipt *r)
@@ -1557,6 +1664,10 @@ main(int argc, char **argv)
 		t_expire_in_flight, s_setup_ack_timeout, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_delivery_counts, s_setup_ack_timeout, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_nack_backoff, s_setup_ack_timeout, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_nack_permanent, s_setup_ack_timeout, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_first_delivery_fails, s_setup_ack_timeout, s_teardown),
 	    cmocka_unit_test_setup_teardown(
