@@ -566,17 +566,44 @@ s_audit_write(struct broker *b, const struct audit_event *ev)
 	}
 }
 
+bool
+broker_rate_take(struct rate *r, double per_s, double burst, uint64_t now_ms)
+{
+	if (r->at_ms == 0) {
+		r->tokens = burst;
+		r->at_ms = now_ms;
+	}
+	if (now_ms > r->at_ms) {
+		r->tokens += (double)(now_ms - r->at_ms) / 1000.0 * per_s;
+		r->at_ms = now_ms;
+	}
+	if (r->tokens > burst)
+		r->tokens = burst;
+	if (r->tokens < 1.0)
+		return false;
+	r->tokens -= 1.0;
+	return true;
+}
+
+/* Whether a refusal is summed rather than recorded on its own: one of a
+ * rate limit (a record each would let a client over its rate fill the
+ * store as fast as it can send), and every refusal while the store is
+ * full (it keeps room back for acknowledgements and dead letters, which
+ * a client retrying at its full rate would eat). */
+static bool
+s_summed(const struct broker *b, const struct audit_event *ev)
+{
+	return ev->kind == AUDIT_REFUSED &&
+	    (b->store_full || ev->code == SCHAKEL_E_RATE_LIMITED);
+}
+
 void
 broker_audit(struct broker *b, const struct audit_event *ev)
 {
 	struct refusal_window *w;
 
-	/* A full store keeps room back for acknowledgements and dead
-	 * letters, and a record a refusal would eat it (a client may well
-	 * retry at its full rate): while it is full, refusals are summed
-	 * per party and written once a minute (s_audit_summaries). */
-	if (ev->kind == AUDIT_REFUSED && b->store_full &&
-	    (w = s_refusal_window(b, ev->from)) != NULL) {
+	/* Summed per party, written once a minute (s_audit_summaries). */
+	if (s_summed(b, ev) && (w = s_refusal_window(b, ev->from)) != NULL) {
 		if (w->unrecorded++ == 0)
 			w->unrecorded_ms = b->now_ms;
 		w->unrecorded_code = (int)ev->code;
@@ -586,8 +613,8 @@ broker_audit(struct broker *b, const struct audit_event *ev)
 }
 
 /* The summed refusals of each party as one record (event refused, the
- * last refusal's code, count): those a minute old, or all when `all` or
- * when the store is no longer full. */
+ * last refusal's code, count): those a minute old, or all when `all`;
+ * those of a full store as soon as it is no longer full. */
 static void
 s_audit_summaries(struct broker *b, bool all)
 {
@@ -601,7 +628,9 @@ s_audit_summaries(struct broker *b, bool all)
 			continue;
 		w = b->refusal_log.vals[i];
 		if (w->unrecorded == 0 ||
-		    (!all && b->store_full &&
+		    (!all &&
+			(b->store_full ||
+			    w->unrecorded_code == SCHAKEL_E_RATE_LIMITED) &&
 			b->now_ms < w->unrecorded_ms + 60000))
 			continue;
 		text_copy(ev.from, sizeof ev.from, w->party);
@@ -869,6 +898,7 @@ static void
 s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 {
 	const struct frame_hello *h = &f->u.hello;
+	const struct conf_party *party;
 	struct session *s, *old;
 	struct frame w = {.corr_id = f->corr_id, .kind = FRAME_WELCOME};
 	struct audit_event ev = {.kind = AUDIT_CONNECTED, .time_ms = b->now_ms};
@@ -885,6 +915,25 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 			? SCHAKEL_E_FORGED_SENDER
 			: SCHAKEL_E_UNKNOWN_PARTY,
 		    NULL);
+		return;
+	}
+	/* Gone from the configuration since the connection was made. */
+	party = conf_party_by_id(b->conf, m->party);
+	if (party == NULL) {
+		broker_refuse(
+		    b, &m->peer, f->corr_id, SCHAKEL_E_UNKNOWN_PARTY, NULL);
+		return;
+	}
+	if (!broker_rate_take(&b->parties[party->index].hellos,
+		BROKER_HELLO_RATE, BROKER_HELLO_BURST, b->now_ms)) {
+		struct audit_event no = {.kind = AUDIT_REFUSED,
+		    .time_ms = b->now_ms,
+		    .code = SCHAKEL_E_RATE_LIMITED};
+		broker_refuse(
+		    b, &m->peer, f->corr_id, SCHAKEL_E_RATE_LIMITED, NULL);
+		text_copy(no.from, sizeof no.from, m->party);
+		broker_audit(b, &no); /* summed */
+		broker_log_refusal(b, m->party, SCHAKEL_E_RATE_LIMITED);
 		return;
 	}
 	/* A party has one session; a new Hello replaces the old one. */

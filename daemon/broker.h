@@ -227,22 +227,37 @@ struct refusal_window {
 	uint32_t logged;
 	uint32_t suppressed;
 	int last_code;
-	/* Refusals not yet in the audit log: while the store is full they
-	 * are summed, and written as one record a minute (broker_audit). */
+	/* Refusals not yet in the audit log: those of the rate limits, and
+	 * all while the store is full, are summed and written as one record
+	 * a minute (broker_audit). */
 	uint32_t unrecorded;
 	uint64_t unrecorded_ms; /* when the first of them was refused */
 	int unrecorded_code;    /* the last one's code */
 };
 
-/* A token bucket per party (submit rate limit). */
+/* A token bucket (a party's submit rate limit, its Hellos). */
 struct rate {
 	double tokens;
 	uint64_t at_ms;
 };
 
+/* Takes a token from `r`, which fills at `per_s` a second up to `burst`
+ * (full at first use).  False when there is none. */
+bool
+broker_rate_take(struct rate *r, double per_s, double burst, uint64_t now_ms);
+
+/* Hellos a party may send, a second and at once: each makes a session
+ * and writes two audit records (connected, and disconnected for the one
+ * it replaces), which a client saying Hello in a loop must not turn into
+ * a full store.  Reconnects with backoff, and a script that runs
+ * `schakel send` once a message, stay far below. */
+#define BROKER_HELLO_RATE 10
+#define BROKER_HELLO_BURST 50
+
 /* What the broker keeps per declared party, by conf party index. */
 struct party_state {
 	struct rate rate;
+	struct rate hellos;
 	/* Its queue depth as the open group counts it: what the store held
 	 * at the group's first message to it, plus what the group adds.
 	 * Valid while depth_group is the broker's depth_group (the store's

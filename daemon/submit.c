@@ -188,22 +188,8 @@ s_refuse(struct broker *b, const struct transport_msg *m, uint64_t corr_id,
 static bool
 s_rate_ok(struct broker *b, const struct conf_party *p)
 {
-	struct rate *r = &b->parties[p->index].rate;
-	double elapsed;
-
-	if (r->at_ms == 0) {
-		r->tokens = (double)p->submit_burst;
-		r->at_ms = b->now_ms;
-	}
-	elapsed = (double)(b->now_ms - r->at_ms) / 1000.0;
-	r->at_ms = b->now_ms;
-	r->tokens += elapsed * (double)p->submit_rate;
-	if (r->tokens > (double)p->submit_burst)
-		r->tokens = (double)p->submit_burst;
-	if (r->tokens < 1.0)
-		return false;
-	r->tokens -= 1.0;
-	return true;
+	return broker_rate_take(&b->parties[p->index].rate,
+	    (double)p->submit_rate, (double)p->submit_burst, b->now_ms);
 }
 
 /* A resubmission of an accepted message: answer with its receipt when the

@@ -406,7 +406,9 @@ static bool
 s_has_audit(struct hx *h, const char *by, const char *what, const char *needle)
 {
 	const char *args[] = {"audit", "export", by, what, "--json", NULL};
-	char out[16384];
+	/* A party's whole log (a few hundred records at most here): what
+	 * does not fit is cut off, without an error. */
+	static char out[256 * 1024];
 
 	assert_int_equal(
 	    hx_schakelctl(h, s_schakelctl, out, sizeof out, args), 0);
@@ -981,7 +983,7 @@ t_check_order(void **state)
 }
 
 /* submit_rate 1, submit_burst 2: the third immediate submit is refused;
- * a second later one is accepted again. */
+ * a second later one is accepted again.  The refusal is audited summed. */
 static void
 t_rate_limited(void **state)
 {
@@ -1014,11 +1016,74 @@ t_rate_limited(void **state)
 	assert_string_equal(g->m[0].payload, "snel 0");
 	assert_string_equal(g->m[1].payload, "snel 1");
 	assert_string_equal(g->m[2].payload, "snel 3");
+	/* The refusal is summed into one record a minute (written at the
+	 * stop at the latest), with its count. */
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	assert_int_equal(hx_start(h), 0);
+	assert_true(s_has_audit(
+	    h, "--party", HX_SENDER, "\"code\":\"RATE_LIMITED\",\"count\":1}"));
 	for (int i = 0; i < 4; i++) {
 		codec_buf_clear(&env[i]);
 		free(d[i]);
 	}
 	free(g);
+}
+
+/* Hellos sent on one connection in a loop, t_hello_flood. */
+#define S_HELLOS 120
+
+/* A client that says Hello in a loop (each one a session, and audit
+ * records for it and the one it replaces) is refused RATE_LIMITED beyond
+ * BROKER_HELLO_BURST at once and BROKER_HELLO_RATE a second; the
+ * refusals are one audit record with their count, not a record each;
+ * the party connects normally again a second later. */
+static void
+t_hello_flood(void **state)
+{
+	struct hx *h = *state;
+	void *raw = hx_raw_connect(h, HX_SENDER);
+	size_t welcomed = 0, refused = 0;
+	uint64_t t0 = hx_mono_ms(), ms;
+	char want[64];
+
+	assert_non_null(raw);
+	for (int i = 0; i < S_HELLOS; i++) {
+		struct frame hello = {
+		    .corr_id = 1000 + (uint64_t)i, .kind = FRAME_HELLO};
+		struct frame reply;
+		snprintf(hello.u.hello.protocol, sizeof hello.u.hello.protocol,
+		    "%s", FRAME_PROTOCOL);
+		snprintf(hello.u.hello.party_id, sizeof hello.u.hello.party_id,
+		    "%s", HX_SENDER);
+		snprintf(hello.u.hello.software, sizeof hello.u.hello.software,
+		    "test_refusals");
+		assert_int_equal(hx_raw_request(raw, &hello, &reply, 5000), 0);
+		if (reply.kind == FRAME_WELCOME) {
+			welcomed++;
+		} else {
+			assert_int_equal(reply.kind, FRAME_REFUSAL);
+			assert_string_equal(
+			    schakel_errname((int)reply.u.refusal.code),
+			    "RATE_LIMITED");
+			refused++;
+		}
+		frame_clear(&reply);
+	}
+	ms = hx_mono_ms() - t0;
+	hx_raw_close(&raw);
+	print_message("%zu welcomed, %zu refused in %llu ms\n", welcomed,
+	    refused, (unsigned long long)ms);
+	/* The connection's own Hello took one of the 50. */
+	assert_true(welcomed <= 49 + 10 * ms / 1000 + 1);
+	assert_true(refused > 0);
+	hx_sleep_ms(1000);
+	s_marker_only(h, "zaak-0140");
+	/* The summary is written when the minute ends or at the stop. */
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	assert_int_equal(hx_start(h), 0);
+	snprintf(want, sizeof want, "\"code\":\"RATE_LIMITED\",\"count\":%zu}",
+	    refused);
+	assert_true(s_has_audit(h, "--party", HX_SENDER, want));
 }
 
 /* team-a's queue holds three: while it is offline the fourth message is
@@ -1466,6 +1531,7 @@ main(int argc, char **argv)
 	    S_T(t_bundle),
 	    cmocka_unit_test_setup_teardown(
 		t_rate_limited, s_setup_rate, s_teardown),
+	    S_T(t_hello_flood),
 	    cmocka_unit_test_setup_teardown(
 		t_queue_full, s_setup_queue, s_teardown),
 	    cmocka_unit_test_setup_teardown(
