@@ -1052,6 +1052,13 @@ s_dispatch(struct broker *b, const struct transport_msg *m)
 	int n = 0;
 
 	b->in_unit++;
+	if (!transport_peer_generated(&m->peer)) {
+		/* Told once a message (a reply: no session is ever made). */
+		broker_log_refusal(b, m->party, SCHAKEL_E_PROTOCOL);
+		broker_refuse(b, &m->peer, 0, SCHAKEL_E_PROTOCOL, NULL);
+		b->stats.messages_in++;
+		return 1;
+	}
 	/* A bundle's frames are read in place, from the message. */
 	if (!frame_is_bundle(m->data, m->len) ||
 	    frame_decode(m->data, m->len, broker_frame_limit(b), &f) !=

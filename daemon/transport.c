@@ -323,6 +323,12 @@ transport_watch_fd(struct transport *t, int fd)
 		t->watch_fd[t->nwatch++] = fd;
 }
 
+bool
+transport_peer_generated(const struct transport_peer *p)
+{
+	return p->len == 5 && p->id[0] == 0;
+}
+
 int
 transport_recv(struct transport *t, struct transport_msg *m)
 {

@@ -40,6 +40,15 @@ struct transport_peer {
 	size_t len;
 };
 
+/* Whether the routing id is one libzmq made for the connection (a zero
+ * byte and a 32-bit counter that starts at a random value), not one the
+ * client chose with ZMQ_ROUTING_ID.  Sessions are found by routing id,
+ * and a chosen one can be taken by another connection, of another
+ * party, as soon as the first is gone: the broker would send that
+ * connection what it still sends the session (deliveries, whose
+ * headers it can read) until the heartbeats run out. */
+bool transport_peer_generated(const struct transport_peer *p);
+
 /* One inbound message.  `data` is owned by the transport and valid until
  * the next transport_recv or transport_destroy. */
 struct transport_msg {

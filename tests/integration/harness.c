@@ -460,12 +460,11 @@ hx_raw_request(
 }
 
 void *
-hx_raw_connect(struct hx *h, const char *party)
+hx_raw_open(struct hx *h, const char *party, const void *id, size_t idlen)
 {
 	struct keys_public bpub;
 	struct keys_secret *sec;
 	struct keys_error ke;
-	struct frame hello = {0}, w = {0};
 	char path[512];
 	int linger = 0;
 	void *s;
@@ -484,12 +483,30 @@ hx_raw_connect(struct hx *h, const char *party)
 	    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec->transport_sk, 32) !=
 		0 ||
 	    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+	    (idlen > 0 && zmq_setsockopt(s, ZMQ_ROUTING_ID, id, idlen) != 0) ||
 	    zmq_connect(s, h->endpoint) != 0) {
 		keys_secret_destroy(&sec);
 		hx_raw_close(&s);
 		return NULL;
 	}
 	keys_secret_destroy(&sec);
+	for (size_t i = 0; i < S_RAW_MAX; i++)
+		if (s_raw[i].sock == NULL) {
+			s_raw[i].ctx = h->zctx;
+			s_raw[i].sock = s;
+			break;
+		}
+	return s;
+}
+
+void *
+hx_raw_connect(struct hx *h, const char *party)
+{
+	struct frame hello = {0}, w = {0};
+	void *s = hx_raw_open(h, party, NULL, 0);
+
+	if (s == NULL)
+		return NULL;
 	hello.corr_id = 1;
 	hello.kind = FRAME_HELLO;
 	snprintf(hello.u.hello.protocol, sizeof hello.u.hello.protocol, "%s",
@@ -505,12 +522,6 @@ hx_raw_connect(struct hx *h, const char *party)
 		return NULL;
 	}
 	frame_clear(&w);
-	for (size_t i = 0; i < S_RAW_MAX; i++)
-		if (s_raw[i].sock == NULL) {
-			s_raw[i].ctx = h->zctx;
-			s_raw[i].sock = s;
-			break;
-		}
 	return s;
 }
 

@@ -83,6 +83,10 @@ int hx_connect(struct hx *h, const char *party, int timeout_ms,
 /* A raw connection: a CurveZMQ DEALER for `party` that has said Hello and
  * received Welcome.  Returns the socket or NULL. */
 void *hx_raw_connect(struct hx *h, const char *party);
+/* A raw connection for `party` that has said nothing yet, with the
+ * ZeroMQ routing id `id` (idlen bytes) when idlen > 0.  NULL on failure. */
+void *
+hx_raw_open(struct hx *h, const char *party, const void *id, size_t idlen);
 void hx_raw_close(void **sock);
 /* Sends one frame and waits for nothing; 0 or -1. */
 int hx_raw_send(void *sock, const struct frame *f);

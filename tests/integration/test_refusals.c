@@ -1029,6 +1029,43 @@ t_rate_limited(void **state)
 	free(g);
 }
 
+/* A connection whose routing id the client chose (ZMQ_ROUTING_ID) is
+ * answered PROTOCOL, with corr_id 0, and gets no session: the broker
+ * finds sessions by routing id, and a chosen one could be taken by
+ * another party's connection once the first is gone. */
+static void
+t_chosen_routing_id(void **state)
+{
+	struct hx *h = *state;
+	void *raw = hx_raw_open(h, HX_TEAM_A, "team-a-1", 8);
+	struct frame hello = {.corr_id = 7, .kind = FRAME_HELLO};
+	struct frame reply = {0};
+	struct zmq_pollitem_t item = {.events = ZMQ_POLLIN};
+	uint8_t buf[4096];
+	int n;
+
+	assert_non_null(raw);
+	snprintf(hello.u.hello.protocol, sizeof hello.u.hello.protocol, "%s",
+	    FRAME_PROTOCOL);
+	snprintf(hello.u.hello.party_id, sizeof hello.u.hello.party_id, "%s",
+	    HX_TEAM_A);
+	assert_int_equal(hx_raw_send(raw, &hello), 0);
+	item.socket = raw;
+	assert_int_equal(zmq_poll(&item, 1, 5000), 1);
+	n = zmq_recv(raw, buf, sizeof buf, 0);
+	assert_true(n > 0);
+	assert_int_equal(
+	    frame_decode(buf, (size_t)n, sizeof buf, &reply), SCHAKEL_OK);
+	assert_int_equal(reply.kind, FRAME_REFUSAL);
+	assert_int_equal(reply.corr_id, 0);
+	assert_string_equal(
+	    schakel_errname((int)reply.u.refusal.code), "PROTOCOL");
+	frame_clear(&reply);
+	hx_raw_close(&raw);
+	/* The party connects as ever without a chosen id. */
+	s_marker_only(h, "zaak-0141");
+}
+
 /* Hellos sent on one connection in a loop, t_hello_flood. */
 #define S_HELLOS 120
 
@@ -1532,6 +1569,7 @@ main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(
 		t_rate_limited, s_setup_rate, s_teardown),
 	    S_T(t_hello_flood),
+	    S_T(t_chosen_routing_id),
 	    cmocka_unit_test_setup_teardown(
 		t_queue_full, s_setup_queue, s_teardown),
 	    cmocka_unit_test_setup_teardown(
