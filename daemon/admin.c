@@ -84,7 +84,7 @@ static void
 s_status(struct broker *b, struct s_req *r)
 {
 	uint64_t used = 0, size = 0, limit = 0, refused = 0;
-	size_t connected = b->sessions.len;
+	size_t connected = broker_parties_connected(b);
 
 	store_usage(b->store, &used, &size, &limit);
 	for (int i = 0; i < 64; i++)
@@ -131,8 +131,8 @@ s_party_row(struct broker *b, struct s_req *r, const struct conf_party *p,
     bool only_waiting, bool *first)
 {
 	const struct session *s = broker_session(b, p->id);
-	uint64_t depth = 0;
-	size_t ndead = 0;
+	uint64_t depth = 0, seen_ms = 0;
+	size_t ndead = 0, conns = broker_connections(b, p->id, &seen_ms);
 	struct store_dead dead[64];
 
 	store_queue_depth(b->store, p->id, &depth);
@@ -145,27 +145,32 @@ s_party_row(struct broker *b, struct s_req *r, const struct conf_party *p,
 		metrics_printf(&r->out, ",\"role\":");
 		s_jstr(&r->out, p->role->id);
 		metrics_printf(&r->out,
-		    ",\"connected\":%s,\"last_seen_s\":%lld,\"queued\":%llu,"
-		    "\"in_flight\":%zu,\"dead_letters\":%zu}",
-		    s != NULL ? "true" : "false",
-		    s != NULL
-			? (long long)((b->now_ms - s->last_seen_ms) / 1000)
-			: -1LL,
+		    ",\"connected\":%s,\"connections\":%zu,\"last_seen_s\":%"
+		    "lld,\"queued\":%llu,\"in_flight\":%zu,\"dead_letters\":%"
+		    "zu}",
+		    conns > 0 ? "true" : "false", conns,
+		    conns > 0 ? (long long)((b->now_ms - seen_ms) / 1000)
+			      : -1LL,
 		    (unsigned long long)depth, s != NULL ? s->ninflight : 0,
 		    ndead);
 	} else {
-		char seen[32];
-		if (s != NULL)
+		char seen[32], conn[32];
+		if (conns > 0) {
 			snprintf(seen, sizeof seen, "%llus ago",
-			    (unsigned long long)((b->now_ms - s->last_seen_ms) /
-				1000));
-		else
+			    (unsigned long long)((b->now_ms - seen_ms) / 1000));
+			if (conns > 1)
+				snprintf(conn, sizeof conn, "yes (%zu)", conns);
+			else
+				snprintf(conn, sizeof conn, "yes");
+		} else {
 			snprintf(seen, sizeof seen, "-");
+			snprintf(conn, sizeof conn, "no");
+		}
 		metrics_printf(&r->out,
 		    "%-32s %-18s %-9s %-10s %8llu %9zu %6zu%s\n", p->id,
-		    p->role->id, s != NULL ? "yes" : "no", seen,
-		    (unsigned long long)depth, s != NULL ? s->ninflight : 0,
-		    ndead, ndead == 64 ? "+" : "");
+		    p->role->id, conn, seen, (unsigned long long)depth,
+		    s != NULL ? s->ninflight : 0, ndead,
+		    ndead == 64 ? "+" : "");
 	}
 	*first = false;
 	return true;

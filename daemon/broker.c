@@ -324,9 +324,9 @@ broker_destroy(struct broker **bp)
 	for (size_t i = 0; i < BROKER_GROUPS; i++)
 		group_free(&b->groups[i]);
 	hot_destroy(&b->hot);
-	for (size_t i = 0; i < b->sessions.cap; i++)
-		if (b->sessions.keys != NULL && b->sessions.keys[i] != NULL)
-			s_free_session(b->sessions.vals[i]);
+	for (size_t i = 0; i < b->peers.cap; i++)
+		if (b->peers.keys != NULL && b->peers.keys[i] != NULL)
+			s_free_session(b->peers.vals[i]);
 	idmap_free(&b->sessions);
 	idmap_free(&b->peers);
 	free(b->outq);
@@ -890,8 +890,107 @@ s_drop_session(struct broker *b, struct session *s, const char *why)
 	broker_audit(b, &ev);
 	deliver_forget(b, s);
 	idmap_del(&b->peers, s->peer.id, s->peer.len);
-	idmap_del(&b->sessions, s->party, strlen(s->party));
+	if (s->receiving)
+		idmap_del(&b->sessions, s->party, strlen(s->party));
 	s_free_session(s);
+}
+
+size_t
+broker_connections(
+    const struct broker *b, const char *party, uint64_t *last_seen_ms)
+{
+	size_t n = 0;
+	uint64_t last = 0;
+
+	for (size_t i = 0; i < b->peers.cap; i++) {
+		const struct session *s;
+		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
+			continue;
+		s = b->peers.vals[i];
+		if (strcmp(s->party, party) != 0)
+			continue;
+		n++;
+		if (s->last_seen_ms > last)
+			last = s->last_seen_ms;
+	}
+	if (last_seen_ms != NULL)
+		*last_seen_ms = last;
+	return n;
+}
+
+size_t
+broker_parties_connected(const struct broker *b)
+{
+	bool *seen = calloc(b->conf->nparties + 1, sizeof(*seen));
+	size_t n = 0;
+
+	if (seen == NULL)
+		return b->sessions.len; /* those receiving, at least */
+	for (size_t i = 0; i < b->peers.cap; i++) {
+		const struct conf_party *p;
+		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
+			continue;
+		p = conf_party_by_id(
+		    b->conf, ((const struct session *)b->peers.vals[i])->party);
+		if (p != NULL && !seen[p->index]) {
+			seen[p->index] = true;
+			n++;
+		}
+	}
+	free(seen);
+	return n;
+}
+
+/* Makes room for one more session of `party`: ends the one heard from
+ * longest ago when it has BROKER_PARTY_SESSIONS. */
+static void
+s_party_room(struct broker *b, const char *party)
+{
+	struct session *oldest = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < b->peers.cap; i++) {
+		struct session *s;
+		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
+			continue;
+		s = b->peers.vals[i];
+		if (strcmp(s->party, party) != 0)
+			continue;
+		n++;
+		if (oldest == NULL || s->last_seen_ms < oldest->last_seen_ms)
+			oldest = s;
+	}
+	if (n >= BROKER_PARTY_SESSIONS)
+		s_drop_session(b, oldest, "too many connections of the party");
+}
+
+/* Credit from `s`: it receives for its party from now on.  The session
+ * that received before (a connection lost while its heartbeats had not
+ * yet run out, or another process of the party) gives up what it has in
+ * flight, which comes again (docs/protocol.md 11.3). */
+static void
+s_receive_on(struct broker *b, struct session *s)
+{
+	struct session *before = broker_session(b, s->party);
+	void *old;
+
+	if (s->receiving)
+		return;
+	if (before != NULL) {
+		deliver_forget(b, before);
+		deliver_free(before); /* its cases' state with it */
+		before->receiving = false;
+		before->dirty = false;
+		idmap_del(&b->sessions, s->party, strlen(s->party));
+		log_info(
+		    "party=%s receives on another connection now", s->party);
+	}
+	if (idmap_put(&b->sessions, s->party, strlen(s->party), s, &old) != 0)
+		return; /* no memory: it sends, but receives nothing */
+	s->receiving = true;
+	/* Its queue read from the start: what `before` had in flight or
+	 * held back is found again. */
+	deliver_rescan(s);
 }
 
 static void
@@ -936,13 +1035,12 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 		broker_log_refusal(b, m->party, SCHAKEL_E_RATE_LIMITED);
 		return;
 	}
-	/* A party has one session; a new Hello replaces the old one. */
-	old = broker_session(b, m->party);
-	if (old != NULL)
-		s_drop_session(b, old, "replaced by a new connection");
+	/* A party may have several sessions; a Hello on a connection that
+	 * has one starts it afresh. */
 	old = idmap_get(&b->peers, m->peer.id, m->peer.len);
 	if (old != NULL)
 		s_drop_session(b, old, "hello again");
+	s_party_room(b, m->party);
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
 		broker_refuse(
@@ -953,9 +1051,7 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 	s->peer = m->peer;
 	s->bundles = h->bundles;
 	s->last_seen_ms = s->last_sent_ms = b->now_ms;
-	if (idmap_put(&b->sessions, s->party, strlen(s->party), s, &dup) != 0 ||
-	    idmap_put(&b->peers, s->peer.id, s->peer.len, s, &dup) != 0) {
-		idmap_del(&b->sessions, s->party, strlen(s->party));
+	if (idmap_put(&b->peers, s->peer.id, s->peer.len, s, &dup) != 0) {
 		s_free_session(s);
 		broker_refuse(
 		    b, &m->peer, f->corr_id, SCHAKEL_E_NO_MEMORY, NULL);
@@ -1020,7 +1116,9 @@ s_handle(struct broker *b, const struct transport_msg *m, const uint8_t *data,
 		submit_envelope(b, m, &f);
 		break;
 	case FRAME_CREDIT:
-		deliver_credit(b, s, f.u.credit);
+		s_receive_on(b, s);
+		if (s->receiving)
+			deliver_credit(b, s, f.u.credit);
 		break;
 	case FRAME_ACK:
 	case FRAME_NACK:
@@ -1245,12 +1343,12 @@ broker_reload(struct broker *b, struct diags *d)
 	}
 	s_startup_only(b, b->conf, c);
 	c->generation = b->conf->generation + 1;
-	/* Parties that are gone lose their connection; their queues stay. */
-	for (size_t i = 0; i < b->sessions.cap; i++) {
+	/* Parties that are gone lose their connections; their queues stay. */
+	for (size_t i = 0; i < b->peers.cap; i++) {
 		struct session *s;
-		if (b->sessions.keys == NULL || b->sessions.keys[i] == NULL)
+		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
 			continue;
-		s = b->sessions.vals[i];
+		s = b->peers.vals[i];
 		if (conf_party_by_id(c, s->party) == NULL && ndrop < 256)
 			drop[ndrop++] = s;
 	}

@@ -124,7 +124,13 @@ struct session {
 	bool bundles;
 	bool out_queued;
 	struct frame_bundle out;
+	bool receiving; /* the party's deliveries come here (sessions) */
 };
+
+/* Connections a party may have at once; a Hello beyond them ends the one
+ * heard from longest ago (a client that restarts in a loop leaves
+ * sessions behind until their heartbeats run out). */
+#define BROKER_PARTY_SESSIONS 16
 
 /* The same envelope submitted again while its first submission waits
  * for its group (a client that resent it at once): answered with it. */
@@ -307,9 +313,12 @@ struct broker {
 	struct keys_secret *keys;
 	struct merkle_cache *cache;
 	struct verify_pool *verify; /* submissions waiting for their check */
-	struct idmap sessions;      /* party id -> struct session * */
-	struct idmap peers;         /* routing id -> struct session * */
-	struct session **outq;      /* sessions with frames in their bundle */
+	/* A party may have several connections (a sending service and a
+	 * receiving one, say), each a session in `peers`; one of them
+	 * receives: the last to grant credit, in `sessions`. */
+	struct idmap sessions; /* party id -> its receiving session */
+	struct idmap peers;    /* routing id -> struct session * */
+	struct session **outq; /* sessions with frames in their bundle */
 	size_t nout, capout;
 	/* max_message_size at start: the socket takes no larger messages
 	 * (plus 64 KiB) until a restart, whatever a reload says. */
@@ -417,7 +426,14 @@ void broker_send(
 /* Sends a Refusal (and audits refusals of messages). */
 void broker_refuse(struct broker *b, const struct transport_peer *peer,
     uint64_t corr_id, int code, const uint8_t *message_id);
+/* The party's receiving session, or NULL. */
 struct session *broker_session(struct broker *b, const char *party);
+/* How many sessions `party` has, and when the latest of them was heard
+ * from (*last_seen_ms, may be NULL; 0 when none). */
+size_t broker_connections(
+    const struct broker *b, const char *party, uint64_t *last_seen_ms);
+/* How many parties have a session. */
+size_t broker_parties_connected(const struct broker *b);
 /* Logs a refusal of a request from `party`: the first few a minute one
  * line each, the rest as one summary line per party and minute. */
 void broker_log_refusal(struct broker *b, const char *party, int code);

@@ -945,11 +945,11 @@ deliver_timers(struct broker *b)
 	size_t ndrop = 0;
 	uint64_t hb = b->conf->broker.limits.heartbeat * 1000;
 
-	for (size_t i = 0; i < b->sessions.cap; i++) {
+	for (size_t i = 0; i < b->peers.cap; i++) {
 		struct session *s;
-		if (b->sessions.keys == NULL || b->sessions.keys[i] == NULL)
+		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
 			continue;
-		s = b->sessions.vals[i];
+		s = b->peers.vals[i];
 		for (size_t k = 0; k < s->ninflight;) {
 			if (s->inflight[k].deadline_ms <= b->now_ms) {
 				s_retry(b, s, &s->inflight[k]);

@@ -214,14 +214,14 @@ stats_publish(struct broker *b)
 	    "# HELP schakel_in_flight Deliveries not yet "
 	    "acknowledged, per connected party.\n"
 	    "# TYPE schakel_in_flight gauge\n");
-	for (size_t i = 0; i < b->sessions.cap; i++) {
-		const struct session *s;
-		if (b->sessions.keys == NULL || b->sessions.keys[i] == NULL)
+	for (size_t i = 0; i < b->conf->nparties; i++) {
+		const char *id = b->conf->parties[i].id;
+		const struct session *s = broker_session(b, id);
+		if (broker_connections(b, id, NULL) == 0)
 			continue;
-		s = b->sessions.vals[i];
 		connected++;
-		metrics_printf(&t, "schakel_in_flight{party=\"%s\"} %zu\n",
-		    s->party, s->ninflight);
+		metrics_printf(&t, "schakel_in_flight{party=\"%s\"} %zu\n", id,
+		    s != NULL ? s->ninflight : 0);
 	}
 	metrics_printf(&t,
 	    "# HELP schakel_connected_parties Parties with a session.\n"

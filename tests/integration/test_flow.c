@@ -1011,6 +1011,73 @@ t_nack_permanent(void **state)
 	schakel_receipt_clear(&r);
 }
 
+/* (j4) A party with two connections at once (a sending service and a
+ * receiving one, each with the party's keys): a second Hello does not
+ * end the first session, so the receiving one keeps receiving, each
+ * message once and on its first delivery.  Then the second connection
+ * grants credit and receives from there on: one connection of a party
+ * receives at a time, the last to grant credit. */
+static void
+t_two_connections(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *b = NULL, *c = NULL;
+	struct s_got *g = calloc(1, sizeof *g), *g2 = calloc(1, sizeof *g2);
+	char log[320], text[4][16];
+	size_t handed = 0;
+
+	assert_non_null(g);
+	assert_non_null(g2);
+	snprintf(log, sizeof log, "%s/schakeld.log", h->dir);
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	assert_int_equal(hx_start_logged(h, log), 0);
+	s_connect(h, HX_SENDER, &a);
+	s_connect(h, HX_TEAM_A, &b);
+	for (int i = 0; i < 4; i++) {
+		struct schakel_message m;
+		snprintf(text[i], sizeof text[i], "twee %d", i);
+		m = hx_msg(HX_TYPE_ONE, "zaak-0015", text[i]);
+		s_send_ok(a, &m, NULL);
+		if (i == 0) {
+			/* b receives; then team-a's second connection. */
+			assert_int_equal(schakel_receive(b, 1, 5000,
+					     s_on_message, g, &handed),
+			    SCHAKEL_OK);
+			assert_int_equal(handed, 1);
+			s_connect(h, HX_TEAM_A, &c);
+		}
+	}
+	while (g->n < 4) {
+		assert_int_equal(schakel_receive(b, 4 - g->n, 5000,
+				     s_on_message, g, &handed),
+		    SCHAKEL_OK);
+		assert_true(handed > 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_string_equal(g->m[i].payload, text[i]);
+		assert_int_equal(g->m[i].count, 1);
+	}
+	assert_true(tu_file_has(log, "connected party=" HX_TEAM_A));
+	assert_false(tu_file_has(log, "disconnected party=" HX_TEAM_A));
+	/* The second connection takes over receiving. */
+	{
+		struct schakel_message m =
+		    hx_msg(HX_TYPE_ONE, "zaak-0015", "naar c");
+		s_send_ok(a, &m, NULL);
+	}
+	assert_int_equal(
+	    schakel_receive(c, 1, 5000, s_on_message, g2, &handed), SCHAKEL_OK);
+	assert_int_equal(handed, 1);
+	assert_string_equal(g2->m[0].payload, "naar c");
+	assert_true(tu_file_has(
+	    log, "party=" HX_TEAM_A " receives on another connection now"));
+	schakel_close(&a);
+	schakel_close(&b);
+	schakel_close(&c);
+	free(g);
+	free(g2);
+}
+
 /* Acknowledges `r`'s message on a raw connection. */
 static int
 s_raw_ack(void *raw, const struct schakel_receipt *r)
@@ -1664,6 +1731,8 @@ main(int argc, char **argv)
 		t_expire_in_flight, s_setup_ack_timeout, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_delivery_counts, s_setup_ack_timeout, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_two_connections, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_nack_backoff, s_setup_ack_timeout, s_teardown),
 	    cmocka_unit_test_setup_teardown(
