@@ -1116,7 +1116,9 @@ s_handle(struct broker *b, const struct transport_msg *m, const uint8_t *data,
 		submit_envelope(b, m, &f);
 		break;
 	case FRAME_CREDIT:
-		s_receive_on(b, s);
+		/* Credit{0} takes nothing over: it receives nothing. */
+		if (f.u.credit > 0)
+			s_receive_on(b, s);
 		if (s->receiving)
 			deliver_credit(b, s, f.u.credit);
 		break;
