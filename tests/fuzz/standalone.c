@@ -1,7 +1,8 @@
 /*
  * standalone: runs the fuzz target once over each file named on the
- * command line (or each file in a named directory), without libFuzzer, so
- * the target and its seeds are checked in every ordinary build.
+ * command line (or each file in a named directory, not its subdirectories),
+ * without libFuzzer, so the target and its seeds are checked in every
+ * ordinary build.
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -68,6 +69,9 @@ main(int argc, char **argv)
 				continue;
 			if (snprintf(path, sizeof path, "%s/%s", argv[i],
 				de->d_name) >= (int)sizeof path)
+				continue;
+			/* Subdirectories hold the seeds' helper files. */
+			if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
 				continue;
 			if (s_run_file(path) != 0) {
 				closedir(d);
