@@ -131,7 +131,7 @@ s_close(struct s_loader *l)
 		    l->arena, f->len ? f->len : 1, sizeof(*n->items));
 		if (n->items == NULL)
 			rc = -1;
-		else
+		else if (f->len > 0) /* an empty list has no f->items */
 			memcpy(n->items, f->items, f->len * sizeof(void *));
 	} else {
 		struct ypair *p = arena_calloc(
