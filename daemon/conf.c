@@ -200,6 +200,21 @@ s_need(struct s_ctx *x, const struct ynode *map, const struct ynode *v,
 	return false;
 }
 
+/* Reports a required list of message types that is empty ('[]'), which
+ * would otherwise be read as no types at all.  `key` is the list's key
+ * in `what`.  Returns false when it is empty. */
+static bool
+s_some_types(
+    struct s_ctx *x, const struct ynode *v, const char *key, const char *what)
+{
+	if (v->kind != YNODE_SEQ || v->n > 0)
+		return true;
+	s_err(x, &v->mark,
+	    "'%s' of %s is an empty list; name at least one message type", key,
+	    what);
+	return false;
+}
+
 /* Returns the text of a scalar, or NULL after reporting what is wrong. */
 static const char *
 s_scalar(struct s_ctx *x, const struct ynode *n, const char *what)
@@ -1516,9 +1531,11 @@ s_parse_deadlines(struct s_ctx *x)
 		dl->mark = n->mark;
 		if (v[1] != NULL)
 			dl->description = s_text(x, v[1], "a description");
-		if (s_need(x, n, v[2], "from", what))
+		if (s_need(x, n, v[2], "from", what) &&
+		    s_some_types(x, v[2], "from", what))
 			dl->from = s_type_list(x, v[2], &dl->nfrom);
-		if (s_need(x, n, v[3], "to", what))
+		if (s_need(x, n, v[3], "to", what) &&
+		    s_some_types(x, v[3], "to", what))
 			dl->to = s_type_list(x, v[3], &dl->nto);
 		if (s_need(x, n, v[4], "within", what))
 			s_duration(x, v[4], true, "within", &dl->within);
@@ -1638,7 +1655,8 @@ s_parse_flows(struct s_ctx *x, struct conf_agreement *ag, const struct ynode *n)
 		    s_selector(x, v[0], "from", ag, &fl->from);
 		ok = s_need(x, f, v[1], "to", "a flow") &&
 		    s_selector(x, v[1], "to", ag, &fl->to) && ok;
-		if (s_need(x, f, v[2], "types", "a flow"))
+		if (s_need(x, f, v[2], "types", "a flow") &&
+		    s_some_types(x, v[2], "types", "a flow"))
 			fl->types = s_type_list(x, v[2], &fl->ntypes);
 		if (ok && fl->ntypes > 0)
 			k++;
