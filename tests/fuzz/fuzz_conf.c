@@ -355,6 +355,33 @@ s_check_flow(const struct conf *c, const struct conf_agreement *ag,
 	}
 }
 
+/* A limit ends after its start, on a working day when it counts them;
+ * checked from today and from each holiday, where the counting skips. */
+static void
+s_check_deadline(const struct conf *c, const struct conf_deadline *dl)
+{
+	const struct units_duration *lim[2] = {&dl->within, &dl->urgent_within};
+
+	if (dl->nfrom == 0 || dl->nto == 0 ||
+	    (dl->within.seconds == 0) == (dl->within.workdays == 0))
+		s_fail("a deadline without a start, an end or a limit", dl->id);
+	for (size_t h = 0; h <= c->nholidays; h++) {
+		int32_t day = h < c->nholidays ? c->holidays[h].day : s_today;
+		for (int i = 0; i < 2; i++) {
+			int32_t end;
+			if (lim[i]->seconds == 0 && lim[i]->workdays == 0)
+				continue;
+			end = conf_limit_end(c, day, lim[i]);
+			if (end <= day ||
+			    (lim[i]->workdays != 0 &&
+				(units_weekday(end) >= 5 ||
+				    conf_is_holiday(c, end))))
+				s_fail(
+				    "a limit that ends on a day off", dl->id);
+		}
+	}
+}
+
 static void
 s_check_conf(const struct conf *c)
 {
@@ -378,6 +405,9 @@ s_check_conf(const struct conf *c)
 		    conf_party_by_id(c, p->id) != p ||
 		    conf_party_by_transport_key(c, p->transport_key) != p)
 			s_fail("a party not found by its id or key", p->id);
+		for (size_t r = 0; r < p->nregions; r++)
+			if (!conf_party_in_region(p, p->regions[r]))
+				s_fail("a party outside its own region", p->id);
 	}
 	for (size_t i = 0; i < c->ntypes; i++) {
 		const struct conf_type *t = &c->types[i];
@@ -387,17 +417,20 @@ s_check_conf(const struct conf *c)
 			       "larger than max_message_size",
 			    t->id);
 	}
-	for (size_t i = 1; i < c->nholidays; i++)
-		if (c->holidays[i - 1].day >= c->holidays[i].day)
+	for (size_t i = 0; i < c->nholidays; i++)
+		if ((i > 0 && c->holidays[i - 1].day >= c->holidays[i].day) ||
+		    !conf_is_holiday(c, c->holidays[i].day))
 			s_fail("holidays out of order", c->holidays[i].name);
 	for (size_t i = 0; i < c->ndeadlines; i++)
-		if (c->deadlines[i].nfrom == 0 || c->deadlines[i].nto == 0)
-			s_fail("a deadline without a start or an end",
-			    c->deadlines[i].id);
+		s_check_deadline(c, &c->deadlines[i]);
 	for (size_t i = 0; i < c->nagreements; i++) {
 		const struct conf_agreement *ag = &c->agreements[i];
-		if (ag->index != i || conf_agreement_by_id(c, ag->id) != ag)
-			s_fail("an agreement not found by its id", ag->id);
+		if (ag->index != i || conf_agreement_by_id(c, ag->id) != ag ||
+		    !conf_agreement_active(ag, ag->valid_from) ||
+		    !conf_agreement_active(ag, ag->valid_until))
+			s_fail("an agreement not found by its id, or never in "
+			       "force",
+			    ag->id);
 		if (ag->nparties < 2 || ag->nflows == 0)
 			s_fail("an agreement with fewer than two parties or "
 			       "without flows",
