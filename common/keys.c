@@ -308,14 +308,23 @@ keys_public_read(const char *path, enum keys_owner owner,
 	struct s_field f[S_NAMES];
 	uint8_t *dst[S_NAMES] = {out->sign, out->box, out->transport};
 	const char *why;
+	struct stat st;
 	ssize_t len;
 	int fd;
 
 	memset(out, 0, sizeof(*out));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Not blocking, and only a regular file: a FIFO or a device named
+	 * by mistake is refused rather than waited on. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		s_err(err, 0, 0, "cannot open public key file '%s': %s", path,
 		    strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		s_err(err, 0, 0, "public key file '%s' is not a regular file",
+		    path);
+		close(fd);
 		return -1;
 	}
 	len = s_read_fd(fd, buf, sizeof buf, path, err);
@@ -415,7 +424,8 @@ keys_secret_read(
 		s_err(err, 0, 0, "libsodium could not be initialised");
 		return NULL;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* Not blocking: s_check_stat refuses what is not a regular file. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		s_err(err, 0, 0, "cannot open secret key file '%s': %s", path,
 		    errno == ELOOP ? "it is a symbolic link" : strerror(errno));

@@ -6,8 +6,11 @@
 #include "ytree.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 /* A growable list of nodes or pairs while a collection is open. */
@@ -255,14 +258,31 @@ s_slurp(const char *path, size_t *len, const char *mark_file, uint32_t seq,
     struct diags *d)
 {
 	struct diag_mark mk = {.file = mark_file, .seq = seq};
-	FILE *f = fopen(path, "rb");
+	/* Not blocking: a FIFO or a device named by mistake must be
+	 * refused, not waited on (a reload would hang the broker). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	unsigned char *buf = NULL;
 	size_t cap = 0, n;
+	struct stat st;
+	FILE *f;
 
 	*len = 0;
+	if (fd < 0) {
+		diags_add(
+		    d, DIAG_ERROR, &mk, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		diags_add(d, DIAG_ERROR, &mk,
+		    "not a regular file; name a YAML file here");
+		close(fd);
+		return NULL;
+	}
+	f = fdopen(fd, "rb");
 	if (f == NULL) {
 		diags_add(
 		    d, DIAG_ERROR, &mk, "cannot open: %s", strerror(errno));
+		close(fd);
 		return NULL;
 	}
 	for (;;) {

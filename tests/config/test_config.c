@@ -580,6 +580,55 @@ test_example_utrecht(void **state)
 	conf_destroy(&c);
 }
 
+/* Whether one of the diagnostics has `text`. */
+static bool
+s_has(const struct s_lines *got, const char *text)
+{
+	for (int i = 0; i < got->n; i++)
+		if (strstr(got->v[i], text) != NULL)
+			return true;
+	return false;
+}
+
+/* A FIFO named where a file is read (the configuration itself, an
+ * include, a party's public key file) is refused with an error, not
+ * waited on: a reload of such a configuration would hang the broker
+ * until someone wrote into the pipe. */
+static void
+test_not_regular(void **state)
+{
+	struct s_lines got = {0};
+	struct conf *c;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(mkfifo("broken/pipe.yaml", 0600), 0);
+	c = s_load("broken/pipe.yaml", &got);
+	assert_null(c);
+	if (!s_has(&got, "broken/pipe.yaml: error: not a regular file"))
+		fail_msg("no error for the FIFO as configuration");
+	s_lines_free(&got);
+
+	assert_int_equal(mkfifo("broken/pub/pipe.pub", 0600), 0);
+	f = fopen("broken/pipe-key.yaml", "w");
+	assert_non_null(f);
+	fputs("include: ../base.yaml\n"
+	      "parties:\n"
+	      "  - id: gemeente-b\n"
+	      "    name: Gemeente B\n"
+	      "    role: municipality\n"
+	      "    keys: pub/pipe.pub\n",
+	    f);
+	assert_int_equal(fclose(f), 0);
+	c = s_load("broken/pipe-key.yaml", &got);
+	assert_null(c);
+	if (!s_has(&got,
+		"public key file 'broken/pub/pipe.pub' is not a "
+		"regular file"))
+		fail_msg("no error for the FIFO as public key file");
+	s_lines_free(&got);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -594,6 +643,8 @@ main(int argc, char **argv)
 	const struct CMUnitTest base[] = {
 	    cmocka_unit_test_setup_teardown(
 		test_base_valid, s_setup_config, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_not_regular, s_setup_config, s_teardown),
 	};
 	const struct CMUnitTest utrecht[] = {
 	    cmocka_unit_test_setup_teardown(
