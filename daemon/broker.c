@@ -895,15 +895,18 @@ s_drop_session(struct broker *b, struct session *s, const char *why)
 	s_free_session(s);
 }
 
-size_t
-broker_connections(
-    const struct broker *b, const char *party, uint64_t *last_seen_ms)
+/* The sessions of `party`: how many, the one heard from longest ago
+ * (*oldest, may be NULL) and when the latest was (*last_seen_ms). */
+static size_t
+s_sessions_of(const struct broker *b, const char *party,
+    struct session **oldest, uint64_t *last_seen_ms)
 {
-	size_t n = 0;
+	struct session *old = NULL;
 	uint64_t last = 0;
+	size_t n = 0;
 
 	for (size_t i = 0; i < b->peers.cap; i++) {
-		const struct session *s;
+		struct session *s;
 		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
 			continue;
 		s = b->peers.vals[i];
@@ -912,10 +915,21 @@ broker_connections(
 		n++;
 		if (s->last_seen_ms > last)
 			last = s->last_seen_ms;
+		if (old == NULL || s->last_seen_ms < old->last_seen_ms)
+			old = s;
 	}
+	if (oldest != NULL)
+		*oldest = old;
 	if (last_seen_ms != NULL)
 		*last_seen_ms = last;
 	return n;
+}
+
+size_t
+broker_connections(
+    const struct broker *b, const char *party, uint64_t *last_seen_ms)
+{
+	return s_sessions_of(b, party, NULL, last_seen_ms);
 }
 
 size_t
@@ -947,20 +961,8 @@ static void
 s_party_room(struct broker *b, const char *party)
 {
 	struct session *oldest = NULL;
-	size_t n = 0;
 
-	for (size_t i = 0; i < b->peers.cap; i++) {
-		struct session *s;
-		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
-			continue;
-		s = b->peers.vals[i];
-		if (strcmp(s->party, party) != 0)
-			continue;
-		n++;
-		if (oldest == NULL || s->last_seen_ms < oldest->last_seen_ms)
-			oldest = s;
-	}
-	if (n >= BROKER_PARTY_SESSIONS)
+	if (s_sessions_of(b, party, &oldest, NULL) >= BROKER_PARTY_SESSIONS)
 		s_drop_session(b, oldest, "too many connections of the party");
 }
 

@@ -845,6 +845,18 @@ s_raw_deliver(void *raw, uint64_t seq, int ms)
 	return count;
 }
 
+/* Nacks `r`'s message on a raw connection with `code`. */
+static int
+s_raw_nack(void *raw, const struct schakel_receipt *r, int code)
+{
+	struct frame nack = {.kind = FRAME_NACK};
+
+	nack.u.ack.store_seq = r->store_seq;
+	memcpy(nack.u.ack.message_id, r->message_id, SCHAKEL_ID_LEN);
+	nack.u.ack.code = (uint32_t)code;
+	return hx_raw_send(raw, &nack);
+}
+
 /* (j) The delivery count goes up by one for each failed delivery, of each
  * kind: a retryable Nack, a lost connection, an ack timeout; after the
  * fourth (max_deliveries: 4) the message is dead-lettered and the sender
@@ -859,7 +871,6 @@ t_delivery_counts(void **state)
 	struct schakel_message m = hx_msg(HX_TYPE_ONE, "zaak-0008", "telt");
 	struct schakel_receipt r;
 	struct s_notices ns = {0};
-	struct frame nack = {.kind = FRAME_NACK};
 	uint32_t got[6] = {0};
 	void *raw;
 
@@ -872,10 +883,7 @@ t_delivery_counts(void **state)
 	assert_non_null(raw);
 	got[0] = s_raw_deliver(raw, r.store_seq, 5000);
 	/* A retryable Nack. */
-	nack.u.ack.store_seq = r.store_seq;
-	memcpy(nack.u.ack.message_id, r.message_id, SCHAKEL_ID_LEN);
-	nack.u.ack.code = SCHAKEL_E_UNAVAILABLE;
-	got[5] = hx_raw_send(raw, &nack) == 0;
+	got[5] = s_raw_nack(raw, &r, SCHAKEL_E_UNAVAILABLE) == 0;
 	got[1] = s_raw_deliver(raw, r.store_seq, 5000);
 	/* The connection is replaced while it is in flight. */
 	hx_raw_close(&raw);
@@ -981,7 +989,6 @@ t_nack_permanent(void **state)
 	struct schakel_message m = hx_msg(HX_TYPE_ONE, "zaak-0014", "nooit");
 	struct schakel_receipt r;
 	struct s_notices ns = {0};
-	struct frame nack = {.kind = FRAME_NACK};
 	uint32_t first = 0, again = 1;
 	int sent = -1;
 	void *raw;
@@ -992,10 +999,7 @@ t_nack_permanent(void **state)
 	raw = hx_raw_connect(h, HX_TEAM_A);
 	assert_non_null(raw);
 	first = s_raw_deliver(raw, r.store_seq, 5000);
-	nack.u.ack.store_seq = r.store_seq;
-	memcpy(nack.u.ack.message_id, r.message_id, SCHAKEL_ID_LEN);
-	nack.u.ack.code = SCHAKEL_E_EXPIRED;
-	sent = hx_raw_send(raw, &nack);
+	sent = s_raw_nack(raw, &r, SCHAKEL_E_EXPIRED);
 	/* Not delivered again (the ack timeout is 2 s). */
 	again = s_raw_deliver(raw, r.store_seq, 3000);
 	hx_raw_close(&raw);
@@ -1052,7 +1056,7 @@ t_two_connections(void **state)
 	for (int i = 0; i < 4; i++) {
 		struct schakel_message m;
 		snprintf(text[i], sizeof text[i], "twee %d", i);
-		m = hx_msg(HX_TYPE_ONE, "zaak-0015", text[i]);
+		m = hx_msg(HX_TYPE_ONE, "zaak-0018", text[i]);
 		s_send_ok(a, &m, NULL);
 		if (i == 0) {
 			/* b receives; then team-a's second connection. */
@@ -1080,7 +1084,7 @@ t_two_connections(void **state)
 	/* The second connection takes over receiving. */
 	{
 		struct schakel_message m =
-		    hx_msg(HX_TYPE_ONE, "zaak-0015", "naar c");
+		    hx_msg(HX_TYPE_ONE, "zaak-0018", "naar c");
 		s_send_ok(a, &m, NULL);
 	}
 	assert_int_equal(
