@@ -460,7 +460,8 @@ hx_raw_request(
 }
 
 void *
-hx_raw_open(struct hx *h, const char *party, const void *id, size_t idlen)
+hx_raw_open(
+    struct hx *h, const char *party, const void *id, size_t idlen, int rcvhwm)
 {
 	struct keys_public bpub;
 	struct keys_secret *sec;
@@ -484,6 +485,8 @@ hx_raw_open(struct hx *h, const char *party, const void *id, size_t idlen)
 		0 ||
 	    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
 	    (idlen > 0 && zmq_setsockopt(s, ZMQ_ROUTING_ID, id, idlen) != 0) ||
+	    (rcvhwm > 0 &&
+		zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm) != 0) ||
 	    zmq_connect(s, h->endpoint) != 0) {
 		keys_secret_destroy(&sec);
 		hx_raw_close(&s);
@@ -503,7 +506,7 @@ void *
 hx_raw_connect(struct hx *h, const char *party)
 {
 	struct frame hello = {0}, w = {0};
-	void *s = hx_raw_open(h, party, NULL, 0);
+	void *s = hx_raw_open(h, party, NULL, 0, 0);
 
 	if (s == NULL)
 		return NULL;

@@ -84,9 +84,11 @@ int hx_connect(struct hx *h, const char *party, int timeout_ms,
  * received Welcome.  Returns the socket or NULL. */
 void *hx_raw_connect(struct hx *h, const char *party);
 /* A raw connection for `party` that has said nothing yet, with the
- * ZeroMQ routing id `id` (idlen bytes) when idlen > 0.  NULL on failure. */
-void *
-hx_raw_open(struct hx *h, const char *party, const void *id, size_t idlen);
+ * ZeroMQ routing id `id` (idlen bytes) when idlen > 0, and with
+ * ZMQ_RCVHWM `rcvhwm` (how many messages its I/O thread takes in ahead
+ * of the test) when rcvhwm > 0.  NULL on failure. */
+void *hx_raw_open(
+    struct hx *h, const char *party, const void *id, size_t idlen, int rcvhwm);
 void hx_raw_close(void **sock);
 /* Sends one frame and waits for nothing; 0 or -1. */
 int hx_raw_send(void *sock, const struct frame *f);

@@ -1037,7 +1037,7 @@ static void
 t_chosen_routing_id(void **state)
 {
 	struct hx *h = *state;
-	void *raw = hx_raw_open(h, HX_TEAM_A, "team-a-1", 8);
+	void *raw = hx_raw_open(h, HX_TEAM_A, "team-a-1", 8, 0);
 	struct frame hello = {.corr_id = 7, .kind = FRAME_HELLO};
 	struct frame reply = {0};
 	struct zmq_pollitem_t item = {.events = ZMQ_POLLIN};
