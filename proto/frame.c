@@ -14,8 +14,6 @@
 #include "pb.h"
 #include "syntax.h"
 
-#define S_MAX_FRAME (ENV_MAX_LEN + 32768)
-
 static int
 s_check_attrs(const struct env_attr *a, size_t n)
 {
@@ -159,8 +157,8 @@ frame_decode(const uint8_t *buf, size_t len, size_t max_len, struct frame *f)
 
 	/* pb_frame_decode clears *f (a struct of several KiB) itself; only
 	 * the refusals before it do so here, so a decode clears it once. */
-	if (max_len == 0 || max_len > S_MAX_FRAME)
-		max_len = S_MAX_FRAME;
+	if (max_len == 0 || max_len > FRAME_MAX_LEN)
+		max_len = FRAME_MAX_LEN;
 	if (len > max_len || (buf == NULL && len > 0)) {
 		memset(f, 0, sizeof *f);
 		return len > max_len ? SCHAKEL_E_TOO_LARGE
@@ -238,7 +236,7 @@ s_reserve(struct frame_bundle *b, size_t len, uint8_t **at)
 		return SCHAKEL_E_TOO_LARGE;
 	if (b->len < FRAME_BUNDLE_HEAD)
 		b->len = FRAME_BUNDLE_HEAD;
-	if (len > S_MAX_FRAME)
+	if (len > FRAME_MAX_LEN)
 		return SCHAKEL_E_TOO_LARGE;
 	need = b->len + klen + len;
 	if (need > b->cap) {

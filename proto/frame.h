@@ -19,6 +19,9 @@
 #define FRAME_MAX_TEXT_LEN 256 /* Hello.software, Refusal.reason */
 #define FRAME_KEY_LEN 32
 #define FRAME_SIG_LEN 64
+/* The codec's ceiling for one encoded frame (a Deliver: the largest
+ * envelope, its receipt and the fields around them). */
+#define FRAME_MAX_LEN (ENV_MAX_LEN + 32768)
 
 /* The body's field number in schakel.v1.Frame. */
 enum frame_kind {
