@@ -671,7 +671,7 @@ s_send_out(struct broker *b, struct session *s)
 	size_t n;
 
 	if (frame_bundle_finish(&s->out, &p, &n) &&
-	    transport_send(b->tp, &s->peer, p, n) == 0) {
+	    transport_send(b->tp, &s->peer, p, n, NULL) == TRANSPORT_QUEUED) {
 		b->stats.messages_out++;
 		b->stats.frames_out += s->out.count;
 	}
@@ -762,7 +762,7 @@ static void
 s_send_alone(struct broker *b, const struct transport_peer *peer,
     const uint8_t *p, size_t n)
 {
-	if (transport_send(b->tp, peer, p, n) == 0) {
+	if (transport_send(b->tp, peer, p, n, NULL) == TRANSPORT_QUEUED) {
 		b->stats.messages_out++;
 		b->stats.frames_out++;
 	}

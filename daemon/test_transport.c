@@ -9,6 +9,7 @@
 
 #include <sodium.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "transport.h"
@@ -38,8 +39,11 @@ s_admit(void *arg, const uint8_t key[TRANSPORT_KEY_LEN], char *party_id)
 	return false;
 }
 
+/* A CURVE DEALER connected to `endpoint`; rcvhwm > 0 sets how many
+ * messages its I/O thread takes in ahead of the test. */
 static void *
-s_client(void *ctx, const char *endpoint, const uint8_t *pk, const uint8_t *sk)
+s_client_hwm(void *ctx, const char *endpoint, const uint8_t *pk,
+    const uint8_t *sk, int rcvhwm)
 {
 	void *s = zmq_socket(ctx, ZMQ_DEALER);
 	int linger = 0;
@@ -51,8 +55,17 @@ s_client(void *ctx, const char *endpoint, const uint8_t *pk, const uint8_t *sk)
 	assert_int_equal(zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sk, 32), 0);
 	assert_int_equal(
 	    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger), 0);
+	if (rcvhwm > 0)
+		assert_int_equal(
+		    zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm), 0);
 	assert_int_equal(zmq_connect(s, endpoint), 0);
 	return s;
+}
+
+static void *
+s_client(void *ctx, const char *endpoint, const uint8_t *pk, const uint8_t *sk)
+{
+	return s_client_hwm(ctx, endpoint, pk, sk, 0);
 }
 
 static struct transport *
@@ -110,8 +123,12 @@ test_declared_parties_tagged(void **state)
 	assert_string_equal(m.party, "kredietbank-b");
 	pb = m.peer;
 	/* Replies reach the right peer. */
-	assert_int_equal(transport_send(t, &pb, (const uint8_t *)"to b", 4), 0);
-	assert_int_equal(transport_send(t, &pa, (const uint8_t *)"to a", 4), 0);
+	assert_int_equal(
+	    transport_send(t, &pb, (const uint8_t *)"to b", 4, NULL),
+	    TRANSPORT_QUEUED);
+	assert_int_equal(
+	    transport_send(t, &pa, (const uint8_t *)"to a", 4, NULL),
+	    TRANSPORT_QUEUED);
 	assert_int_equal(zmq_recv(a, buf, sizeof buf, 0), 4);
 	assert_memory_equal(buf, "to a", 4);
 	assert_int_equal(zmq_recv(b, buf, sizeof buf, 0), 4);
@@ -158,7 +175,75 @@ test_gone_peer_is_not_an_error(void **state)
 	struct transport_peer nobody = {.id = {0, 1, 2, 3}, .len = 4};
 
 	assert_int_equal(
-	    transport_send(t, &nobody, (const uint8_t *)"lost", 4), -1);
+	    transport_send(t, &nobody, (const uint8_t *)"lost", 4, NULL),
+	    TRANSPORT_GONE);
+	transport_destroy(&t);
+}
+
+/* Waits up to two seconds for the account's unsent bytes to come down
+ * to at most `want`; returns what they are then. */
+static size_t
+s_unsent_until(const struct transport_account *acct, size_t want)
+{
+	size_t n = transport_account_unsent(acct);
+
+	for (int i = 0; i < 200 && n > want; i++) {
+		struct timespec ts = {0, 10 * 1000000};
+		nanosleep(&ts, NULL);
+		n = transport_account_unsent(acct);
+	}
+	return n;
+}
+
+/* An account counts what ZeroMQ holds for a peer that does not read,
+ * says when the peer's queue is full (the broker drops such a session),
+ * and counts it all down once the peer has read it.  Released while
+ * messages still hold it, it lives until the last of them is dropped
+ * with the connection (the sanitizer build checks that nothing is
+ * touched after it is freed, or leaked). */
+static void
+test_account_counts_unsent(void **state)
+{
+	static uint8_t msg[4096], buf[4096];
+	char ep[256];
+	struct transport *t = s_transport(ep, sizeof ep);
+	struct transport_account *acct = transport_account_new();
+	void *ctx = zmq_ctx_new();
+	void *a = s_client_hwm(ctx, ep, s_k.a_pk, s_k.a_sk, 1);
+	enum transport_sent rc = TRANSPORT_QUEUED;
+	struct transport_msg m;
+	struct transport_peer pa;
+	size_t sent = 0;
+
+	assert_non_null(acct);
+	assert_int_equal(transport_account_unsent(acct), 0);
+	assert_int_equal(zmq_send(a, "hi", 2, 0), 2);
+	assert_int_equal(s_wait(t, &m), 1);
+	pa = m.peer;
+	while (sent < 4 * TRANSPORT_SNDHWM) {
+		rc = transport_send(t, &pa, msg, sizeof msg, acct);
+		if (rc != TRANSPORT_QUEUED)
+			break;
+		sent++;
+	}
+	assert_int_equal(rc, TRANSPORT_FULL);
+	assert_true(sent >= TRANSPORT_SNDHWM);
+	/* The queue is full of them: at least half its messages' bytes. */
+	assert_true(transport_account_unsent(acct) >=
+	    TRANSPORT_SNDHWM / 2 * sizeof msg);
+	for (size_t i = 0; i < sent; i++)
+		assert_int_equal(zmq_recv(a, buf, sizeof buf, 0), sizeof buf);
+	assert_int_equal(s_unsent_until(acct, 0), 0);
+
+	for (size_t i = 0; i < 100; i++)
+		assert_int_equal(transport_send(t, &pa, msg, sizeof msg, acct),
+		    TRANSPORT_QUEUED);
+	assert_true(transport_account_unsent(acct) > 0);
+	transport_account_release(&acct);
+	assert_null(acct);
+	transport_account_release(&acct); /* NULL is fine */
+	zmq_close(a);
+	zmq_ctx_term(ctx);
 	transport_destroy(&t);
 }
 
@@ -185,6 +270,7 @@ main(void)
 	    cmocka_unit_test(test_declared_parties_tagged),
 	    cmocka_unit_test(test_unknown_key_refused),
 	    cmocka_unit_test(test_gone_peer_is_not_an_error),
+	    cmocka_unit_test(test_account_counts_unsent),
 	    cmocka_unit_test(test_bind_failure_message),
 	};
 

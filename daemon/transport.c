@@ -1,12 +1,14 @@
 /*
  * transport: the only daemon file that includes zmq.h.  It binds the
  * ROUTER socket as a CURVE server, answers ZAP requests on the broker's
- * own thread (so admission reads the configuration in force), and moves
- * frames in and out.  It knows nothing of what the frames mean.
+ * own thread (so admission reads the configuration in force), moves
+ * frames in and out, and counts what ZeroMQ has not yet written out of
+ * what was sent on an account.  It knows nothing of what the frames mean.
  */
 #include "transport.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,19 @@
 
 #define S_ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define S_MAX_ENDPOINTS 16
+
+struct transport_account {
+	atomic_size_t unsent;
+	atomic_uint refs; /* the owner's and one per message queued */
+};
+
+/* A message counted on an account, as handed to libzmq: the account and
+ * the length sit in front of the bytes, for s_written to count down. */
+struct s_counted {
+	struct transport_account *acct;
+	size_t len;
+	uint8_t data[];
+};
 
 struct transport {
 	void *ctx;
@@ -97,10 +112,17 @@ struct transport *
 transport_new(const struct transport_opts *opts, char *err, size_t errlen)
 {
 	struct transport *t = calloc(1, sizeof(*t));
-	/* Replies are small and deliveries are bounded by credit, so the
-	 * outbound queue per peer may be deep: a receipt dropped at a full
-	 * queue would only make the client resubmit. */
-	int one = 1, zero = 0, linger = 200, sndhwm = 100000;
+	/* ZeroMQ's outbound queue per peer, in messages.  What a session's
+	 * client leaves unread the broker bounds in bytes (its account;
+	 * broker.c drops it past BROKER_UNSENT_HARD); this bounds what a
+	 * peer without a session piles up in refusals (some 100 bytes each:
+	 * under 1 MiB a connection; 100,000 let one connection hold 10 MiB
+	 * of them, and bundles of 256 KiB far more).  A session that does
+	 * not read bundles gets each frame as a message of its own and
+	 * still has room for its 1,024 deliveries in flight
+	 * (BROKER_MAX_INFLIGHT) and 7,000 replies it has not read yet; one
+	 * that fills it is dropped as a slow consumer. */
+	int one = 1, zero = 0, linger = 200, sndhwm = TRANSPORT_SNDHWM;
 	int64_t maxmsg = (int64_t)opts->max_message;
 
 	if (t == NULL) {
@@ -389,16 +411,115 @@ transport_recv(struct transport *t, struct transport_msg *m)
 	}
 }
 
-int
-transport_send(struct transport *t, const struct transport_peer *peer,
-    const uint8_t *data, size_t len)
+struct transport_account *
+transport_account_new(void)
 {
-	if (zmq_send(
-		t->router, peer->id, peer->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+	struct transport_account *a = malloc(sizeof(*a));
+
+	if (a == NULL)
+		return NULL;
+	atomic_init(&a->unsent, 0);
+	atomic_init(&a->refs, 1);
+	return a;
+}
+
+static void
+s_account_unref(struct transport_account *a)
+{
+	/* The last reference frees, on whichever thread drops it. */
+	if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1)
+		free(a);
+}
+
+void
+transport_account_release(struct transport_account **ap)
+{
+	if (ap == NULL || *ap == NULL)
+		return;
+	s_account_unref(*ap);
+	*ap = NULL;
+}
+
+size_t
+transport_account_unsent(const struct transport_account *a)
+{
+	return atomic_load_explicit(&a->unsent, memory_order_relaxed);
+}
+
+/* libzmq's free function of a counted message, called once: on its I/O
+ * thread when the message was written to the connection or dropped
+ * with it, or on the broker's thread when the send failed.  It touches
+ * only the account, which its reference keeps alive. */
+static void
+s_written(void *data, void *hint)
+{
+	struct s_counted *c = hint;
+
+	(void)data;
+	atomic_fetch_sub_explicit(
+	    &c->acct->unsent, c->len, memory_order_relaxed);
+	s_account_unref(c->acct);
+	free(c);
+}
+
+/* Makes `msg` a copy of data[0..len) counted on `acct`.  Returns 0, or
+ * -1 when out of memory. */
+static int
+s_counted_msg(zmq_msg_t *msg, const uint8_t *data, size_t len,
+    struct transport_account *acct)
+{
+	struct s_counted *c = malloc(sizeof(*c) + len);
+
+	if (c == NULL)
 		return -1;
-	if (zmq_send(t->router, data, len, ZMQ_DONTWAIT) < 0)
+	c->acct = acct;
+	c->len = len;
+	memcpy(c->data, data, len);
+	atomic_fetch_add_explicit(&acct->refs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&acct->unsent, len, memory_order_relaxed);
+	if (zmq_msg_init_data(msg, c->data, len, s_written, c) != 0) {
+		s_written(c->data, c);
 		return -1;
+	}
 	return 0;
+}
+
+/* Why a send failed: ROUTER_MANDATORY says EAGAIN when the peer's queue
+ * is at SNDHWM, EHOSTUNREACH when there is no such peer. */
+static enum transport_sent
+s_unsent_why(int err)
+{
+	return err == EAGAIN ? TRANSPORT_FULL : TRANSPORT_GONE;
+}
+
+enum transport_sent
+transport_send(struct transport *t, const struct transport_peer *peer,
+    const uint8_t *data, size_t len, struct transport_account *acct)
+{
+	zmq_msg_t msg;
+	int err;
+
+	if (acct != NULL && s_counted_msg(&msg, data, len, acct) != 0)
+		return TRANSPORT_GONE;
+	if (zmq_send(t->router, peer->id, peer->len,
+		ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+		err = zmq_errno();
+		if (acct != NULL)
+			zmq_msg_close(&msg);
+		return s_unsent_why(err);
+	}
+	/* Uncounted: zmq_send copies, and keeps a small message in the
+	 * zmq_msg_t itself. */
+	if (acct == NULL)
+		return zmq_send(t->router, data, len, ZMQ_DONTWAIT) < 0
+		    ? s_unsent_why(zmq_errno())
+		    : TRANSPORT_QUEUED;
+	if (zmq_msg_send(&msg, t->router, ZMQ_DONTWAIT) < 0) {
+		err = zmq_errno();
+		zmq_msg_close(&msg);
+		return s_unsent_why(err);
+	}
+	return TRANSPORT_QUEUED;
 }
 
 int

@@ -16,6 +16,9 @@
 #define TRANSPORT_PEER_MAX 256 /* a ZeroMQ routing id */
 #define TRANSPORT_PARTY_MAX 64
 #define TRANSPORT_ADDR_MAX 63 /* a peer address as ZAP gives it */
+/* The messages ZeroMQ queues for one peer at most (transport_new says
+ * why so many, and no more). */
+#define TRANSPORT_SNDHWM 8192
 
 /* Decides whether a CURVE client key belongs to a declared party; on
  * success writes the party id (at most TRANSPORT_PARTY_MAX bytes and a
@@ -99,11 +102,40 @@ void transport_admin_reply(struct transport *t, const char *text, size_t len);
  * in, 0 when there is none. */
 int transport_recv(struct transport *t, struct transport_msg *m);
 
-/* Sends one message to a peer.  A peer that is gone or cannot take more
- * is not an error for the broker: returns 0 when queued, -1 when
- * dropped (the caller keeps whatever it would have delivered). */
-int transport_send(struct transport *t, const struct transport_peer *peer,
-    const uint8_t *data, size_t len);
+/* What ZeroMQ still holds, not yet written to the connection, of the
+ * messages sent on one account: counted up as transport_send hands them
+ * over, down as libzmq's I/O thread has written each out or dropped it
+ * (the connection closed).  The broker keeps one per connection with a
+ * session, to notice a client that does not read.  Each message in
+ * ZeroMQ's hands holds a reference, as does the owner, so an account
+ * outlives the session while its messages are still queued. */
+struct transport_account;
+
+/* A new account with nothing unsent, owned by the caller; NULL when out
+ * of memory. */
+struct transport_account *transport_account_new(void);
+/* Gives up the owner's reference (queued messages keep theirs); accepts
+ * NULL; sets *ap to NULL. */
+void transport_account_release(struct transport_account **ap);
+/* The bytes sent on `a` that ZeroMQ has not written out yet; read from
+ * the broker's thread while the I/O thread counts down. */
+size_t transport_account_unsent(const struct transport_account *a);
+
+/* What transport_send did with a message. */
+enum transport_sent {
+	TRANSPORT_QUEUED = 0,
+	TRANSPORT_GONE = -1, /* no such peer (any more), or no memory */
+	TRANSPORT_FULL = -2, /* its queue holds all ZeroMQ allows (SNDHWM) */
+};
+
+/* Sends one message to a peer, a copy of data[0..len), counted on
+ * `acct` (may be NULL: not counted) until ZeroMQ has written it out.  A
+ * peer that is gone or cannot take more is not an error for the broker:
+ * the message is dropped (the caller keeps whatever it would have
+ * delivered) and the result says why. */
+enum transport_sent
+transport_send(struct transport *t, const struct transport_peer *peer,
+    const uint8_t *data, size_t len, struct transport_account *acct);
 
 /* Connections refused by ZAP since the last call, for the rate-limited
  * line in the log and for metrics, and the last of them: its address and
