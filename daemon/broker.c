@@ -302,6 +302,7 @@ broker_new(const struct broker_opts *opts)
 static void
 s_free_session(struct session *s)
 {
+	transport_account_release(&s->acct);
 	frame_bundle_free(&s->out);
 	deliver_free(s);
 	free(s->inflight);
@@ -329,6 +330,13 @@ broker_destroy(struct broker **bp)
 			s_free_session(b->peers.vals[i]);
 	idmap_free(&b->sessions);
 	idmap_free(&b->peers);
+	for (size_t i = 0; i < b->leftover.cap; i++)
+		if (b->leftover.keys != NULL && b->leftover.keys[i] != NULL) {
+			struct leftover *l = b->leftover.vals[i];
+			transport_account_release(&l->acct);
+			free(l);
+		}
+	idmap_free(&b->leftover);
 	free(b->outq);
 	for (size_t i = 0; i < b->refusal_log.cap; i++)
 		if (b->refusal_log.keys != NULL &&
@@ -663,15 +671,52 @@ broker_audit_about(
 		}
 }
 
-/* Sends the session's bundle now; it stays in the outq, if there. */
+/* Marks a session whose client does not read what it is sent: nothing
+ * more goes to it, and it is dropped at the end of the turn
+ * (s_drop_slow), not at once: the pump and the timers hold it while
+ * they send. */
+static void
+s_mark_slow(struct broker *b, struct session *s)
+{
+	s->slow = true;
+	b->slow_due = true;
+}
+
+/* Sends one ZeroMQ message to `peer`, counted on the account of its
+ * session `s` (NULL: it has none).  A session is slow when its
+ * connection has more than BROKER_UNSENT_HARD bytes unsent, before the
+ * message (a session that took over a connection's account, after
+ * Hello again) or after it, or when ZeroMQ's queue for it is full
+ * (SNDHWM).  Returns true when the message was queued. */
+static bool
+s_transmit(struct broker *b, const struct transport_peer *peer,
+    struct session *s, const uint8_t *p, size_t n)
+{
+	enum transport_sent rc;
+
+	if (s != NULL && !s->slow &&
+	    transport_account_unsent(s->acct) > BROKER_UNSENT_HARD)
+		s_mark_slow(b, s);
+	if (s != NULL && s->slow)
+		return false;
+	rc = transport_send(b->tp, peer, p, n, s != NULL ? s->acct : NULL);
+	if (s != NULL &&
+	    (rc == TRANSPORT_FULL ||
+		transport_account_unsent(s->acct) > BROKER_UNSENT_HARD))
+		s_mark_slow(b, s);
+	return rc == TRANSPORT_QUEUED;
+}
+
+/* Sends the session's bundle now; it stays in the outq, if there.  A
+ * slow session's is dropped. */
 static void
 s_send_out(struct broker *b, struct session *s)
 {
 	const uint8_t *p;
 	size_t n;
 
-	if (frame_bundle_finish(&s->out, &p, &n) &&
-	    transport_send(b->tp, &s->peer, p, n, NULL) == TRANSPORT_QUEUED) {
+	if (!s->slow && frame_bundle_finish(&s->out, &p, &n) &&
+	    s_transmit(b, &s->peer, s, p, n)) {
 		b->stats.messages_out++;
 		b->stats.frames_out += s->out.count;
 	}
@@ -757,12 +802,13 @@ s_bundle_room(struct broker *b, struct session *s, size_t n)
 	return true;
 }
 
-/* Sends one frame as a ZeroMQ message of its own. */
+/* Sends one frame as a ZeroMQ message of its own to `peer`, whose
+ * session is `s` (or NULL). */
 static void
 s_send_alone(struct broker *b, const struct transport_peer *peer,
-    const uint8_t *p, size_t n)
+    struct session *s, const uint8_t *p, size_t n)
 {
-	if (transport_send(b->tp, peer, p, n, NULL) == TRANSPORT_QUEUED) {
+	if (s_transmit(b, peer, s, p, n)) {
 		b->stats.messages_out++;
 		b->stats.frames_out++;
 	}
@@ -774,12 +820,14 @@ broker_send_raw(struct broker *b, const struct transport_peer *peer,
 {
 	struct session *s = idmap_get(&b->peers, peer->id, peer->len);
 
+	if (s != NULL && s->slow)
+		return; /* it does not read; it goes at the end of the turn */
 	if (s != NULL && s->bundles && s_bundle_room(b, s, n)) {
 		if (frame_bundle_add_raw(&s->out, p, n) == SCHAKEL_OK)
 			return;
 		s_send_out(b, s); /* what came before goes first */
 	}
-	s_send_alone(b, peer, p, n);
+	s_send_alone(b, peer, s, p, n);
 }
 
 void
@@ -791,6 +839,8 @@ broker_send(
 	size_t n;
 	int rc;
 
+	if (s != NULL && s->slow)
+		return; /* it does not read; it goes at the end of the turn */
 	/* A per-message frame is encoded straight into the bundle: no
 	 * buffer of its own, no copy (a Deliver carries the whole
 	 * envelope). */
@@ -809,7 +859,7 @@ broker_send(
 	if (s != NULL && s->bundles)
 		broker_send_raw(b, peer, buf.data, buf.len);
 	else
-		s_send_alone(b, peer, buf.data, buf.len);
+		s_send_alone(b, peer, s, buf.data, buf.len);
 	codec_buf_clear(&buf);
 }
 
@@ -877,6 +927,69 @@ broker_session(struct broker *b, const char *party)
 	return idmap_get(&b->sessions, party, strlen(party));
 }
 
+/* Keeps the account of a session that ends while ZeroMQ still holds
+ * messages for its connection, for a session the connection opens next
+ * (s_account); without memory for that it is let go. */
+static void
+s_keep_leftover(struct broker *b, struct session *s)
+{
+	struct leftover *l;
+	void *old;
+
+	if (s->acct == NULL || transport_account_unsent(s->acct) == 0)
+		return;
+	l = malloc(sizeof(*l));
+	if (l == NULL)
+		return;
+	l->peer = s->peer;
+	l->acct = s->acct;
+	if (idmap_put(&b->leftover, l->peer.id, l->peer.len, l, &old) != 0) {
+		free(l);
+		return;
+	}
+	s->acct = NULL;
+}
+
+/* The account for a new session on connection `peer`: what is left of
+ * the last session's there, else a new one; NULL when out of memory. */
+static struct transport_account *
+s_account(struct broker *b, const struct transport_peer *peer)
+{
+	struct leftover *l = idmap_del(&b->leftover, peer->id, peer->len);
+	struct transport_account *a;
+
+	if (l == NULL)
+		return transport_account_new();
+	a = l->acct;
+	free(l);
+	return a;
+}
+
+/* Lets go of the leftover accounts whose messages ZeroMQ has all
+ * written out or dropped (the connection closed), a bounded number a
+ * call. */
+static void
+s_forget_leftovers(struct broker *b)
+{
+	struct leftover *done[64];
+	size_t ndone = 0;
+
+	for (size_t i = 0; i < b->leftover.cap && ndone < 64; i++) {
+		struct leftover *l;
+		if (b->leftover.keys == NULL || b->leftover.keys[i] == NULL)
+			continue;
+		l = b->leftover.vals[i];
+		if (transport_account_unsent(l->acct) == 0)
+			done[ndone++] = l;
+	}
+	/* Not while walking the map: a delete moves its entries. */
+	for (size_t i = 0; i < ndone; i++) {
+		idmap_del(&b->leftover, done[i]->peer.id, done[i]->peer.len);
+		transport_account_release(&done[i]->acct);
+		free(done[i]);
+	}
+}
+
 /* Ends a session: its deliveries go back to waiting in the store. */
 static void
 s_drop_session(struct broker *b, struct session *s, const char *why)
@@ -892,6 +1005,7 @@ s_drop_session(struct broker *b, struct session *s, const char *why)
 	idmap_del(&b->peers, s->peer.id, s->peer.len);
 	if (s->receiving)
 		idmap_del(&b->sessions, s->party, strlen(s->party));
+	s_keep_leftover(b, s);
 	s_free_session(s);
 }
 
@@ -995,6 +1109,69 @@ s_receive_on(struct broker *b, struct session *s)
 	deliver_rescan(s);
 }
 
+/* Warns that a session is dropped as a slow consumer: once a minute a
+ * party, with the drops since (each is logged as a disconnection). */
+static void
+s_warn_slow(struct broker *b, const struct session *s)
+{
+	const struct conf_party *p = conf_party_by_id(b->conf, s->party);
+	struct party_state *ps = p != NULL ? &b->parties[p->index] : NULL;
+	double mib =
+	    (double)transport_account_unsent(s->acct) / (1024.0 * 1024.0);
+	char again[96] = "";
+
+	if (ps != NULL && ps->slow_warned_ms > 0 &&
+	    b->now_ms < ps->slow_warned_ms + 60000) {
+		ps->slow_again++;
+		return;
+	}
+	if (ps != NULL && ps->slow_again > 0)
+		snprintf(again, sizeof again,
+		    "; dropped so %llu more times since the last warning",
+		    (unsigned long long)ps->slow_again);
+	log_warnx("slow consumer: party=%s unsent=%.1fMiB: not reading what "
+		  "the broker sends (at most %d MiB or %d messages may wait "
+		  "for a client); session dropped, its deliveries in flight "
+		  "go back to its queue%s",
+	    s->party, mib, BROKER_UNSENT_HARD >> 20, TRANSPORT_SNDHWM, again);
+	if (ps != NULL) {
+		ps->slow_warned_ms = b->now_ms;
+		ps->slow_again = 0;
+	}
+}
+
+/* Drops the sessions marked slow (s_transmit), a bounded number a call
+ * (the rest at the next), with a line an operator can act on.  Called
+ * at the end of a turn, when nothing holds a session. */
+static void
+s_drop_slow(struct broker *b)
+{
+	struct session *drop[64];
+	size_t ndrop = 0;
+
+	if (!b->slow_due)
+		return;
+	b->slow_due = false;
+	for (size_t i = 0; i < b->peers.cap; i++) {
+		struct session *s;
+		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
+			continue;
+		s = b->peers.vals[i];
+		if (!s->slow)
+			continue;
+		if (ndrop == 64) {
+			b->slow_due = true;
+			break;
+		}
+		drop[ndrop++] = s;
+	}
+	for (size_t i = 0; i < ndrop; i++) {
+		s_warn_slow(b, drop[i]);
+		b->stats.slow_dropped++;
+		s_drop_session(b, drop[i], "slow consumer");
+	}
+}
+
 static void
 s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 {
@@ -1053,7 +1230,9 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 	s->peer = m->peer;
 	s->bundles = h->bundles;
 	s->last_seen_ms = s->last_sent_ms = b->now_ms;
-	if (idmap_put(&b->peers, s->peer.id, s->peer.len, s, &dup) != 0) {
+	s->acct = s_account(b, &s->peer);
+	if (s->acct == NULL ||
+	    idmap_put(&b->peers, s->peer.id, s->peer.len, s, &dup) != 0) {
 		s_free_session(s);
 		broker_refuse(
 		    b, &m->peer, f->corr_id, SCHAKEL_E_NO_MEMORY, NULL);
@@ -1536,6 +1715,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 			s_take_refused(b);
 			if (b->now_ms >= b->refused_logged_ms + 60000)
 				s_log_refused(b);
+			s_forget_leftovers(b);
 		}
 		deliver_pump(b);
 		/* Redeliveries' counts and dead letters of the pump. */
@@ -1564,6 +1744,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 			b->dedup_at_ms = b->now_ms;
 		}
 		broker_flush_out(b);
+		s_drop_slow(b);
 	}
 	s_take_refused(b);
 	s_log_refused(b);

@@ -56,6 +56,24 @@
 #define PENDING_ACCEPTED_MAX 1024
 /* A frame larger than this goes to a client on its own, not bundled. */
 #define BROKER_BUNDLE_ALONE (64 * 1024)
+/* What ZeroMQ may hold for one connection, not yet written out (its
+ * transport account), in two bounds.  Past the soft one the pump hands
+ * the session nothing more until it drains (deliver.c): credit bounds
+ * deliveries in messages (1,024 of up to 16 MiB), this keeps what waits
+ * in ZeroMQ for a recipient that reads slowly to a few bundles.  Past
+ * the hard one the session is dropped as a slow consumer (broker.c
+ * s_drop_slow): its client does not read even its replies, which would
+ * otherwise queue without end (a client flooding requests without
+ * reading took the broker past 1.5 GiB in 15 s).  Deliveries stop at the
+ * soft bound and pass it by at most a bundle and one frame, 20.4 MiB;
+ * the rest of the hard bound, more than 40 MiB or 100,000 receipts, is
+ * for replies a client has not read yet. */
+#define BROKER_UNSENT_SOFT (4 * 1024 * 1024)
+#define BROKER_UNSENT_HARD (64 * 1024 * 1024)
+_Static_assert(BROKER_UNSENT_HARD - BROKER_UNSENT_SOFT - FRAME_BUNDLE_KEEP -
+	    FRAME_MAX_LEN >=
+	40 * 1024 * 1024,
+    "the hard bound leaves room for replies past the deliveries'");
 /* The messages accepted last, kept in memory for their delivery (hot.h):
  * 208 bytes for each of the last BROKER_HOT_SLOTS sequence numbers and a
  * ring of BROKER_HOT_BYTES for copies of their envelopes and receipts,
@@ -125,6 +143,21 @@ struct session {
 	bool out_queued;
 	struct frame_bundle out;
 	bool receiving; /* the party's deliveries come here (sessions) */
+	/* What ZeroMQ holds unsent for its connection (BROKER_UNSENT_*);
+	 * the connection's, kept when the session ends (broker.leftover). */
+	struct transport_account *acct;
+	/* Its client does not read: nothing more is sent to it, and it is
+	 * dropped at the end of the turn (s_drop_slow). */
+	bool slow;
+};
+
+/* The account of a connection whose session ended while ZeroMQ still
+ * held messages for it: a session the connection opens again takes it
+ * over, so that sessions that follow one another on one connection
+ * (Hello after Hello) share one bound. */
+struct leftover {
+	struct transport_peer peer;
+	struct transport_account *acct;
 };
 
 /* Connections a party may have at once; a Hello beyond them ends the one
@@ -273,6 +306,11 @@ struct party_state {
 	/* Messages for it in each group not yet committed (by group
 	 * index): added to what the store holds when depth is read. */
 	uint64_t adds[BROKER_GROUPS];
+	/* The last warning that it is a slow consumer, and the drops as
+	 * one since, not warned of (a client that says Hello again and
+	 * again is dropped again and again). */
+	uint64_t slow_warned_ms;
+	uint64_t slow_again;
 };
 
 /* A latency histogram with fixed buckets (seconds). */
@@ -297,6 +335,7 @@ struct broker_stats {
 	/* ZeroMQ messages and the frames they carried (more frames than
 	 * messages: bundles), both ways. */
 	uint64_t messages_in, frames_in, messages_out, frames_out;
+	uint64_t slow_dropped; /* sessions dropped as slow consumers */
 	uint64_t reloads_ok;
 	uint64_t reloads_refused;
 	struct stats_histogram receipt;  /* submit arrived -> Accepted sent */
@@ -320,6 +359,8 @@ struct broker {
 	struct idmap peers;    /* routing id -> struct session * */
 	struct session **outq; /* sessions with frames in their bundle */
 	size_t nout, capout;
+	struct idmap leftover; /* routing id -> struct leftover * */
+	bool slow_due;         /* a session is marked slow */
 	/* max_message_size at start: the socket takes no larger messages
 	 * (plus 64 KiB) until a restart, whatever a reload says. */
 	size_t max_message_start;

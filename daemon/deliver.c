@@ -3,8 +3,9 @@
  * credit they granted, at most one message per (recipient, case) in
  * flight so that each case arrives in order; takes acknowledgements;
  * redelivers after the ack timeout, a retryable Nack's backoff or a
- * reconnect; and
- * moves expired or undeliverable messages to the dead letters.
+ * reconnect; and moves expired or undeliverable messages to the dead
+ * letters.  It hands a session nothing while ZeroMQ still holds much for
+ * it (s_backed_up).
  */
 #include "broker.h"
 
@@ -574,10 +575,25 @@ out:
 	return used;
 }
 
+/* Whether ZeroMQ holds more than BROKER_UNSENT_SOFT for the session's
+ * connection (or its client reads nothing: it is being dropped).  Its
+ * deliveries wait then, however much credit it granted: a recipient
+ * that reads slowly takes them from ZeroMQ's queue at its own pace, and
+ * what waits there stays a few bundles, not a credit's worth of the
+ * largest messages. */
+static bool
+s_backed_up(const struct session *s)
+{
+	return s->slow ||
+	    (s->acct != NULL &&
+		transport_account_unsent(s->acct) > BROKER_UNSENT_SOFT);
+}
+
 static bool
 s_can_send(const struct session *s)
 {
-	return s->credit > 0 && s->ninflight < s->capinflight;
+	return s->credit > 0 && s->ninflight < s->capinflight &&
+	    !s_backed_up(s);
 }
 
 /* Hands out what cases that freed up held, oldest first per case, each
@@ -657,6 +673,11 @@ s_pump(struct broker *b, struct session *s)
 		b->pump_more = true;
 		return;
 	}
+	/* Held back by what ZeroMQ holds for it: it stays dirty, and
+	 * deliver_pump goes on once that is written out (a later turn;
+	 * the broker waits at most 100 ms for traffic). */
+	if (s_backed_up(s))
+		return;
 	s->dirty = false;
 }
 
@@ -682,7 +703,7 @@ deliver_pump(struct broker *b)
 		if (b->sessions.keys == NULL || b->sessions.keys[i] == NULL)
 			continue;
 		s = b->sessions.vals[i];
-		if (s->dirty && s->credit > 0)
+		if (s->dirty && s->credit > 0 && !s_backed_up(s))
 			s_pump(b, s);
 	}
 }
