@@ -175,6 +175,10 @@ stats_publish(struct broker *b)
 	    "# TYPE schakel_frames_total counter\n"
 	    "schakel_frames_total{direction=\"in\"} %llu\n"
 	    "schakel_frames_total{direction=\"out\"} %llu\n"
+	    "# HELP schakel_slow_consumers_total Sessions dropped because "
+	    "their clients did not read what the broker sent them.\n"
+	    "# TYPE schakel_slow_consumers_total counter\n"
+	    "schakel_slow_consumers_total %llu\n"
 	    "# HELP schakel_reloads_total Configuration reloads, by outcome.\n"
 	    "# TYPE schakel_reloads_total counter\n"
 	    "schakel_reloads_total{outcome=\"applied\"} %llu\n"
@@ -185,6 +189,7 @@ stats_publish(struct broker *b)
 	    (unsigned long long)st->messages_out,
 	    (unsigned long long)st->frames_in,
 	    (unsigned long long)st->frames_out,
+	    (unsigned long long)st->slow_dropped,
 	    (unsigned long long)st->reloads_ok,
 	    (unsigned long long)st->reloads_refused);
 	s_histogram(&t, "schakel_receipt_latency_seconds",
@@ -222,6 +227,20 @@ stats_publish(struct broker *b)
 		connected++;
 		metrics_printf(&t, "schakel_in_flight{party=\"%s\"} %zu\n", id,
 		    s != NULL ? s->ninflight : 0);
+	}
+	metrics_printf(&t,
+	    "# HELP schakel_unsent_bytes What ZeroMQ holds, not yet written "
+	    "to a connected party's connection (its session is dropped past "
+	    "%d MiB).\n"
+	    "# TYPE schakel_unsent_bytes gauge\n",
+	    BROKER_UNSENT_HARD >> 20);
+	for (size_t i = 0; i < b->sessions.cap; i++) {
+		const struct session *s;
+		if (b->sessions.keys == NULL || b->sessions.keys[i] == NULL)
+			continue;
+		s = b->sessions.vals[i];
+		metrics_printf(&t, "schakel_unsent_bytes{party=\"%s\"} %zu\n",
+		    s->party, transport_account_unsent(s->acct));
 	}
 	metrics_printf(&t,
 	    "# HELP schakel_connected_parties Parties with a session.\n"

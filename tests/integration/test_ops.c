@@ -778,6 +778,8 @@ t_metrics(void **state)
 	    {"schakel_deliveries_total", 0},
 	    {"schakel_connected_parties", 1},
 	    {"schakel_in_flight{party=\"gemeente\"}", 0},
+	    {"schakel_unsent_bytes{party=\"gemeente\"}", 0},
+	    {"schakel_slow_consumers_total", 0},
 	    {"schakel_verify_pending", 0},
 	    {"schakel_verify_threads", 3},
 	};
