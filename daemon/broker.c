@@ -330,13 +330,14 @@ broker_destroy(struct broker **bp)
 			s_free_session(b->peers.vals[i]);
 	idmap_free(&b->sessions);
 	idmap_free(&b->peers);
-	for (size_t i = 0; i < b->leftover.cap; i++)
-		if (b->leftover.keys != NULL && b->leftover.keys[i] != NULL) {
-			struct leftover *l = b->leftover.vals[i];
-			transport_account_release(&l->acct);
-			free(l);
+	for (size_t i = 0; i < b->party_accts.cap; i++)
+		if (b->party_accts.keys != NULL &&
+		    b->party_accts.keys[i] != NULL) {
+			struct party_account *pa = b->party_accts.vals[i];
+			transport_account_release(&pa->acct);
+			free(pa);
 		}
-	idmap_free(&b->leftover);
+	idmap_free(&b->party_accts);
 	free(b->outq);
 	for (size_t i = 0; i < b->refusal_log.cap; i++)
 		if (b->refusal_log.keys != NULL &&
@@ -682,27 +683,34 @@ s_mark_slow(struct broker *b, struct session *s)
 	b->slow_due = true;
 }
 
+/* Whether more waits unsent than a session may have: its connection
+ * over BROKER_UNSENT_HARD, or its party's connections together over
+ * BROKER_UNSENT_PARTY. */
+static bool
+s_over(const struct session *s)
+{
+	return transport_account_unsent(s->acct) > BROKER_UNSENT_HARD ||
+	    transport_account_unsent(s->party_acct) > BROKER_UNSENT_PARTY;
+}
+
 /* Sends one ZeroMQ message to `peer`, counted on the account of its
- * session `s` (NULL: it has none).  A session is slow when its
- * connection has more than BROKER_UNSENT_HARD bytes unsent, before the
- * message (a session that took over a connection's account, after
- * Hello again) or after it, or when ZeroMQ's queue for it is full
- * (SNDHWM).  Returns true when the message was queued. */
+ * session `s` (NULL: it has none).  A session is slow when more waits
+ * than it may have (s_over), before the message (a session of a party
+ * whose other connections, or sessions ended on them, hold too much) or
+ * after it, or when ZeroMQ's queue for it is full (SNDHWM).  Returns
+ * true when the message was queued. */
 static bool
 s_transmit(struct broker *b, const struct transport_peer *peer,
     struct session *s, const uint8_t *p, size_t n)
 {
 	enum transport_sent rc;
 
-	if (s != NULL && !s->slow &&
-	    transport_account_unsent(s->acct) > BROKER_UNSENT_HARD)
+	if (s != NULL && !s->slow && s_over(s))
 		s_mark_slow(b, s);
 	if (s != NULL && s->slow)
 		return false;
 	rc = transport_send(b->tp, peer, p, n, s != NULL ? s->acct : NULL);
-	if (s != NULL &&
-	    (rc == TRANSPORT_FULL ||
-		transport_account_unsent(s->acct) > BROKER_UNSENT_HARD))
+	if (s != NULL && (rc == TRANSPORT_FULL || s_over(s)))
 		s_mark_slow(b, s);
 	return rc == TRANSPORT_QUEUED;
 }
@@ -927,67 +935,39 @@ broker_session(struct broker *b, const char *party)
 	return idmap_get(&b->sessions, party, strlen(party));
 }
 
-/* Keeps the account of a session that ends while ZeroMQ still holds
- * messages for its connection, for a session the connection opens next
- * (s_account); without memory for that it is let go. */
-static void
-s_keep_leftover(struct broker *b, struct session *s)
+/* The account of all the connections of `party`, made at its first;
+ * NULL when out of memory. */
+static struct transport_account *
+s_party_account(struct broker *b, const char *party)
 {
-	struct leftover *l;
+	struct party_account *pa =
+	    idmap_get(&b->party_accts, party, strlen(party));
 	void *old;
 
-	if (s->acct == NULL || transport_account_unsent(s->acct) == 0)
-		return;
-	l = malloc(sizeof(*l));
-	if (l == NULL)
-		return;
-	l->peer = s->peer;
-	l->acct = s->acct;
-	if (idmap_put(&b->leftover, l->peer.id, l->peer.len, l, &old) != 0) {
-		free(l);
-		return;
+	if (pa != NULL)
+		return pa->acct;
+	pa = calloc(1, sizeof(*pa));
+	if (pa == NULL)
+		return NULL;
+	text_copy(pa->party, sizeof pa->party, party);
+	pa->acct = transport_account_new(NULL);
+	if (pa->acct == NULL ||
+	    idmap_put(
+		&b->party_accts, pa->party, strlen(pa->party), pa, &old) != 0) {
+		transport_account_release(&pa->acct);
+		free(pa);
+		return NULL;
 	}
-	s->acct = NULL;
+	return pa->acct;
 }
 
-/* The account for a new session on connection `peer`: what is left of
- * the last session's there, else a new one; NULL when out of memory. */
-static struct transport_account *
-s_account(struct broker *b, const struct transport_peer *peer)
+size_t
+broker_party_unsent(const struct broker *b, const char *party)
 {
-	struct leftover *l = idmap_del(&b->leftover, peer->id, peer->len);
-	struct transport_account *a;
+	const struct party_account *pa =
+	    idmap_get(&b->party_accts, party, strlen(party));
 
-	if (l == NULL)
-		return transport_account_new();
-	a = l->acct;
-	free(l);
-	return a;
-}
-
-/* Lets go of the leftover accounts whose messages ZeroMQ has all
- * written out or dropped (the connection closed), a bounded number a
- * call. */
-static void
-s_forget_leftovers(struct broker *b)
-{
-	struct leftover *done[64];
-	size_t ndone = 0;
-
-	for (size_t i = 0; i < b->leftover.cap && ndone < 64; i++) {
-		struct leftover *l;
-		if (b->leftover.keys == NULL || b->leftover.keys[i] == NULL)
-			continue;
-		l = b->leftover.vals[i];
-		if (transport_account_unsent(l->acct) == 0)
-			done[ndone++] = l;
-	}
-	/* Not while walking the map: a delete moves its entries. */
-	for (size_t i = 0; i < ndone; i++) {
-		idmap_del(&b->leftover, done[i]->peer.id, done[i]->peer.len);
-		transport_account_release(&done[i]->acct);
-		free(done[i]);
-	}
+	return pa != NULL ? transport_account_unsent(pa->acct) : 0;
 }
 
 /* Ends a session: its deliveries go back to waiting in the store. */
@@ -1005,7 +985,6 @@ s_drop_session(struct broker *b, struct session *s, const char *why)
 	idmap_del(&b->peers, s->peer.id, s->peer.len);
 	if (s->receiving)
 		idmap_del(&b->sessions, s->party, strlen(s->party));
-	s_keep_leftover(b, s);
 	s_free_session(s);
 }
 
@@ -1118,6 +1097,8 @@ s_warn_slow(struct broker *b, const struct session *s)
 	struct party_state *ps = p != NULL ? &b->parties[p->index] : NULL;
 	double mib =
 	    (double)transport_account_unsent(s->acct) / (1024.0 * 1024.0);
+	double all =
+	    (double)transport_account_unsent(s->party_acct) / (1024.0 * 1024.0);
 	char again[96] = "";
 
 	if (ps != NULL && ps->slow_warned_ms > 0 &&
@@ -1129,11 +1110,13 @@ s_warn_slow(struct broker *b, const struct session *s)
 		snprintf(again, sizeof again,
 		    "; dropped so %llu more times since the last warning",
 		    (unsigned long long)ps->slow_again);
-	log_warnx("slow consumer: party=%s unsent=%.1fMiB: not reading what "
-		  "the broker sends (at most %d MiB or %d messages may wait "
-		  "for a client); session dropped, its deliveries in flight "
+	log_warnx("slow consumer: party=%s unsent=%.1fMiB (%.1fMiB on all its "
+		  "connections): not reading what the broker sends (at most "
+		  "%d MiB or %d messages may wait for a connection, %d MiB "
+		  "for a party); session dropped, its deliveries in flight "
 		  "go back to its queue%s",
-	    s->party, mib, BROKER_UNSENT_HARD >> 20, TRANSPORT_SNDHWM, again);
+	    s->party, mib, all, BROKER_UNSENT_HARD >> 20, TRANSPORT_SNDHWM,
+	    BROKER_UNSENT_PARTY >> 20, again);
 	if (ps != NULL) {
 		ps->slow_warned_ms = b->now_ms;
 		ps->slow_again = 0;
@@ -1230,7 +1213,9 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 	s->peer = m->peer;
 	s->bundles = h->bundles;
 	s->last_seen_ms = s->last_sent_ms = b->now_ms;
-	s->acct = s_account(b, &s->peer);
+	s->party_acct = s_party_account(b, s->party);
+	if (s->party_acct != NULL)
+		s->acct = transport_account_new(s->party_acct);
 	if (s->acct == NULL ||
 	    idmap_put(&b->peers, s->peer.id, s->peer.len, s, &dup) != 0) {
 		s_free_session(s);
@@ -1715,7 +1700,6 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 			s_take_refused(b);
 			if (b->now_ms >= b->refused_logged_ms + 60000)
 				s_log_refused(b);
-			s_forget_leftovers(b);
 		}
 		deliver_pump(b);
 		/* Redeliveries' counts and dead letters of the pump. */

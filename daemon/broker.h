@@ -70,6 +70,16 @@
  * for replies a client has not read yet. */
 #define BROKER_UNSENT_SOFT (4 * 1024 * 1024)
 #define BROKER_UNSENT_HARD (64 * 1024 * 1024)
+/* What all the connections of one party may hold together, also what
+ * is left of sessions that have ended (a Hello again, a drop): past it,
+ * every session of the party is slow.  The hard bound alone let a party
+ * open connection after connection, or say Hello again and again on
+ * one, flood each session and leave its connection open (ZeroMQ cannot
+ * close one peer of a ROUTER), taking the broker's memory 64 MiB at a
+ * time.  Half again the hard bound: a party whose one connection floods
+ * loses that session, while another that reads (only one receives, and
+ * its deliveries stop at the soft bound) and its replies fit beside. */
+#define BROKER_UNSENT_PARTY (96 * 1024 * 1024)
 _Static_assert(BROKER_UNSENT_HARD - BROKER_UNSENT_SOFT - FRAME_BUNDLE_KEEP -
 	    FRAME_MAX_LEN >=
 	40 * 1024 * 1024,
@@ -143,20 +153,21 @@ struct session {
 	bool out_queued;
 	struct frame_bundle out;
 	bool receiving; /* the party's deliveries come here (sessions) */
-	/* What ZeroMQ holds unsent for its connection (BROKER_UNSENT_*);
-	 * the connection's, kept when the session ends (broker.leftover). */
+	/* What ZeroMQ holds unsent of what was sent to it
+	 * (BROKER_UNSENT_*), counted on its party's too (borrowed:
+	 * broker.party_accts), where it stays after the session has ended
+	 * until ZeroMQ has written it out or dropped it. */
 	struct transport_account *acct;
+	struct transport_account *party_acct;
 	/* Its client does not read: nothing more is sent to it, and it is
 	 * dropped at the end of the turn (s_drop_slow). */
 	bool slow;
 };
 
-/* The account of a connection whose session ended while ZeroMQ still
- * held messages for it: a session the connection opens again takes it
- * over, so that sessions that follow one another on one connection
- * (Hello after Hello) share one bound. */
-struct leftover {
-	struct transport_peer peer;
+/* What ZeroMQ holds for all the connections of one party
+ * (BROKER_UNSENT_PARTY), kept until the broker ends. */
+struct party_account {
+	char party[STORE_NAME_MAX + 1];
 	struct transport_account *acct;
 };
 
@@ -359,8 +370,8 @@ struct broker {
 	struct idmap peers;    /* routing id -> struct session * */
 	struct session **outq; /* sessions with frames in their bundle */
 	size_t nout, capout;
-	struct idmap leftover; /* routing id -> struct leftover * */
-	bool slow_due;         /* a session is marked slow */
+	struct idmap party_accts; /* party id -> struct party_account * */
+	bool slow_due;            /* a session is marked slow */
 	/* max_message_size at start: the socket takes no larger messages
 	 * (plus 64 KiB) until a restart, whatever a reload says. */
 	size_t max_message_start;
@@ -469,6 +480,9 @@ void broker_refuse(struct broker *b, const struct transport_peer *peer,
     uint64_t corr_id, int code, const uint8_t *message_id);
 /* The party's receiving session, or NULL. */
 struct session *broker_session(struct broker *b, const char *party);
+/* What ZeroMQ holds for all the connections of `party` (0 when it never
+ * had one). */
+size_t broker_party_unsent(const struct broker *b, const char *party);
 /* How many sessions `party` has, and when the latest of them was heard
  * from (*last_seen_ms, may be NULL; 0 when none). */
 size_t broker_connections(

@@ -230,17 +230,14 @@ stats_publish(struct broker *b)
 	}
 	metrics_printf(&t,
 	    "# HELP schakel_unsent_bytes What ZeroMQ holds, not yet written "
-	    "to a connected party's connection (its session is dropped past "
-	    "%d MiB).\n"
+	    "out, for all of a party's connections (past %d MiB on one, or "
+	    "%d MiB on all, its sessions are dropped as slow consumers).\n"
 	    "# TYPE schakel_unsent_bytes gauge\n",
-	    BROKER_UNSENT_HARD >> 20);
-	for (size_t i = 0; i < b->sessions.cap; i++) {
-		const struct session *s;
-		if (b->sessions.keys == NULL || b->sessions.keys[i] == NULL)
-			continue;
-		s = b->sessions.vals[i];
+	    BROKER_UNSENT_HARD >> 20, BROKER_UNSENT_PARTY >> 20);
+	for (size_t i = 0; i < b->conf->nparties; i++) {
+		const char *id = b->conf->parties[i].id;
 		metrics_printf(&t, "schakel_unsent_bytes{party=\"%s\"} %zu\n",
-		    s->party, transport_account_unsent(s->acct));
+		    id, broker_party_unsent(b, id));
 	}
 	metrics_printf(&t,
 	    "# HELP schakel_connected_parties Parties with a session.\n"

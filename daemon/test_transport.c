@@ -207,15 +207,19 @@ test_account_counts_unsent(void **state)
 	static uint8_t msg[4096], buf[4096];
 	char ep[256];
 	struct transport *t = s_transport(ep, sizeof ep);
-	struct transport_account *acct = transport_account_new();
+	struct transport_account *party = transport_account_new(NULL);
+	struct transport_account *acct = transport_account_new(party);
+	struct transport_account *other = transport_account_new(party);
 	void *ctx = zmq_ctx_new();
 	void *a = s_client_hwm(ctx, ep, s_k.a_pk, s_k.a_sk, 1);
 	enum transport_sent rc = TRANSPORT_QUEUED;
 	struct transport_msg m;
 	struct transport_peer pa;
-	size_t sent = 0;
+	size_t sent = 0, unsent;
 
+	assert_non_null(party);
 	assert_non_null(acct);
+	assert_non_null(other);
 	assert_int_equal(transport_account_unsent(acct), 0);
 	assert_int_equal(zmq_send(a, "hi", 2, 0), 2);
 	assert_int_equal(s_wait(t, &m), 1);
@@ -228,20 +232,40 @@ test_account_counts_unsent(void **state)
 	}
 	assert_int_equal(rc, TRANSPORT_FULL);
 	assert_true(sent >= TRANSPORT_SNDHWM);
-	/* The queue is full of them: at least half its messages' bytes. */
+	/* The queue is full of them: at least half its messages' bytes,
+	 * counted on the parent too. */
 	assert_true(transport_account_unsent(acct) >=
 	    TRANSPORT_SNDHWM / 2 * sizeof msg);
+	/* Read in this order: what the I/O thread writes out meanwhile only
+	 * lowers the second. */
+	unsent = transport_account_unsent(party);
+	assert_true(unsent >= transport_account_unsent(acct));
+	assert_true(unsent > 0);
+	assert_int_equal(transport_account_unsent(other), 0);
 	for (size_t i = 0; i < sent; i++)
 		assert_int_equal(zmq_recv(a, buf, sizeof buf, 0), sizeof buf);
 	assert_int_equal(s_unsent_until(acct, 0), 0);
+	assert_int_equal(s_unsent_until(party, 0), 0);
 
-	for (size_t i = 0; i < 100; i++)
+	/* 8 MiB, more than the kernel's buffers take: some stays queued. */
+	for (size_t i = 0; i < 2048; i++)
 		assert_int_equal(transport_send(t, &pa, msg, sizeof msg, acct),
 		    TRANSPORT_QUEUED);
 	assert_true(transport_account_unsent(acct) > 0);
+	/* Each of the two children counts on the parent (this one's
+	 * message waits behind those). */
+	assert_int_equal(
+	    transport_send(t, &pa, msg, sizeof msg, other), TRANSPORT_QUEUED);
+	unsent = transport_account_unsent(party);
+	assert_true(unsent >=
+	    transport_account_unsent(acct) + transport_account_unsent(other));
+	assert_true(transport_account_unsent(other) > 0);
+	/* The owner lets go of all three while messages hold two. */
 	transport_account_release(&acct);
 	assert_null(acct);
 	transport_account_release(&acct); /* NULL is fine */
+	transport_account_release(&other);
+	transport_account_release(&party);
 	zmq_close(a);
 	zmq_ctx_term(ctx);
 	transport_destroy(&t);

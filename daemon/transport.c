@@ -25,7 +25,8 @@
 
 struct transport_account {
 	atomic_size_t unsent;
-	atomic_uint refs; /* the owner's and one per message queued */
+	atomic_uint refs; /* the owner's, a child's, one per message queued */
+	struct transport_account *parent; /* counts this one's too, or NULL */
 };
 
 /* A message counted on an account, as handed to libzmq: the account and
@@ -412,7 +413,7 @@ transport_recv(struct transport *t, struct transport_msg *m)
 }
 
 struct transport_account *
-transport_account_new(void)
+transport_account_new(struct transport_account *parent)
 {
 	struct transport_account *a = malloc(sizeof(*a));
 
@@ -420,15 +421,38 @@ transport_account_new(void)
 		return NULL;
 	atomic_init(&a->unsent, 0);
 	atomic_init(&a->refs, 1);
+	a->parent = parent;
+	if (parent != NULL)
+		atomic_fetch_add_explicit(
+		    &parent->refs, 1, memory_order_relaxed);
 	return a;
 }
 
 static void
 s_account_unref(struct transport_account *a)
 {
+	struct transport_account *parent;
+
 	/* The last reference frees, on whichever thread drops it. */
-	if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1)
-		free(a);
+	if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	parent = a->parent;
+	free(a);
+	if (parent != NULL)
+		s_account_unref(parent);
+}
+
+/* Counts n bytes up (`up`) or down on `a` and its parent. */
+static void
+s_account_count(struct transport_account *a, size_t n, bool up)
+{
+	for (; a != NULL; a = a->parent)
+		if (up)
+			atomic_fetch_add_explicit(
+			    &a->unsent, n, memory_order_relaxed);
+		else
+			atomic_fetch_sub_explicit(
+			    &a->unsent, n, memory_order_relaxed);
 }
 
 void
@@ -456,8 +480,7 @@ s_written(void *data, void *hint)
 	struct s_counted *c = hint;
 
 	(void)data;
-	atomic_fetch_sub_explicit(
-	    &c->acct->unsent, c->len, memory_order_relaxed);
+	s_account_count(c->acct, c->len, false);
 	s_account_unref(c->acct);
 	free(c);
 }
@@ -476,7 +499,7 @@ s_counted_msg(zmq_msg_t *msg, const uint8_t *data, size_t len,
 	c->len = len;
 	memcpy(c->data, data, len);
 	atomic_fetch_add_explicit(&acct->refs, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&acct->unsent, len, memory_order_relaxed);
+	s_account_count(acct, len, true);
 	if (zmq_msg_init_data(msg, c->data, len, s_written, c) != 0) {
 		s_written(c->data, c);
 		return -1;

@@ -106,14 +106,18 @@ int transport_recv(struct transport *t, struct transport_msg *m);
  * messages sent on one account: counted up as transport_send hands them
  * over, down as libzmq's I/O thread has written each out or dropped it
  * (the connection closed).  The broker keeps one per connection with a
- * session, to notice a client that does not read.  Each message in
- * ZeroMQ's hands holds a reference, as does the owner, so an account
- * outlives the session while its messages are still queued. */
+ * session, to notice a client that does not read, under one per party
+ * (a parent, which counts what all its children count).  Each message
+ * in ZeroMQ's hands holds a reference, as does the owner, and a child
+ * holds one on its parent, so an account outlives the session while its
+ * messages are still queued. */
 struct transport_account;
 
-/* A new account with nothing unsent, owned by the caller; NULL when out
- * of memory. */
-struct transport_account *transport_account_new(void);
+/* A new account with nothing unsent, owned by the caller, whose
+ * messages are counted on `parent` too (NULL: none; a parent must have
+ * none of its own); NULL when out of memory. */
+struct transport_account *
+transport_account_new(struct transport_account *parent);
 /* Gives up the owner's reference (queued messages keep theirs); accepts
  * NULL; sets *ap to NULL. */
 void transport_account_release(struct transport_account **ap);
