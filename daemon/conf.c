@@ -559,6 +559,7 @@ s_load_dir(struct s_ctx *x, const char *dir, const struct diag_mark *from)
 	struct dirent *de;
 	char **names = NULL;
 	size_t n = 0, cap = 0;
+	bool oom = false;
 
 	if (dp == NULL) {
 		s_err(x, from, "cannot read folder '%s': %s", dir,
@@ -575,15 +576,27 @@ s_load_dir(struct s_ctx *x, const char *dir, const struct diag_mark *from)
 			char **nn;
 			cap = cap ? cap * 2 : 16;
 			nn = realloc(names, cap * sizeof(*nn));
-			if (nn == NULL)
+			if (nn == NULL) {
+				oom = true;
 				break;
+			}
 			names = nn;
 		}
 		names[n] = s_resolve(x, dir, de->d_name);
-		if (names[n] != NULL)
-			n++;
+		if (names[n] == NULL) {
+			oom = true;
+			break;
+		}
+		n++;
 	}
 	closedir(dp);
+	/* Said, and none of the folder loaded: a folder read in part would
+	 * be a configuration without some of its files. */
+	if (oom) {
+		s_oom(x);
+		free(names);
+		return;
+	}
 	if (n > 0)
 		qsort(names, n, sizeof(*names), s_name_cmp);
 	if (n == 0)
