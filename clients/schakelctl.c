@@ -180,7 +180,11 @@ s_remote(const char *path, int argc, char **argv, bool json)
 	struct stat st;
 	void *ctx, *sock;
 	zmq_msg_t reply;
-	int timeout = 30000, linger = 0, rc = 1;
+	/* An audit walk reads the whole log (on a thread of the broker's,
+	 * which goes on serving meanwhile): about a microsecond a record
+	 * from memory, more from disk. */
+	bool walk = argc > 0 && strcmp(argv[0], "audit") == 0;
+	int timeout = walk ? 600000 : 30000, linger = 0, rc = 1;
 	const char *data;
 	size_t dlen;
 
@@ -229,8 +233,8 @@ s_remote(const char *path, int argc, char **argv, bool json)
 	zmq_msg_init(&reply);
 	if (zmq_msg_recv(&reply, sock, 0) < 0) {
 		fprintf(stderr,
-		    "schakelctl: schakeld at %s did not answer within 30 s\n",
-		    path);
+		    "schakelctl: schakeld at %s did not answer within %d s\n",
+		    path, timeout / 1000);
 		zmq_msg_close(&reply);
 		goto out;
 	}

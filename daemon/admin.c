@@ -2,11 +2,17 @@
  * admin: the commands of schakelctl, run on the broker's thread between
  * two turns of the loop, so they see and change state consistently.
  * Writes (redeliver, purge, reload) go through the same group commit as
- * everything else and are audited.
+ * everything else and are audited.  The audit walks (verify, export)
+ * read the whole log, which grows with the traffic: they run on a thread
+ * of their own, one at a time, while the broker goes on routing and
+ * answering the other commands.
  */
 #include "admin.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +23,13 @@
 #include "schakel_err.h"
 #include "text.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #define S_MAX_ARGS 16
+/* The records an audit walk reads in one read transaction: a long one
+ * would keep the writer from reusing the pages freed meanwhile. */
+#define S_WALK_CHUNK 65536
 
 struct s_req {
 	const char *argv[S_MAX_ARGS];
@@ -25,6 +37,19 @@ struct s_req {
 	bool json;
 	struct metrics_text out;
 	bool failed;
+};
+
+/* The audit walk in progress, if any. */
+struct admin {
+	struct store *store;
+	int fd; /* readable when the walk is done */
+	bool running;
+	pthread_t thread;
+	atomic_bool cancel; /* the broker stops: end the walk */
+	atomic_bool done;
+	struct transport_client client;
+	char req[ADMIN_REQ_MAX];
+	struct s_req r;
 };
 
 static void s_fail(struct s_req *r, const char *fmt, ...)
@@ -360,30 +385,69 @@ struct s_walk {
 	const char *case_ref; /* export: the case asked for, or */
 	const char *party;    /* the party asked for (NULL: by case) */
 	size_t shown;
+	/* Each record, until it returns non-zero. */
+	int (*one)(struct s_walk *w, const uint8_t *rec, size_t len);
+	const atomic_bool *cancel;
+	uint64_t after; /* the sequence of the last record read */
+	size_t in_chunk;
+	bool stopped; /* `one` said so, or the walk was cancelled */
 };
 
 static int
-s_verify_one(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
+s_walk_rec(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 {
 	struct s_walk *w = arg;
 
-	(void)seq;
+	w->after = seq;
+	if (atomic_load_explicit(w->cancel, memory_order_relaxed) ||
+	    w->one(w, rec, len) != 0) {
+		w->stopped = true;
+		return 1;
+	}
+	return ++w->in_chunk == S_WALK_CHUNK;
+}
+
+/* Walks the whole log, S_WALK_CHUNK records a read transaction, to the
+ * end of the last; `head` is the chain head the store kept as of then.
+ * Records appended meanwhile are walked too. */
+static int
+s_walk_all(struct store *s, struct s_walk *w, uint8_t head[STORE_HASH_LEN])
+{
+	do {
+		w->in_chunk = 0;
+		if (store_audit_each(s, w->after, s_walk_rec, w, head) !=
+		    STORE_OK) {
+			s_fail(w->r, "cannot read the audit log: %s",
+			    store_error(s));
+			return -1;
+		}
+	} while (!w->stopped && w->in_chunk == S_WALK_CHUNK);
+	if (atomic_load(w->cancel)) {
+		s_fail(w->r,
+		    "the broker is stopping; the walk of the audit "
+		    "log was not finished, run it again when the "
+		    "broker is back");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+s_verify_one(struct s_walk *w, const uint8_t *rec, size_t len)
+{
 	return audit_verify_next(&w->v, (const char *)rec, len) != 0;
 }
 
 static void
-s_audit_verify(struct broker *b, struct s_req *r)
+s_audit_verify(struct store *s, struct s_req *r, const atomic_bool *cancel)
 {
-	struct s_walk w = {.r = r};
+	struct s_walk w = {.r = r, .one = s_verify_one, .cancel = cancel};
 	uint8_t head[STORE_HASH_LEN];
 	char hex[2 * STORE_HASH_LEN + 1];
 	bool ok;
 
-	if (store_audit_each(b->store, 0, s_verify_one, &w, head) != STORE_OK) {
-		s_fail(
-		    r, "cannot read the audit log: %s", store_error(b->store));
+	if (s_walk_all(s, &w, head) != 0)
 		return;
-	}
 	ok = w.v.first_bad == 0 && memcmp(w.v.head, head, STORE_HASH_LEN) == 0;
 	s_hex(hex, w.v.head, STORE_HASH_LEN);
 	if (!ok) {
@@ -425,13 +489,11 @@ s_export_match(const struct s_walk *w, const struct audit_event *ev)
 }
 
 static int
-s_export_one(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
+s_export_one(struct s_walk *w, const uint8_t *rec, size_t len)
 {
-	struct s_walk *w = arg;
 	struct audit_event ev;
 	uint8_t prev[AUDIT_HASH_LEN];
 
-	(void)seq;
 	if (audit_decode((const char *)rec, len, &ev, prev) != 0 ||
 	    !s_export_match(w, &ev))
 		return 0;
@@ -473,24 +535,50 @@ s_export_one(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 }
 
 static void
-s_audit_export(
-    struct broker *b, struct s_req *r, const char *case_ref, const char *party)
+s_audit_export(struct store *s, struct s_req *r, const char *case_ref,
+    const char *party, const atomic_bool *cancel)
 {
-	struct s_walk w = {.r = r, .case_ref = case_ref, .party = party};
+	struct s_walk w = {.r = r,
+	    .case_ref = case_ref,
+	    .party = party,
+	    .one = s_export_one,
+	    .cancel = cancel};
 	uint8_t head[STORE_HASH_LEN];
 
 	if (r->json)
 		metrics_printf(&r->out, "[");
-	if (store_audit_each(b->store, 0, s_export_one, &w, head) != STORE_OK) {
-		s_fail(
-		    r, "cannot read the audit log: %s", store_error(b->store));
+	if (s_walk_all(s, &w, head) != 0)
 		return;
-	}
 	if (r->json)
 		metrics_printf(&r->out, "]\n");
 	else if (w.shown == 0)
 		metrics_printf(&r->out, "(no audit records about this %s)\n",
 		    party != NULL ? "party" : "case");
+}
+
+/* Whether the request is an audit walk; runs it when `s` is not NULL. */
+static bool
+s_walk_cmd(struct store *s, struct s_req *r, const atomic_bool *cancel)
+{
+	const char *cmd = r->argc > 0 ? r->argv[0] : "";
+	const char *sub = r->argc > 1 ? r->argv[1] : "";
+	bool by_case = r->argc == 4 && strcmp(r->argv[2], "--case") == 0,
+	     by_party = r->argc == 4 && strcmp(r->argv[2], "--party") == 0;
+
+	if (strcmp(cmd, "audit") != 0)
+		return false;
+	if (strcmp(sub, "verify") == 0 && r->argc == 2) {
+		if (s != NULL)
+			s_audit_verify(s, r, cancel);
+		return true;
+	}
+	if (strcmp(sub, "export") == 0 && (by_case || by_party)) {
+		if (s != NULL)
+			s_audit_export(s, r, by_case ? r->argv[3] : NULL,
+			    by_party ? r->argv[3] : NULL, cancel);
+		return true;
+	}
+	return false;
 }
 
 static void
@@ -564,15 +652,6 @@ s_run(struct broker *b, struct s_req *r)
 		else
 			s_deadletter_change(b, r, strcmp(sub, "redeliver") == 0,
 			    r->argv[2], seq);
-	} else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "verify") == 0 &&
-	    r->argc == 2) {
-		s_audit_verify(b, r);
-	} else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "export") == 0 &&
-	    r->argc == 4 && strcmp(r->argv[2], "--case") == 0) {
-		s_audit_export(b, r, r->argv[3], NULL);
-	} else if (strcmp(cmd, "audit") == 0 && strcmp(sub, "export") == 0 &&
-	    r->argc == 4 && strcmp(r->argv[2], "--party") == 0) {
-		s_audit_export(b, r, NULL, r->argv[3]);
 	} else if (strcmp(cmd, "reload") == 0 && r->argc == 1) {
 		s_reload(b, r);
 	} else {
@@ -580,25 +659,181 @@ s_run(struct broker *b, struct s_req *r)
 	}
 }
 
-void
-admin_handle(struct broker *b, const char *req, size_t len)
+/* Splits a request into words (separated by NUL; "--json" anywhere
+ * selects JSON).  Returns false when there are too many. */
+static bool
+s_parse(struct s_req *r, const char *req, size_t len)
 {
-	struct s_req r = {0};
-	struct metrics_text reply = {0};
 	size_t pos = 0;
 
-	/* Words separated by NUL; "--json" anywhere selects JSON. */
-	while (pos < len && r.argc < S_MAX_ARGS) {
+	while (pos < len && r->argc < S_MAX_ARGS) {
 		const char *w = req + pos;
 		size_t wl = strnlen(w, len - pos);
 		if (strcmp(w, "--json") == 0)
-			r.json = true;
+			r->json = true;
 		else
-			r.argv[r.argc++] = w;
+			r->argv[r->argc++] = w;
 		pos += wl + 1;
 	}
-	if (pos < len) {
+	return pos >= len;
+}
+
+/* Sends the answer to a request, logs it and frees its text. */
+static void
+s_answer(struct broker *b, const struct transport_client *c, struct s_req *r)
+{
+	struct metrics_text reply = {0};
+
+	if (!r->failed)
+		metrics_printf(&reply, "ok\n");
+	metrics_printf(&reply, "%.*s", (int)r->out.len,
+	    r->out.buf != NULL ? r->out.buf : "");
+	if (reply.oom) {
+		metrics_text_free(&reply);
+		metrics_printf(&reply,
+		    "error: the broker ran out of memory for the answer\n");
+	}
+	transport_admin_reply(
+	    b->tp, c, reply.buf != NULL ? reply.buf : "", reply.len);
+	log_info("admin command=%s outcome=%s", r->argc > 0 ? r->argv[0] : "?",
+	    r->failed ? "error" : "ok");
+	metrics_text_free(&reply);
+	metrics_text_free(&r->out);
+}
+
+static void *
+s_walk_main(void *arg)
+{
+	struct admin *a = arg;
+	uint64_t one = 1;
+
+	(void)s_walk_cmd(a->store, &a->r, &a->cancel);
+	atomic_store(&a->done, true);
+	(void)!write(a->fd, &one, sizeof one);
+	return NULL;
+}
+
+/* Starts an audit walk on its thread; answers at once when it cannot. */
+static void
+s_walk_start(struct broker *b, const struct transport_client *c,
+    const char *req, size_t len)
+{
+	struct admin *a = b->admin;
+	sigset_t all, old;
+	int rc;
+
+	if (a->running) {
+		struct s_req r = {0};
+		(void)s_parse(&r, req, len);
+		s_fail(&r,
+		    "another audit verify or export is running; run "
+		    "this one when it is done");
+		s_answer(b, c, &r);
+		return;
+	}
+	memcpy(a->req, req, len);
+	memset(&a->r, 0, sizeof a->r);
+	(void)s_parse(&a->r, a->req, len);
+	a->client = *c;
+	atomic_store(&a->cancel, false);
+	atomic_store(&a->done, false);
+	/* Signals are the main thread's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&a->thread, NULL, s_walk_main, a);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		s_fail(&a->r,
+		    "cannot start a thread for the walk of the "
+		    "audit log");
+		s_answer(b, c, &a->r);
+		return;
+	}
+	a->running = true;
+}
+
+struct admin *
+admin_new(struct store *s, char *err, size_t errlen)
+{
+	struct admin *a = calloc(1, sizeof(*a));
+
+	if (a == NULL) {
+		text_copy(err, errlen, "out of memory");
+		return NULL;
+	}
+	a->store = s;
+	a->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (a->fd < 0) {
+		text_copy(err, errlen,
+		    "cannot make an eventfd for the audit "
+		    "walks");
+		free(a);
+		return NULL;
+	}
+	return a;
+}
+
+int
+admin_fd(const struct admin *a)
+{
+	return a->fd;
+}
+
+void
+admin_poll(struct broker *b)
+{
+	struct admin *a = b->admin;
+	uint64_t v;
+
+	if (a == NULL || !a->running || !atomic_load(&a->done))
+		return;
+	(void)!read(a->fd, &v, sizeof v);
+	pthread_join(a->thread, NULL);
+	a->running = false;
+	s_answer(b, &a->client, &a->r);
+}
+
+void
+admin_stop(struct broker *b)
+{
+	struct admin *a = b->admin;
+
+	if (a == NULL || !a->running)
+		return;
+	atomic_store(&a->cancel, true);
+	pthread_join(a->thread, NULL);
+	a->running = false;
+	s_answer(b, &a->client, &a->r);
+}
+
+void
+admin_destroy(struct admin **ap)
+{
+	struct admin *a = *ap;
+
+	if (a == NULL)
+		return;
+	if (a->running) {
+		atomic_store(&a->cancel, true);
+		pthread_join(a->thread, NULL);
+		metrics_text_free(&a->r.out);
+	}
+	close(a->fd);
+	free(a);
+	*ap = NULL;
+}
+
+void
+admin_handle(struct broker *b, const struct transport_client *c,
+    const char *req, size_t len)
+{
+	struct s_req r = {0};
+
+	if (!s_parse(&r, req, len)) {
 		s_fail(&r, "too many words in the command");
+	} else if (s_walk_cmd(NULL, &r, NULL)) {
+		s_walk_start(b, c, req, len);
+		return;
 	} else {
 		s_run(b, &r);
 		/* Admin changes are durable before the answer, or undone
@@ -609,14 +844,5 @@ admin_handle(struct broker *b, const char *req, size_t len)
 			    "made: %s",
 			    store_error(b->store));
 	}
-	if (!r.failed)
-		metrics_printf(&reply, "ok\n");
-	metrics_printf(
-	    &reply, "%.*s", (int)r.out.len, r.out.buf != NULL ? r.out.buf : "");
-	transport_admin_reply(
-	    b->tp, reply.buf != NULL ? reply.buf : "", reply.len);
-	log_info("admin command=%s outcome=%s", r.argc > 0 ? r.argv[0] : "?",
-	    r.failed ? "error" : "ok");
-	metrics_text_free(&reply);
-	metrics_text_free(&r.out);
+	s_answer(b, c, &r);
 }

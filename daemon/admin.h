@@ -11,8 +11,33 @@
 #include <stddef.h>
 
 struct broker;
+struct store;
+struct transport_client;
 
-/* Handles one request of `len` bytes and sends the reply. */
-void admin_handle(struct broker *b, const char *req, size_t len);
+/* The longest request (its words and their NULs). */
+#define ADMIN_REQ_MAX 4096
+
+/* The administration side's state: the audit walk in progress.  Returns
+ * it, or NULL with a sentence in err. */
+struct admin *admin_new(struct store *s, char *err, size_t errlen);
+
+/* Ends a walk still running (its client gets no answer); accepts NULL;
+ * sets *ap to NULL. */
+void admin_destroy(struct admin **ap);
+
+/* Readable when an audit walk is done (the broker's poll watches it). */
+int admin_fd(const struct admin *a);
+
+/* Handles one request of `len` bytes from `c`: answers it, or starts an
+ * audit walk that admin_poll answers when it is done. */
+void admin_handle(struct broker *b, const struct transport_client *c,
+    const char *req, size_t len);
+
+/* Answers the audit walk that finished, if one did. */
+void admin_poll(struct broker *b);
+
+/* Cancels the audit walk in progress, if any, and answers that it was
+ * not finished (the broker is stopping). */
+void admin_stop(struct broker *b);
 
 #endif

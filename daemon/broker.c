@@ -261,6 +261,9 @@ broker_new(const struct broker_opts *opts)
 	b->writer = writer_new(b->store, err, sizeof err);
 	if (b->writer == NULL)
 		fatalx("store: %s", err);
+	b->admin = admin_new(b->store, err, sizeof err);
+	if (b->admin == NULL)
+		fatalx("%s", err);
 	to.endpoints = b->conf->broker.endpoints;
 	to.nendpoints = b->conf->broker.nendpoints;
 	to.server_secret = b->keys->transport_sk;
@@ -275,6 +278,7 @@ broker_new(const struct broker_opts *opts)
 		fatalx("%s", err);
 	transport_watch_fd(b->tp, verify_wake_fd(b->verify));
 	transport_watch_fd(b->tp, writer_fd(b->writer));
+	transport_watch_fd(b->tp, admin_fd(b->admin));
 	for (size_t i = 0; transport_endpoint(b->tp, i, err, sizeof err) == 0;
 	     i++)
 		log_info("listening endpoint=%s", err);
@@ -319,6 +323,7 @@ broker_destroy(struct broker **bp)
 	b = *bp;
 	submit_drop_waiting(b);
 	verify_pool_destroy(&b->verify);
+	admin_destroy(&b->admin);
 	/* A group still in the writer's hands is finished unanswered. */
 	writer_destroy(&b->writer);
 	store_abort(&b->txn);
@@ -1677,14 +1682,16 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		verify_start(b->verify);
 		submit_collect(b);
 		{
-			char req[4096];
+			char req[ADMIN_REQ_MAX];
+			struct transport_client c;
 			size_t len;
+			admin_poll(b);
 			if (transport_admin_recv(
-				b->tp, req, sizeof req, &len) == 1) {
+				b->tp, &c, req, sizeof req, &len) == 1) {
 				/* Between two messages: first commit what the
 				 * turn decided. */
 				s_flush_sync(b);
-				admin_handle(b, req, len);
+				admin_handle(b, &c, req, len);
 			}
 		}
 		s_flush(b);
@@ -1732,6 +1739,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 	}
 	s_take_refused(b);
 	s_log_refused(b);
+	admin_stop(b);
 	log_notice("stopping: finishing the commit in progress");
 	b->stopping = true;
 	stats_publish(b);

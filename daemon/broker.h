@@ -379,6 +379,7 @@ struct broker {
 	 * then), or NULL. */
 	struct store_txn *txn;
 	struct writer *writer;
+	struct admin *admin; /* the audit walk of schakelctl in progress */
 	/* The open group, the writer's, and one the writer is done with
 	 * while the broker answers for it (s_flush hands the writer the
 	 * next before that). */

@@ -41,7 +41,7 @@ struct transport {
 	void *ctx;
 	void *router;
 	void *zap;
-	void *admin; /* REP on ipc://admin_path, or NULL */
+	void *admin; /* ROUTER on ipc://admin_path, or NULL */
 	transport_admit_fn admit;
 	void *admit_arg;
 	zmq_msg_t in; /* the last message received, kept until the next */
@@ -66,7 +66,8 @@ static int
 s_admin_bind(struct transport *t, const char *path, char *err, size_t errlen)
 {
 	char ep[4096];
-	int linger = 0;
+	/* Enough for the last answers to leave as the broker stops. */
+	int linger = 200;
 
 	if (snprintf(ep, sizeof ep, "ipc://%s", path) >= (int)sizeof ep) {
 		snprintf(err, errlen, "admin socket path too long");
@@ -92,7 +93,7 @@ s_admin_bind(struct transport *t, const char *path, char *err, size_t errlen)
 	}
 	/* A socket left by a broker that did not stop cleanly. */
 	(void)unlink(path);
-	t->admin = zmq_socket(t->ctx, ZMQ_REP);
+	t->admin = zmq_socket(t->ctx, ZMQ_ROUTER);
 	if (t->admin == NULL ||
 	    zmq_setsockopt(t->admin, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
 	    zmq_bind(t->admin, ep) != 0) {
@@ -546,34 +547,64 @@ transport_send(struct transport *t, const struct transport_peer *peer,
 }
 
 int
-transport_admin_recv(struct transport *t, char *buf, size_t max, size_t *len)
+transport_admin_recv(struct transport *t, struct transport_client *c, char *buf,
+    size_t max, size_t *len)
 {
-	int n, more = 0;
+	zmq_msg_t part[3];
+	int n = 0, more = 1;
 	size_t sz = sizeof more;
+	bool ok;
 
 	if (t->admin == NULL)
 		return 0;
-	n = zmq_recv(t->admin, buf, max - 1, ZMQ_DONTWAIT);
-	if (n < 0)
-		return 0;
-	/* A request is one frame; drain anything more. */
-	while (zmq_getsockopt(t->admin, ZMQ_RCVMORE, &more, &sz) == 0 && more) {
-		char junk[64];
-		zmq_recv(t->admin, junk, sizeof junk, 0);
+	/* schakelctl's REQ socket sends its routing id (added by the
+	 * ROUTER), an empty delimiter and the request. */
+	for (; more; n++) {
+		zmq_msg_t junk, *m = n < 3 ? &part[n] : &junk;
+		zmq_msg_init(m);
+		if (zmq_msg_recv(m, t->admin, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+			zmq_msg_close(m);
+			break;
+		}
 		sz = sizeof more;
+		if (zmq_getsockopt(t->admin, ZMQ_RCVMORE, &more, &sz) != 0)
+			more = 0;
+		if (m == &junk)
+			zmq_msg_close(m);
 	}
-	if ((size_t)n > max - 1)
-		n = (int)(max - 1); /* truncated: the command will not parse */
-	buf[n] = '\0';
-	*len = (size_t)n;
-	return 1;
+	ok = n == 3 && zmq_msg_size(&part[0]) <= sizeof c->id &&
+	    zmq_msg_size(&part[1]) == 0;
+	if (ok) {
+		size_t l = zmq_msg_size(&part[2]);
+		c->len = zmq_msg_size(&part[0]);
+		memcpy(c->id, zmq_msg_data(&part[0]), c->len);
+		if (l > max - 1)
+			l = max - 1; /* truncated: the command will not parse */
+		memcpy(buf, zmq_msg_data(&part[2]), l);
+		buf[l] = '\0';
+		*len = l;
+	} else if (n > 0) {
+		log_warnx("admin: ignored a request that did not come from a "
+			  "REQ socket (%d frames)",
+		    n);
+	}
+	for (int i = 0; i < n && i < 3; i++)
+		zmq_msg_close(&part[i]);
+	return ok ? 1 : n > 0 ? 2 : 0;
 }
 
 void
-transport_admin_reply(struct transport *t, const char *text, size_t len)
+transport_admin_reply(struct transport *t, const struct transport_client *c,
+    const char *text, size_t len)
 {
-	if (t->admin != NULL)
-		(void)zmq_send(t->admin, text, len, 0);
+	if (t->admin == NULL)
+		return;
+	/* A client gone meanwhile (schakelctl timed out) is not an error:
+	 * the ROUTER drops what it cannot route. */
+	if (zmq_send(t->admin, c->id, c->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) ==
+		(int)c->len &&
+	    zmq_send(t->admin, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) == 0)
+		(void)zmq_send(t->admin, text, len, ZMQ_DONTWAIT);
 }
 
 void

@@ -87,16 +87,25 @@ int transport_poll(struct transport *t, long timeout_ms);
 /* Makes transport_poll also end its wait (and return 1) when `fd`
  * becomes readable (up to TRANSPORT_WATCH_MAX fds; -1 is ignored).  The
  * caller clears the fd. */
-#define TRANSPORT_WATCH_MAX 2
+#define TRANSPORT_WATCH_MAX 3
 void transport_watch_fd(struct transport *t, int fd);
 
-/* Takes one administration request without waiting: returns 1 with the
- * request's bytes in buf (at most max - 1, then a NUL) and their number
- * in *len, 0 when there is none.  Every request must be answered with
- * transport_admin_reply before the next one is taken. */
-int
-transport_admin_recv(struct transport *t, char *buf, size_t max, size_t *len);
-void transport_admin_reply(struct transport *t, const char *text, size_t len);
+/* Who sent an administration request (the routing id of its REQ
+ * socket): where its answer goes. */
+struct transport_client {
+	uint8_t id[255];
+	size_t len;
+};
+
+/* Takes one administration request without waiting: returns 1 with its
+ * sender in *c and the request's bytes in buf (at most max - 1, then a
+ * NUL) and their number in *len; 2 when a malformed one was thrown away
+ * (logged), 0 when there is none.  Several may be in progress; each is
+ * answered once, with transport_admin_reply, in any order. */
+int transport_admin_recv(struct transport *t, struct transport_client *c,
+    char *buf, size_t max, size_t *len);
+void transport_admin_reply(struct transport *t,
+    const struct transport_client *c, const char *text, size_t len);
 
 /* Takes one inbound message without waiting.  Returns 1 with *m filled
  * in, 0 when there is none. */

@@ -26,8 +26,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zmq.h>
+
+#include "audit.h"
 #include "harness.h"
 #include "schakel.h"
+#include "store.h"
 #include "testutil.h"
 
 static const char *s_schakeld, *s_schakelctl;
@@ -1278,6 +1282,203 @@ t_schakelctl(void **state)
 	free(o);
 }
 
+/* ------------------------------------------------------------------ */
+/* audit walks                                                          */
+
+/* Records added to the log before the walk: a few months of a chain's
+ * traffic, enough that walking them takes the broker far longer than the
+ * test needs meanwhile (about a microsecond a record). */
+#define S_GROWN 1200000
+
+static int
+s_head_of(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
+{
+	(void)arg;
+	(void)seq;
+	(void)rec;
+	(void)len;
+	return 0;
+}
+
+/* Appends `n` records to the audit log in the stopped broker's store,
+ * chained on from its head. */
+static void
+s_grow_audit(struct hx *h, long n)
+{
+	char dir[320], err[256], rec[AUDIT_RECORD_MAX];
+	struct store_opts o = {.dir = dir, .map_size = 1ULL << 30};
+	uint8_t head[STORE_HASH_LEN];
+	struct audit_event ev;
+	struct store *st;
+
+	snprintf(dir, sizeof dir, "%s/data", h->dir);
+	o.no_sync = true;
+	st = store_open(&o, err, sizeof err);
+	if (st == NULL)
+		fail_msg("store_open: %s", err);
+	assert_int_equal(
+	    store_audit_each(st, UINT64_MAX, s_head_of, NULL, head), STORE_OK);
+	for (long done = 0; done < n;) {
+		struct store_txn *t = NULL;
+
+		assert_int_equal(store_begin(st, &t), STORE_OK);
+		for (int i = 0; i < 10000 && done < n; i++, done++) {
+			uint64_t aseq;
+			size_t len;
+
+			audit_event_init(&ev,
+			    done % 2 ? AUDIT_ACKNOWLEDGED : AUDIT_ACCEPTED,
+			    hx_wall_ms() - 86400000);
+			ev.seq = (uint64_t)done + 1;
+			ev.has_id = true;
+			memset(ev.id, (int)done, sizeof ev.id);
+			snprintf(ev.from, sizeof ev.from, "%s", HX_SENDER);
+			ev.n_to = 1;
+			snprintf(ev.to[0], sizeof ev.to[0], "%s", HX_TEAM_A);
+			snprintf(ev.type, sizeof ev.type, "%s", HX_TYPE_ONE);
+			snprintf(ev.case_ref, sizeof ev.case_ref, "zaak-%06ld",
+			    done / 8);
+			snprintf(
+			    ev.purpose, sizeof ev.purpose, "%s", HX_PURPOSE);
+			len = audit_encode(&ev, head, rec);
+			assert_true(len > 0);
+			audit_hash(rec, len, head);
+			assert_int_equal(
+			    store_audit_append(
+				t, (const uint8_t *)rec, len, head, &aseq),
+			    STORE_OK);
+		}
+		assert_int_equal(store_commit(&t), STORE_OK);
+	}
+	store_close(&st);
+}
+
+/* While the broker walks a long audit log for `schakelctl audit verify`,
+ * it answers other commands and routes messages; a second walk waits its
+ * turn; the walk's answer counts every record. */
+static void
+t_audit_walk(void **state)
+{
+	struct hx *h = *state;
+	struct s_ctl *o = calloc(1, sizeof *o);
+	struct schakel_client *a = NULL, *b = NULL;
+	struct schakel_message m =
+	    hx_msg(HX_TYPE_ONE, "zaak-tijdens", "tijdens de controle");
+	size_t handed = 0;
+	struct s_got g = {0};
+	char ep[400], reply[512] = "";
+	void *ctx, *req;
+	zmq_pollitem_t pi;
+	int early, rc, busy_status;
+	uint64_t t0, meanwhile_ms;
+	bool busy_said;
+
+	assert_non_null(o);
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	s_grow_audit(h, S_GROWN);
+	assert_int_equal(hx_start(h), 0);
+	assert_int_equal(hx_connect(h, HX_SENDER, 5000, &a), SCHAKEL_OK);
+	assert_int_equal(hx_connect(h, HX_TEAM_A, 5000, &b), SCHAKEL_OK);
+	s_got_init(&g, 4);
+
+	/* Asked as schakelctl asks, without waiting for the answer. */
+	snprintf(ep, sizeof ep, "ipc://%s/run/control.sock", h->dir);
+	ctx = zmq_ctx_new();
+	assert_non_null(ctx);
+	req = zmq_socket(ctx, ZMQ_REQ);
+	assert_non_null(req);
+	assert_int_equal(zmq_connect(req, ep), 0);
+	assert_int_equal(zmq_send(req, "audit\0verify", 12, 0), 12);
+	t0 = hx_mono_ms();
+
+	S_CTL_OK(h, o, "status");
+	s_send_ok(a, &m, NULL);
+	assert_int_equal(
+	    schakel_receive(b, 1, 10000, s_on_message, &g, &handed),
+	    SCHAKEL_OK);
+	assert_int_equal(handed, 1);
+	busy_status = S_CTL(h, o, "audit", "export", "--case", "zaak-tijdens");
+	busy_said = strstr(o->err,
+			"another audit verify or export is "
+			"running") != NULL;
+	meanwhile_ms = hx_mono_ms() - t0;
+	pi = (zmq_pollitem_t){.socket = req, .events = ZMQ_POLLIN};
+	early = zmq_poll(&pi, 1, 0);
+	rc = zmq_poll(&pi, 1, 300000);
+	if (rc == 1)
+		rc = zmq_recv(req, reply, sizeof reply - 1, 0);
+	if (rc >= 0)
+		reply[rc < (int)sizeof reply ? rc : 0] = '\0';
+	print_message("status, a message routed and a refused second walk "
+		      "in %llu ms; the walk of %d records answered after %llu "
+		      "ms\n",
+	    (unsigned long long)meanwhile_ms, S_GROWN,
+	    (unsigned long long)(hx_mono_ms() - t0));
+	zmq_close(req);
+	zmq_ctx_term(ctx);
+
+	/* Everything meanwhile was answered before the walk's answer. */
+	assert_int_equal(early, 0);
+	assert_int_equal(busy_status, 1);
+	assert_true(busy_said);
+	assert_true(rc > 0);
+	assert_int_equal(strncmp(reply, "ok\naudit chain verified: ", 25), 0);
+	assert_true(strtoll(reply + 25, NULL, 10) > S_GROWN);
+	/* The message routed during the walk is in the log. */
+	S_CTL_OK(h, o, "audit", "export", "--case", "zaak-tijdens");
+	assert_int_equal(s_count(o->out, " ev=accepted "), 1);
+	schakel_close(&a);
+	schakel_close(&b);
+	s_got_free(&g);
+	free(o);
+}
+
+/* A broker told to stop during a walk ends it, says so to the one who
+ * asked, and stops cleanly without finishing it. */
+static void
+t_audit_walk_stop(void **state)
+{
+	struct hx *h = *state;
+	char ep[400], reply[512] = "";
+	void *ctx, *req;
+	zmq_pollitem_t pi;
+	int rc, stopped;
+	uint64_t t0, stop_ms;
+
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	s_grow_audit(h, S_GROWN);
+	assert_int_equal(hx_start(h), 0);
+	snprintf(ep, sizeof ep, "ipc://%s/run/control.sock", h->dir);
+	ctx = zmq_ctx_new();
+	assert_non_null(ctx);
+	req = zmq_socket(ctx, ZMQ_REQ);
+	assert_non_null(req);
+	assert_int_equal(zmq_connect(req, ep), 0);
+	assert_int_equal(zmq_send(req, "audit\0verify", 12, 0), 12);
+	/* Time for the broker to take it and start walking. */
+	hx_sleep_ms(100);
+	t0 = hx_mono_ms();
+	stopped = hx_stop(h, SIGTERM);
+	stop_ms = hx_mono_ms() - t0;
+	pi = (zmq_pollitem_t){.socket = req, .events = ZMQ_POLLIN};
+	rc = zmq_poll(&pi, 1, 5000);
+	if (rc == 1)
+		rc = zmq_recv(req, reply, sizeof reply - 1, 0);
+	if (rc >= 0)
+		reply[rc < (int)sizeof reply ? rc : 0] = '\0';
+	print_message("stopped in %llu ms during a walk of %d records\n",
+	    (unsigned long long)stop_ms, S_GROWN);
+	zmq_close(req);
+	zmq_ctx_term(ctx);
+	assert_int_equal(stopped, 0);
+	/* The walk of t_audit_walk took over a second here. */
+	assert_true(stop_ms < 500);
+	assert_true(rc > 0);
+	assert_non_null(strstr(reply,
+	    "error: the broker is stopping; the "
+	    "walk of the audit log was not finished"));
+}
+
 static int
 s_setup(void **state)
 {
@@ -1304,6 +1505,9 @@ main(int argc, char **argv)
 		t_reload_under_load, s_setup, s_teardown),
 	    cmocka_unit_test(t_metrics),
 	    cmocka_unit_test_setup_teardown(t_schakelctl, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(t_audit_walk, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_audit_walk_stop, s_setup, s_teardown),
 	};
 
 	if (argc != 3) {
@@ -1313,5 +1517,8 @@ main(int argc, char **argv)
 	}
 	s_schakeld = argv[1];
 	s_schakelctl = argv[2];
+	/* CMOCKA_TEST_FILTER=t_audit_walk runs one. */
+	if (getenv("CMOCKA_TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("CMOCKA_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
