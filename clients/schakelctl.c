@@ -30,8 +30,8 @@ s_usage(FILE *out)
 	    "commands: status, parties, queues,\n"
 	    "  deadletters list [PARTY], deadletters show SEQ,\n"
 	    "  deadletters redeliver PARTY SEQ, deadletters purge PARTY SEQ,\n"
-	    "  audit verify, audit export --case REF | --party PARTY, "
-	    "reload\n");
+	    "  audit verify, audit export --case REF | --party PARTY\n"
+	    "    [--since YYYY-MM-DD] [--until YYYY-MM-DD], reload\n");
 }
 
 static void

@@ -30,6 +30,10 @@
 /* The records an audit walk reads in one read transaction: a long one
  * would keep the writer from reusing the pages freed meanwhile. */
 #define S_WALK_CHUNK 65536
+/* The longest export answer: it is built in memory (the broker's and
+ * schakelctl's) before it is sent. */
+#define S_EXPORT_MAX ((size_t)64 << 20)
+#define S_DAY_MS 86400000ULL
 
 struct s_req {
 	const char *argv[S_MAX_ARGS];
@@ -382,8 +386,9 @@ s_deadletter_change(struct broker *b, struct s_req *r, bool redeliver,
 struct s_walk {
 	struct audit_verifier v;
 	struct s_req *r;
-	const char *case_ref; /* export: the case asked for, or */
-	const char *party;    /* the party asked for (NULL: by case) */
+	const char *case_ref;        /* export: the case asked for, or */
+	const char *party;           /* the party asked for (NULL: by case) */
+	uint64_t since_ms, until_ms; /* export: records in [since, until) */
 	size_t shown;
 	/* Each record, until it returns non-zero. */
 	int (*one)(struct s_walk *w, const uint8_t *rec, size_t len);
@@ -495,8 +500,16 @@ s_export_one(struct s_walk *w, const uint8_t *rec, size_t len)
 	uint8_t prev[AUDIT_HASH_LEN];
 
 	if (audit_decode((const char *)rec, len, &ev, prev) != 0 ||
+	    ev.time_ms < w->since_ms || ev.time_ms >= w->until_ms ||
 	    !s_export_match(w, &ev))
 		return 0;
+	if (w->r->out.len > S_EXPORT_MAX) {
+		s_fail(w->r,
+		    "the export is larger than %zu MiB; ask for a shorter "
+		    "period with --since and --until",
+		    S_EXPORT_MAX >> 20);
+		return 1;
+	}
 	if (w->r->json) {
 		char id[2 * AUDIT_ID_LEN + 1] = "";
 		if (ev.has_id)
@@ -535,35 +548,77 @@ s_export_one(struct s_walk *w, const uint8_t *rec, size_t len)
 }
 
 static void
-s_audit_export(struct store *s, struct s_req *r, const char *case_ref,
-    const char *party, const atomic_bool *cancel)
+s_audit_export(struct store *s, struct s_walk *w)
 {
-	struct s_walk w = {.r = r,
-	    .case_ref = case_ref,
-	    .party = party,
-	    .one = s_export_one,
-	    .cancel = cancel};
+	struct s_req *r = w->r;
 	uint8_t head[STORE_HASH_LEN];
 
+	w->one = s_export_one;
 	if (r->json)
 		metrics_printf(&r->out, "[");
-	if (s_walk_all(s, &w, head) != 0)
+	if (s_walk_all(s, w, head) != 0 || r->failed)
 		return;
 	if (r->json)
 		metrics_printf(&r->out, "]\n");
-	else if (w.shown == 0)
-		metrics_printf(&r->out, "(no audit records about this %s)\n",
-		    party != NULL ? "party" : "case");
+	else if (w->shown == 0)
+		metrics_printf(&r->out, "(no audit records about this %s%s)\n",
+		    w->party != NULL ? "party" : "case",
+		    w->since_ms > 0 || w->until_ms < UINT64_MAX
+			? " in that period"
+			: "");
 }
 
-/* Whether the request is an audit walk; runs it when `s` is not NULL. */
+/* Reads the words of `audit export` into w: --case REF or --party
+ * PARTY, and --since DATE and --until DATE (days, UTC, both included).
+ * Returns false, with the request failed, when they are wrong. */
+static bool
+s_export_args(struct s_req *r, struct s_walk *w)
+{
+	bool ok = r->argc % 2 == 0;
+
+	w->since_ms = 0;
+	w->until_ms = UINT64_MAX;
+	for (int i = 2; ok && i + 1 < r->argc; i += 2) {
+		const char *opt = r->argv[i], *val = r->argv[i + 1], *why;
+		bool named = w->case_ref != NULL || w->party != NULL;
+		int32_t days;
+
+		if (strcmp(opt, "--case") == 0 && !named) {
+			w->case_ref = val;
+		} else if (strcmp(opt, "--party") == 0 && !named) {
+			w->party = val;
+		} else if (strcmp(opt, "--since") == 0 ||
+		    strcmp(opt, "--until") == 0) {
+			if (units_parse_date(val, &days, &why) != 0) {
+				s_fail(r, "%s '%s': %s", opt, val, why);
+				return false;
+			}
+			if (opt[2] == 's')
+				w->since_ms = (uint64_t)days * S_DAY_MS;
+			else
+				w->until_ms = ((uint64_t)days + 1) * S_DAY_MS;
+		} else {
+			ok = false;
+		}
+	}
+	if (ok && (w->case_ref != NULL || w->party != NULL) &&
+	    w->since_ms < w->until_ms)
+		return true;
+	s_fail(r,
+	    "audit export takes --case REF or --party PARTY, and "
+	    "may take --since YYYY-MM-DD and --until YYYY-MM-DD (UTC, "
+	    "both days included, the first not after the second)");
+	return false;
+}
+
+/* Whether the request is an audit walk (verify or export; wrong words
+ * of an export fail the request); runs it when `s` is not NULL. */
 static bool
 s_walk_cmd(struct store *s, struct s_req *r, const atomic_bool *cancel)
 {
 	const char *cmd = r->argc > 0 ? r->argv[0] : "";
 	const char *sub = r->argc > 1 ? r->argv[1] : "";
-	bool by_case = r->argc == 4 && strcmp(r->argv[2], "--case") == 0,
-	     by_party = r->argc == 4 && strcmp(r->argv[2], "--party") == 0;
+	struct s_walk w = {.r = r, .cancel = cancel};
 
 	if (strcmp(cmd, "audit") != 0)
 		return false;
@@ -572,13 +627,11 @@ s_walk_cmd(struct store *s, struct s_req *r, const atomic_bool *cancel)
 			s_audit_verify(s, r, cancel);
 		return true;
 	}
-	if (strcmp(sub, "export") == 0 && (by_case || by_party)) {
-		if (s != NULL)
-			s_audit_export(s, r, by_case ? r->argv[3] : NULL,
-			    by_party ? r->argv[3] : NULL, cancel);
-		return true;
-	}
-	return false;
+	if (strcmp(sub, "export") != 0)
+		return false;
+	if (s_export_args(r, &w) && s != NULL)
+		s_audit_export(s, &w);
+	return true;
 }
 
 static void
@@ -832,8 +885,10 @@ admin_handle(struct broker *b, const struct transport_client *c,
 	if (!s_parse(&r, req, len)) {
 		s_fail(&r, "too many words in the command");
 	} else if (s_walk_cmd(NULL, &r, NULL)) {
-		s_walk_start(b, c, req, len);
-		return;
+		if (!r.failed) {
+			s_walk_start(b, c, req, len);
+			return;
+		}
 	} else {
 		s_run(b, &r);
 		/* Admin changes are durable before the answer, or undone

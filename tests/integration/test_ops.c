@@ -1427,6 +1427,48 @@ t_audit_walk(void **state)
 	/* The message routed during the walk is in the log. */
 	S_CTL_OK(h, o, "audit", "export", "--case", "zaak-tijdens");
 	assert_int_equal(s_count(o->out, " ev=accepted "), 1);
+
+	/* Exports by period: the grown records are from yesterday. */
+	{
+		time_t now = (time_t)(hx_wall_ms() / 1000);
+		struct tm tm;
+		char today[16];
+
+		gmtime_r(&now, &tm);
+		strftime(today, sizeof today, "%Y-%m-%d", &tm);
+		S_CTL_OK(h, o, "audit", "export", "--party", HX_TEAM_A,
+		    "--since", today);
+		assert_int_equal(s_count(o->out, " case=zaak-tijdens "), 2);
+		assert_null(strstr(o->out, "zaak-0"));
+		S_CTL_OK(h, o, "audit", "export", "--case", "zaak-000001",
+		    "--since", "1970-01-01", "--until", today);
+		assert_int_equal(s_count(o->out, " case=zaak-000001 "), 8);
+		S_CTL_OK(h, o, "audit", "export", "--case", "zaak-000001",
+		    "--until", "1970-01-02");
+		assert_string_equal(o->out,
+		    "(no audit records about this "
+		    "case in that period)\n");
+	}
+	assert_int_equal(
+	    S_CTL(h, o, "audit", "export", "--case", "x", "--party", HX_TEAM_A),
+	    1);
+	assert_non_null(strstr(o->err,
+	    "audit export takes --case REF or "
+	    "--party PARTY"));
+	assert_int_equal(S_CTL(h, o, "audit", "export", "--case", "x",
+			     "--since", "2026-02-30"),
+	    1);
+	assert_non_null(strstr(o->err, "--since '2026-02-30': "));
+	assert_int_equal(S_CTL(h, o, "audit", "export", "--case", "x",
+			     "--since", "2026-12-02", "--until", "2026-12-01"),
+	    1);
+	assert_non_null(strstr(o->err, "the first not after the second"));
+	/* A party in every record: more than the answer may hold. */
+	assert_int_equal(
+	    S_CTL(h, o, "audit", "export", "--party", HX_TEAM_A), 1);
+	assert_non_null(strstr(o->err,
+	    "the export is larger than 64 MiB; "
+	    "ask for a shorter period"));
 	schakel_close(&a);
 	schakel_close(&b);
 	s_got_free(&g);
