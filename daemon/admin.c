@@ -31,8 +31,9 @@
  * would keep the writer from reusing the pages freed meanwhile. */
 #define S_WALK_CHUNK 65536
 /* The longest export answer: it is built in memory (the broker's and
- * schakelctl's) before it is sent. */
-#define S_EXPORT_MAX ((size_t)64 << 20)
+ * schakelctl's) before it is sent, so the broker holds up to three times
+ * as much while it answers (the buffer's growth, ZeroMQ's copy). */
+#define S_EXPORT_MAX ((size_t)32 << 20)
 #define S_DAY_MS 86400000ULL
 
 struct s_req {
@@ -735,22 +736,20 @@ s_parse(struct s_req *r, const char *req, size_t len)
 static void
 s_answer(struct broker *b, const struct transport_client *c, struct s_req *r)
 {
-	struct metrics_text reply = {0};
+	static const char oom[] =
+	    "error: the broker ran out of memory for the answer\n";
 
-	if (!r->failed)
-		metrics_printf(&reply, "ok\n");
-	metrics_printf(&reply, "%.*s", (int)r->out.len,
-	    r->out.buf != NULL ? r->out.buf : "");
-	if (reply.oom) {
-		metrics_text_free(&reply);
-		metrics_printf(&reply,
-		    "error: the broker ran out of memory for the answer\n");
+	if (r->out.oom) {
+		metrics_text_free(&r->out);
+		r->failed = true;
+		transport_admin_reply(b->tp, c, "", oom, sizeof oom - 1);
+	} else {
+		/* s_fail put "error: " in front of the sentence itself. */
+		transport_admin_reply(b->tp, c, r->failed ? "" : "ok\n",
+		    r->out.buf != NULL ? r->out.buf : "", r->out.len);
 	}
-	transport_admin_reply(
-	    b->tp, c, reply.buf != NULL ? reply.buf : "", reply.len);
 	log_info("admin command=%s outcome=%s", r->argc > 0 ? r->argv[0] : "?",
 	    r->failed ? "error" : "ok");
-	metrics_text_free(&reply);
 	metrics_text_free(&r->out);
 }
 
@@ -785,6 +784,7 @@ s_walk_start(struct broker *b, const struct transport_client *c,
 		return;
 	}
 	memcpy(a->req, req, len);
+	a->req[len] = '\0'; /* as in `req`: the last word ends there */
 	memset(&a->r, 0, sizeof a->r);
 	(void)s_parse(&a->r, a->req, len);
 	a->client = *c;
@@ -840,8 +840,10 @@ admin_poll(struct broker *b)
 
 	if (a == NULL || !a->running || !atomic_load(&a->done))
 		return;
-	(void)!read(a->fd, &v, sizeof v);
+	/* After the join: the thread has written the eventfd by then, so
+	 * the read clears it (a wake left set would end every wait). */
 	pthread_join(a->thread, NULL);
+	(void)!read(a->fd, &v, sizeof v);
 	a->running = false;
 	s_answer(b, &a->client, &a->r);
 }

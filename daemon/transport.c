@@ -550,17 +550,17 @@ int
 transport_admin_recv(struct transport *t, struct transport_client *c, char *buf,
     size_t max, size_t *len)
 {
-	zmq_msg_t part[3];
-	int n = 0, more = 1;
-	size_t sz = sizeof more;
-	bool ok;
+	zmq_msg_t part[4];
+	int n = 0, more = 1, body = -1;
+	size_t sz;
 
 	if (t->admin == NULL)
 		return 0;
-	/* schakelctl's REQ socket sends its routing id (added by the
-	 * ROUTER), an empty delimiter and the request. */
+	/* A REQ socket's request: the routing id the ROUTER adds, the
+	 * REQ's own request id with ZMQ_REQ_CORRELATE, an empty delimiter,
+	 * then the request (one frame; more are ignored, as a REP did). */
 	for (; more; n++) {
-		zmq_msg_t junk, *m = n < 3 ? &part[n] : &junk;
+		zmq_msg_t junk, *m = n < 4 ? &part[n] : &junk;
 		zmq_msg_init(m);
 		if (zmq_msg_recv(m, t->admin, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
 			zmq_msg_close(m);
@@ -571,40 +571,67 @@ transport_admin_recv(struct transport *t, struct transport_client *c, char *buf,
 			more = 0;
 		if (m == &junk)
 			zmq_msg_close(m);
+		else if (body < 0 && n > 0 && n < 3 && zmq_msg_size(m) == 0)
+			body = n + 1;
 	}
-	ok = n == 3 && zmq_msg_size(&part[0]) <= sizeof c->id &&
-	    zmq_msg_size(&part[1]) == 0;
-	if (ok) {
-		size_t l = zmq_msg_size(&part[2]);
-		c->len = zmq_msg_size(&part[0]);
-		memcpy(c->id, zmq_msg_data(&part[0]), c->len);
+	if (n > 4)
+		n = 4;
+	c->nenv = body - 1;
+	if (body > 0 && body < n) {
+		for (int i = 0; i < c->nenv; i++) {
+			size_t l = zmq_msg_size(&part[i]);
+			if (l > sizeof c->env[i])
+				body = -1;
+			else
+				memcpy(c->env[i], zmq_msg_data(&part[i]),
+				    c->envlen[i] = l);
+		}
+	}
+	if (body > 0 && body < n) {
+		size_t l = zmq_msg_size(&part[body]);
 		if (l > max - 1)
 			l = max - 1; /* truncated: the command will not parse */
-		memcpy(buf, zmq_msg_data(&part[2]), l);
+		memcpy(buf, zmq_msg_data(&part[body]), l);
 		buf[l] = '\0';
 		*len = l;
 	} else if (n > 0) {
-		log_warnx("admin: ignored a request that did not come from a "
+		log_warnx("admin: ignored a request without the envelope of a "
 			  "REQ socket (%d frames)",
 		    n);
 	}
-	for (int i = 0; i < n && i < 3; i++)
+	for (int i = 0; i < n; i++)
 		zmq_msg_close(&part[i]);
-	return ok ? 1 : n > 0 ? 2 : 0;
+	return body > 0 && body < n ? 1 : n > 0 ? 2 : 0;
 }
 
 void
 transport_admin_reply(struct transport *t, const struct transport_client *c,
-    const char *text, size_t len)
+    const char *head, const char *text, size_t len)
 {
+	size_t hl = strlen(head);
+	zmq_msg_t m;
+
 	if (t->admin == NULL)
 		return;
 	/* A client gone meanwhile (schakelctl timed out) is not an error:
 	 * the ROUTER drops what it cannot route. */
-	if (zmq_send(t->admin, c->id, c->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) ==
-		(int)c->len &&
-	    zmq_send(t->admin, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) == 0)
-		(void)zmq_send(t->admin, text, len, ZMQ_DONTWAIT);
+	for (int i = 0; i < c->nenv; i++)
+		if (zmq_send(t->admin, c->env[i], c->envlen[i],
+			ZMQ_SNDMORE | ZMQ_DONTWAIT) != (int)c->envlen[i])
+			return;
+	if (zmq_send(t->admin, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0)
+		return;
+	/* One copy, head and text together. */
+	if (zmq_msg_init_size(&m, hl + len) != 0) {
+		(void)zmq_send(
+		    t->admin, "error: out of memory\n", 21, ZMQ_DONTWAIT);
+		return;
+	}
+	memcpy(zmq_msg_data(&m), head, hl);
+	if (len > 0)
+		memcpy((char *)zmq_msg_data(&m) + hl, text, len);
+	if (zmq_msg_send(&m, t->admin, ZMQ_DONTWAIT) < 0)
+		zmq_msg_close(&m);
 }
 
 void

@@ -90,11 +90,13 @@ int transport_poll(struct transport *t, long timeout_ms);
 #define TRANSPORT_WATCH_MAX 3
 void transport_watch_fd(struct transport *t, int fd);
 
-/* Who sent an administration request (the routing id of its REQ
- * socket): where its answer goes. */
+/* Who sent an administration request: the frames before its empty
+ * delimiter (the routing id of its REQ socket, and the REQ's request id
+ * with ZMQ_REQ_CORRELATE), where its answer goes. */
 struct transport_client {
-	uint8_t id[255];
-	size_t len;
+	uint8_t env[2][255];
+	size_t envlen[2];
+	int nenv;
 };
 
 /* Takes one administration request without waiting: returns 1 with its
@@ -104,8 +106,10 @@ struct transport_client {
  * answered once, with transport_admin_reply, in any order. */
 int transport_admin_recv(struct transport *t, struct transport_client *c,
     char *buf, size_t max, size_t *len);
-void transport_admin_reply(struct transport *t,
-    const struct transport_client *c, const char *text, size_t len);
+/* Answers `c` with `head` (a C string) and text[0..len) in one frame. */
+void
+transport_admin_reply(struct transport *t, const struct transport_client *c,
+    const char *head, const char *text, size_t len);
 
 /* Takes one inbound message without waiting.  Returns 1 with *m filled
  * in, 0 when there is none. */

@@ -1366,7 +1366,7 @@ t_audit_walk(void **state)
 	    hx_msg(HX_TYPE_ONE, "zaak-tijdens", "tijdens de controle");
 	size_t handed = 0;
 	struct s_got g = {0};
-	char ep[400], reply[512] = "";
+	char ep[400], reply[512] = "", exact_reply[4096] = "";
 	void *ctx, *req;
 	zmq_pollitem_t pi;
 	int early, rc, busy_status;
@@ -1381,12 +1381,15 @@ t_audit_walk(void **state)
 	assert_int_equal(hx_connect(h, HX_TEAM_A, 5000, &b), SCHAKEL_OK);
 	s_got_init(&g, 4);
 
-	/* Asked as schakelctl asks, without waiting for the answer. */
+	/* Asked as schakelctl asks, without waiting for the answer; with
+	 * request ids (ZMQ_REQ_CORRELATE), which the answer must carry. */
 	snprintf(ep, sizeof ep, "ipc://%s/run/control.sock", h->dir);
 	ctx = zmq_ctx_new();
 	assert_non_null(ctx);
 	req = zmq_socket(ctx, ZMQ_REQ);
 	assert_non_null(req);
+	assert_int_equal(
+	    zmq_setsockopt(req, ZMQ_REQ_CORRELATE, &(int){1}, sizeof(int)), 0);
 	assert_int_equal(zmq_connect(req, ep), 0);
 	assert_int_equal(zmq_send(req, "audit\0verify", 12, 0), 12);
 	t0 = hx_mono_ms();
@@ -1414,8 +1417,29 @@ t_audit_walk(void **state)
 		      "ms\n",
 	    (unsigned long long)meanwhile_ms, S_GROWN,
 	    (unsigned long long)(hx_mono_ms() - t0));
+	/* A walk's words are its own: a request whose last word ends with
+	 * the frame (no NUL) after a longer one is read as sent. */
+	for (int i = 0; i < 2 && rc > 0; i++) {
+		static const char longer[] = "audit\0export\0--case\0"
+					     "zaak-tijdensZZZZ";
+		static const char exact[] = "audit\0export\0--case\0"
+					    "zaak-tijdens";
+		const char *q = i == 0 ? longer : exact;
+		size_t ql = i == 0 ? sizeof longer - 1 : sizeof exact - 1;
+
+		if (zmq_send(req, q, ql, 0) != (int)ql ||
+		    zmq_poll(&pi, 1, 300000) != 1)
+			rc = -1;
+		else
+			rc = zmq_recv(
+			    req, exact_reply, sizeof exact_reply - 1, 0);
+		if (rc >= 0)
+			exact_reply[rc < (int)sizeof exact_reply ? rc : 0] =
+			    '\0';
+	}
 	zmq_close(req);
 	zmq_ctx_term(ctx);
+	assert_non_null(strstr(exact_reply, " case=zaak-tijdens "));
 
 	/* Everything meanwhile was answered before the walk's answer. */
 	assert_int_equal(early, 0);
@@ -1467,7 +1491,7 @@ t_audit_walk(void **state)
 	assert_int_equal(
 	    S_CTL(h, o, "audit", "export", "--party", HX_TEAM_A), 1);
 	assert_non_null(strstr(o->err,
-	    "the export is larger than 64 MiB; "
+	    "the export is larger than 32 MiB; "
 	    "ask for a shorter period"));
 	schakel_close(&a);
 	schakel_close(&b);
