@@ -361,6 +361,13 @@ store_audit_append(struct store_txn *t, const uint8_t *rec, size_t len,
 }
 
 int
+store_audit_prune(
+    struct store_txn *t, uint64_t upto, const uint8_t anchor[STORE_HASH_LEN])
+{
+	return t->s->ops->audit_prune(t, upto, anchor);
+}
+
+int
 store_seen(struct store *s, const uint8_t id[STORE_ID_LEN], uint64_t *seq)
 {
 	return s->ops->seen(s, id, seq);
@@ -438,6 +445,12 @@ store_audit_each(struct store *s, uint64_t after,
     void *arg, uint8_t head[STORE_HASH_LEN])
 {
 	return s->ops->audit_each(s, after, fn, arg, head);
+}
+
+int
+store_audit_anchor(struct store *s, uint64_t *seq, uint8_t hash[STORE_HASH_LEN])
+{
+	return s->ops->audit_anchor(s, seq, hash);
 }
 
 int

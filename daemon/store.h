@@ -16,7 +16,8 @@
  *                message on that case, until the retention of its
  *                agreements has passed since its last message
  *   audit        the hash-chained audit records, in order
- *   meta         the last sequence numbers and the audit chain head
+ *   meta         the last sequence numbers, the audit chain head and the
+ *                anchor of its archived part
  *
  * Writes happen in a transaction; store_commit makes them durable (fsync)
  * before it returns, so a caller answers a client only after that.  Many
@@ -245,6 +246,13 @@ int store_forget_cases(struct store_txn *t, uint64_t now_ms, size_t look,
 int store_audit_append(struct store_txn *t, const uint8_t *rec, size_t len,
     const uint8_t head[STORE_HASH_LEN], uint64_t *audit_seq);
 
+/* Removes the audit records up to sequence `upto`, which the caller has
+ * archived, and keeps `anchor`, the hash of record `upto`: the first
+ * record left names it as its prev (store_audit_anchor).  An `upto` at
+ * or below the anchor kept already changes nothing. */
+int store_audit_prune(
+    struct store_txn *t, uint64_t upto, const uint8_t anchor[STORE_HASH_LEN]);
+
 /* The layout the store was upgraded from when it was opened; 0 when it
  * was not upgraded. */
 uint64_t store_upgraded_from(const struct store *s);
@@ -297,6 +305,11 @@ int store_dead_letters(struct store *s, const char *recipient, uint64_t after,
 int store_audit_each(struct store *s, uint64_t after,
     int (*fn)(void *arg, uint64_t seq, const uint8_t *rec, size_t len),
     void *arg, uint8_t head[STORE_HASH_LEN]);
+
+/* The last audit record removed by store_audit_prune and its hash; 0
+ * and zeros while none was. */
+int store_audit_anchor(
+    struct store *s, uint64_t *seq, uint8_t hash[STORE_HASH_LEN]);
 
 /* What the sweeps would find now, read without writing, so that a
  * sweep with nothing to do needs no write transaction: flags of

@@ -63,6 +63,8 @@ struct store_ops {
 	    char (*refs)[STORE_NAME_MAX + 1], size_t max, size_t *n);
 	int (*audit_append)(struct store_txn *t, const uint8_t *rec, size_t len,
 	    const uint8_t head[STORE_HASH_LEN], uint64_t *audit_seq);
+	int (*audit_prune)(struct store_txn *t, uint64_t upto,
+	    const uint8_t anchor[STORE_HASH_LEN]);
 	int (*seen)(
 	    struct store *s, const uint8_t id[STORE_ID_LEN], uint64_t *seq);
 	int (*receipt)(struct store *s, const uint8_t id[STORE_ID_LEN],
@@ -80,6 +82,8 @@ struct store_ops {
 	int (*audit_each)(struct store *s, uint64_t after,
 	    int (*fn)(void *arg, uint64_t seq, const uint8_t *rec, size_t len),
 	    void *arg, uint8_t head[STORE_HASH_LEN]);
+	int (*audit_anchor)(
+	    struct store *s, uint64_t *seq, uint8_t hash[STORE_HASH_LEN]);
 	int (*usage)(
 	    struct store *s, uint64_t *used, uint64_t *size, uint64_t *limit);
 	int (*due)(

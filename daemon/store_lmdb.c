@@ -30,7 +30,8 @@
  *   expiry    expires . seq -> ""  (messages not yet removed)
  *   cases     case reference -> party              (DUPSORT)
  *   audit     audit seq -> record
- *   meta      "layout", "last_seq", "audit_seq", "audit_head"
+ *   meta      "layout", "last_seq", "audit_seq", "audit_head",
+ *             "audit_anchor" (seq 8, hash 32: the last record archived)
  * A message has no reference count: it is removed when none of its
  * recipients still holds it in a queue or as a dead letter, which is
  * looked up at the time, so a count can never drift.
@@ -1579,6 +1580,77 @@ s_audit_append(struct store_txn *t, const uint8_t *rec, size_t len,
 	return STORE_OK;
 }
 
+#define S_ANCHOR_LEN (8 + STORE_HASH_LEN)
+
+static int
+s_anchor_get(MDB_txn *txn, MDB_dbi meta, uint64_t *seq, uint8_t *hash)
+{
+	MDB_val k = {12, (void *)"audit_anchor"}, d;
+	int rc = mdb_get(txn, meta, &k, &d);
+
+	*seq = 0;
+	memset(hash, 0, STORE_HASH_LEN);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc == 0 && d.mv_size != S_ANCHOR_LEN)
+		rc = MDB_CORRUPTED;
+	if (rc != 0)
+		return rc;
+	*seq = s_get64(d.mv_data);
+	memcpy(hash, (const uint8_t *)d.mv_data + 8, STORE_HASH_LEN);
+	return 0;
+}
+
+static int
+s_audit_prune(
+    struct store_txn *t, uint64_t upto, const uint8_t anchor[STORE_HASH_LEN])
+{
+	struct s_txn *bt = t->be;
+	uint8_t was[STORE_HASH_LEN], val[S_ANCHOR_LEN];
+	uint64_t from;
+	MDB_cursor *c;
+	MDB_val k, d;
+	int rc = s_check(t);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = s_anchor_get(bt->txn, bt->e->meta, &from, was);
+	if (rc != 0)
+		return s_wfail(t, rc, "reading the audit anchor");
+	if (upto <= from)
+		return STORE_OK;
+	if (upto > bt->last_audit)
+		return store_fail(t->s, STORE_ERROR,
+		    "store: cannot archive audit record %llu: the last is %llu",
+		    (unsigned long long)upto,
+		    (unsigned long long)bt->last_audit);
+	rc = mdb_cursor_open(bt->txn, bt->e->audit, &c);
+	if (rc != 0)
+		return s_wfail(t, rc, "removing archived audit records");
+	/* The first each time: what a delete leaves the cursor on is
+	 * LMDB's business. */
+	while ((rc = mdb_cursor_get(c, &k, &d, MDB_FIRST)) == 0) {
+		if (k.mv_size != 8) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		if (s_get64(k.mv_data) > upto)
+			break;
+		rc = mdb_cursor_del(c, 0);
+		if (rc != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return s_wfail(t, rc, "removing archived audit records");
+	s_be64(val, upto);
+	memcpy(val + 8, anchor, STORE_HASH_LEN);
+	rc = s_meta_put(bt->txn, bt->e->meta, "audit_anchor", val, sizeof val);
+	if (rc != 0)
+		return s_wfail(t, rc, "writing the audit anchor");
+	return STORE_OK;
+}
+
 /* ---- reading ---------------------------------------------------------- */
 
 static int
@@ -1974,6 +2046,22 @@ s_audit_each(struct store *s, uint64_t after,
 }
 
 static int
+s_audit_anchor(struct store *s, uint64_t *seq, uint8_t hash[STORE_HASH_LEN])
+{
+	struct s_env *e = s->be;
+	MDB_txn *txn;
+	int rc = s_rbegin(s, &txn);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = s_anchor_get(txn, e->meta, seq, hash);
+	s_rend(s, txn);
+	if (rc != 0)
+		return s_fail(s, rc, "reading the audit anchor");
+	return STORE_OK;
+}
+
+static int
 s_usage(struct store *s, uint64_t *used, uint64_t *size, uint64_t *limit)
 {
 	struct s_env *e = s->be;
@@ -2103,6 +2191,7 @@ const struct store_ops store_lmdb_ops = {
     .take_dead_due = s_take_dead_due,
     .forget_cases = s_forget_cases,
     .audit_append = s_audit_append,
+    .audit_prune = s_audit_prune,
     .seen = s_seen,
     .receipt = s_receipt,
     .get = s_get,
@@ -2111,6 +2200,7 @@ const struct store_ops store_lmdb_ops = {
     .participants = s_participants,
     .dead_letters = s_dead_letters,
     .audit_each = s_audit_each,
+    .audit_anchor = s_audit_anchor,
     .usage = s_usage,
     .due = s_due,
 };

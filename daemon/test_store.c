@@ -1255,6 +1255,89 @@ test_audit(void **state)
 	store_close(&s);
 }
 
+/* Archived records leave the store; the anchor (the last one's seq and
+ * hash) stays, survives a reopen and only moves forward; appends go on
+ * with the next sequence. */
+static void
+test_audit_prune(void **state)
+{
+	struct env *e = *state;
+	struct store *s = s_open(e, MAP_DEFAULT, false);
+	struct store_txn *t;
+	struct s_audit_seen a;
+	uint8_t head[STORE_HASH_LEN], got[STORE_HASH_LEN], h4[STORE_HASH_LEN],
+	    zero[STORE_HASH_LEN] = {0};
+	uint64_t aseq, aseq2;
+
+	assert_int_equal(store_audit_anchor(s, &aseq, got), STORE_OK);
+	assert_int_equal(aseq, 0);
+	assert_memory_equal(got, zero, STORE_HASH_LEN);
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	for (uint64_t i = 1; i <= 10; i++) {
+		char rec[32];
+
+		snprintf(rec, sizeof rec, "audit record %llu",
+		    (unsigned long long)i);
+		memset(head, (int)i, sizeof head);
+		assert_int_equal(store_audit_append(t, (const uint8_t *)rec,
+				     strlen(rec), head, &aseq),
+		    STORE_OK);
+	}
+	assert_int_equal(store_commit(&t), STORE_OK);
+
+	/* Beyond the last record: refused, nothing removed. */
+	memset(h4, 4, sizeof h4);
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(store_audit_prune(t, 11, h4), STORE_ERROR);
+	store_abort(&t);
+	/* An aborted prune removes nothing. */
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(store_audit_prune(t, 4, h4), STORE_OK);
+	store_abort(&t);
+	memset(&a, 0, sizeof a);
+	assert_int_equal(store_audit_each(s, 0, s_audit_cb, &a, got), STORE_OK);
+	assert_int_equal(a.n, 10);
+
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(store_audit_prune(t, 4, h4), STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	store_close(&s);
+	s = s_open(e, MAP_DEFAULT, false);
+	memset(&a, 0, sizeof a);
+	assert_int_equal(store_audit_each(s, 0, s_audit_cb, &a, got), STORE_OK);
+	assert_int_equal(a.n, 6);
+	assert_int_equal(a.seqs[0], 5);
+	assert_int_equal(a.seqs[5], 10);
+	memset(head, 10, sizeof head);
+	assert_memory_equal(got, head, STORE_HASH_LEN);
+	assert_int_equal(store_audit_anchor(s, &aseq, got), STORE_OK);
+	assert_int_equal(aseq, 4);
+	assert_memory_equal(got, h4, STORE_HASH_LEN);
+
+	/* Not backwards: an older anchor changes nothing. */
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(store_audit_prune(t, 2, zero), STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	assert_int_equal(store_audit_anchor(s, &aseq, got), STORE_OK);
+	assert_int_equal(aseq, 4);
+	assert_memory_equal(got, h4, STORE_HASH_LEN);
+
+	/* All of them: the log is empty, its sequence goes on. */
+	assert_int_equal(store_begin(s, &t), STORE_OK);
+	assert_int_equal(store_audit_prune(t, 10, head), STORE_OK);
+	assert_int_equal(
+	    store_audit_append(
+		t, (const uint8_t *)"audit record 11", 15, head, &aseq2),
+	    STORE_OK);
+	assert_int_equal(store_commit(&t), STORE_OK);
+	assert_int_equal(aseq2, 11);
+	memset(&a, 0, sizeof a);
+	assert_int_equal(store_audit_each(s, 0, s_audit_cb, &a, got), STORE_OK);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(a.seqs[0], 11);
+	store_close(&s);
+}
+
 static void
 test_seq_and_abort(void **state)
 {
@@ -1917,6 +2000,7 @@ main(void)
 	    T(test_upgrade_layout_2),
 	    T(test_ack_id),
 	    T(test_audit),
+	    T(test_audit_prune),
 	    T(test_seq_and_abort),
 	    T(test_full_map),
 	    T(test_spoiled_txn),
