@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "archive.h"
 #include "broker.h"
 #include "log.h"
 #include "schakel-config.h"
@@ -35,6 +36,9 @@
  * as much while it answers (the buffer's growth, ZeroMQ's copy). */
 #define S_EXPORT_MAX ((size_t)32 << 20)
 #define S_DAY_MS 86400000ULL
+/* The most records an archive round moves (a file of some 30 MB; the
+ * broker thread removes them from the store in one transaction). */
+#define S_ARCHIVE_MAX 100000
 
 struct s_req {
 	const char *argv[S_MAX_ARGS];
@@ -52,9 +56,19 @@ struct admin {
 	pthread_t thread;
 	atomic_bool cancel; /* the broker stops: end the walk */
 	atomic_bool done;
+	/* The folder of the audit archive ("" when none), as of the walk's
+	 * start (a reload may change the configuration meanwhile). */
+	char archive_dir[4096];
+	/* A walk for schakelctl: who asked, and what. */
 	struct transport_client client;
 	char req[ADMIN_REQ_MAX];
 	struct s_req r;
+	/* Or an archive round of the broker's own. */
+	bool archiving;
+	uint64_t cutoff_ms;
+	struct archive_round round;
+	uint64_t archive_next_ms; /* when to look for records due again */
+	uint64_t archive_warned_ms;
 };
 
 static void s_fail(struct s_req *r, const char *fmt, ...)
@@ -397,6 +411,13 @@ struct s_walk {
 	uint64_t after; /* the sequence of the last record read */
 	size_t in_chunk;
 	bool stopped; /* `one` said so, or the walk was cancelled */
+	struct store *store;
+	const char *archive_dir; /* NULL when there is no archive */
+	uint64_t anchor;         /* the last record archived, or 0 */
+	uint8_t anchor_hash[STORE_HASH_LEN];
+	uint64_t first;    /* the first record walked */
+	uint64_t archived; /* records walked in the archive's files */
+	size_t files;
 };
 
 static int
@@ -413,13 +434,75 @@ s_walk_rec(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 	return ++w->in_chunk == S_WALK_CHUNK;
 }
 
-/* Walks the whole log, S_WALK_CHUNK records a read transaction, to the
- * end of the last; `head` is the chain head the store kept as of then.
- * Records appended meanwhile are walked too. */
+/* A record of an archive file, up to the store's anchor (a round that
+ * wrote its file but did not get to remove its records from the store
+ * leaves them in both). */
 static int
-s_walk_all(struct store *s, struct s_walk *w, uint8_t head[STORE_HASH_LEN])
+s_walk_file_rec(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 {
-	do {
+	struct s_walk *w = arg;
+	struct audit_event ev;
+
+	if (seq > w->anchor)
+		return 1;
+	if (w->first == 0) {
+		w->first = seq;
+		/* Older files removed (their retention is the operator's):
+		 * the chain is checked from the oldest one left. */
+		if (seq > 1 &&
+		    audit_decode((const char *)rec, len, &ev, w->v.head) != 0)
+			memset(w->v.head, 0, sizeof w->v.head);
+	}
+	w->after = seq;
+	w->archived++;
+	if (atomic_load_explicit(w->cancel, memory_order_relaxed) ||
+	    w->one(w, rec, len) != 0) {
+		w->stopped = true;
+		return 1;
+	}
+	return 0;
+}
+
+/* Walks the whole log: the archive's files, then the store from its
+ * anchor on, S_WALK_CHUNK records a read transaction, to the end of the
+ * last; `head` is the chain head the store kept as of then.  Records
+ * appended meanwhile are walked too. */
+static int
+s_walk_all(struct s_walk *w, uint8_t head[STORE_HASH_LEN])
+{
+	struct store *s = w->store;
+	struct archive_span span;
+	char err[512];
+
+	if (store_audit_anchor(s, &w->anchor, w->anchor_hash) != STORE_OK) {
+		s_fail(w->r, "cannot read the audit log: %s", store_error(s));
+		return -1;
+	}
+	if (w->anchor > 0 && w->archive_dir != NULL) {
+		if (archive_each(w->archive_dir, s_walk_file_rec, w, &span, err,
+			sizeof err) != 0) {
+			s_fail(w->r, "the audit archive: %s", err);
+			return -1;
+		}
+		w->files = span.files;
+		if (!w->stopped && w->first != 0 && w->after != w->anchor) {
+			s_fail(w->r,
+			    "the audit archive in %s ends at record %llu, "
+			    "but the store's records go on after %llu: "
+			    "archive files are missing",
+			    w->archive_dir, (unsigned long long)w->after,
+			    (unsigned long long)w->anchor);
+			return -1;
+		}
+	}
+	if (w->first == 0 && w->anchor > 0) {
+		/* Archived where this broker does not look (no archive
+		 * configured now): checked from the anchor on. */
+		memcpy(w->v.head, w->anchor_hash, STORE_HASH_LEN);
+		w->first = w->anchor + 1;
+	}
+	w->after = w->anchor;
+	while (!w->stopped) {
 		w->in_chunk = 0;
 		if (store_audit_each(s, w->after, s_walk_rec, w, head) !=
 		    STORE_OK) {
@@ -427,7 +510,11 @@ s_walk_all(struct store *s, struct s_walk *w, uint8_t head[STORE_HASH_LEN])
 			    store_error(s));
 			return -1;
 		}
-	} while (!w->stopped && w->in_chunk == S_WALK_CHUNK);
+		if (w->in_chunk < S_WALK_CHUNK)
+			break;
+	}
+	if (w->first == 0)
+		w->first = 1;
 	if (atomic_load(w->cancel)) {
 		s_fail(w->r,
 		    "the broker is stopping; the walk of the audit "
@@ -445,24 +532,25 @@ s_verify_one(struct s_walk *w, const uint8_t *rec, size_t len)
 }
 
 static void
-s_audit_verify(struct store *s, struct s_req *r, const atomic_bool *cancel)
+s_audit_verify(struct s_walk *w)
 {
-	struct s_walk w = {.r = r, .one = s_verify_one, .cancel = cancel};
+	struct s_req *r = w->r;
 	uint8_t head[STORE_HASH_LEN];
 	char hex[2 * STORE_HASH_LEN + 1];
 	bool ok;
 
-	if (s_walk_all(s, &w, head) != 0)
+	w->one = s_verify_one;
+	if (s_walk_all(w, head) != 0)
 		return;
-	ok = w.v.first_bad == 0 && memcmp(w.v.head, head, STORE_HASH_LEN) == 0;
-	s_hex(hex, w.v.head, STORE_HASH_LEN);
+	ok =
+	    w->v.first_bad == 0 && memcmp(w->v.head, head, STORE_HASH_LEN) == 0;
+	s_hex(hex, w->v.head, STORE_HASH_LEN);
 	if (!ok) {
-		if (w.v.first_bad != 0)
-			s_fail(r,
-			    "the audit chain is broken at record %llu of "
-			    "%llu",
-			    (unsigned long long)w.v.first_bad,
-			    (unsigned long long)w.v.records);
+		if (w->v.first_bad != 0)
+			s_fail(r, "the audit chain is broken at record %llu%s",
+			    (unsigned long long)(w->first + w->v.first_bad - 1),
+			    w->v.first_bad <= w->archived ? ", in the archive"
+							  : "");
 		else
 			s_fail(r,
 			    "the audit chain's stored head does not match "
@@ -471,12 +559,21 @@ s_audit_verify(struct store *s, struct s_req *r, const atomic_bool *cancel)
 	}
 	if (r->json)
 		metrics_printf(&r->out,
-		    "{\"verified\":true,\"records\":%llu,\"head\":\"%s\"}\n",
-		    (unsigned long long)w.v.records, hex);
+		    "{\"verified\":true,\"records\":%llu,\"from\":%llu,"
+		    "\"archived\":%llu,\"archive_files\":%zu,\"head\":\"%s\"}"
+		    "\n",
+		    (unsigned long long)w->v.records,
+		    (unsigned long long)w->first,
+		    (unsigned long long)w->archived, w->files, hex);
 	else
 		metrics_printf(&r->out,
-		    "audit chain verified: %llu records, head %s\n",
-		    (unsigned long long)w.v.records, hex);
+		    "audit chain verified: %llu records from record %llu "
+		    "(%llu in %zu archive files, %llu in the store), head "
+		    "%s\n",
+		    (unsigned long long)w->v.records,
+		    (unsigned long long)w->first,
+		    (unsigned long long)w->archived, w->files,
+		    (unsigned long long)(w->v.records - w->archived), hex);
 }
 
 /* Whether a record is about the case asked for, or (with --party)
@@ -549,7 +646,7 @@ s_export_one(struct s_walk *w, const uint8_t *rec, size_t len)
 }
 
 static void
-s_audit_export(struct store *s, struct s_walk *w)
+s_audit_export(struct s_walk *w)
 {
 	struct s_req *r = w->r;
 	uint8_t head[STORE_HASH_LEN];
@@ -557,7 +654,7 @@ s_audit_export(struct store *s, struct s_walk *w)
 	w->one = s_export_one;
 	if (r->json)
 		metrics_printf(&r->out, "[");
-	if (s_walk_all(s, w, head) != 0 || r->failed)
+	if (s_walk_all(w, head) != 0 || r->failed)
 		return;
 	if (r->json)
 		metrics_printf(&r->out, "]\n");
@@ -613,25 +710,30 @@ s_export_args(struct s_req *r, struct s_walk *w)
 }
 
 /* Whether the request is an audit walk (verify or export; wrong words
- * of an export fail the request); runs it when `s` is not NULL. */
+ * of an export fail the request); runs it when `a` is not NULL. */
 static bool
-s_walk_cmd(struct store *s, struct s_req *r, const atomic_bool *cancel)
+s_walk_cmd(struct admin *a, struct s_req *r)
 {
 	const char *cmd = r->argc > 0 ? r->argv[0] : "";
 	const char *sub = r->argc > 1 ? r->argv[1] : "";
-	struct s_walk w = {.r = r, .cancel = cancel};
+	struct s_walk w = {.r = r};
 
 	if (strcmp(cmd, "audit") != 0)
 		return false;
+	if (a != NULL) {
+		w.store = a->store;
+		w.cancel = &a->cancel;
+		w.archive_dir = a->archive_dir[0] ? a->archive_dir : NULL;
+	}
 	if (strcmp(sub, "verify") == 0 && r->argc == 2) {
-		if (s != NULL)
-			s_audit_verify(s, r, cancel);
+		if (a != NULL)
+			s_audit_verify(&w);
 		return true;
 	}
 	if (strcmp(sub, "export") != 0)
 		return false;
-	if (s_export_args(r, &w) && s != NULL)
-		s_audit_export(s, &w);
+	if (s_export_args(r, &w) && a != NULL)
+		s_audit_export(&w);
 	return true;
 }
 
@@ -759,10 +861,38 @@ s_walk_main(void *arg)
 	struct admin *a = arg;
 	uint64_t one = 1;
 
-	(void)s_walk_cmd(a->store, &a->r, &a->cancel);
+	if (a->archiving)
+		(void)archive_write(a->store, a->archive_dir, a->cutoff_ms,
+		    S_ARCHIVE_MAX, &a->cancel, &a->round);
+	else
+		(void)s_walk_cmd(a, &a->r);
 	atomic_store(&a->done, true);
 	(void)!write(a->fd, &one, sizeof one);
 	return NULL;
+}
+
+/* Starts the walk or round set up in `a` on its thread; returns 0, or
+ * -1 when no thread could be started. */
+static int
+s_thread_start(struct broker *b, struct admin *a)
+{
+	sigset_t all, old;
+	int rc;
+
+	text_copy(a->archive_dir, sizeof a->archive_dir,
+	    b->conf->broker.archive_dir != NULL ? b->conf->broker.archive_dir
+						: "");
+	atomic_store(&a->cancel, false);
+	atomic_store(&a->done, false);
+	/* Signals are the main thread's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&a->thread, NULL, s_walk_main, a);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		return -1;
+	a->running = true;
+	return 0;
 }
 
 /* Starts an audit walk on its thread; answers at once when it cannot. */
@@ -771,15 +901,14 @@ s_walk_start(struct broker *b, const struct transport_client *c,
     const char *req, size_t len)
 {
 	struct admin *a = b->admin;
-	sigset_t all, old;
-	int rc;
 
 	if (a->running) {
 		struct s_req r = {0};
 		(void)s_parse(&r, req, len);
-		s_fail(&r,
-		    "another audit verify or export is running; run "
-		    "this one when it is done");
+		s_fail(&r, "%s; run this one when it is done",
+		    a->archiving ? "the broker is archiving old audit records"
+				 : "another audit verify or export is "
+				   "running");
 		s_answer(b, c, &r);
 		return;
 	}
@@ -788,21 +917,106 @@ s_walk_start(struct broker *b, const struct transport_client *c,
 	memset(&a->r, 0, sizeof a->r);
 	(void)s_parse(&a->r, a->req, len);
 	a->client = *c;
-	atomic_store(&a->cancel, false);
-	atomic_store(&a->done, false);
-	/* Signals are the main thread's. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&a->thread, NULL, s_walk_main, a);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0) {
+	a->archiving = false;
+	if (s_thread_start(b, a) != 0) {
 		s_fail(&a->r,
 		    "cannot start a thread for the walk of the "
 		    "audit log");
 		s_answer(b, c, &a->r);
+	}
+}
+
+/* The time of the store's oldest audit record (after its anchor). */
+static int
+s_oldest(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
+{
+	struct audit_event ev;
+	uint8_t prev[AUDIT_HASH_LEN];
+
+	(void)seq;
+	if (audit_decode((const char *)rec, len, &ev, prev) == 0)
+		*(uint64_t *)arg = ev.time_ms;
+	return 1;
+}
+
+void
+admin_archive_tick(struct broker *b)
+{
+	struct admin *a = b->admin;
+	uint32_t days = b->conf->broker.archive_after_days;
+	uint8_t hash[STORE_HASH_LEN];
+	uint64_t anchor, oldest = UINT64_MAX, cutoff;
+
+	if (a == NULL || a->running || b->conf->broker.archive_dir == NULL ||
+	    b->now_ms < a->archive_next_ms ||
+	    b->now_ms < (uint64_t)days * S_DAY_MS)
+		return;
+	a->archive_next_ms = b->now_ms + 60000;
+	cutoff = b->now_ms - (uint64_t)days * S_DAY_MS;
+	/* A round a day (when the oldest record is a day past the
+	 * cutoff), a file a day's records; more at once only to catch
+	 * up (a round stopped at S_ARCHIVE_MAX). */
+	if (!a->round.more) {
+		if (store_audit_anchor(b->store, &anchor, hash) != STORE_OK ||
+		    store_audit_each(b->store, anchor, s_oldest, &oldest,
+			hash) != STORE_OK ||
+		    oldest == UINT64_MAX || oldest + S_DAY_MS > cutoff)
+			return;
+	}
+	a->archiving = true;
+	a->cutoff_ms = cutoff;
+	if (s_thread_start(b, a) != 0)
+		log_warnx("audit archive: cannot start a thread; trying again "
+			  "in a minute");
+}
+
+/* Removes what a round wrote from the store (on the broker's thread:
+ * the store's transactions are its and the writer's). */
+static void
+s_archive_done(struct broker *b, struct admin *a)
+{
+	struct archive_round *r = &a->round;
+	struct store_txn *t;
+	int rc = STORE_ERROR;
+
+	if (atomic_load(&a->cancel))
+		return; /* stopping: the next start goes on */
+	if (r->err[0] != '\0') {
+		r->more = false;
+		if (b->now_ms >= a->archive_warned_ms + 3600000) {
+			log_warnx("audit archive: %s; the records stay in the "
+				  "store, trying again every minute",
+			    r->err);
+			a->archive_warned_ms = b->now_ms;
+		}
 		return;
 	}
-	a->running = true;
+	if (r->n == 0)
+		return;
+	/* Alone in its transaction: a failure must not undo the
+	 * decisions of a group. */
+	if (broker_flush(b) == STORE_OK && (t = broker_txn(b)) != NULL) {
+		rc = store_audit_prune(t, r->last, r->last_hash);
+		if (rc == STORE_OK)
+			rc = broker_flush(b);
+		else
+			broker_txn_drop(b);
+	}
+	if (rc != STORE_OK) {
+		r->more = false;
+		log_warnx("audit archive: %s holds records %llu to %llu, but "
+			  "they could not be removed from the store (%s); the "
+			  "file is written again in a minute",
+		    r->file, (unsigned long long)r->first,
+		    (unsigned long long)r->last, store_error(b->store));
+		return;
+	}
+	log_notice("audit archive: %zu records (%llu to %llu) moved to %s",
+	    r->n, (unsigned long long)r->first, (unsigned long long)r->last,
+	    r->file);
+	b->stats.audit_archived += r->n;
+	if (r->more)
+		a->archive_next_ms = 0;
 }
 
 struct admin *
@@ -845,7 +1059,10 @@ admin_poll(struct broker *b)
 	pthread_join(a->thread, NULL);
 	(void)!read(a->fd, &v, sizeof v);
 	a->running = false;
-	s_answer(b, &a->client, &a->r);
+	if (a->archiving)
+		s_archive_done(b, a);
+	else
+		s_answer(b, &a->client, &a->r);
 }
 
 void
@@ -858,7 +1075,10 @@ admin_stop(struct broker *b)
 	atomic_store(&a->cancel, true);
 	pthread_join(a->thread, NULL);
 	a->running = false;
-	s_answer(b, &a->client, &a->r);
+	if (a->archiving)
+		s_archive_done(b, a);
+	else
+		s_answer(b, &a->client, &a->r);
 }
 
 void
@@ -886,7 +1106,7 @@ admin_handle(struct broker *b, const struct transport_client *c,
 
 	if (!s_parse(&r, req, len)) {
 		s_fail(&r, "too many words in the command");
-	} else if (s_walk_cmd(NULL, &r, NULL)) {
+	} else if (s_walk_cmd(NULL, &r)) {
 		if (!r.failed) {
 			s_walk_start(b, c, req, len);
 			return;

@@ -33,7 +33,13 @@ int admin_fd(const struct admin *a);
 void admin_handle(struct broker *b, const struct transport_client *c,
     const char *req, size_t len);
 
-/* Answers the audit walk that finished, if one did. */
+/* Starts a round of archiving old audit records (broker.audit_archive)
+ * when one is due and no walk runs; call it now and then (it looks at
+ * the store at most once a minute). */
+void admin_archive_tick(struct broker *b);
+
+/* Answers the audit walk that finished, if one did, or finishes the
+ * archive round that did (removing its records from the store). */
 void admin_poll(struct broker *b);
 
 /* Cancels the audit walk in progress, if any, and answers that it was

@@ -1720,6 +1720,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		if (b->now_ms >= b->expire_at_ms + 1000) {
 			deliver_expire(b);
 			deliver_retention(b);
+			admin_archive_tick(b);
 			s_audit_summaries(b, false);
 			b->expire_at_ms = b->now_ms;
 			if (b->txn != NULL)

@@ -346,7 +346,8 @@ struct broker_stats {
 	/* ZeroMQ messages and the frames they carried (more frames than
 	 * messages: bundles), both ways. */
 	uint64_t messages_in, frames_in, messages_out, frames_out;
-	uint64_t slow_dropped; /* sessions dropped as slow consumers */
+	uint64_t slow_dropped;   /* sessions dropped as slow consumers */
+	uint64_t audit_archived; /* audit records moved to the archive */
 	uint64_t reloads_ok;
 	uint64_t reloads_refused;
 	struct stats_histogram receipt;  /* submit arrived -> Accepted sent */

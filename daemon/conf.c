@@ -999,11 +999,40 @@ s_endpoint_ok(const char *s)
 	}
 }
 
+/* broker.audit_archive: {dir, after_days}. */
+static void
+s_parse_archive(struct s_ctx *x, const struct ynode *n, struct conf_broker *b)
+{
+	static const char *const names[] = {"dir", "after_days"};
+	const char *what = "the broker's audit_archive", *s, *why;
+	const struct ynode *v[S_NELEM(names)];
+	uint64_t days;
+
+	if (!s_fields(x, n, what, names, S_NELEM(names), v))
+		return;
+	if (s_need(x, n, v[0], "dir", what)) {
+		s = s_text(x, v[0], "audit_archive dir");
+		if (s != NULL)
+			b->archive_dir = s_resolve(x, x->broker_dir, s);
+	}
+	if (s_need(x, n, v[1], "after_days", what)) {
+		s = s_scalar(x, v[1], "after_days");
+		if (s != NULL &&
+		    (units_parse_uint(s, 36600, &days, &why) != 0 || days == 0))
+			s_err(x, &v[1]->mark,
+			    "invalid after_days '%s': a whole number of days "
+			    "from 1 to 36600",
+			    s);
+		else if (s != NULL)
+			b->archive_after_days = (uint32_t)days;
+	}
+}
+
 static void
 s_parse_broker(struct s_ctx *x)
 {
 	static const char *const names[] = {"endpoints", "data_dir", "key_file",
-	    "admin_socket", "metrics", "limits"};
+	    "admin_socket", "metrics", "limits", "audit_archive"};
 	const struct ynode *v[S_NELEM(names)], *n = x->broker;
 	struct conf_broker *b = &x->c->broker;
 	struct keys_error kerr;
@@ -1092,6 +1121,8 @@ s_parse_broker(struct s_ctx *x)
 		    x, v[5], false, &b->limits, "the broker's limits");
 	if (b->limits.submit_burst == 0)
 		b->limits.submit_burst = 2 * b->limits.submit_rate;
+	if (v[6] != NULL)
+		s_parse_archive(x, v[6], b);
 }
 
 /* Allocates the array of a list section's items; NULL (reported) when

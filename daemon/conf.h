@@ -51,6 +51,10 @@ struct conf_broker {
 	const char *key_file;     /* resolved */
 	const char *admin_socket; /* resolved */
 	const char *metrics;      /* "host:port", or NULL when off */
+	/* Audit records older than archive_after_days leave the store for
+	 * files in archive_dir (resolved); NULL: they stay. */
+	const char *archive_dir;
+	uint32_t archive_after_days;
 	struct conf_limits limits;
 	struct diag_mark mark;
 };

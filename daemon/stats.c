@@ -179,6 +179,10 @@ stats_publish(struct broker *b)
 	    "their clients did not read what the broker sent them.\n"
 	    "# TYPE schakel_slow_consumers_total counter\n"
 	    "schakel_slow_consumers_total %llu\n"
+	    "# HELP schakel_audit_archived_records_total Audit records "
+	    "moved from the store to the archive's files.\n"
+	    "# TYPE schakel_audit_archived_records_total counter\n"
+	    "schakel_audit_archived_records_total %llu\n"
 	    "# HELP schakel_reloads_total Configuration reloads, by outcome.\n"
 	    "# TYPE schakel_reloads_total counter\n"
 	    "schakel_reloads_total{outcome=\"applied\"} %llu\n"
@@ -190,6 +194,7 @@ stats_publish(struct broker *b)
 	    (unsigned long long)st->frames_in,
 	    (unsigned long long)st->frames_out,
 	    (unsigned long long)st->slow_dropped,
+	    (unsigned long long)st->audit_archived,
 	    (unsigned long long)st->reloads_ok,
 	    (unsigned long long)st->reloads_refused);
 	s_histogram(&t, "schakel_receipt_latency_seconds",

@@ -1303,7 +1303,7 @@ s_head_of(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 /* Appends `n` records to the audit log in the stopped broker's store,
  * chained on from its head. */
 static void
-s_grow_audit(struct hx *h, long n)
+s_grow_audit(struct hx *h, long n, uint64_t age_ms)
 {
 	char dir[320], err[256], rec[AUDIT_RECORD_MAX];
 	struct store_opts o = {.dir = dir, .map_size = 1ULL << 30};
@@ -1328,7 +1328,7 @@ s_grow_audit(struct hx *h, long n)
 
 			audit_event_init(&ev,
 			    done % 2 ? AUDIT_ACKNOWLEDGED : AUDIT_ACCEPTED,
-			    hx_wall_ms() - 86400000);
+			    hx_wall_ms() - age_ms);
 			ev.seq = (uint64_t)done + 1;
 			ev.has_id = true;
 			memset(ev.id, (int)done, sizeof ev.id);
@@ -1375,7 +1375,7 @@ t_audit_walk(void **state)
 
 	assert_non_null(o);
 	assert_int_equal(hx_stop(h, SIGTERM), 0);
-	s_grow_audit(h, S_GROWN);
+	s_grow_audit(h, S_GROWN, 86400000);
 	assert_int_equal(hx_start(h), 0);
 	assert_int_equal(hx_connect(h, HX_SENDER, 5000, &a), SCHAKEL_OK);
 	assert_int_equal(hx_connect(h, HX_TEAM_A, 5000, &b), SCHAKEL_OK);
@@ -1512,7 +1512,7 @@ t_audit_walk_stop(void **state)
 	uint64_t t0, stop_ms;
 
 	assert_int_equal(hx_stop(h, SIGTERM), 0);
-	s_grow_audit(h, S_GROWN);
+	s_grow_audit(h, S_GROWN, 86400000);
 	assert_int_equal(hx_start(h), 0);
 	snprintf(ep, sizeof ep, "ipc://%s/run/control.sock", h->dir);
 	ctx = zmq_ctx_new();
@@ -1545,6 +1545,165 @@ t_audit_walk_stop(void **state)
 	    "walk of the audit log was not finished"));
 }
 
+/* ------------------------------------------------------------------ */
+/* the audit archive                                                    */
+
+#define S_OLD 250000
+#define S_DAY_MS 86400000ULL
+
+/* Counts the lines of a file; -1 when it cannot be read. */
+static long
+s_lines(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long n = 0;
+	int c;
+
+	if (f == NULL)
+		return -1;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+/* Records older than after_days leave the store for files, a round of
+ * at most 100,000 at a time; verify walks files and store as one chain,
+ * export finds archived records, and a changed or missing file is
+ * found. */
+static void
+t_audit_archive(void **state)
+{
+	struct s_ctl *o = calloc(1, sizeof *o);
+	char *yaml = s_replace(hx_yaml(), "  data_dir: data\n",
+	    "  data_dir: data\n  audit_archive:\n    dir: archive\n"
+	    "    after_days: 30\n");
+	char path[512], path2[512], mid[512];
+	struct hx *h;
+	struct stat st;
+	long long archived = 0;
+	int was;
+	uint64_t until;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(o);
+	h = hx_new(s_schakeld, yaml);
+	assert_non_null(h);
+	/* A store whose oldest records are 40 days old. */
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	snprintf(path, sizeof path, "%s/data", h->dir);
+	assert_int_equal(tu_rmrf(path), 0);
+	assert_int_equal(mkdir(path, 0700), 0);
+	s_grow_audit(h, S_OLD, 40 * S_DAY_MS);
+	assert_int_equal(hx_start(h), 0);
+
+	until = hx_mono_ms() + 60000;
+	while (archived < S_OLD && hx_mono_ms() < until) {
+		hx_sleep_ms(200);
+		/* Refused while a round runs. */
+		if (S_CTL(h, o, "--json", "audit", "verify") == 0)
+			archived = s_json_num(o->out, NULL, "archived");
+		else
+			assert_non_null(strstr(o->err,
+			    "the broker is "
+			    "archiving old audit "
+			    "records"));
+	}
+	/* Every old record, in three rounds; the broker's own (recent)
+	 * stay in the store; one chain. */
+	assert_int_equal(archived, S_OLD);
+	assert_int_equal(s_json_num(o->out, NULL, "archive_files"), 3);
+	assert_int_equal(s_json_num(o->out, NULL, "from"), 1);
+	assert_int_equal(s_json_num(o->out, NULL, "records"), S_OLD);
+	snprintf(path, sizeof path, "%s/archive/audit-00000000000000000001.log",
+	    h->dir);
+	assert_int_equal(s_lines(path), 100000);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0640);
+	snprintf(path2, sizeof path2,
+	    "%s/archive/audit-00000000000000200001.log", h->dir);
+	assert_int_equal(s_lines(path2), S_OLD - 200000);
+	/* The chain goes on in the store: a session's records, recent. */
+	{
+		struct schakel_client *a = NULL;
+
+		assert_int_equal(
+		    hx_connect(h, HX_SENDER, 5000, &a), SCHAKEL_OK);
+		schakel_close(&a);
+	}
+	until = hx_mono_ms() + 10000;
+	do {
+		hx_sleep_ms(50);
+		S_CTL_OK(h, o, "audit", "verify");
+	} while (
+	    strstr(o->out, " 2 in the store") == NULL && hx_mono_ms() < until);
+	assert_non_null(strstr(o->out,
+	    "audit chain verified: 250002 records from record 1 (250000 in "
+	    "3 archive files, 2 in the store)"));
+
+	/* A case of 40 days ago, from the archive. */
+	S_CTL_OK(h, o, "audit", "export", "--case", "zaak-000001");
+	assert_int_equal(s_count(o->out, " case=zaak-000001 "), 8);
+	assert_int_equal(s_count(o->out, "\n"), 8);
+
+	/* A record changed in the archive breaks the chain there. */
+	f = fopen(path, "r+");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 100, SEEK_SET), 0);
+	was = fgetc(f);
+	assert_int_equal(fseek(f, 100, SEEK_SET), 0);
+	assert_int_not_equal(fputc(was == 'X' ? 'Y' : 'X', f), EOF);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(S_CTL(h, o, "audit", "verify"), 1);
+	{
+		const char *at = strstr(o->err,
+		    "the audit chain is broken at "
+		    "record ");
+		assert_non_null(at);
+		/* The record changed (byte 100, of the first) or the one
+		 * after it, whose prev no longer matches. */
+		assert_true(strtoll(at + 36, NULL, 10) <= 2);
+		assert_non_null(strstr(at, ", in the archive"));
+	}
+	f = fopen(path, "r+");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 100, SEEK_SET), 0);
+	assert_int_not_equal(fputc(was, f), EOF);
+	assert_int_equal(fclose(f), 0);
+	S_CTL_OK(h, o, "audit", "verify");
+
+	/* A file in the middle missing: a gap. */
+	snprintf(mid, sizeof mid, "%s/archive/audit-00000000000000100001.log",
+	    h->dir);
+	snprintf(path2, sizeof path2, "%s/archive/elsewhere", h->dir);
+	assert_int_equal(rename(mid, path2), 0);
+	assert_int_equal(S_CTL(h, o, "audit", "verify"), 1);
+	assert_non_null(strstr(o->err,
+	    "holds records from 200001 on, but "
+	    "the file before it ends at 100000"));
+	assert_int_equal(rename(path2, mid), 0);
+	/* The oldest file removed (its retention ended): checked from the
+	 * next one. */
+	assert_int_equal(unlink(path), 0);
+	S_CTL_OK(h, o, "--json", "audit", "verify");
+	assert_int_equal(s_json_num(o->out, NULL, "from"), 100001);
+	assert_int_equal(s_json_num(o->out, NULL, "archived"), S_OLD - 100000);
+	/* The newest missing: the store's records do not go on from it. */
+	snprintf(path2, sizeof path2,
+	    "%s/archive/audit-00000000000000200001.log", h->dir);
+	assert_int_equal(unlink(path2), 0);
+	assert_int_equal(S_CTL(h, o, "audit", "verify"), 1);
+	assert_non_null(strstr(o->err,
+	    "ends at record 200000, but the "
+	    "store's records go on after 250000: "
+	    "archive files are missing"));
+
+	assert_int_equal(hx_destroy(&h), 0);
+	free(yaml);
+	free(o);
+}
+
 static int
 s_setup(void **state)
 {
@@ -1574,6 +1733,7 @@ main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(t_audit_walk, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_audit_walk_stop, s_setup, s_teardown),
+	    cmocka_unit_test(t_audit_archive),
 	};
 
 	if (argc != 3) {
