@@ -65,7 +65,7 @@ struct admin {
 	struct s_req r;
 	/* Or an archive round of the broker's own. */
 	bool archiving;
-	uint64_t cutoff_ms;
+	uint64_t cutoff_ms, started_ms;
 	struct archive_round round;
 	uint64_t archive_next_ms; /* when to look for records due again */
 	uint64_t archive_warned_ms;
@@ -418,6 +418,7 @@ struct s_walk {
 	uint64_t first;    /* the first record walked */
 	uint64_t archived; /* records walked in the archive's files */
 	size_t files;
+	bool need_all; /* export: archived records must be read too */
 };
 
 static int
@@ -494,6 +495,18 @@ s_walk_all(struct s_walk *w, uint8_t head[STORE_HASH_LEN])
 			    (unsigned long long)w->anchor);
 			return -1;
 		}
+	}
+	if (w->first == 0 && w->anchor > 0 && w->need_all) {
+		s_fail(w->r,
+		    "records 1 to %llu of the audit log were archived, but "
+		    "%s%s%s: an export without them would be incomplete",
+		    (unsigned long long)w->anchor,
+		    w->archive_dir != NULL ? "no archive file is in "
+					   : "broker.audit_archive is not "
+					     "configured",
+		    w->archive_dir != NULL ? w->archive_dir : "",
+		    w->archive_dir != NULL ? " (moved, or removed?)" : "");
+		return -1;
 	}
 	if (w->first == 0 && w->anchor > 0) {
 		/* Archived where this broker does not look (no archive
@@ -652,6 +665,7 @@ s_audit_export(struct s_walk *w)
 	uint8_t head[STORE_HASH_LEN];
 
 	w->one = s_export_one;
+	w->need_all = true;
 	if (r->json)
 		metrics_printf(&r->out, "[");
 	if (s_walk_all(w, head) != 0 || r->failed)
@@ -863,7 +877,7 @@ s_walk_main(void *arg)
 
 	if (a->archiving)
 		(void)archive_write(a->store, a->archive_dir, a->cutoff_ms,
-		    S_ARCHIVE_MAX, &a->cancel, &a->round);
+		    a->started_ms, S_ARCHIVE_MAX, &a->cancel, &a->round);
 	else
 		(void)s_walk_cmd(a, &a->r);
 	atomic_store(&a->done, true);
@@ -960,11 +974,14 @@ admin_archive_tick(struct broker *b)
 		if (store_audit_anchor(b->store, &anchor, hash) != STORE_OK ||
 		    store_audit_each(b->store, anchor, s_oldest, &oldest,
 			hash) != STORE_OK ||
-		    oldest == UINT64_MAX || oldest + S_DAY_MS > cutoff)
+		    (oldest + S_DAY_MS > cutoff && oldest <= b->now_ms))
 			return;
+		/* Also when it does not decode (the round says which) or is
+		 * dated ahead of now (archive_write takes it along). */
 	}
 	a->archiving = true;
 	a->cutoff_ms = cutoff;
+	a->started_ms = b->now_ms;
 	if (s_thread_start(b, a) != 0)
 		log_warnx("audit archive: cannot start a thread; trying again "
 			  "in a minute");
@@ -991,8 +1008,26 @@ s_archive_done(struct broker *b, struct admin *a)
 		}
 		return;
 	}
+	if (r->n == 0 && r->undecodable != 0) {
+		r->more = false;
+		if (b->now_ms >= a->archive_warned_ms + 3600000) {
+			log_warnx("audit archive: audit record %llu does not "
+				  "decode, so archiving stops before it; run "
+				  "schakelctl audit verify",
+			    (unsigned long long)r->undecodable);
+			a->archive_warned_ms = b->now_ms;
+		}
+		return;
+	}
 	if (r->n == 0)
 		return;
+	/* A reload meanwhile moved or ended the archive: the records stay
+	 * in the store (the file is one the broker does not read now). */
+	if (b->conf->broker.archive_dir == NULL ||
+	    strcmp(b->conf->broker.archive_dir, a->archive_dir) != 0) {
+		r->more = false;
+		return;
+	}
 	/* Alone in its transaction: a failure must not undo the
 	 * decisions of a group. */
 	if (broker_flush(b) == STORE_OK && (t = broker_txn(b)) != NULL) {

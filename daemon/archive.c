@@ -29,7 +29,7 @@
 
 struct s_round {
 	struct archive_round *r;
-	uint64_t cutoff_ms;
+	uint64_t cutoff_ms, now_ms;
 	size_t max;
 	FILE *f;
 	const atomic_bool *cancel;
@@ -50,8 +50,15 @@ s_take(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 	if (atomic_load_explicit(w->cancel, memory_order_relaxed))
 		return 1;
 	/* A record that does not decode is kept: verify will name it. */
-	if (audit_decode((const char *)rec, len, &ev, prev) != 0 ||
-	    ev.time_ms >= w->cutoff_ms)
+	if (audit_decode((const char *)rec, len, &ev, prev) != 0) {
+		w->r->undecodable = seq;
+		return 1;
+	}
+	/* Records are in the order they were written, their times as the
+	 * clock said then: one dated ahead of now (a clock that was wrong
+	 * for a while) goes with its neighbours instead of holding up
+	 * every round until its time comes. */
+	if (ev.time_ms >= w->cutoff_ms && ev.time_ms <= w->now_ms)
 		return 1;
 	if (w->r->n == 0)
 		w->r->first = seq;
@@ -87,11 +94,15 @@ archive_name(const char *dir, uint64_t first, char *out, size_t len)
 }
 
 int
-archive_write(struct store *s, const char *dir, uint64_t cutoff_ms, size_t max,
-    const atomic_bool *cancel, struct archive_round *r)
+archive_write(struct store *s, const char *dir, uint64_t cutoff_ms,
+    uint64_t now_ms, size_t max, const atomic_bool *cancel,
+    struct archive_round *r)
 {
-	struct s_round w = {
-	    .r = r, .cutoff_ms = cutoff_ms, .max = max, .cancel = cancel};
+	struct s_round w = {.r = r,
+	    .cutoff_ms = cutoff_ms,
+	    .now_ms = now_ms,
+	    .max = max,
+	    .cancel = cancel};
 	char tmp[4200];
 	uint8_t head[STORE_HASH_LEN];
 	uint64_t anchor;
@@ -102,7 +113,23 @@ archive_write(struct store *s, const char *dir, uint64_t cutoff_ms, size_t max,
 		snprintf(r->err, sizeof r->err, "%s", store_error(s));
 		return -1;
 	}
-	if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+	if (mkdir(dir, 0750) == 0) {
+		/* A new folder is kept only once its parent is flushed. */
+		char parent[4200];
+		char *slash;
+		text_copy(parent, sizeof parent, dir);
+		slash = strrchr(parent, '/');
+		if (slash == parent)
+			slash[1] = '\0';
+		else if (slash != NULL)
+			*slash = '\0';
+		if (s_fsync_dir(slash != NULL ? parent : ".") != 0) {
+			snprintf(r->err, sizeof r->err,
+			    "cannot flush the folder of %.400s: %s", dir,
+			    strerror(errno));
+			return -1;
+		}
+	} else if (errno != EEXIST) {
 		snprintf(r->err, sizeof r->err, "cannot create %.400s: %s", dir,
 		    strerror(errno));
 		return -1;
@@ -142,10 +169,16 @@ archive_write(struct store *s, const char *dir, uint64_t cutoff_ms, size_t max,
 		return r->err[0] != '\0' ? -1 : 0;
 	}
 	(void)archive_name(dir, r->first, r->file, sizeof r->file);
-	if (rename(tmp, r->file) != 0 || s_fsync_dir(dir) != 0) {
+	if (rename(tmp, r->file) != 0) {
 		snprintf(r->err, sizeof r->err, "cannot write %.400s: %s",
 		    r->file, strerror(errno));
 		(void)unlink(tmp);
+		r->n = 0;
+		return -1;
+	}
+	if (s_fsync_dir(dir) != 0) {
+		snprintf(r->err, sizeof r->err,
+		    "cannot flush the folder %.400s: %s", dir, strerror(errno));
 		r->n = 0;
 		return -1;
 	}
@@ -203,10 +236,12 @@ s_each_line(const char *path, uint64_t seq, archive_each_fn fn, void *arg,
 			n = -1;
 			break;
 		}
+		/* A record fn stops at is not counted as read. */
 		if (fn(arg, seq + (uint64_t)n, (const uint8_t *)line,
 			(size_t)len - 1) != 0)
 			*stopped = true;
-		n++;
+		else
+			n++;
 	}
 	if (n >= 0 && ferror(f)) {
 		snprintf(
@@ -261,7 +296,7 @@ archive_each(const char *dir, archive_each_fn fn, void *arg,
 		char path[4200];
 		int64_t got;
 
-		if (i > 0 && seqs[i] != span->last + 1) {
+		if (span->files > 0 && seqs[i] != span->last + 1) {
 			snprintf(err, errlen,
 			    "%s holds records from %llu on, but the file "
 			    "before it ends at %llu: a file is missing or "
@@ -279,7 +314,9 @@ archive_each(const char *dir, archive_each_fn fn, void *arg,
 			rc = -1;
 			break;
 		}
-		if (i == 0)
+		if (got == 0)
+			continue;
+		if (span->files == 0)
 			span->first = seqs[i];
 		span->files++;
 		span->records += (uint64_t)got;

@@ -20,18 +20,21 @@ struct archive_round {
 	uint64_t first, last; /* audit sequences; n == 0: nothing written */
 	size_t n;
 	uint8_t last_hash[STORE_HASH_LEN]; /* for store_audit_prune */
-	bool more;       /* stopped at `max`: more records are due */
-	char file[4200]; /* the file written */
-	char err[512];   /* why it failed */
+	bool more;            /* stopped at `max`: more records are due */
+	uint64_t undecodable; /* stopped at this record: it does not decode */
+	char file[4200];      /* the file written */
+	char err[512];        /* why it failed */
 };
 
 /* Writes the store's records after its anchor whose time is before
- * cutoff_ms (up to `max`, stopping at the first that is not) to a new
- * file in `dir` (created if needed), flushed to disk before it returns.
- * Returns 0 (r->n == 0 when none was due) or -1 with r->err.  Ends
- * early, writing nothing, when *cancel becomes true. */
+ * cutoff_ms or after now_ms (up to `max`, stopping at the first that is
+ * neither, or does not decode) to a new file in `dir` (created if
+ * needed), flushed to disk before it returns.  Returns 0 (r->n == 0
+ * when none was due) or -1 with r->err.  Ends early, writing nothing,
+ * when *cancel becomes true. */
 int archive_write(struct store *s, const char *dir, uint64_t cutoff_ms,
-    size_t max, const atomic_bool *cancel, struct archive_round *r);
+    uint64_t now_ms, size_t max, const atomic_bool *cancel,
+    struct archive_round *r);
 
 /* The file whose first record is `first`, as "DIR/audit-...log" in out. */
 const char *

@@ -1463,6 +1463,13 @@ s_startup_only(
 			  "messages above %zu bytes are taken after the next "
 			  "restart",
 		    b->max_message_start);
+	if (o->archive_dir != NULL &&
+	    (n->archive_dir == NULL || strcmp(o->archive_dir, n->archive_dir)))
+		log_warnx("reload: broker.audit_archive.dir changed or was "
+			  "removed; audit verify and export read archived "
+			  "records only from the folder configured now, so "
+			  "move the files from %s there",
+		    o->archive_dir);
 	if (o->limits.verify_threads != n->limits.verify_threads)
 		log_warnx("reload: broker.limits.verify_threads changed; it "
 			  "takes effect at the next restart");

@@ -59,9 +59,10 @@ teardown(void **state)
 	return rc;
 }
 
-/* Appends records 1..n, record i at time S_T0 + i seconds. */
+/* Appends records 1..n, record i at time S_T0 + i seconds, but record
+ * `ahead` ten years later (0: none). */
 static void
-s_fill(struct store *s, int n)
+s_fill_ahead(struct store *s, int n, int ahead)
 {
 	uint8_t head[STORE_HASH_LEN] = {0};
 	char rec[AUDIT_RECORD_MAX];
@@ -73,8 +74,9 @@ s_fill(struct store *s, int n)
 		uint64_t aseq;
 		size_t len;
 
-		audit_event_init(
-		    &ev, AUDIT_CONNECTED, S_T0 + (uint64_t)i * 1000);
+		audit_event_init(&ev, AUDIT_CONNECTED,
+		    S_T0 + (uint64_t)i * 1000 +
+			(i == ahead ? 3650 * 86400000ULL : 0));
 		snprintf(ev.from, sizeof ev.from, "partij-%d", i);
 		len = audit_encode(&ev, head, rec);
 		audit_hash(rec, len, head);
@@ -83,6 +85,12 @@ s_fill(struct store *s, int n)
 		    STORE_OK);
 	}
 	assert_int_equal(store_commit(&t), STORE_OK);
+}
+
+static void
+s_fill(struct store *s, int n)
+{
+	s_fill_ahead(s, n, 0);
 }
 
 struct s_seen {
@@ -123,8 +131,9 @@ test_rounds(void **state)
 
 	s_fill(e->s, 12);
 	/* Records 1..10 are before the cutoff; at most 6 a round. */
-	assert_int_equal(
-	    archive_write(e->s, e->arch, S_T0 + 10500, 6, &no, &r), 0);
+	assert_int_equal(archive_write(e->s, e->arch, S_T0 + 10500,
+			     S_T0 + 100000, 6, &no, &r),
+	    0);
 	assert_int_equal(r.n, 6);
 	assert_int_equal(r.first, 1);
 	assert_int_equal(r.last, 6);
@@ -134,21 +143,24 @@ test_rounds(void **state)
 	assert_int_equal(stat(r.file, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0640);
 	/* Not removed from the store (a crash): the same file again. */
-	assert_int_equal(
-	    archive_write(e->s, e->arch, S_T0 + 10500, 6, &no, &again), 0);
+	assert_int_equal(archive_write(e->s, e->arch, S_T0 + 10500,
+			     S_T0 + 100000, 6, &no, &again),
+	    0);
 	assert_int_equal(again.n, 6);
 	assert_string_equal(again.file, r.file);
 	assert_memory_equal(again.last_hash, r.last_hash, STORE_HASH_LEN);
 	s_prune(e->s, &r);
 	/* The rest before the cutoff, then nothing. */
-	assert_int_equal(
-	    archive_write(e->s, e->arch, S_T0 + 10500, 6, &no, &r), 0);
+	assert_int_equal(archive_write(e->s, e->arch, S_T0 + 10500,
+			     S_T0 + 100000, 6, &no, &r),
+	    0);
 	assert_int_equal(r.n, 4);
 	assert_int_equal(r.first, 7);
 	assert_false(r.more);
 	s_prune(e->s, &r);
-	assert_int_equal(
-	    archive_write(e->s, e->arch, S_T0 + 10500, 6, &no, &r), 0);
+	assert_int_equal(archive_write(e->s, e->arch, S_T0 + 10500,
+			     S_T0 + 100000, 6, &no, &r),
+	    0);
 	assert_int_equal(r.n, 0);
 
 	/* Read back: ten records, one chain, no temporary file left. */
@@ -182,8 +194,9 @@ test_bad_files(void **state)
 	assert_int_equal(span.files, 0);
 	/* A file cut short (no end of line after its last record). */
 	s_fill(e->s, 3);
-	assert_int_equal(
-	    archive_write(e->s, e->arch, S_T0 + 60000, 10, &no, &r), 0);
+	assert_int_equal(archive_write(e->s, e->arch, S_T0 + 60000,
+			     S_T0 + 100000, 10, &no, &r),
+	    0);
 	assert_int_equal(r.n, 3);
 	assert_int_equal(truncate(r.file, 100), 0);
 	assert_int_equal(
@@ -197,8 +210,9 @@ test_bad_files(void **state)
 	fputs("half a record", f);
 	fclose(f);
 	tu_write(e->arch, "audit-notes.txt", "kept\n");
-	assert_int_equal(
-	    archive_write(e->s, e->arch, S_T0 + 60000, 10, &no, &r), 0);
+	assert_int_equal(archive_write(e->s, e->arch, S_T0 + 60000,
+			     S_T0 + 100000, 10, &no, &r),
+	    0);
 	assert_int_equal(r.n, 3);
 	memset(&seen, 0, sizeof seen);
 	assert_int_equal(
@@ -208,11 +222,31 @@ test_bad_files(void **state)
 	/* Cancelled: nothing written. */
 	no = true;
 	unlink(r.file);
-	assert_int_equal(
-	    archive_write(e->s, e->arch, S_T0 + 60000, 10, &no, &r), -1);
+	assert_int_equal(archive_write(e->s, e->arch, S_T0 + 60000,
+			     S_T0 + 100000, 10, &no, &r),
+	    -1);
 	assert_int_equal(r.n, 0);
 	assert_int_not_equal(access(name, F_OK), 0);
 	assert_int_not_equal(access(r.file[0] ? r.file : name, F_OK), 0);
+}
+
+/* A record dated ten years ahead (a clock that was wrong for a while)
+ * goes with its neighbours instead of holding up every round. */
+static void
+test_ahead(void **state)
+{
+	struct env *e = *state;
+	struct archive_round r;
+	atomic_bool no = false;
+
+	s_fill_ahead(e->s, 12, 3);
+	assert_int_equal(archive_write(e->s, e->arch, S_T0 + 10500,
+			     S_T0 + 20000, 100, &no, &r),
+	    0);
+	assert_int_equal(r.n, 10);
+	assert_int_equal(r.last, 10);
+	assert_false(r.more);
+	assert_int_equal(r.undecodable, 0);
 }
 
 int
@@ -221,6 +255,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_rounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ahead, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

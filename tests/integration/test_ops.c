@@ -1698,6 +1698,18 @@ t_audit_archive(void **state)
 	    "ends at record 200000, but the "
 	    "store's records go on after 250000: "
 	    "archive files are missing"));
+	/* None left: verify checks from the anchor, an export refuses to
+	 * be incomplete. */
+	assert_int_equal(unlink(mid), 0);
+	S_CTL_OK(h, o, "--json", "audit", "verify");
+	assert_int_equal(s_json_num(o->out, NULL, "from"), S_OLD + 1);
+	assert_int_equal(s_json_num(o->out, NULL, "archived"), 0);
+	assert_int_equal(
+	    S_CTL(h, o, "audit", "export", "--case", "zaak-000001"), 1);
+	assert_non_null(strstr(o->err,
+	    "records 1 to 250000 of the audit log "
+	    "were archived, but no archive file is "
+	    "in "));
 
 	assert_int_equal(hx_destroy(&h), 0);
 	free(yaml);
