@@ -1919,6 +1919,18 @@ s_route_match(struct s_ctx *x, struct conf_route *r, const struct ynode *n)
 
 	if (!s_fields(x, n, "a route's match", names, S_NELEM(names), v))
 		return;
+	/* An empty list would match any, as if the key were left out:
+	 * likely not what was meant (matching none, say). */
+	for (size_t i = 0; i < 4; i++) {
+		if (v[i] != NULL && v[i]->kind == YNODE_SEQ && v[i]->n == 0) {
+			s_err(x, &v[i]->mark,
+			    "'%s' of a route's match is an empty list, which "
+			    "would match any; leave the key out to match "
+			    "any, or name at least one",
+			    names[i]);
+			v[i] = NULL;
+		}
+	}
 	if (v[0] != NULL) {
 		size_t total = s_count(v[0]), k = 0;
 		struct conf_type_pattern *p =
