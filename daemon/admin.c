@@ -127,10 +127,29 @@ s_uint(const char *s, uint64_t *out)
 static void
 s_status(struct broker *b, struct s_req *r)
 {
-	uint64_t used = 0, size = 0, limit = 0, refused = 0;
+	uint64_t used = 0, size = 0, limit = 0, refused = 0, archived = 0;
 	size_t connected = broker_parties_connected(b);
+	const char *adir = b->conf->broker.archive_dir;
+	uint8_t ahash[STORE_HASH_LEN];
+	char audit[4400];
 
 	store_usage(b->store, &used, &size, &limit);
+	(void)store_audit_anchor(b->store, &archived, ahash);
+	if (adir != NULL)
+		snprintf(audit, sizeof audit,
+		    "records older than %u days archived to %s; up to record "
+		    "%llu so far",
+		    (unsigned)b->conf->broker.archive_after_days, adir,
+		    (unsigned long long)archived);
+	else if (archived > 0)
+		snprintf(audit, sizeof audit,
+		    "kept in the store; up to record %llu archived before "
+		    "(broker.audit_archive is not configured now)",
+		    (unsigned long long)archived);
+	else
+		snprintf(audit, sizeof audit,
+		    "kept in the store (broker.audit_archive is not "
+		    "configured)");
 	for (int i = 0; i < 64; i++)
 		refused += b->stats.refused[i];
 	if (r->json) {
@@ -143,13 +162,20 @@ s_status(struct broker *b, struct s_req *r)
 		    ",\"generation\":%llu,\"parties\":%zu,\"connected\":%zu,"
 		    "\"store_used_bytes\":%llu,\"store_size_bytes\":%llu,"
 		    "\"store_limit_bytes\":%llu,\"accepted\":%llu,"
-		    "\"refused\":%llu,\"store_full\":%s}\n",
+		    "\"refused\":%llu,\"store_full\":%s,"
+		    "\"audit_archived_up_to\":%llu,\"audit_archive\":",
 		    (unsigned long long)b->conf->generation, b->conf->nparties,
 		    connected, (unsigned long long)used,
 		    (unsigned long long)size, (unsigned long long)limit,
 		    (unsigned long long)b->stats.accepted,
 		    (unsigned long long)refused,
-		    b->store_full ? "true" : "false");
+		    b->store_full ? "true" : "false",
+		    (unsigned long long)archived);
+		if (adir != NULL)
+			s_jstr(&r->out, adir);
+		else
+			metrics_printf(&r->out, "null");
+		metrics_printf(&r->out, "}\n");
 		return;
 	}
 	metrics_printf(&r->out,
@@ -159,14 +185,16 @@ s_status(struct broker *b, struct s_req *r)
 	    "parties      %zu declared, %zu connected\n"
 	    "store        %llu of %llu bytes used, new messages refused "
 	    "above %llu%s\n"
-	    "messages     %llu accepted, %llu refused since start\n",
+	    "messages     %llu accepted, %llu refused since start\n"
+	    "audit log    %s\n",
 	    SCHAKEL_VERSION,
 	    (unsigned long long)((b->now_ms - b->started_ms) / 1000),
 	    b->opts.conf_path, (unsigned long long)b->conf->generation,
 	    b->conf->nparties, connected, (unsigned long long)used,
 	    (unsigned long long)size, (unsigned long long)limit,
 	    b->store_full ? " (full)" : "",
-	    (unsigned long long)b->stats.accepted, (unsigned long long)refused);
+	    (unsigned long long)b->stats.accepted, (unsigned long long)refused,
+	    audit);
 }
 
 /* One line of `parties`/`queues`; returns false when skipped. */

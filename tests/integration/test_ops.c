@@ -1019,6 +1019,10 @@ t_schakelctl(void **state)
 	assert_non_null(strstr(o->out, "(generation 0)"));
 	assert_non_null(strstr(o->out, "5 declared, 1 connected"));
 	assert_non_null(strstr(o->out, "1 accepted, 0 refused"));
+	assert_non_null(strstr(o->out,
+	    "audit log    kept in the store "
+	    "(broker.audit_archive is not "
+	    "configured)\n"));
 	S_CTL_OK(h, o, "status", "--json");
 	s_assert_json(o->out, '{');
 	assert_non_null(strstr(o->out, "\"version\":\""));
@@ -1026,6 +1030,8 @@ t_schakelctl(void **state)
 	assert_int_equal(s_json_num(o->out, NULL, "parties"), 5);
 	assert_int_equal(s_json_num(o->out, NULL, "connected"), 1);
 	assert_int_equal(s_json_num(o->out, NULL, "accepted"), 1);
+	assert_int_equal(s_json_num(o->out, NULL, "audit_archived_up_to"), 0);
+	assert_non_null(strstr(o->out, "\"audit_archive\":null}"));
 	assert_true(s_json_num(o->out, NULL, "store_used_bytes") > 0);
 	assert_true(s_json_num(o->out, NULL, "store_limit_bytes") >
 	    s_json_num(o->out, NULL, "store_used_bytes"));
@@ -1641,6 +1647,17 @@ t_audit_archive(void **state)
 	assert_non_null(strstr(o->out,
 	    "audit chain verified: 250002 records from record 1 (250000 in "
 	    "3 archive files, 2 in the store)"));
+
+	S_CTL_OK(h, o, "status");
+	assert_non_null(strstr(o->out,
+	    "audit log    records older than 30 days "
+	    "archived to "));
+	assert_non_null(
+	    strstr(o->out, "/archive; up to record 250000 so far\n"));
+	S_CTL_OK(h, o, "--json", "status");
+	s_assert_json(o->out, '{');
+	assert_int_equal(
+	    s_json_num(o->out, NULL, "audit_archived_up_to"), S_OLD);
 
 	/* A case of 40 days ago, from the archive. */
 	S_CTL_OK(h, o, "audit", "export", "--case", "zaak-000001");
