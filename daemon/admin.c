@@ -1109,14 +1109,13 @@ admin_fd(const struct admin *a)
 	return a->fd;
 }
 
-void
-admin_poll(struct broker *b)
+/* Joins the walk's or round's thread and finishes for it: answers the
+ * walk, removes the round's records from the store. */
+static void
+s_walk_end(struct broker *b, struct admin *a)
 {
-	struct admin *a = b->admin;
 	uint64_t v;
 
-	if (a == NULL || !a->running || !atomic_load(&a->done))
-		return;
 	/* After the join: the thread has written the eventfd by then, so
 	 * the read clears it (a wake left set would end every wait). */
 	pthread_join(a->thread, NULL);
@@ -1129,6 +1128,16 @@ admin_poll(struct broker *b)
 }
 
 void
+admin_poll(struct broker *b)
+{
+	struct admin *a = b->admin;
+
+	if (a == NULL || !a->running || !atomic_load(&a->done))
+		return;
+	s_walk_end(b, a);
+}
+
+void
 admin_stop(struct broker *b)
 {
 	struct admin *a = b->admin;
@@ -1136,12 +1145,7 @@ admin_stop(struct broker *b)
 	if (a == NULL || !a->running)
 		return;
 	atomic_store(&a->cancel, true);
-	pthread_join(a->thread, NULL);
-	a->running = false;
-	if (a->archiving)
-		s_archive_done(b, a);
-	else
-		s_answer(b, &a->client, &a->r);
+	s_walk_end(b, a);
 }
 
 void

@@ -999,14 +999,31 @@ s_endpoint_ok(const char *s)
 	}
 }
 
+/* A number of days from 1 to 36600 (a hundred years) into *out;
+ * reported when it is not one. */
+static void
+s_days(struct s_ctx *x, const struct ynode *n, const char *key, uint32_t *out)
+{
+	const char *s = s_scalar(x, n, key), *why;
+	uint64_t days;
+
+	if (s == NULL)
+		return;
+	if (units_parse_uint(s, 36600, &days, &why) != 0 || days == 0)
+		s_err(x, &n->mark,
+		    "invalid %s '%s': a whole number of days from 1 to 36600",
+		    key, s);
+	else
+		*out = (uint32_t)days;
+}
+
 /* broker.audit_archive: {dir, after_days}. */
 static void
 s_parse_archive(struct s_ctx *x, const struct ynode *n, struct conf_broker *b)
 {
 	static const char *const names[] = {"dir", "after_days"};
-	const char *what = "the broker's audit_archive", *s, *why;
+	const char *what = "the broker's audit_archive", *s;
 	const struct ynode *v[S_NELEM(names)];
-	uint64_t days;
 
 	if (!s_fields(x, n, what, names, S_NELEM(names), v))
 		return;
@@ -1015,17 +1032,8 @@ s_parse_archive(struct s_ctx *x, const struct ynode *n, struct conf_broker *b)
 		if (s != NULL)
 			b->archive_dir = s_resolve(x, x->broker_dir, s);
 	}
-	if (s_need(x, n, v[1], "after_days", what)) {
-		s = s_scalar(x, v[1], "after_days");
-		if (s != NULL &&
-		    (units_parse_uint(s, 36600, &days, &why) != 0 || days == 0))
-			s_err(x, &v[1]->mark,
-			    "invalid after_days '%s': a whole number of days "
-			    "from 1 to 36600",
-			    s);
-		else if (s != NULL)
-			b->archive_after_days = (uint32_t)days;
-	}
+	if (s_need(x, n, v[1], "after_days", what))
+		s_days(x, v[1], "after_days", &b->archive_after_days);
 }
 
 static void
@@ -1762,20 +1770,8 @@ s_parse_agreements(struct s_ctx *x)
 			s_err(x, &v[6]->mark,
 			    "valid_until %s is before valid_from %s", v[6]->str,
 			    v[5]->str);
-		if (s_need(x, n, v[7], "retention_days", what)) {
-			const char *s = s_scalar(x, v[7], "retention_days"),
-				   *why;
-			uint64_t days;
-			if (s != NULL &&
-			    (units_parse_uint(s, 36600, &days, &why) != 0 ||
-				days == 0))
-				s_err(x, &v[7]->mark,
-				    "invalid retention_days '%s': a whole number "
-				    "of days from 1 to 36600",
-				    s);
-			else if (s != NULL)
-				ag->retention_days = (uint32_t)days;
-		}
+		if (s_need(x, n, v[7], "retention_days", what))
+			s_days(x, v[7], "retention_days", &ag->retention_days);
 		ag->consent_required =
 		    s_bool(x, v[8], "consent_required", false);
 		if (!s_register(x, &ix->agreements, ag->id, ag,
