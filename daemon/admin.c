@@ -968,17 +968,50 @@ s_walk_start(struct broker *b, const struct transport_client *c,
 	}
 }
 
-/* The time of the store's oldest audit record (after its anchor). */
+/* The store's oldest audit record (after its anchor). */
+struct s_oldest {
+	bool found, decoded;
+	uint64_t time_ms;
+};
+
 static int
 s_oldest(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 {
+	struct s_oldest *o = arg;
 	struct audit_event ev;
 	uint8_t prev[AUDIT_HASH_LEN];
 
 	(void)seq;
-	if (audit_decode((const char *)rec, len, &ev, prev) == 0)
-		*(uint64_t *)arg = ev.time_ms;
+	o->found = true;
+	if (audit_decode((const char *)rec, len, &ev, prev) == 0) {
+		o->decoded = true;
+		o->time_ms = ev.time_ms;
+	}
 	return 1;
+}
+
+/* Reads the store's oldest audit record into *o; -1 when it cannot. */
+static int
+s_oldest_read(struct broker *b, struct s_oldest *o)
+{
+	uint8_t hash[STORE_HASH_LEN];
+	uint64_t anchor;
+
+	memset(o, 0, sizeof *o);
+	if (store_audit_anchor(b->store, &anchor, hash) != STORE_OK ||
+	    store_audit_each(b->store, anchor, s_oldest, o, hash) != STORE_OK)
+		return -1;
+	return 0;
+}
+
+uint64_t
+admin_audit_oldest_ms(struct broker *b)
+{
+	struct s_oldest o;
+
+	if (s_oldest_read(b, &o) != 0 || !o.decoded || o.time_ms > b->now_ms)
+		return 0;
+	return o.time_ms;
 }
 
 void
@@ -986,8 +1019,8 @@ admin_archive_tick(struct broker *b)
 {
 	struct admin *a = b->admin;
 	uint32_t days = b->conf->broker.archive_after_days;
-	uint8_t hash[STORE_HASH_LEN];
-	uint64_t anchor, oldest = UINT64_MAX, cutoff;
+	struct s_oldest o;
+	uint64_t cutoff;
 
 	if (a == NULL || a->running || b->conf->broker.archive_dir == NULL ||
 	    b->now_ms < a->archive_next_ms ||
@@ -995,18 +1028,18 @@ admin_archive_tick(struct broker *b)
 		return;
 	a->archive_next_ms = b->now_ms + 60000;
 	cutoff = b->now_ms - (uint64_t)days * S_DAY_MS;
+	if (s_oldest_read(b, &o) != 0)
+		return;
 	/* A round a day (when the oldest record is a day past the
 	 * cutoff), a file a day's records; more at once only to catch
-	 * up (a round stopped at S_ARCHIVE_MAX). */
-	if (!a->round.more) {
-		if (store_audit_anchor(b->store, &anchor, hash) != STORE_OK ||
-		    store_audit_each(b->store, anchor, s_oldest, &oldest,
-			hash) != STORE_OK ||
-		    (oldest + S_DAY_MS > cutoff && oldest <= b->now_ms))
-			return;
-		/* Also when it does not decode (the round says which) or is
-		 * dated ahead of now (archive_write takes it along). */
-	}
+	 * up (a round stopped at S_ARCHIVE_MAX).  Also when the oldest
+	 * does not decode (the round says which) or is dated ahead of now
+	 * (archive_write takes it along). */
+	if (!a->round.more &&
+	    (!o.found ||
+		(o.decoded && o.time_ms + S_DAY_MS > cutoff &&
+		    o.time_ms <= b->now_ms)))
+		return;
 	a->archiving = true;
 	a->cutoff_ms = cutoff;
 	a->started_ms = b->now_ms;

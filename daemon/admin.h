@@ -9,6 +9,7 @@
 #define SCHAKEL_ADMIN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct broker;
 struct store;
@@ -37,6 +38,10 @@ void admin_handle(struct broker *b, const struct transport_client *c,
  * when one is due and no walk runs; call it now and then (it looks at
  * the store at most once a minute). */
 void admin_archive_tick(struct broker *b);
+
+/* The time of the store's oldest audit record; 0 when there is none
+ * (or it cannot be read, or is dated ahead of now). */
+uint64_t admin_audit_oldest_ms(struct broker *b);
 
 /* Answers the audit walk that finished, if one did, or finishes the
  * archive round that did (removing its records from the store). */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
 #include "schakel_err.h"
 #include "text.h"
 
@@ -114,7 +115,7 @@ stats_publish(struct broker *b)
 	struct metrics_text t = {0};
 	const struct broker_stats *st = &b->stats;
 	uint64_t used = b->space_used, size = b->space_size;
-	uint64_t limit = b->space_limit;
+	uint64_t limit = b->space_limit, oldest;
 	size_t connected = 0;
 	bool healthy;
 
@@ -244,6 +245,17 @@ stats_publish(struct broker *b)
 		metrics_printf(&t, "schakel_unsent_bytes{party=\"%s\"} %zu\n",
 		    id, broker_party_unsent(b, id));
 	}
+	oldest =
+	    b->conf->broker.archive_dir != NULL ? admin_audit_oldest_ms(b) : 0;
+	if (oldest > 0)
+		metrics_printf(&t,
+		    "# HELP schakel_audit_oldest_record_age_seconds Age of the "
+		    "oldest audit record in the store, with an audit archive "
+		    "(it stays near after_days plus a day while archiving "
+		    "works).\n"
+		    "# TYPE schakel_audit_oldest_record_age_seconds gauge\n"
+		    "schakel_audit_oldest_record_age_seconds %llu\n",
+		    (unsigned long long)((b->now_ms - oldest) / 1000));
 	metrics_printf(&t,
 	    "# HELP schakel_connected_parties Parties with a session.\n"
 	    "# TYPE schakel_connected_parties gauge\n"

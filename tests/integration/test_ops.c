@@ -1581,9 +1581,11 @@ static void
 t_audit_archive(void **state)
 {
 	struct s_ctl *o = calloc(1, sizeof *o);
-	char *yaml = s_replace(hx_yaml(), "  data_dir: data\n",
+	char *with = s_replace(hx_yaml(), "  data_dir: data\n",
 	    "  data_dir: data\n  audit_archive:\n    dir: archive\n"
 	    "    after_days: 30\n");
+	char *yaml = s_replace(with, "metrics: off", "metrics: 127.0.0.1:0");
+	char *text = malloc(TU_HTTP_MAX);
 	char path[512], path2[512], mid[512];
 	struct hx *h;
 	struct stat st;
@@ -1647,6 +1649,19 @@ t_audit_archive(void **state)
 	assert_non_null(strstr(o->out,
 	    "audit chain verified: 250002 records from record 1 (250000 in "
 	    "3 archive files, 2 in the store)"));
+	/* For an alert when archiving stalls: the oldest record left in
+	 * the store is the session's, seconds old (it was 40 days). */
+	assert_non_null(text);
+	{
+		struct s_expect e[] = {
+		    {"schakel_audit_archived_records_total", S_OLD}};
+		s_scrape_until(h, text, e, 1);
+	}
+	{
+		double age =
+		    tu_metric(text, "schakel_audit_oldest_record_age_seconds");
+		assert_true(age >= 0 && age < 600);
+	}
 
 	S_CTL_OK(h, o, "status");
 	assert_non_null(strstr(o->out,
@@ -1729,7 +1744,9 @@ t_audit_archive(void **state)
 	    "in "));
 
 	assert_int_equal(hx_destroy(&h), 0);
+	free(with);
 	free(yaml);
+	free(text);
 	free(o);
 }
 
