@@ -1168,6 +1168,10 @@ admin_poll(struct broker *b)
 	if (a == NULL || !a->running || !atomic_load(&a->done))
 		return;
 	s_walk_end(b, a);
+	/* A round due waits for no one: walks asked for one after another
+	 * would otherwise hold the thread whenever the tick looks. */
+	if (!b->stopping)
+		admin_archive_tick(b);
 }
 
 void
