@@ -679,7 +679,7 @@ broker_audit_about(
 
 /* Marks a session whose client does not read what it is sent: nothing
  * more goes to it, and it is dropped at the end of the turn
- * (s_drop_slow), not at once: the pump and the timers hold it while
+ * (s_drop_marked), not at once: the pump and the timers hold it while
  * they send. */
 static void
 s_mark_slow(struct broker *b, struct session *s)
@@ -717,6 +717,10 @@ s_transmit(struct broker *b, const struct transport_peer *peer,
 	rc = transport_send(b->tp, peer, p, n, s != NULL ? s->acct : NULL);
 	if (s != NULL && (rc == TRANSPORT_FULL || s_over(s)))
 		s_mark_slow(b, s);
+	if (s != NULL && rc == TRANSPORT_GONE) {
+		s->gone = true;
+		b->slow_due = true;
+	}
 	return rc == TRANSPORT_QUEUED;
 }
 
@@ -833,8 +837,8 @@ broker_send_raw(struct broker *b, const struct transport_peer *peer,
 {
 	struct session *s = idmap_get(&b->peers, peer->id, peer->len);
 
-	if (s != NULL && s->slow)
-		return; /* it does not read; it goes at the end of the turn */
+	if (s != NULL && (s->slow || s->gone))
+		return; /* it goes at the end of the turn */
 	if (s != NULL && s->bundles && s_bundle_room(b, s, n)) {
 		if (frame_bundle_add_raw(&s->out, p, n) == SCHAKEL_OK)
 			return;
@@ -852,8 +856,8 @@ broker_send(
 	size_t n;
 	int rc;
 
-	if (s != NULL && s->slow)
-		return; /* it does not read; it goes at the end of the turn */
+	if (s != NULL && (s->slow || s->gone))
+		return; /* it goes at the end of the turn */
 	/* A per-message frame is encoded straight into the bundle: no
 	 * buffer of its own, no copy (a Deliver carries the whole
 	 * envelope). */
@@ -976,6 +980,41 @@ broker_party_unsent(const struct broker *b, const char *party)
 }
 
 /* Ends a session: its deliveries go back to waiting in the store. */
+static void s_receive_on(struct broker *b, struct session *s);
+
+/* The standby of `party` that was heard from last: a session that
+ * granted credit while another received. */
+static struct session *
+s_standby(const struct broker *b, const char *party)
+{
+	struct session *best = NULL;
+
+	for (size_t i = 0; i < b->peers.cap; i++) {
+		struct session *s;
+		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
+			continue;
+		s = b->peers.vals[i];
+		if (s->receiving || s->credit == 0 || s->slow || s->gone ||
+		    strcmp(s->party, party) != 0)
+			continue;
+		if (best == NULL || s->last_seen_ms > best->last_seen_ms)
+			best = s;
+	}
+	return best;
+}
+
+/* Hands `party`'s deliveries to its standby, if it has one. */
+static void
+s_promote(struct broker *b, const char *party)
+{
+	struct session *s = s_standby(b, party);
+
+	if (s != NULL) {
+		s_receive_on(b, s);
+		s->dirty = true;
+	}
+}
+
 static void
 s_drop_session(struct broker *b, struct session *s, const char *why)
 {
@@ -991,6 +1030,9 @@ s_drop_session(struct broker *b, struct session *s, const char *why)
 	if (s->receiving)
 		idmap_del(&b->sessions, s->party, strlen(s->party));
 	s_free_session(s);
+	/* Its party's standby, if any, receives now. */
+	if (!b->stopping && broker_session(b, ev.from) == NULL)
+		s_promote(b, ev.from);
 }
 
 /* The sessions of `party`: how many, the one heard from longest ago
@@ -1064,10 +1106,10 @@ s_party_room(struct broker *b, const char *party)
 		s_drop_session(b, oldest, "too many connections of the party");
 }
 
-/* Credit from `s`: it receives for its party from now on.  The session
- * that received before (a connection lost while its heartbeats had not
- * yet run out, or another process of the party) gives up what it has in
- * flight, which comes again (docs/protocol.md 11.3). */
+/* `s` receives for its party from now on.  The session that received
+ * before (one gone quiet: a connection lost while its heartbeats had not
+ * yet run out) gives up what it has in flight, which comes again
+ * (docs/protocol.md 11.3). */
 static void
 s_receive_on(struct broker *b, struct session *s)
 {
@@ -1091,6 +1133,60 @@ s_receive_on(struct broker *b, struct session *s)
 	/* Its queue read from the start: what `before` had in flight or
 	 * held back is found again. */
 	deliver_rescan(s);
+}
+
+/* Whether a receiving session has gone quiet: no frame for
+ * BROKER_STANDBY_QUIET heartbeats (a client that waits for deliveries
+ * answers the broker's Pings and sends its own every heartbeat). */
+static bool
+s_quiet(const struct broker *b, const struct session *s)
+{
+	return b->now_ms > s->last_seen_ms +
+	    BROKER_STANDBY_QUIET * 1000 * b->conf->broker.limits.heartbeat;
+}
+
+/* Credit from `s`.  It receives when its party has no receiving session,
+ * or that one has gone quiet; otherwise it is a standby, its credit
+ * kept, and the one receiving is sent a Ping: a connection closed (a
+ * process restarted) is found so at the end of this turn, and the
+ * standby receives then (s_drop_session).  One process receives for a
+ * party at a time, the others wait (RabbitMQ's single active consumer):
+ * two that took the deliveries from each other with every Credit had
+ * them delivered twice and counted towards the dead letters. */
+static void
+s_credit(struct broker *b, struct session *s, uint32_t n)
+{
+	struct session *cur;
+
+	if (n > 0 && !s->receiving) {
+		cur = broker_session(b, s->party);
+		if (cur == NULL || s_quiet(b, cur)) {
+			s_receive_on(b, s);
+		} else {
+			struct frame p = {.kind = FRAME_PING};
+			p.u.ping_ms = b->now_ms;
+			broker_send(b, &cur->peer, &p);
+			cur->last_sent_ms = b->now_ms;
+		}
+	}
+	if (n > 0 || s->receiving)
+		deliver_credit(b, s, n);
+}
+
+void
+broker_standby_timers(struct broker *b)
+{
+	for (size_t i = 0; i < b->sessions.cap; i++) {
+		struct session *cur, *s;
+		if (b->sessions.keys == NULL || b->sessions.keys[i] == NULL)
+			continue;
+		cur = b->sessions.vals[i];
+		if (!s_quiet(b, cur) || (s = s_standby(b, cur->party)) == NULL)
+			continue;
+		s_receive_on(b, s); /* changes b->sessions: once a call */
+		s->dirty = true;
+		return;
+	}
 }
 
 /* Warns that a session is dropped as a slow consumer: once a minute a
@@ -1128,11 +1224,11 @@ s_warn_slow(struct broker *b, const struct session *s)
 	}
 }
 
-/* Drops the sessions marked slow (s_transmit), a bounded number a call
- * (the rest at the next), with a line an operator can act on.  Called
- * at the end of a turn, when nothing holds a session. */
+/* Drops the sessions marked slow or gone (s_transmit), a bounded number
+ * a call (the rest at the next), a slow one with a line an operator can
+ * act on.  Called at the end of a turn, when nothing holds a session. */
 static void
-s_drop_slow(struct broker *b)
+s_drop_marked(struct broker *b)
 {
 	struct session *drop[64];
 	size_t ndrop = 0;
@@ -1145,7 +1241,7 @@ s_drop_slow(struct broker *b)
 		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
 			continue;
 		s = b->peers.vals[i];
-		if (!s->slow)
+		if (!s->slow && !s->gone)
 			continue;
 		if (ndrop == 64) {
 			b->slow_due = true;
@@ -1154,6 +1250,10 @@ s_drop_slow(struct broker *b)
 		drop[ndrop++] = s;
 	}
 	for (size_t i = 0; i < ndrop; i++) {
+		if (!drop[i]->slow) {
+			s_drop_session(b, drop[i], "connection closed");
+			continue;
+		}
 		s_warn_slow(b, drop[i]);
 		b->stats.slow_dropped++;
 		s_drop_session(b, drop[i], "slow consumer");
@@ -1287,11 +1387,7 @@ s_handle(struct broker *b, const struct transport_msg *m, const uint8_t *data,
 		submit_envelope(b, m, &f);
 		break;
 	case FRAME_CREDIT:
-		/* Credit{0} takes nothing over: it receives nothing. */
-		if (f.u.credit > 0)
-			s_receive_on(b, s);
-		if (s->receiving)
-			deliver_credit(b, s, f.u.credit);
+		s_credit(b, s, f.u.credit);
 		break;
 	case FRAME_ACK:
 	case FRAME_NACK:
@@ -1704,6 +1800,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 		s_flush(b);
 		if (b->now_ms >= next_timers) {
 			deliver_timers(b);
+			broker_standby_timers(b);
 			next_timers = b->now_ms + 100;
 			/* A dead letter of the timers (a nack's, say) is
 			 * committed before the pump reads the queues again;
@@ -1743,7 +1840,7 @@ broker_run(struct broker *b, volatile sig_atomic_t *stop,
 			b->dedup_at_ms = b->now_ms;
 		}
 		broker_flush_out(b);
-		s_drop_slow(b);
+		s_drop_marked(b);
 	}
 	s_take_refused(b);
 	s_log_refused(b);

@@ -62,7 +62,7 @@
  * deliveries in messages (1,024 of up to 16 MiB), this keeps what waits
  * in ZeroMQ for a recipient that reads slowly to a few bundles.  Past
  * the hard one the session is dropped as a slow consumer (broker.c
- * s_drop_slow): its client does not read even its replies, which would
+ * s_drop_marked): its client does not read even its replies, which would
  * otherwise queue without end (a client flooding requests without
  * reading took the broker past 1.5 GiB in 15 s).  Deliveries stop at the
  * soft bound and pass it by at most a bundle and one frame, 20.4 MiB;
@@ -160,8 +160,12 @@ struct session {
 	struct transport_account *acct;
 	struct transport_account *party_acct;
 	/* Its client does not read: nothing more is sent to it, and it is
-	 * dropped at the end of the turn (s_drop_slow). */
+	 * dropped at the end of the turn (s_drop_marked). */
 	bool slow;
+	/* Its connection is closed (ZeroMQ knows no such peer any more):
+	 * dropped at the end of the turn too, without waiting for its
+	 * heartbeats to run out. */
+	bool gone;
 };
 
 /* What ZeroMQ holds for all the connections of one party
@@ -170,6 +174,11 @@ struct party_account {
 	char party[STORE_NAME_MAX + 1];
 	struct transport_account *acct;
 };
+
+/* Heartbeats without a frame from a party's receiving session after
+ * which another of its sessions that granted credit (a standby) takes
+ * over receiving. */
+#define BROKER_STANDBY_QUIET 2
 
 /* Connections a party may have at once; a Hello beyond them ends the one
  * heard from longest ago (a client that restarts in a loop leaves
@@ -431,6 +440,9 @@ struct broker {
 
 /* broker.c */
 struct broker *broker_new(const struct broker_opts *opts);
+/* Hands a party's deliveries to a standby when its receiving session
+ * has gone quiet (BROKER_STANDBY_QUIET); call it with the timers. */
+void broker_standby_timers(struct broker *b);
 void broker_destroy(struct broker **bp);
 /* Serves until *stop becomes non-zero; reloads the configuration each
  * time *reload becomes non-zero (and clears it).  Returns 0 after a clean

@@ -1016,7 +1016,7 @@ t_nack_permanent(void **state)
 }
 
 /* Grants Credit{0} on a raw connection of `party`, which then closes
- * (its session stays until its heartbeats run out). */
+ * (its session ends when the broker next sends it something). */
 static void
 s_raw_credit_zero(struct hx *h, const char *party)
 {
@@ -1034,9 +1034,9 @@ s_raw_credit_zero(struct hx *h, const char *party)
  * receiving one, each with the party's keys): a second Hello does not
  * end the first session, so the receiving one keeps receiving, each
  * message once and on its first delivery (a third that grants no
- * credit changes nothing).  Then the second connection grants credit and
- * receives from there on: one connection of a party receives at a time,
- * the last to grant credit. */
+ * credit changes nothing).  When the receiving one closes, the second,
+ * which granted credit meanwhile, receives from there on: one
+ * connection of a party receives at a time. */
 static void
 t_two_connections(void **state)
 {
@@ -1081,17 +1081,78 @@ t_two_connections(void **state)
 	}
 	assert_true(tu_file_has(log, "connected party=" HX_TEAM_A));
 	assert_false(tu_file_has(log, "disconnected party=" HX_TEAM_A));
-	/* The second connection takes over receiving. */
+	/* The second connection takes over receiving once the first is
+	 * closed: found at once, not after its heartbeats. */
 	{
 		struct schakel_message m =
 		    hx_msg(HX_TYPE_ONE, "zaak-0018", "naar c");
+		uint64_t t0;
+
+		schakel_close(&b);
+		t0 = hx_mono_ms();
 		s_send_ok(a, &m, NULL);
+		assert_int_equal(
+		    schakel_receive(c, 1, 5000, s_on_message, g2, &handed),
+		    SCHAKEL_OK);
+		assert_int_equal(handed, 1);
+		assert_string_equal(g2->m[0].payload, "naar c");
+		/* The broker Pings a connection it sent nothing for a
+		 * heartbeat (2 s); going quiet would take two. */
+		assert_true(hx_mono_ms() - t0 < 3000);
 	}
+	assert_true(tu_file_has(
+	    log, "disconnected party=" HX_TEAM_A " reason=connection closed"));
+	schakel_close(&a);
+	schakel_close(&c);
+	free(g);
+	free(g2);
+}
+
+/* (j5) Two processes that receive for one party (a standby for high
+ * availability): the first to grant credit receives; the other's credit
+ * waits while the first is heard from, and it takes over when the first
+ * goes quiet (alive but silent for two heartbeats, 4 s here). */
+static void
+t_standby(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *b = NULL, *c = NULL;
+	struct s_got *gb = calloc(1, sizeof *gb), *gc = calloc(1, sizeof *gc);
+	struct schakel_message m1 = hx_msg(HX_TYPE_ONE, "zaak-0019", "een"),
+			       m2 = hx_msg(HX_TYPE_ONE, "zaak-0020", "twee");
+	char log[320];
+	size_t handed = 0, early = 0;
+	uint64_t t_b;
+
+	assert_non_null(gb);
+	assert_non_null(gc);
+	snprintf(log, sizeof log, "%s/schakeld.log", h->dir);
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	assert_int_equal(hx_start_logged(h, log), 0);
+	s_connect(h, HX_SENDER, &a);
+	s_connect(h, HX_TEAM_A, &b);
+	s_connect(h, HX_TEAM_A, &c);
+	/* b grants credit first, then c. */
 	assert_int_equal(
-	    schakel_receive(c, 1, 5000, s_on_message, g2, &handed), SCHAKEL_OK);
-	assert_int_equal(handed, 1);
-	assert_string_equal(g2->m[0].payload, "naar c");
-	/* Once: c's taking over (not the Credit{0}, nor b's taking back). */
+	    schakel_receive(b, 1, 100, s_on_message, gb, &handed), SCHAKEL_OK);
+	assert_int_equal(
+	    schakel_receive(c, 1, 100, s_on_message, gc, &early), SCHAKEL_OK);
+	s_send_ok(a, &m1, NULL);
+	assert_int_equal(
+	    schakel_receive(b, 1, 5000, s_on_message, gb, &handed), SCHAKEL_OK);
+	t_b = hx_mono_ms();
+	/* b is silent from here on (no call into the library); c waits. */
+	s_send_ok(a, &m2, NULL);
+	assert_int_equal(
+	    schakel_receive(c, 1, 10000, s_on_message, gc, &handed),
+	    SCHAKEL_OK);
+	assert_int_equal(early, 0);
+	assert_int_equal(gb->n, 1);
+	assert_string_equal(gb->m[0].payload, "een");
+	assert_int_equal(gc->n, 1);
+	assert_string_equal(gc->m[0].payload, "twee");
+	assert_int_equal(gc->m[0].count, 1);
+	assert_true(hx_mono_ms() - t_b >= 3000);
 	assert_int_equal(
 	    tu_lines_with(
 		log, "party=" HX_TEAM_A " receives on another connection now"),
@@ -1099,8 +1160,8 @@ t_two_connections(void **state)
 	schakel_close(&a);
 	schakel_close(&b);
 	schakel_close(&c);
-	free(g);
-	free(g2);
+	free(gb);
+	free(gc);
 }
 
 /* Acknowledges `r`'s message on a raw connection. */
@@ -1760,6 +1821,7 @@ main(int argc, char **argv)
 		t_delivery_counts, s_setup_ack_timeout, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_two_connections, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(t_standby, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_nack_backoff, s_setup_ack_timeout, s_teardown),
 	    cmocka_unit_test_setup_teardown(
