@@ -721,6 +721,8 @@ s_transmit(struct broker *b, const struct transport_peer *peer,
 		s->gone = true;
 		b->slow_due = true;
 	}
+	if (s != NULL && rc == TRANSPORT_QUEUED)
+		s->tx_ok++;
 	return rc == TRANSPORT_QUEUED;
 }
 
@@ -1010,6 +1012,8 @@ s_promote(struct broker *b, const char *party)
 	struct session *s = s_standby(b, party);
 
 	if (s != NULL) {
+		log_info(
+		    "party=%s receives on its standby connection now", party);
 		s_receive_on(b, s);
 		s->dirty = true;
 	}
@@ -1106,53 +1110,32 @@ s_party_room(struct broker *b, const char *party)
 		s_drop_session(b, oldest, "too many connections of the party");
 }
 
-/* `s` receives for its party from now on.  The session that received
- * before (one gone quiet: a connection lost while its heartbeats had not
- * yet run out) gives up what it has in flight, which comes again
- * (docs/protocol.md 11.3). */
+/* `s` receives for its party from now on (it has no receiving session:
+ * s_credit, s_promote).  Its queue is read from the start: what a
+ * session before it had in flight or held back is found again. */
 static void
 s_receive_on(struct broker *b, struct session *s)
 {
-	struct session *before = broker_session(b, s->party);
 	void *old;
 
 	if (s->receiving)
 		return;
-	if (before != NULL) {
-		deliver_forget(b, before);
-		deliver_free(before); /* its cases' state with it */
-		before->receiving = false;
-		before->dirty = false;
-		idmap_del(&b->sessions, s->party, strlen(s->party));
-		log_info(
-		    "party=%s receives on another connection now", s->party);
-	}
 	if (idmap_put(&b->sessions, s->party, strlen(s->party), s, &old) != 0)
-		return; /* no memory: it sends, but receives nothing */
+		return; /* no memory: broker_standby_timers tries again */
 	s->receiving = true;
-	/* Its queue read from the start: what `before` had in flight or
-	 * held back is found again. */
 	deliver_rescan(s);
 }
 
-/* Whether a receiving session has gone quiet: no frame for
- * BROKER_STANDBY_QUIET heartbeats (a client that waits for deliveries
- * answers the broker's Pings and sends its own every heartbeat). */
-static bool
-s_quiet(const struct broker *b, const struct session *s)
-{
-	return b->now_ms > s->last_seen_ms +
-	    BROKER_STANDBY_QUIET * 1000 * b->conf->broker.limits.heartbeat;
-}
-
-/* Credit from `s`.  It receives when its party has no receiving session,
- * or that one has gone quiet; otherwise it is a standby, its credit
- * kept, and the one receiving is sent a Ping: a connection closed (a
- * process restarted) is found so at the end of this turn, and the
- * standby receives then (s_drop_session).  One process receives for a
- * party at a time, the others wait (RabbitMQ's single active consumer):
- * two that took the deliveries from each other with every Credit had
- * them delivered twice and counted towards the dead letters. */
+/* Credit from `s`.  It receives when its party has no receiving
+ * session; otherwise it is a standby, its credit kept, and the one
+ * receiving is sent a Ping: a connection closed (a process stopped or
+ * restarted) is found so at the end of this turn, and the standby
+ * receives then (s_drop_session), as it does when the receiving session
+ * misses its heartbeats or is dropped as a slow consumer.  One process
+ * receives for a party at a time, the others wait (RabbitMQ's single
+ * active consumer): two that took the deliveries from each other with
+ * every Credit had them delivered twice and counted towards the dead
+ * letters. */
 static void
 s_credit(struct broker *b, struct session *s, uint32_t n)
 {
@@ -1160,7 +1143,7 @@ s_credit(struct broker *b, struct session *s, uint32_t n)
 
 	if (n > 0 && !s->receiving) {
 		cur = broker_session(b, s->party);
-		if (cur == NULL || s_quiet(b, cur)) {
+		if (cur == NULL) {
 			s_receive_on(b, s);
 		} else {
 			struct frame p = {.kind = FRAME_PING};
@@ -1176,16 +1159,18 @@ s_credit(struct broker *b, struct session *s, uint32_t n)
 void
 broker_standby_timers(struct broker *b)
 {
-	for (size_t i = 0; i < b->sessions.cap; i++) {
-		struct session *cur, *s;
-		if (b->sessions.keys == NULL || b->sessions.keys[i] == NULL)
+	/* A standby of a party that receives nowhere (a promotion that
+	 * found no memory for the map, say) takes over. */
+	for (size_t i = 0; i < b->peers.cap; i++) {
+		struct session *s;
+		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
 			continue;
-		cur = b->sessions.vals[i];
-		if (!s_quiet(b, cur) || (s = s_standby(b, cur->party)) == NULL)
-			continue;
-		s_receive_on(b, s); /* changes b->sessions: once a call */
-		s->dirty = true;
-		return;
+		s = b->peers.vals[i];
+		if (!s->receiving && s->credit > 0 && !s->slow && !s->gone &&
+		    broker_session(b, s->party) == NULL) {
+			s_promote(b, s->party);
+			return; /* once a call: it changed b->sessions */
+		}
 	}
 }
 

@@ -107,6 +107,7 @@ struct inflight {
 	uint64_t seq;
 	uint64_t deadline_ms; /* the ack timeout, or a Nack's backoff */
 	uint32_t count;       /* delivery count of this delivery */
+	uint64_t tx;          /* its session's tx_ok when it was offered */
 	bool notice;          /* a notice: acknowledged without its id */
 	char case_ref[STORE_NAME_MAX + 1];
 };
@@ -164,8 +165,11 @@ struct session {
 	bool slow;
 	/* Its connection is closed (ZeroMQ knows no such peer any more):
 	 * dropped at the end of the turn too, without waiting for its
-	 * heartbeats to run out. */
+	 * heartbeats to run out.  What was offered to it after its last
+	 * ZeroMQ message that went out (tx_ok counts them) never reached
+	 * it, so those deliveries do not count as failed. */
 	bool gone;
+	uint64_t tx_ok;
 };
 
 /* What ZeroMQ holds for all the connections of one party
@@ -174,11 +178,6 @@ struct party_account {
 	char party[STORE_NAME_MAX + 1];
 	struct transport_account *acct;
 };
-
-/* Heartbeats without a frame from a party's receiving session after
- * which another of its sessions that granted credit (a standby) takes
- * over receiving. */
-#define BROKER_STANDBY_QUIET 2
 
 /* Connections a party may have at once; a Hello beyond them ends the one
  * heard from longest ago (a client that restarts in a loop leaves
@@ -440,8 +439,8 @@ struct broker {
 
 /* broker.c */
 struct broker *broker_new(const struct broker_opts *opts);
-/* Hands a party's deliveries to a standby when its receiving session
- * has gone quiet (BROKER_STANDBY_QUIET); call it with the timers. */
+/* Hands a party's deliveries to a standby when it has no receiving
+ * session (a promotion that failed); call it with the timers. */
 void broker_standby_timers(struct broker *b);
 void broker_destroy(struct broker **bp);
 /* Serves until *stop becomes non-zero; reloads the configuration each

@@ -309,7 +309,8 @@ void
 deliver_forget(struct broker *b, struct session *s)
 {
 	for (size_t i = 0; i < s->ninflight; i++)
-		s_count_failed(b, s, &s->inflight[i]);
+		if (!s->gone || s->inflight[i].tx != s->tx_ok)
+			s_count_failed(b, s, &s->inflight[i]);
 	s->ninflight = 0;
 	s->credit = 0;
 }
@@ -495,6 +496,9 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	struct case_state *cs;
 	uint32_t stored = e->deliveries, count;
 	enum s_offered used = S_PASSED;
+	/* Sent alone, a delivery that goes out counts one more at once;
+	 * in a bundle, when the bundle goes (s_transmit). */
+	uint64_t tx = s->tx_ok;
 
 	/* Only a rescan reads entries in flight. */
 	if (!from_held && e->seq <= s->rescan_upto && s_find(s, e->seq) != NULL)
@@ -558,6 +562,7 @@ sent:
 		struct inflight *x = &s->inflight[s->ninflight++];
 		x->seq = e->seq;
 		x->count = count;
+		x->tx = tx;
 		x->notice = strcmp(m.type, S_NOTICE_TYPE) == 0;
 		x->deadline_ms =
 		    b->now_ms + b->conf->broker.limits.ack_timeout * 1000;
@@ -584,7 +589,7 @@ out:
 static bool
 s_backed_up(const struct session *s)
 {
-	return s->slow ||
+	return s->slow || s->gone ||
 	    (s->acct != NULL &&
 		transport_account_unsent(s->acct) > BROKER_UNSENT_SOFT);
 }

@@ -513,7 +513,9 @@ s_counted_msg(zmq_msg_t *msg, const uint8_t *data, size_t len,
 static enum transport_sent
 s_unsent_why(int err)
 {
-	return err == EAGAIN ? TRANSPORT_FULL : TRANSPORT_GONE;
+	return err == EAGAIN      ? TRANSPORT_FULL
+	    : err == EHOSTUNREACH ? TRANSPORT_GONE
+				  : TRANSPORT_FAILED;
 }
 
 enum transport_sent
@@ -524,7 +526,7 @@ transport_send(struct transport *t, const struct transport_peer *peer,
 	int err;
 
 	if (acct != NULL && s_counted_msg(&msg, data, len, acct) != 0)
-		return TRANSPORT_GONE;
+		return TRANSPORT_FAILED;
 	if (zmq_send(t->router, peer->id, peer->len,
 		ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
 		err = zmq_errno();

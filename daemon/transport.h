@@ -141,8 +141,10 @@ size_t transport_account_unsent(const struct transport_account *a);
 /* What transport_send did with a message. */
 enum transport_sent {
 	TRANSPORT_QUEUED = 0,
-	TRANSPORT_GONE = -1, /* no such peer (any more), or no memory */
-	TRANSPORT_FULL = -2, /* its queue holds all ZeroMQ allows (SNDHWM) */
+	TRANSPORT_GONE =
+	    -1, /* no such peer (any more): its connection closed */
+	TRANSPORT_FULL = -2,   /* its queue holds all ZeroMQ allows (SNDHWM) */
+	TRANSPORT_FAILED = -3, /* anything else (no memory, say) */
 };
 
 /* Sends one message to a peer, a copy of data[0..len), counted on
