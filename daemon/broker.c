@@ -850,6 +850,16 @@ broker_send_raw(struct broker *b, const struct transport_peer *peer,
 }
 
 void
+broker_ping(struct broker *b, struct session *s)
+{
+	struct frame p = {.kind = FRAME_PING};
+
+	p.u.ping_ms = b->now_ms;
+	broker_send(b, &s->peer, &p);
+	s->last_sent_ms = b->now_ms;
+}
+
+void
 broker_send(
     struct broker *b, const struct transport_peer *peer, const struct frame *f)
 {
@@ -984,8 +994,15 @@ broker_party_unsent(const struct broker *b, const char *party)
 /* Ends a session: its deliveries go back to waiting in the store. */
 static void s_receive_on(struct broker *b, struct session *s);
 
-/* The standby of `party` that was heard from last: a session that
- * granted credit while another received. */
+/* Whether `s` stands by: it granted credit while another session of
+ * its party received, and can still take over. */
+static bool
+s_is_standby(const struct session *s)
+{
+	return !s->receiving && s->credit > 0 && !s->slow && !s->gone;
+}
+
+/* The standby of `party` that was heard from last. */
 static struct session *
 s_standby(const struct broker *b, const char *party)
 {
@@ -996,8 +1013,7 @@ s_standby(const struct broker *b, const char *party)
 		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
 			continue;
 		s = b->peers.vals[i];
-		if (s->receiving || s->credit == 0 || s->slow || s->gone ||
-		    strcmp(s->party, party) != 0)
+		if (!s_is_standby(s) || strcmp(s->party, party) != 0)
 			continue;
 		if (best == NULL || s->last_seen_ms > best->last_seen_ms)
 			best = s;
@@ -1146,10 +1162,7 @@ s_credit(struct broker *b, struct session *s, uint32_t n)
 		if (cur == NULL) {
 			s_receive_on(b, s);
 		} else {
-			struct frame p = {.kind = FRAME_PING};
-			p.u.ping_ms = b->now_ms;
-			broker_send(b, &cur->peer, &p);
-			cur->last_sent_ms = b->now_ms;
+			broker_ping(b, cur);
 		}
 	}
 	if (n > 0 || s->receiving)
@@ -1166,8 +1179,7 @@ broker_standby_timers(struct broker *b)
 		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
 			continue;
 		s = b->peers.vals[i];
-		if (!s->receiving && s->credit > 0 && !s->slow && !s->gone &&
-		    broker_session(b, s->party) == NULL) {
+		if (s_is_standby(s) && broker_session(b, s->party) == NULL) {
 			s_promote(b, s->party);
 			return; /* once a call: it changed b->sessions */
 		}

@@ -484,6 +484,9 @@ size_t broker_frame_limit(const struct broker *b);
 /* Sends an encoded frame to a peer, as broker_send does. */
 void broker_send_raw(struct broker *b, const struct transport_peer *peer,
     const uint8_t *p, size_t n);
+/* Sends `s` a Ping (a heartbeat; a closed connection is found so when
+ * it goes out) and notes when. */
+void broker_ping(struct broker *b, struct session *s);
 /* Encodes and sends a frame to a peer (to a session that reads bundles,
  * at broker_flush_out); failures are counted, not fatal. */
 void broker_send(

@@ -988,12 +988,8 @@ deliver_timers(struct broker *b)
 				drop[ndrop++] = s;
 			continue;
 		}
-		if (b->now_ms >= s->last_sent_ms + hb) {
-			struct frame p = {.kind = FRAME_PING};
-			p.u.ping_ms = b->now_ms;
-			broker_send(b, &s->peer, &p);
-			s->last_sent_ms = b->now_ms;
-		}
+		if (b->now_ms >= s->last_sent_ms + hb)
+			broker_ping(b, s);
 	}
 	for (size_t i = 0; i < ndrop; i++)
 		broker_drop(b, drop[i], "no traffic for three heartbeats");
