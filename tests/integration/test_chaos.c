@@ -6,7 +6,8 @@
  * acknowledgements of deliveries they did, did not and could not get,
  * credit of every size, frames only the broker sends, bundles, bundles in
  * bundles, several ZeroMQ parts, random bytes, reconnections under a
- * routing id another connection holds), while a well-behaved sender
+ * routing id another connection holds; a party removed by a reload and
+ * put back by another), while a well-behaved sender
  * (libschakel) sends a message every few dozen frames and must get each
  * receipt, and a well-behaved recipient must get each message exactly
  * once.  At the end the audit chain verifies and SIGTERM stops the broker
@@ -40,52 +41,58 @@ static const char *s_schakeld, *s_schakelctl;
 /* The standard ecosystem, but `outsider` is a municipality too, whose
  * messages go to team-b and team-c only: nothing of what the raw
  * connections get accepted reaches team-a, the well-behaved recipient. */
+#define S_YAML(team_c, team_c_id, team_c_to) \
+	"broker:\n" \
+	"  endpoints: [tcp://127.0.0.1:*]\n" \
+	"  data_dir: data\n" \
+	"  key_file: keys/broker.key\n" \
+	"  metrics: off\n" \
+	"  admin_socket: run/control.sock\n" \
+	"  limits:\n" \
+	"    heartbeat: 2s\n" \
+	"roles:\n" \
+	"  - {id: municipality, description: Gemeente}\n" \
+	"  - {id: debt_counselling, description: Schuldhulp}\n" \
+	"parties:\n" \
+	"  - {id: gemeente, name: Gemeente, role: municipality," \
+	" regions: [GM0344], keys: keys/gemeente.pub}\n" \
+	"  - {id: outsider, name: Outsider, role: municipality," \
+	" regions: [GM0344], keys: keys/outsider.pub}\n" \
+	"  - {id: team-a, name: Team A, role: debt_counselling," \
+	" regions: [GM0344], keys: keys/team-a.pub}\n" \
+	"  - {id: team-b, name: Team B, role: debt_counselling," \
+	" regions: [GM0344], keys: keys/team-b.pub}\n" team_c \
+	"message_types:\n" \
+	"  - {id: shv.melding.v1, description: Request for help}\n" \
+	"  - {id: shv.overleg.v1, description: Case consultation}\n" \
+	"agreements:\n" \
+	"  - id: schuldhulp\n" \
+	"    parties: [gemeente, outsider, team-a, team-b" team_c_id "]\n" \
+	"    purpose: schuldhulp\n" \
+	"    legal_basis: Wgs art. 8\n" \
+	"    valid_from: 2026-01-01\n" \
+	"    retention_days: 90\n" \
+	"    flows:\n" \
+	"      - {from: {party: gemeente}, to: {party: team-a}," \
+	" types: [shv.melding.v1]}\n" \
+	"      - {from: {party: outsider}, to: {role: debt_counselling}," \
+	" types: [shv.overleg.v1]}\n" \
+	"routes:\n" \
+	"  - id: melding\n" \
+	"    match: {type: shv.melding.v1, sender: gemeente}\n" \
+	"    to: [{party: team-a}]\n" \
+	"  - id: overleg\n" \
+	"    match: {type: shv.overleg.v1, sender: outsider}\n" \
+	"    to: [{party: team-b}" team_c_to "]\n"
+
 static const char s_yaml[] =
-    "broker:\n"
-    "  endpoints: [tcp://127.0.0.1:*]\n"
-    "  data_dir: data\n"
-    "  key_file: keys/broker.key\n"
-    "  metrics: off\n"
-    "  admin_socket: run/control.sock\n"
-    "  limits:\n"
-    "    heartbeat: 2s\n"
-    "roles:\n"
-    "  - {id: municipality, description: Gemeente}\n"
-    "  - {id: debt_counselling, description: Schuldhulp}\n"
-    "  - {id: creditor, description: Schuldeiser}\n"
-    "parties:\n"
-    "  - {id: gemeente, name: Gemeente, role: municipality,"
-    " regions: [GM0344], keys: keys/gemeente.pub}\n"
-    "  - {id: team-a, name: Team A, role: debt_counselling,"
-    " regions: [GM0344], keys: keys/team-a.pub}\n"
-    "  - {id: team-b, name: Team B, role: debt_counselling,"
-    " regions: [GM0344], keys: keys/team-b.pub}\n"
-    "  - {id: team-c, name: Team C, role: debt_counselling,"
-    " regions: [GM0344], keys: keys/team-c.pub}\n"
-    "  - {id: outsider, name: Outsider, role: municipality,"
-    " regions: [GM0344], keys: keys/outsider.pub}\n"
-    "message_types:\n"
-    "  - {id: shv.melding.v1, description: Request for help}\n"
-    "  - {id: shv.overleg.v1, description: Case consultation}\n"
-    "agreements:\n"
-    "  - id: schuldhulp\n"
-    "    parties: [gemeente, outsider, team-a, team-b, team-c]\n"
-    "    purpose: schuldhulp\n"
-    "    legal_basis: Wgs art. 8\n"
-    "    valid_from: 2026-01-01\n"
-    "    retention_days: 90\n"
-    "    flows:\n"
-    "      - {from: {party: gemeente}, to: {party: team-a},"
-    " types: [shv.melding.v1]}\n"
-    "      - {from: {party: outsider}, to: {role: debt_counselling},"
-    " types: [shv.overleg.v1]}\n"
-    "routes:\n"
-    "  - id: melding\n"
-    "    match: {type: shv.melding.v1, sender: gemeente}\n"
-    "    to: [{party: team-a}]\n"
-    "  - id: overleg\n"
-    "    match: {type: shv.overleg.v1, sender: outsider}\n"
-    "    to: [{party: team-b}, {party: team-c}]\n";
+    S_YAML("  - {id: team-c, name: Team C, role: debt_counselling,"
+	   " regions: [GM0344], keys: keys/team-c.pub}\n",
+	", team-c", ", {party: team-c}");
+/* Reloaded a third of the way through, and s_yaml again at two thirds:
+ * team-c gone while its connections are open and messages for it are
+ * queued and in flight. */
+static const char s_yaml_no_c[] = S_YAML("", "", "");
 
 #define S_CONNS 6
 #define S_ENVS 48  /* valid envelopes of outsider's, to team-b and team-c */
@@ -414,6 +421,18 @@ s_message(struct s_chaos *x, struct codec_buf *out, int depth)
 	free(raw);
 }
 
+/* Sends one frame without waiting: a connection the broker refused
+ * (its party removed) takes nothing. */
+static void
+s_send_frame(void *sock, const struct frame *f)
+{
+	struct codec_buf b = {0};
+
+	if (frame_encode(f, &b) == SCHAKEL_OK)
+		(void)zmq_send(sock, b.data, b.len, ZMQ_DONTWAIT);
+	codec_buf_clear(&b);
+}
+
 /* Reads what a raw connection was sent: keeps its deliveries for the
  * acknowledgements, answers a Ping now and then. */
 static void
@@ -442,7 +461,7 @@ s_take(struct s_chaos *x, const uint8_t *p, size_t len, void *sock)
 	} else if (f.kind == FRAME_PING && s_pick(x, 3) != 0) {
 		struct frame pong = {.corr_id = f.corr_id, .kind = FRAME_PONG};
 		pong.u.ping_ms = f.u.ping_ms;
-		(void)hx_raw_send(sock, &pong);
+		s_send_frame(sock, &pong);
 	}
 	frame_clear(&f);
 }
@@ -466,24 +485,26 @@ s_drain(struct s_chaos *x)
 	}
 }
 
-/* Connection i anew: mostly with a Hello, sometimes silent, sometimes
- * under the routing id of another connection. */
+/* Connection i anew, sometimes under the routing id of another
+ * connection; mostly it says Hello at once. */
 static void
 s_reopen(struct s_chaos *x, size_t i)
 {
+	uint8_t id[5] = {'c', 'h', 'a', 'o', (uint8_t)s_pick(x, 3)};
+
 	hx_raw_close(&x->sock[i]);
-	if (s_pick(x, 3) != 0) {
-		/* Refused when the party said Hello too often. */
-		x->sock[i] = hx_raw_connect(x->h, s_conn_party[i]);
-		if (x->sock[i] == NULL)
-			x->sock[i] =
-			    hx_raw_open(x->h, s_conn_party[i], NULL, 0, 0);
-	} else {
-		uint8_t id[5] = {'c', 'h', 'a', 'o', (uint8_t)s_pick(x, 3)};
-		x->sock[i] = hx_raw_open(x->h, s_conn_party[i], id,
-		    s_pick(x, 2) == 0 ? sizeof id : 0, 0);
-	}
+	x->sock[i] = hx_raw_open(
+	    x->h, s_conn_party[i], id, s_pick(x, 3) == 0 ? sizeof id : 0, 0);
 	assert_non_null(x->sock[i]);
+	if (s_pick(x, 3) != 0) {
+		struct frame hello = {.corr_id = 1, .kind = FRAME_HELLO};
+		snprintf(hello.u.hello.protocol, sizeof hello.u.hello.protocol,
+		    "%s", FRAME_PROTOCOL);
+		snprintf(hello.u.hello.party_id, sizeof hello.u.hello.party_id,
+		    "%s", s_conn_party[i]);
+		hello.u.hello.bundles = s_pick(x, 2) == 0;
+		s_send_frame(x->sock[i], &hello);
+	}
 }
 
 /* One step of a raw connection. */
@@ -501,10 +522,12 @@ s_step(struct s_chaos *x)
 	if (r < 6) {
 		/* The frame in two ZeroMQ parts, or an empty second. */
 		size_t cut = m.len > 0 ? s_pick(x, m.len) : 0;
-		(void)zmq_send(x->sock[i], m.data, cut, ZMQ_SNDMORE);
-		(void)zmq_send(x->sock[i], m.data + cut, m.len - cut, 0);
+		(void)zmq_send(
+		    x->sock[i], m.data, cut, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+		(void)zmq_send(
+		    x->sock[i], m.data + cut, m.len - cut, ZMQ_DONTWAIT);
 	} else {
-		(void)zmq_send(x->sock[i], m.data, m.len, 0);
+		(void)zmq_send(x->sock[i], m.data, m.len, ZMQ_DONTWAIT);
 	}
 	codec_buf_clear(&m);
 }
@@ -520,6 +543,22 @@ s_on_team_a(void *arg, const struct schakel_delivery *d)
 		fail_msg("team-a got a message that was not sent to it");
 	seen[n]++;
 	return 0;
+}
+
+/* Writes `yaml` as the broker's configuration and reloads it. */
+static void
+s_reload(struct s_chaos *x, const char *yaml, uint64_t seed)
+{
+	const char *args[] = {"reload", NULL};
+	char out[4096];
+	FILE *f = fopen(x->h->conf, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fputs(yaml, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+	if (hx_schakelctl(x->h, s_schakelctl, out, sizeof out, args) != 0)
+		fail_msg(
+		    "seed %llu: reload: %s", (unsigned long long)seed, out);
 }
 
 static uint64_t
@@ -568,6 +607,10 @@ t_chaos(void **state)
 	    hx_connect(x->h, HX_TEAM_A, 5000, &team_a), SCHAKEL_OK);
 
 	for (uint64_t s = 0; s < steps; s++) {
+		if (s == steps / 3)
+			s_reload(x, s_yaml_no_c, seed);
+		else if (s == 2 * steps / 3)
+			s_reload(x, s_yaml, seed);
 		s_step(x);
 		s_drain(x);
 		if (s % S_EVERY == S_EVERY - 1 && sent < S_MAX_SENT) {
