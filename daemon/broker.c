@@ -340,6 +340,7 @@ broker_destroy(struct broker **bp)
 		    b->party_accts.keys[i] != NULL) {
 			struct party_account *pa = b->party_accts.vals[i];
 			transport_account_release(&pa->acct);
+			transport_account_release(&pa->outside);
 			free(pa);
 		}
 	idmap_free(&b->party_accts);
@@ -956,30 +957,70 @@ broker_session(struct broker *b, const char *party)
 	return idmap_get(&b->sessions, party, strlen(party));
 }
 
-/* The account of all the connections of `party`, made at its first;
- * NULL when out of memory. */
-static struct transport_account *
-s_party_account(struct broker *b, const char *party)
+/* The accounts of `party`, made at its first connection; NULL when out
+ * of memory. */
+static struct party_account *
+s_party_accounts(struct broker *b, const char *party)
 {
 	struct party_account *pa =
 	    idmap_get(&b->party_accts, party, strlen(party));
 	void *old;
 
 	if (pa != NULL)
-		return pa->acct;
+		return pa;
 	pa = calloc(1, sizeof(*pa));
 	if (pa == NULL)
 		return NULL;
 	text_copy(pa->party, sizeof pa->party, party);
 	pa->acct = transport_account_new(NULL);
-	if (pa->acct == NULL ||
+	pa->outside = transport_account_new(NULL);
+	if (pa->acct == NULL || pa->outside == NULL ||
 	    idmap_put(
 		&b->party_accts, pa->party, strlen(pa->party), pa, &old) != 0) {
 		transport_account_release(&pa->acct);
+		transport_account_release(&pa->outside);
 		free(pa);
 		return NULL;
 	}
-	return pa->acct;
+	return pa;
+}
+
+/* The account of all the connections of `party` (sessions). */
+static struct transport_account *
+s_party_account(struct broker *b, const char *party)
+{
+	struct party_account *pa = s_party_accounts(b, party);
+
+	return pa != NULL ? pa->acct : NULL;
+}
+
+/* Refuses what message `m` brought.  To a connection without a session
+ * (no Hello yet, or dropped) the refusal is counted on its party's
+ * account of such refusals, and not sent once that holds its most
+ * (BROKER_UNSENT_OUTSIDE). */
+static void
+s_refuse_from(
+    struct broker *b, const struct transport_msg *m, uint64_t corr_id, int code)
+{
+	struct party_account *pa;
+	struct codec_buf buf = {0};
+	struct frame f;
+
+	if (idmap_get(&b->peers, m->peer.id, m->peer.len) != NULL) {
+		broker_refuse(b, &m->peer, corr_id, code, NULL);
+		return;
+	}
+	if (code >= 0 && code < 64)
+		b->stats.refused[code]++;
+	pa = s_party_accounts(b, m->party);
+	if (pa == NULL ||
+	    transport_account_unsent(pa->outside) > BROKER_UNSENT_OUTSIDE)
+		return;
+	frame_refusal(&f, corr_id, code, NULL);
+	if (frame_encode(&f, &buf) == SCHAKEL_OK)
+		(void)transport_send(
+		    b->tp, &m->peer, buf.data, buf.len, pa->outside);
+	codec_buf_clear(&buf);
 }
 
 size_t
@@ -1268,23 +1309,20 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 	void *dup;
 
 	if (strcmp(h->protocol, FRAME_PROTOCOL) != 0) {
-		broker_refuse(
-		    b, &m->peer, f->corr_id, SCHAKEL_E_PROTOCOL, NULL);
+		s_refuse_from(b, m, f->corr_id, SCHAKEL_E_PROTOCOL);
 		return;
 	}
 	if (strcmp(h->party_id, m->party) != 0) {
-		broker_refuse(b, &m->peer, f->corr_id,
+		s_refuse_from(b, m, f->corr_id,
 		    conf_party_by_id(b->conf, h->party_id) != NULL
 			? SCHAKEL_E_FORGED_SENDER
-			: SCHAKEL_E_UNKNOWN_PARTY,
-		    NULL);
+			: SCHAKEL_E_UNKNOWN_PARTY);
 		return;
 	}
 	/* Gone from the configuration since the connection was made. */
 	party = conf_party_by_id(b->conf, m->party);
 	if (party == NULL) {
-		broker_refuse(
-		    b, &m->peer, f->corr_id, SCHAKEL_E_UNKNOWN_PARTY, NULL);
+		s_refuse_from(b, m, f->corr_id, SCHAKEL_E_UNKNOWN_PARTY);
 		return;
 	}
 	if (!broker_rate_take(&b->parties[party->index].hellos,
@@ -1292,8 +1330,7 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 		struct audit_event no = {.kind = AUDIT_REFUSED,
 		    .time_ms = b->now_ms,
 		    .code = SCHAKEL_E_RATE_LIMITED};
-		broker_refuse(
-		    b, &m->peer, f->corr_id, SCHAKEL_E_RATE_LIMITED, NULL);
+		s_refuse_from(b, m, f->corr_id, SCHAKEL_E_RATE_LIMITED);
 		text_copy(no.from, sizeof no.from, m->party);
 		broker_audit(b, &no); /* summed */
 		broker_log_refusal(b, m->party, SCHAKEL_E_RATE_LIMITED);
@@ -1307,8 +1344,7 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 	s_party_room(b, m->party);
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
-		broker_refuse(
-		    b, &m->peer, f->corr_id, SCHAKEL_E_NO_MEMORY, NULL);
+		s_refuse_from(b, m, f->corr_id, SCHAKEL_E_NO_MEMORY);
 		return;
 	}
 	text_copy(s->party, sizeof s->party, m->party);
@@ -1321,8 +1357,7 @@ s_hello(struct broker *b, const struct transport_msg *m, const struct frame *f)
 	if (s->acct == NULL ||
 	    idmap_put(&b->peers, s->peer.id, s->peer.len, s, &dup) != 0) {
 		s_free_session(s);
-		broker_refuse(
-		    b, &m->peer, f->corr_id, SCHAKEL_E_NO_MEMORY, NULL);
+		s_refuse_from(b, m, f->corr_id, SCHAKEL_E_NO_MEMORY);
 		return;
 	}
 	log_info("connected party=%s software=%s", s->party, h->software);
@@ -1361,7 +1396,7 @@ s_handle(struct broker *b, const struct transport_msg *m, const uint8_t *data,
 	}
 	if (rc != SCHAKEL_OK) {
 		broker_log_refusal(b, m->party, rc);
-		broker_refuse(b, &m->peer, 0, rc, NULL);
+		s_refuse_from(b, m, 0, rc);
 		return;
 	}
 	if (f.kind == FRAME_HELLO) {
@@ -1371,7 +1406,7 @@ s_handle(struct broker *b, const struct transport_msg *m, const uint8_t *data,
 	}
 	s = idmap_get(&b->peers, m->peer.id, m->peer.len);
 	if (s == NULL || strcmp(s->party, m->party) != 0) {
-		broker_refuse(b, &m->peer, f.corr_id, SCHAKEL_E_PROTOCOL, NULL);
+		s_refuse_from(b, m, f.corr_id, SCHAKEL_E_PROTOCOL);
 		frame_clear(&f);
 		return;
 	}
@@ -1419,7 +1454,7 @@ s_dispatch(struct broker *b, const struct transport_msg *m)
 	if (!transport_peer_generated(&m->peer)) {
 		/* Told once a message (a reply: no session is ever made). */
 		broker_log_refusal(b, m->party, SCHAKEL_E_PROTOCOL);
-		broker_refuse(b, &m->peer, 0, SCHAKEL_E_PROTOCOL, NULL);
+		s_refuse_from(b, m, 0, SCHAKEL_E_PROTOCOL);
 		b->stats.messages_in++;
 		return 1;
 	}

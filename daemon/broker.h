@@ -80,6 +80,12 @@
  * loses that session, while another that reads (only one receives, and
  * its deliveries stop at the soft bound) and its replies fit beside. */
 #define BROKER_UNSENT_PARTY (96 * 1024 * 1024)
+/* Refusals unread by a party's connections without a session (no Hello
+ * yet, or dropped): a refusal is some 40 bytes, and ZeroMQ keeps some
+ * 200 for it, so about 6 MiB of the broker's memory.  Beyond it such
+ * frames are not answered: connections that never read cannot grow the
+ * broker's memory with their number (which ZeroMQ does not bound). */
+#define BROKER_UNSENT_OUTSIDE (1024 * 1024)
 _Static_assert(BROKER_UNSENT_HARD - BROKER_UNSENT_SOFT - FRAME_BUNDLE_KEEP -
 	    FRAME_MAX_LEN >=
 	40 * 1024 * 1024,
@@ -173,10 +179,13 @@ struct session {
 };
 
 /* What ZeroMQ holds for all the connections of one party
- * (BROKER_UNSENT_PARTY), kept until the broker ends. */
+ * (BROKER_UNSENT_PARTY), kept until the broker ends; and apart, what it
+ * holds of the refusals sent to the party's connections that have no
+ * session (BROKER_UNSENT_OUTSIDE). */
 struct party_account {
 	char party[STORE_NAME_MAX + 1];
 	struct transport_account *acct;
+	struct transport_account *outside;
 };
 
 /* Connections a party may have at once; a Hello beyond them ends the one

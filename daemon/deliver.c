@@ -454,6 +454,18 @@ s_backoff_ms(const struct broker *b, uint32_t count)
 	return ms < cap ? ms : cap;
 }
 
+/* Whether `seq` is in the stored queue of `party`. */
+static bool
+s_queued(struct broker *b, const char *party, uint64_t seq)
+{
+	struct store_entry e;
+	size_t n = 0;
+
+	return seq > 0 &&
+	    store_queue(b->store, party, seq - 1, &e, 1, &n) == STORE_OK &&
+	    n == 1 && e.seq == seq;
+}
+
 /* Reads the message of entry `e` into *m (all its metadata), with
  * m->envelope and m->receipt pointing at copies the caller frees
  * (*envelope, *receipt) or into the hot cache.  The cache is asked only
@@ -506,6 +518,12 @@ s_offer(struct broker *b, struct session *s, const struct store_entry *e,
 	/* An entry read from the store counts the deliveries not stored
 	 * yet too; one held back has its count from its last delivery. */
 	if (s_marks(b, s->party, e->seq, from_held ? NULL : &stored))
+		return S_PASSED;
+	/* A held entry may have been acknowledged or dead-lettered since it
+	 * was read, and that stored: on another connection of the party, or
+	 * by a late Ack after the ack timeout put it back here.  Its message
+	 * is still there while other recipients hold it. */
+	if (from_held && !s_queued(b, s->party, e->seq))
 		return S_PASSED;
 	count = stored + 1;
 	if (!s_read(b, e, from_held, &m, &envelope, &receipt))
@@ -713,16 +731,18 @@ deliver_pump(struct broker *b)
 	}
 }
 
-/* Whether `seq` is in the stored queue of `party`. */
-static bool
-s_queued(struct broker *b, const char *party, uint64_t seq)
+/* `seq` was acknowledged or dead-lettered on a connection of `party`
+ * where it was not in flight: the party's receiving session, where it
+ * may be, lets go of it, so that its case goes on at once instead of
+ * after the ack timeout (and then sending it again). */
+static void
+s_let_go(struct broker *b, const char *party, uint64_t seq)
 {
-	struct store_entry e;
-	size_t n = 0;
+	struct session *r = broker_session(b, party);
+	struct inflight *y = r != NULL ? s_find(r, seq) : NULL;
 
-	return seq > 0 &&
-	    store_queue(b->store, party, seq - 1, &e, 1, &n) == STORE_OK &&
-	    n == 1 && e.seq == seq;
+	if (y != NULL)
+		s_remove(r, y);
 }
 
 /* An Ack: checked against the stored message (its metadata is what the
@@ -736,8 +756,12 @@ s_ack(struct broker *b, struct session *s, const struct frame_ack *a,
 	const struct hot_msg *h;
 	bool notice = x != NULL && x->notice, known;
 
-	if (s_marks(b, s->party, a->store_seq, NULL))
-		return; /* acknowledged before, not stored yet */
+	if (s_marks(b, s->party, a->store_seq, NULL)) {
+		/* Acknowledged before, not stored yet. */
+		if (x != NULL)
+			s_remove(s, x);
+		return;
+	}
 	/* Most Acks come while the message is in the hot cache (all of
 	 * them in the benchmark's batches): its metadata is there, and a
 	 * store read was 3,100 instructions.  One found there may be gone
@@ -765,6 +789,8 @@ s_ack(struct broker *b, struct session *s, const struct frame_ack *a,
 		return;
 	if (x != NULL)
 		s_remove(s, x);
+	else
+		s_let_go(b, s->party, a->store_seq);
 	s->dirty = true;
 	if (!known || strcmp(m.type, S_NOTICE_TYPE) == 0)
 		return;
@@ -788,8 +814,9 @@ deliver_ack(
 		s_ack(b, s, a, x);
 		return;
 	}
-	if (store_get(b->store, a->store_seq, &m, NULL, NULL) != STORE_OK)
-		return;
+	if (s_marks(b, s->party, a->store_seq, NULL) ||
+	    store_get(b->store, a->store_seq, &m, NULL, NULL) != STORE_OK)
+		return; /* acknowledged, not stored yet; or gone */
 	/* A Nack is checked like an Ack (s_ack). */
 	if (strcmp(m.type, S_NOTICE_TYPE) == 0
 		? x == NULL
@@ -810,6 +837,8 @@ deliver_ack(
 	 * the broker's to decide). */
 	if (x != NULL)
 		s_remove(s, x);
+	else
+		s_let_go(b, s->party, a->store_seq);
 	s_dead_as(b, s->party, &m,
 	    a->code != 0 ? a->code : SCHAKEL_E_DELIVERY_FAILED, false);
 }
