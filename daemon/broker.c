@@ -525,7 +525,7 @@ s_hand_over(struct broker *b, const struct group *done)
 	submit_prepare_group(b, g);
 	b->fly = g;
 	b->fly_done = false;
-	writer_start(b->writer, group_apply, g);
+	writer_start(b->writer, group_apply, group_again, g);
 }
 
 struct store_txn *

@@ -284,6 +284,11 @@ struct group {
 	int rc;       /* STORE_* of its commit */
 	uint64_t dedup_until_ms;
 	uint8_t *head; /* the audit chain head it continues */
+	/* *head when group_apply began (group_again goes back to it). */
+	uint8_t head_start[AUDIT_HASH_LEN];
+	/* Applied again without its new messages (group_again): each is
+	 * refused with STORE_FULL, the rest is kept. */
+	bool refuse_puts;
 };
 
 /* Refusals logged for one party in the current minute. */
@@ -599,6 +604,13 @@ int group_apply(void *arg, struct store_txn *t);
 /* Has group_apply start from the first write again (its transaction
  * was dropped). */
 void group_rewind(struct group *g);
+/* A writer_again_fn: when the group's transaction failed because the
+ * store is full (the map or the disk), has it applied again with every
+ * new message refused (STORE_FULL), so that what it recorded besides
+ * (acknowledgements, delivery counts, audit records) is still stored.
+ * The store's room check counts a message's size, not the pages its
+ * keys make LMDB copy, and cannot know the disk. */
+bool group_again(void *arg, int rc);
 
 /* deliver.c */
 void deliver_credit(struct broker *b, struct session *s, uint32_t n);

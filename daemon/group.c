@@ -138,6 +138,7 @@ group_reset(struct group *g)
 	memset(&g->applied, 0, sizeof g->applied);
 	g->prepared = false;
 	g->prep_code = 0;
+	g->refuse_puts = false;
 	g->failed = 0;
 	g->audit_rc = 0;
 	g->rc = 0;
@@ -445,6 +446,20 @@ group_rewind(struct group *g)
 	memset(&g->applied, 0, sizeof g->applied);
 }
 
+bool
+group_again(void *arg, int rc)
+{
+	struct group *g = arg;
+
+	if (rc != STORE_FULL || g->refuse_puts || g->failed != 0)
+		return false;
+	g->refuse_puts = true;
+	group_rewind(g);
+	memcpy(g->head, g->head_start, AUDIT_HASH_LEN);
+	g->audit_rc = 0;
+	return true;
+}
+
 /* Chains a record (its prev written here) and appends it. */
 static int
 s_chain(struct group *g, struct store_txn *t, char *rec, size_t len)
@@ -493,6 +508,10 @@ s_apply_put(struct group *g, struct store_txn *t, struct pending *p, char *rec,
 	int src;
 
 	store_take_seq(t, p->msg.seq);
+	if (g->refuse_puts) {
+		p->code = SCHAKEL_E_STORE_FULL;
+		return STORE_OK;
+	}
 	src = store_put(t, &p->msg, g->dedup_until_ms);
 	if (src == STORE_OK)
 		return s_chain(g, t, rec, len);
@@ -524,6 +543,8 @@ group_apply(void *arg, struct store_txn *t)
 		return STORE_ERROR;
 	if (g->audit_rc != 0)
 		return g->audit_rc;
+	if (g->applied.blk == NULL)
+		memcpy(g->head_start, g->head, AUDIT_HASH_LEN);
 	while (rc == STORE_OK && group_next(g, &g->applied, &op)) {
 		struct store_msg known;
 		uint64_t seq;

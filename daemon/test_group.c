@@ -436,7 +436,7 @@ test_chain(void **state)
 	s_audit(&e->g, 6);
 	e->w = writer_new(e->s, err, sizeof err);
 	assert_non_null(e->w);
-	writer_start(e->w, group_apply, &e->g);
+	writer_start(e->w, group_apply, NULL, &e->g);
 	assert_true(writer_take(e->w, true, &r));
 	writer_destroy(&e->w);
 	assert_int_equal(r.rc, STORE_OK);
@@ -969,7 +969,7 @@ test_failed(void **state)
 
 	e->w = writer_new(e->s, err, sizeof err);
 	assert_non_null(e->w);
-	writer_start(e->w, group_apply, &e->g);
+	writer_start(e->w, group_apply, NULL, &e->g);
 	memset(&r, 0, sizeof r);
 	assert_true(writer_take(e->w, true, &r));
 	assert_true(r.began);
@@ -983,7 +983,7 @@ test_failed(void **state)
 	/* The store refused an audit record: its code, nothing written. */
 	e->g.failed = 0;
 	e->g.audit_rc = STORE_FULL;
-	writer_start(e->w, group_apply, &e->g);
+	writer_start(e->w, group_apply, NULL, &e->g);
 	assert_true(writer_take(e->w, true, &r));
 	assert_true(r.began);
 	assert_int_equal(r.rc, STORE_FULL);
@@ -993,7 +993,7 @@ test_failed(void **state)
 
 	/* Cleared: the group is applied from its first write. */
 	e->g.audit_rc = 0;
-	writer_start(e->w, group_apply, &e->g);
+	writer_start(e->w, group_apply, NULL, &e->g);
 	assert_true(writer_take(e->w, true, &r));
 	writer_destroy(&e->w);
 	assert_int_equal(r.rc, STORE_OK);
@@ -1072,7 +1072,7 @@ test_writer(void **state)
 	j->hold = true;
 	j->ret = STORE_OK;
 	j->n = 1;
-	writer_start(e->w, s_job_fn, j);
+	writer_start(e->w, s_job_fn, NULL, j);
 	assert_true(writer_busy(e->w));
 	assert_false(writer_take(e->w, false, &r));
 	assert_false(s_readable(writer_fd(e->w), 50));
@@ -1100,7 +1100,7 @@ test_writer(void **state)
 	j->hold = false;
 	j->ret = STORE_ERROR;
 	j->n = 2;
-	writer_start(e->w, s_job_fn, j);
+	writer_start(e->w, s_job_fn, NULL, j);
 	assert_true(writer_take(e->w, true, &r));
 	assert_false(s_readable(writer_fd(e->w), 0));
 	assert_false(writer_busy(e->w));
@@ -1117,7 +1117,7 @@ test_writer(void **state)
 	assert_int_equal(store_begin(e->s, &e->t), STORE_OK);
 	j->ret = STORE_OK;
 	j->n = 3;
-	writer_start(e->w, s_job_fn, j);
+	writer_start(e->w, s_job_fn, NULL, j);
 	assert_true(writer_take(e->w, true, &r));
 	store_abort(&e->t);
 	assert_int_equal(j->calls, 2);
@@ -1135,7 +1135,7 @@ test_writer(void **state)
 		e->w = writer_new(e->s, err, sizeof err);
 		assert_non_null(e->w);
 		j->n = n;
-		writer_start(e->w, s_job_fn, j);
+		writer_start(e->w, s_job_fn, NULL, j);
 		writer_destroy(&e->w);
 		assert_null(e->w);
 		assert_int_equal(j->calls, 3 + (int)(n - 4));
@@ -1145,6 +1145,125 @@ test_writer(void **state)
 	for (size_t i = 1; i <= S_DESTROYS; i++)
 		assert_int_equal(l.rec[i].time_ms, S_T0 + 3 + i);
 	assert_memory_equal(l.stored_head, j->head, AUDIT_HASH_LEN);
+}
+
+/* A full store (here the map; a full disk fails the same way): the
+ * store's room check counts a message's bytes, not the pages its random
+ * keys (id, case, expiry) make LMDB copy, so it lets in puts that fail
+ * the transaction with MDB_MAP_FULL.  The writer then applies the group
+ * again without its new messages (group_again): each is refused with
+ * STORE_FULL, and the acknowledgements and audit records recorded with
+ * them are stored.  Rounds of 2,048 messages and 64 acks, as the
+ * broker's groups, until three were applied again: no round may fail. */
+#define S_FULL_MAP ((uint64_t)16 * 1024 * 1024)
+#define S_FULL_GROUP 2048
+static void
+test_full_again(void **state)
+{
+	struct s_env *e = *state;
+	struct store_opts o = {.map_size = S_FULL_MAP, .no_sync = true};
+	struct pending *p = calloc(S_FULL_GROUP, sizeof(*p));
+	static uint8_t env[S_ENV_LEN], rcpt[S_RCPT_LEN];
+	uint64_t seq = 0, acked = 0, rng = 88172645463325252ULL;
+	int retried = 0, rounds = 0;
+	char err[256], sub[200];
+
+	assert_non_null(p);
+	/* A store of its own, small. */
+	snprintf(sub, sizeof sub, "%s/full", e->dir);
+	o.dir = sub;
+	store_close(&e->s);
+	e->s = store_open(&o, err, sizeof err);
+	assert_non_null(e->s);
+	e->w = writer_new(e->s, err, sizeof err);
+	assert_non_null(e->w);
+	s_zero_head(e->head);
+	for (;; rounds++) {
+		struct writer_result r;
+		int admitted = 0, full = 0, nacks = 0;
+
+		assert_true(rounds < 1000);
+		for (int i = 0; i < S_FULL_GROUP; i++) {
+			struct store_msg *m = &p[i].msg;
+			uint64_t r1, r2;
+			memset(&p[i], 0, sizeof p[i]);
+			rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+			r1 = rng;
+			rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+			r2 = rng;
+			m->seq = ++seq;
+			memcpy(m->id, &r1, 8);
+			memcpy(m->id + 8, &r2, 8);
+			snprintf(
+			    m->sender, sizeof m->sender, "gemeente-utrecht");
+			snprintf(m->type, sizeof m->type, "shv.melding.v1");
+			snprintf(m->case_ref, sizeof m->case_ref,
+			    "zaak-%016llx", (unsigned long long)r2);
+			snprintf(
+			    p[i].purpose, sizeof p[i].purpose, "schuldhulp");
+			m->n_recipients = 1;
+			snprintf(m->recipients[0], sizeof m->recipients[0],
+			    "team-west");
+			snprintf(m->agreements[0], sizeof m->agreements[0],
+			    "agreement-0");
+			m->envelope = env;
+			m->envelope_len = sizeof env;
+			m->receipt = rcpt;
+			m->receipt_len = sizeof rcpt;
+			m->accepted_ms = S_T0;
+			m->expires_ms = S_T0 + r1 % 1000000000ULL;
+			m->case_until_ms = S_T0 + 10000000000ULL;
+			assert_int_equal(group_put(&e->g, &p[i]), SCHAKEL_OK);
+		}
+		/* Acks of the oldest still queued. */
+		for (; nacks < 64; nacks++) {
+			struct store_entry q;
+			size_t n = 0;
+			assert_int_equal(
+			    store_queue(e->s, "team-west", acked, &q, 1, &n),
+			    STORE_OK);
+			if (n == 0)
+				break;
+			acked = q.seq;
+			assert_int_equal(
+			    group_ack(&e->g, "team-west", q.seq), SCHAKEL_OK);
+		}
+		writer_start(e->w, group_apply, group_again, &e->g);
+		assert_true(writer_take(e->w, true, &r));
+		if (r.rc != STORE_OK)
+			fail_msg("round %d failed: %s", rounds, r.err);
+		for (int i = 0; i < S_FULL_GROUP; i++) {
+			if (p[i].code == SCHAKEL_OK)
+				admitted++;
+			else if (p[i].code == SCHAKEL_E_STORE_FULL)
+				full++;
+			else
+				fail_msg(
+				    "round %d: code %d", rounds, p[i].code);
+		}
+		if (e->g.refuse_puts)
+			retried++;
+		group_reset(&e->g);
+		/* Every ack of the round is stored. */
+		if (nacks > 0) {
+			struct store_entry q;
+			size_t n = 0;
+			assert_int_equal(
+			    store_queue(e->s, "team-west", 0, &q, 1, &n),
+			    STORE_OK);
+			assert_true(n == 0 || q.seq > acked);
+		}
+		/* Applied again three times: the store stays full, and
+		 * each round's acks still go in. */
+		if (retried == 3)
+			break;
+	}
+	print_message("%d rounds, %d of them applied again without their "
+		      "messages\n",
+	    rounds, retried);
+	assert_true(retried > 0);
+	writer_destroy(&e->w);
+	free(p);
 }
 
 int
@@ -1167,6 +1286,8 @@ main(void)
 		test_accepted_ahead, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(test_failed, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(test_writer, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_full_again, s_setup, s_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

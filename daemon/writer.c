@@ -27,6 +27,7 @@ struct writer {
 	bool busy; /* handed over, not taken back */
 	bool done; /* finished; `res` holds the outcome (atomic stores) */
 	writer_apply_fn fn;
+	writer_again_fn again;
 	void *arg;
 	struct writer_result res;
 };
@@ -42,16 +43,18 @@ s_now_s(void)
 
 /* Runs one job: a transaction, the group, the commit. */
 static void
-s_run(
-    struct writer *w, writer_apply_fn fn, void *arg, struct writer_result *res)
+s_run(struct writer *w, writer_apply_fn fn, writer_again_fn again, void *arg,
+    struct writer_result *res)
 {
 	struct store_txn *t = NULL;
 	int rc;
 
 	memset(res, 0, sizeof(*res));
 	res->commit_s = -1;
-	rc = store_begin(w->store, &t);
-	if (rc == STORE_OK) {
+	for (int attempt = 0;; attempt++) {
+		rc = store_begin(w->store, &t);
+		if (rc != STORE_OK)
+			break;
 		res->began = true;
 		rc = fn(arg, t);
 		if (rc == STORE_OK) {
@@ -61,6 +64,9 @@ s_run(
 		} else {
 			store_abort(&t);
 		}
+		if (rc == STORE_OK || attempt > 0 || again == NULL ||
+		    !again(arg, rc))
+			break;
 	}
 	res->rc = rc;
 	if (rc != STORE_OK)
@@ -76,6 +82,7 @@ s_main(void *arg)
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
 		writer_apply_fn fn;
+		writer_again_fn again;
 		void *job;
 		struct writer_result res;
 		uint64_t one = 1;
@@ -85,9 +92,10 @@ s_main(void *arg)
 		if (!(w->busy && !w->done))
 			break; /* quit, with nothing in hand */
 		fn = w->fn;
+		again = w->again;
 		job = w->arg;
 		pthread_mutex_unlock(&w->mu);
-		s_run(w, fn, job, &res);
+		s_run(w, fn, again, job, &res);
 		pthread_mutex_lock(&w->mu);
 		w->res = res;
 		__atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
@@ -174,10 +182,12 @@ writer_finished(const struct writer *w)
 }
 
 void
-writer_start(struct writer *w, writer_apply_fn fn, void *arg)
+writer_start(
+    struct writer *w, writer_apply_fn fn, writer_again_fn again, void *arg)
 {
 	pthread_mutex_lock(&w->mu);
 	w->fn = fn;
+	w->again = again;
 	w->arg = arg;
 	__atomic_store_n(&w->done, false, __ATOMIC_RELAXED);
 	w->busy = true;

@@ -31,6 +31,11 @@ struct writer;
  * store code to have it dropped (that code is the job's result). */
 typedef int (*writer_apply_fn)(void *arg, struct store_txn *t);
 
+/* Called when the job's transaction failed with `rc` (dropped): true to
+ * have the job run again, once, in a new transaction (the function has
+ * made the job ready for that). */
+typedef bool (*writer_again_fn)(void *arg, int rc);
+
 /* The outcome of a job. */
 struct writer_result {
 	int rc;          /* STORE_OK when committed */
@@ -57,8 +62,9 @@ bool writer_busy(const struct writer *w);
  * any two things the caller does (writer_fd says the same by poll). */
 bool writer_finished(const struct writer *w);
 
-/* Hands a job over (the writer must not be busy). */
-void writer_start(struct writer *w, writer_apply_fn fn, void *arg);
+/* Hands a job over (the writer must not be busy); `again` may be NULL. */
+void writer_start(
+    struct writer *w, writer_apply_fn fn, writer_again_fn again, void *arg);
 
 /* Takes back the finished job's result into *out: true when there was
  * one.  With `wait`, waits for a job in hand to finish. */
