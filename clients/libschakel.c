@@ -2060,7 +2060,10 @@ s_deliver(struct schakel_client *c, const struct frame_deliver *d,
 
 	rc = env_decode(d->envelope.data, d->envelope.len, 0, &e);
 	if (rc != SCHAKEL_OK) {
-		s_fail(c, rc, "refused a delivered message: %s",
+		/* Its id unknown: Nacked by its seq, which the broker takes
+		 * for a delivery in flight here. */
+		s_fail(c, rc, "refused delivered message seq %llu (%s): %s",
+		    (unsigned long long)d->store_seq, schakel_errname(rc),
 		    schakel_strerror(rc));
 		return s_ack(c, d->store_seq, no_id, rc);
 	}

@@ -817,10 +817,12 @@ deliver_ack(
 	if (s_marks(b, s->party, a->store_seq, NULL) ||
 	    store_get(b->store, a->store_seq, &m, NULL, NULL) != STORE_OK)
 		return; /* acknowledged, not stored yet; or gone */
-	/* A Nack is checked like an Ack (s_ack). */
-	if (strcmp(m.type, S_NOTICE_TYPE) == 0
-		? x == NULL
-		: memcmp(m.id, a->message_id, STORE_ID_LEN) != 0)
+	/* A Nack is checked like an Ack (s_ack), but one of a delivery in
+	 * flight here is taken by its seq alone: a recipient that cannot
+	 * decode the envelope does not know its id. */
+	if (x == NULL &&
+	    (strcmp(m.type, S_NOTICE_TYPE) == 0 ||
+		memcmp(m.id, a->message_id, STORE_ID_LEN) != 0))
 		return;
 	s->dirty = true;
 	if (schakel_err_retryable((int)a->code)) {

@@ -565,10 +565,12 @@ s_wait_notices(
 	free(g);
 }
 
-/* Flips the last byte of the one copy of `env` in the broker's store
- * (stopped): what someone with the broker's disk could do. */
+/* Changes byte `off` of the one copy of `env` in the broker's store
+ * (stopped) by xor with `flip`: what someone with the broker's disk, or
+ * a bad sector, could do. */
 static void
-s_tamper_store(struct hx *h, const struct codec_buf *env)
+s_tamper_store(
+    struct hx *h, const struct codec_buf *env, size_t off, uint8_t flip)
 {
 	char path[512];
 	struct stat st;
@@ -587,10 +589,9 @@ s_tamper_store(struct hx *h, const struct codec_buf *env)
 	more = memmem(at + 1, (size_t)st.st_size - (size_t)(at + 1 - buf),
 	    env->data, env->len);
 	assert_null(more);
-	at[env->len - 1] ^= 0x01;
-	assert_int_equal(
-	    fseek(f, (long)(at - buf) + (long)env->len - 1, SEEK_SET), 0);
-	assert_int_equal(fputc(at[env->len - 1], f), at[env->len - 1]);
+	at[off] ^= flip;
+	assert_int_equal(fseek(f, (long)(at - buf) + (long)off, SEEK_SET), 0);
+	assert_int_equal(fputc(at[off], f), at[off]);
 	assert_int_equal(fclose(f), 0);
 	free(buf);
 }
@@ -599,9 +600,8 @@ s_tamper_store(struct hx *h, const struct codec_buf *env)
  * is refused by the recipient's library: never handed over, Nacked with
  * HASH_MISMATCH, so the broker dead-letters it and tells the sender. */
 static void
-t_tampered_at_rest(void **state)
+s_tampered(struct hx *h, bool undecodable, int code)
 {
-	struct hx *h = *state;
 	struct schakel_client *a = NULL, *b = NULL;
 	struct codec_buf env = {0};
 	struct s_notices ns = {0};
@@ -612,7 +612,10 @@ t_tampered_at_rest(void **state)
 	s_build_env(h, "zaak-0014", "onderweg veranderd", &env);
 	assert_int_equal(s_submit_raw(h, &env), 0);
 	assert_int_equal(hx_stop(h, SIGTERM), 0);
-	s_tamper_store(h, &env);
+	if (undecodable) /* field 1 as a start-group tag: MALFORMED */
+		s_tamper_store(h, &env, 0, 0x01);
+	else /* the ciphertext's last byte: HASH_MISMATCH */
+		s_tamper_store(h, &env, env.len - 1, 0x01);
 	assert_int_equal(hx_start(h), 0);
 
 	s_connect(h, HX_TEAM_A, &b);
@@ -620,7 +623,7 @@ t_tampered_at_rest(void **state)
 	    schakel_receive(b, 1, 1500, s_on_message, g, &handed), SCHAKEL_OK);
 	assert_int_equal(handed, 0);
 	assert_int_equal(g->n, 0);
-	assert_non_null(strstr(schakel_client_error(b), "HASH_MISMATCH"));
+	assert_non_null(strstr(schakel_client_error(b), schakel_errname(code)));
 	schakel_close(&b);
 
 	s_connect(h, HX_SENDER, &a);
@@ -628,11 +631,28 @@ t_tampered_at_rest(void **state)
 	s_wait_notices(a, &ns, 1, 5000);
 	assert_int_equal(ns.n, 1);
 	assert_int_equal(ns.v[0].kind, SCHAKEL_NOTICE_DEAD_LETTERED);
-	assert_int_equal(ns.v[0].code, SCHAKEL_E_HASH_MISMATCH);
+	assert_int_equal(ns.v[0].code, code);
 	assert_string_equal(ns.v[0].recipient, HX_TEAM_A);
 	schakel_close(&a);
 	codec_buf_clear(&env);
 	free(g);
+}
+
+static void
+t_tampered_at_rest(void **state)
+{
+	s_tampered(*state, false, SCHAKEL_E_HASH_MISMATCH);
+}
+
+/* The same for an envelope that no longer decodes: the library cannot
+ * read its id, and Nacks the delivery by its seq, which the broker
+ * takes for a delivery in flight at that session; dead-lettered at once
+ * (it was ignored, and the message came back until its tenth delivery,
+ * some ten minutes, its case waiting behind it). */
+static void
+t_undecodable_at_rest(void **state)
+{
+	s_tampered(*state, true, SCHAKEL_E_MALFORMED);
 }
 
 /* (g) Notices to the sender: a message for a recipient that never
@@ -1822,6 +1842,8 @@ main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(
 		t_tampered_at_rest, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
+		t_undecodable_at_rest, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
 		t_broker_restart, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_unknown_transport_key, s_setup, s_teardown),
@@ -1860,5 +1882,8 @@ main(int argc, char **argv)
 	}
 	s_schakeld = argv[1];
 	s_slowsync = argv[2];
+	/* CMOCKA_TEST_FILTER=t_notices runs one. */
+	if (getenv("CMOCKA_TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("CMOCKA_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
