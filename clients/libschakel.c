@@ -79,6 +79,7 @@ struct s_seen {
 static const char s_seen_magic[ENV_ID_LEN] = "schakel-seen-v1\n";
 
 struct schakel_client {
+	bool stop; /* schakel_receive_stop was called from a handler */
 	void *ctx;
 	void *sock;
 	void *mon; /* PAIR socket reading the DEALER's monitor events */
@@ -2186,6 +2187,13 @@ s_credit(struct schakel_client *c, size_t max, size_t handed)
 	return s_send(c, &f);
 }
 
+void
+schakel_receive_stop(struct schakel_client *c)
+{
+	if (c != NULL)
+		c->stop = true;
+}
+
 int
 schakel_receive(struct schakel_client *c, size_t max, int timeout_ms,
     schakel_delivery_fn on_message, void *arg, size_t *handed_out)
@@ -2211,7 +2219,8 @@ schakel_receive(struct schakel_client *c, size_t max, int timeout_ms,
 	if (rc != SCHAKEL_OK)
 		return rc;
 	since = s_mono_ms();
-	while (max == 0 || handed < max) {
+	c->stop = false;
+	while ((max == 0 || handed < max) && !c->stop) {
 		if (c->sock == NULL) {
 			/* Keep trying, with backoff, until the deadline (or
 			 * forever without one); give up at once only on what

@@ -468,6 +468,7 @@ s_send(int argc, char **argv, bool resolve_only)
 struct s_recv {
 	bool json;
 	bool failed; /* stdout could not take a message */
+	struct schakel_client *c;
 };
 
 static void
@@ -480,6 +481,16 @@ s_json_str(const char *s)
 		putchar(*s);
 	}
 	putchar('"');
+}
+
+/* Output failed (a full disk, a closed pipe): the message is refused,
+ * and no more are taken, each of which would be refused in turn and
+ * come again with its delivery count spent. */
+static void
+s_stop(struct s_recv *r)
+{
+	r->failed = true;
+	schakel_receive_stop(r->c);
 }
 
 static int
@@ -499,7 +510,7 @@ s_on_message(void *arg, const struct schakel_delivery *d)
 		if (fwrite(d->payload, 1, d->payload_len, stdout) !=
 			d->payload_len ||
 		    fflush(stdout) != 0) {
-			r->failed = true;
+			s_stop(r);
 			return -1;
 		}
 		return 0;
@@ -536,7 +547,7 @@ s_on_message(void *arg, const struct schakel_delivery *d)
 	    d->urgent ? "true" : "false", (unsigned)d->delivery_count, b64);
 	free(b64);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
-		r->failed = true;
+		s_stop(r);
 		return -1;
 	}
 	return 0;
@@ -577,7 +588,7 @@ s_receive(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	const char *conf = S_DEFAULT_CONF, *why;
-	struct s_recv r = {false, false};
+	struct s_recv r = {false, false, NULL};
 	struct schakel_client *c = NULL;
 	struct clientconf cc;
 	uint64_t count = 0, secs = 0;
@@ -625,6 +636,7 @@ s_receive(int argc, char **argv)
 	status = s_open(conf, &cc, &c);
 	if (status != 0)
 		return status;
+	r.c = c;
 	schakel_set_notice_handler(c, s_on_notice, &r);
 	rc = schakel_receive(c, (size_t)count,
 	    has_timeout ? (int)secs * 1000 : -1, s_on_message, &r, &handed);

@@ -158,7 +158,8 @@ struct schakel_notice {
 /* Called for each new message.  Return 0 when the application has taken
  * responsibility for it (the library then acknowledges it); any other
  * value has it delivered again later.  Handlers must not call functions
- * on the same client (use another client to send from a handler). */
+ * on the same client (use another client to send from a handler), but
+ * for schakel_receive_stop. */
 typedef int (*schakel_delivery_fn)(void *arg, const struct schakel_delivery *d);
 typedef void (*schakel_notice_fn)(void *arg, const struct schakel_notice *n);
 
@@ -238,6 +239,14 @@ void schakel_receipt_clear(struct schakel_receipt *r);
  * or no longer has the pinned key. */
 int schakel_receive(struct schakel_client *c, size_t max, int timeout_ms,
     schakel_delivery_fn on_message, void *arg, size_t *handed);
+
+/* Called from a message or notice handler: schakel_receive returns
+ * after this handler call (SCHAKEL_OK, the acknowledgements sent), and
+ * takes no further message.  For a handler that cannot go on (its
+ * output failed, its database went away): each message handed to it
+ * after that would be refused and come again, its delivery count spent,
+ * until dead-lettered.  A later schakel_receive starts afresh. */
+void schakel_receive_stop(struct schakel_client *c);
 
 /* Sets the function called for notices during schakel_receive (NULL:
  * notices are acknowledged and dropped). */

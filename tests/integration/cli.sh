@@ -145,6 +145,21 @@ out=$("$schakel" receive -c "$dir/team-a.yaml" --count 1 --timeout 10 2>/dev/nul
 # Both ids were kept in the seen file: its header and two 16-byte ids.
 [ "$(wc -c <"$dir/team-a.seen")" -eq 48 ] || fail "seen file: $(wc -c <"$dir/team-a.seen") bytes"
 
+# A receive whose output cannot be written (a full disk) stops at the
+# first message, exit 1, and takes no more: the message comes again with
+# one delivery spent, not one for every retry until the timeout.
+printf 'derde' | "$schakel" send -c "$dir/gemeente.yaml" --type shv.melding.v1 \
+	--case zaak-2 --payload - >/dev/null
+set +e
+"$schakel" receive -c "$dir/team-a.yaml" --timeout 8 >/dev/full 2>"$dir/full.err"
+rc=$?
+set -e
+[ $rc -eq 1 ] || fail "receive into a full disk: exit $rc"
+[ "$(grep -c 'message .* from gemeente' "$dir/full.err")" -eq 1 ] ||
+	fail "receive into a full disk took $(grep -c 'message .* from gemeente' "$dir/full.err") messages"
+out=$("$schakel" receive -c "$dir/team-a.yaml" --count 1 --timeout 10 --json)
+echo "$out" | grep -q '"delivery_count":2,' || fail "after a full disk: $out"
+
 # Refusals: exit 1 with "schakel: CODE: sentence".
 set +e
 err=$("$schakel" send -c "$dir/gemeente.yaml" --type shv.onbekend.v1 \
