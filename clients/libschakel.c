@@ -1487,6 +1487,16 @@ s_draft_check(struct schakel_client *c, const struct schakel_message *m,
 	rc = s_resolve_frame(c, m, req);
 	if (rc != SCHAKEL_OK)
 		return rc;
+	/* Each message's fields are checked here, with the codec's rules,
+	 * so that one that breaks them fails alone: found when its Resolve
+	 * could not be encoded, or by env_build, it failed all in its
+	 * batch. */
+	if (frame_check(req) != SCHAKEL_OK)
+		return s_fail(c, SCHAKEL_E_BAD_FIELD,
+		    "type '%s', case '%s', purpose '%s', region '%s' or an "
+		    "attribute breaks the rules of docs/protocol.md section 3",
+		    req->u.resolve.type, req->u.resolve.case_ref,
+		    req->u.resolve.purpose, req->u.resolve.region);
 	if (m->payload == NULL && m->payload_len > 0)
 		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT, "payload is NULL");
 	if (m->payload_len > ENV_MAX_PAYLOAD_LEN)
@@ -1499,6 +1509,11 @@ s_draft_check(struct schakel_client *c, const struct schakel_message *m,
 		return s_fail(c, SCHAKEL_E_TOO_LARGE,
 		    "a consent reference has at most %d characters",
 		    ENV_MAX_NAME_LEN);
+	if (m->consent_ref != NULL && !env_is_ref(m->consent_ref))
+		return s_fail(c, SCHAKEL_E_BAD_FIELD,
+		    "consent reference '%.64s': letters, digits and . _ - : "
+		    "only, the first a letter or digit",
+		    m->consent_ref);
 	return SCHAKEL_OK;
 }
 

@@ -66,6 +66,14 @@ s_header_check(const struct env_header *h)
 }
 
 bool
+env_is_ref(const char *s)
+{
+	return s != NULL &&
+	    strnlen(s, ENV_MAX_NAME_LEN + 1) <= ENV_MAX_NAME_LEN &&
+	    syntax_is_ref(s, ENV_MAX_NAME_LEN + 1);
+}
+
+bool
 env_is_bsn(const char *s)
 {
 	int sum = 0;

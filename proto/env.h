@@ -172,4 +172,9 @@ int env_open(const struct env *e, const uint8_t sender_pk[MERKLE_PK_LEN],
  * reference must never be. */
 bool env_is_bsn(const char *s);
 
+/* True when s (NUL-terminated) is a valid case or consent reference:
+ * at most ENV_MAX_NAME_LEN of A-Z a-z 0-9 . _ - :, the first a letter or
+ * digit (docs/protocol.md section 3); "" is one. */
+bool env_is_ref(const char *s);
+
 #endif

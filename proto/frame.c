@@ -31,6 +31,14 @@ s_check_attrs(const struct env_attr *a, size_t n)
 
 /* The rules both directions share; lengths beyond the buffers cannot
  * occur in a decoded frame and are refused when encoding. */
+static int s_check(const struct frame *f);
+
+int
+frame_check(const struct frame *f)
+{
+	return f != NULL ? s_check(f) : SCHAKEL_E_BAD_ARGUMENT;
+}
+
 static int
 s_check(const struct frame *f)
 {

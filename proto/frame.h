@@ -200,6 +200,10 @@ size_t frame_bundle_size_with(const struct frame_bundle *b, size_t len);
  * SCHAKEL_E_NO_MEMORY. */
 int frame_bundle_add_raw(struct frame_bundle *b, const uint8_t *p, size_t len);
 
+/* The checks of frame_encode (the fields' syntax and bounds) without
+ * encoding: SCHAKEL_OK or SCHAKEL_E_BAD_FIELD. */
+int frame_check(const struct frame *f);
+
 /* The size frame_encode would give `f` when it is one of the per-message
  * kinds (Submit, Accepted, Deliver, Ack, Nack, Credit, Ping, Pong,
  * Refusal) and passes frame_encode's checks; SIZE_MAX otherwise. */

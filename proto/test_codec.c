@@ -1057,6 +1057,26 @@ test_bsn(void **state)
 	assert_false(env_is_bsn("case:7f3a9c"));
 }
 
+/* Case and consent references (docs/protocol.md section 3). */
+static void
+test_ref(void **state)
+{
+	char long_ref[ENV_MAX_NAME_LEN + 2];
+
+	(void)state;
+	assert_true(env_is_ref(""));
+	assert_true(env_is_ref("TOESTEMMING-2026:7.a_b"));
+	assert_false(env_is_ref("toestemming 7"));
+	assert_false(env_is_ref("-7"));
+	assert_false(env_is_ref("zaak/7"));
+	assert_false(env_is_ref(NULL));
+	memset(long_ref, 'a', sizeof long_ref - 1);
+	long_ref[sizeof long_ref - 1] = '\0';
+	assert_false(env_is_ref(long_ref));
+	long_ref[ENV_MAX_NAME_LEN] = '\0';
+	assert_true(env_is_ref(long_ref));
+}
+
 static void
 test_errors(void **state)
 {
@@ -1122,6 +1142,7 @@ main(void)
 	    cmocka_unit_test(test_receipt_vectors),
 	    cmocka_unit_test(test_wire_printable),
 	    cmocka_unit_test(test_bsn),
+	    cmocka_unit_test(test_ref),
 	    cmocka_unit_test(test_errors),
 	};
 

@@ -263,16 +263,16 @@ t_fan_out(void **state)
 }
 
 /* A batch's Resolves go out together (one round trip); each message
- * still gets its own answer: those the rules refuse are refused with
- * their own code and sentence, the rest are sent. */
+ * still gets its own answer: those the rules or the codec refuse are
+ * refused with their own code and sentence, the rest are sent. */
 static void
 t_batch_mixed(void **state)
 {
 	struct hx *h = *state;
 	struct schakel_client *a = NULL, *t = NULL;
-	struct schakel_message batch[5];
-	struct schakel_receipt rs[5];
-	int results[5];
+	struct schakel_message batch[7];
+	struct schakel_receipt rs[7];
+	int results[7];
 	struct s_got *g = calloc(1, sizeof *g);
 	size_t handed;
 
@@ -284,7 +284,12 @@ t_batch_mixed(void **state)
 	batch[3] = hx_msg(HX_TYPE_ALL, "zaak-0404", "vier");
 	batch[3].region = "GM0363"; /* no team there */
 	batch[4] = hx_msg(HX_TYPE_ALL, "zaak-0405", "vijf");
-	assert_int_equal(schakel_send_batch(a, batch, 5, rs, results),
+	/* Fields the codec refuses fail alone too (they failed every
+	 * message of the batch, found only when encoding). */
+	batch[5] = hx_msg(HX_TYPE_ALL, "zaak-0406", "zes");
+	batch[5].consent_ref = "toestemming 7"; /* a space */
+	batch[6] = hx_msg("Shv.Overleg.v1", "zaak-0407", "zeven");
+	assert_int_equal(schakel_send_batch(a, batch, 7, rs, results),
 	    SCHAKEL_E_UNKNOWN_TYPE);
 	assert_non_null(strstr(schakel_client_error(a), "resolve refused"));
 	assert_int_equal(results[0], SCHAKEL_OK);
@@ -292,6 +297,8 @@ t_batch_mixed(void **state)
 	assert_int_equal(results[2], SCHAKEL_OK);
 	assert_int_equal(results[3], SCHAKEL_E_NO_ROUTE);
 	assert_int_equal(results[4], SCHAKEL_OK);
+	assert_int_equal(results[5], SCHAKEL_E_BAD_FIELD);
+	assert_int_equal(results[6], SCHAKEL_E_BAD_FIELD);
 
 	s_connect(h, HX_TEAM_A, &t);
 	assert_int_equal(
