@@ -34,8 +34,9 @@
 #define S_DEFAULT_HEARTBEAT_MS 10000
 #define S_DEFAULT_TTL_MS (7ull * 24 * 3600 * 1000)
 #define S_MAX_TTL_MS (3660ull * 24 * 3600 * 1000)
-#define S_ROUTE_RETRIES 3 /* ROUTE_CHANGED: resolve and build again */
-#define S_ATTEMPTS 5      /* reconnects (or retryable refusals) per request */
+#define S_ROUTE_RETRIES 3  /* ROUTE_CHANGED: resolve and build again */
+#define S_WAIT_MIN_MS 1000 /* a receive's waits for a Welcome, at least */
+#define S_ATTEMPTS 5       /* reconnects (or retryable refusals) per request */
 #define S_BACKOFF_MIN_MS 100
 #define S_BACKOFF_MAX_MS 5000
 #define S_BATCH_MAX 1024
@@ -80,6 +81,9 @@ static const char s_seen_magic[ENV_ID_LEN] = "schakel-seen-v1\n";
 
 struct schakel_client {
 	bool stop; /* schakel_receive_stop was called from a handler */
+	/* The end of the schakel_receive in progress (CLOCK_MONOTONIC ms;
+	 * UINT64_MAX: none): waits for a Welcome and backoffs end there. */
+	uint64_t deadline_ms;
 	void *ctx;
 	void *sock;
 	void *mon; /* PAIR socket reading the DEALER's monitor events */
@@ -175,17 +179,24 @@ s_sleep_ms(uint64_t ms)
 		;
 }
 
-/* Exponential backoff with jitter for the attempt-th retry (1-based). */
+/* Exponential backoff with jitter for the attempt-th retry (1-based),
+ * ending at `deadline` (CLOCK_MONOTONIC ms) at the latest. */
 static void
-s_backoff(unsigned attempt)
+s_backoff(unsigned attempt, uint64_t deadline)
 {
-	uint64_t ms = S_BACKOFF_MIN_MS;
+	uint64_t ms = S_BACKOFF_MIN_MS, now;
 
 	for (unsigned i = 1; i < attempt && ms < S_BACKOFF_MAX_MS; i++)
 		ms *= 2;
 	if (ms > S_BACKOFF_MAX_MS)
 		ms = S_BACKOFF_MAX_MS;
-	s_sleep_ms(ms / 2 + randombytes_uniform((uint32_t)(ms / 2) + 1));
+	ms = ms / 2 + randombytes_uniform((uint32_t)(ms / 2) + 1);
+	now = s_mono_ms();
+	if (deadline != UINT64_MAX)
+		ms = now >= deadline      ? 0
+		    : ms < deadline - now ? ms
+					  : deadline - now;
+	s_sleep_ms(ms);
 }
 
 /* Copy text into a bounded buffer with every byte outside printable ASCII
@@ -1035,18 +1046,27 @@ static int
 s_wait_range(
     struct schakel_client *c, uint64_t lo, uint64_t hi, struct frame *f)
 {
-	uint64_t start = s_mono_ms(), now;
+	uint64_t start = s_mono_ms(), now,
+		 end = start + (uint64_t)c->timeout_ms;
 	struct codec_buf raw;
 	int rc;
 
+	/* Within a schakel_receive, no later than its end, but a second
+	 * at least: a Welcome slower than a caller's short timeouts must
+	 * not keep it from ever connecting again. */
+	if (c->deadline_ms < end)
+		end = c->deadline_ms > start + S_WAIT_MIN_MS ? c->deadline_ms
+		    : start + S_WAIT_MIN_MS < end ? start + S_WAIT_MIN_MS
+						  : end;
 	for (;;) {
 		now = s_mono_ms();
-		if (now - start >= (uint64_t)c->timeout_ms)
+		if (now >= end)
 			return s_fail(c, SCHAKEL_E_UNAVAILABLE,
-			    "no answer from the broker at %s within %d ms%s",
-			    c->endpoint, c->timeout_ms, s_hint(c));
-		rc = s_pump(c, start,
-		    (int)((uint64_t)c->timeout_ms - (now - start)), &raw, f);
+			    "no answer from the broker at %s within %llu ms%s",
+			    c->endpoint,
+			    (unsigned long long)(end > start ? end - start : 0),
+			    s_hint(c));
+		rc = s_pump(c, start, (int)(end - now), &raw, f);
 		if (rc != SCHAKEL_OK)
 			return rc;
 		if (raw.data == NULL)
@@ -1165,7 +1185,7 @@ s_reconnect(struct schakel_client *c, unsigned attempt)
 
 	s_sock_close(c);
 	if (attempt > 0)
-		s_backoff(attempt);
+		s_backoff(attempt, c->deadline_ms);
 	c->heartbeat_ms =
 	    c->heartbeat_ms != 0 ? c->heartbeat_ms : S_DEFAULT_HEARTBEAT_MS;
 	rc = s_sock_open(c);
@@ -1745,7 +1765,7 @@ s_submit(struct schakel_client *c, struct s_job *jobs, size_t n)
 				if (code == SCHAKEL_E_RATE_LIMITED &&
 				    ++j->retries < S_ATTEMPTS) {
 					frame_clear(&f);
-					s_backoff(j->retries);
+					s_backoff(j->retries, UINT64_MAX);
 					j->state = S_TOSEND;
 					if (idx < next)
 						next = idx;
@@ -2230,9 +2250,17 @@ schakel_receive(struct schakel_client *c, size_t max, int timeout_ms,
 		return s_fail(c, SCHAKEL_E_BAD_ARGUMENT, "no message handler");
 	now = s_mono_ms();
 	deadline = timeout_ms >= 0 ? now + (uint64_t)timeout_ms : UINT64_MAX;
-	rc = s_ready(c);
-	if (rc != SCHAKEL_OK)
-		return rc;
+	/* One attempt here; if the broker cannot be reached, the loop
+	 * below tries again, with backoff, until the deadline (without
+	 * one, for as long as it takes), each wait ending there. */
+	c->deadline_ms = deadline;
+	if (c->sock == NULL || now - c->last_sent_ms >= 2ull * c->heartbeat_ms)
+		rc = s_reconnect(c, 0);
+	else
+		rc = SCHAKEL_OK;
+	if (rc != SCHAKEL_OK && s_final(rc))
+		goto out;
+	fails = rc != SCHAKEL_OK ? 1 : 0;
 	since = s_mono_ms();
 	c->stop = false;
 	while ((max == 0 || handed < max) && !c->stop) {
@@ -2317,6 +2345,7 @@ out:
 	 * them. */
 	if (c->sock != NULL && s_send_out(c) != SCHAKEL_OK)
 		s_sock_close(c);
+	c->deadline_ms = UINT64_MAX;
 	if (handed_out != NULL)
 		*handed_out = handed;
 	return rc;
@@ -2379,6 +2408,7 @@ s_connect(struct schakel_client *c, const struct schakel_client_opts *o)
 	c->timeout_ms =
 	    o->timeout_ms > 0 ? o->timeout_ms : S_DEFAULT_TIMEOUT_MS;
 	c->heartbeat_ms = S_DEFAULT_HEARTBEAT_MS;
+	c->deadline_ms = UINT64_MAX;
 	if (codec_init() != SCHAKEL_OK)
 		return s_fail(c, SCHAKEL_E_INTERNAL, "libsodium did not start");
 	c->keys = keys_secret_read(o->key_file, KEYS_PARTY, &kerr);

@@ -232,7 +232,9 @@ void schakel_receipt_clear(struct schakel_receipt *r);
  * process ended first) means the message comes again, which the seen ids
  * filter.  *handed (may be NULL) is set to the number of messages
  * handed over.  A lost connection is made again, with backoff,
- * until the timeout (without one: for as long as it takes).  Returns
+ * until the timeout (without one: for as long as it takes; a broker that
+ * cannot be reached at the start is waited for the same way), a wait
+ * for the broker's answer to Hello taking a second at least.  Returns
  * SCHAKEL_OK (also on timeout); SCHAKEL_E_UNAVAILABLE when the connection
  * was lost and not made again before the timeout; SCHAKEL_E_UNKNOWN_PARTY
  * or SCHAKEL_E_BAD_SIGNATURE when the broker no longer admits this party

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,6 +261,97 @@ t_fan_out(void **state)
 		schakel_receipt_clear(&rs[i]);
 	schakel_close(&a);
 	free(g);
+}
+
+/* A receive while the broker is down returns at its timeout (a second
+ * after it at most, the least a wait for a Welcome takes), not after
+ * the client's request timeout and five attempts with backoff (3 and
+ * 16 s here before). */
+static void
+t_receive_broker_down(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *t = NULL;
+	struct s_got *g = calloc(1, sizeof *g);
+	size_t handed = 9;
+	uint64_t t0, el1, el2;
+	int rc1, rc2;
+
+	assert_non_null(g);
+	assert_int_equal(hx_connect(h, HX_TEAM_A, 3000, &t), SCHAKEL_OK);
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	t0 = hx_mono_ms();
+	rc1 = schakel_receive(t, 0, 500, s_on_message, g, &handed);
+	el1 = hx_mono_ms() - t0;
+	t0 = hx_mono_ms();
+	rc2 = schakel_receive(t, 0, 500, s_on_message, g, &handed);
+	el2 = hx_mono_ms() - t0;
+	print_message("receive(500 ms), broker down: %s after %llu ms, %s "
+		      "after %llu ms\n",
+	    schakel_errname(rc1), (unsigned long long)el1, schakel_errname(rc2),
+	    (unsigned long long)el2);
+	schakel_close(&t);
+	assert_int_equal(hx_start(h), 0);
+	assert_int_equal(rc1, SCHAKEL_E_UNAVAILABLE);
+	assert_int_equal(rc2, SCHAKEL_E_UNAVAILABLE);
+	assert_int_equal(handed, 0);
+	assert_true(el1 < 1500);
+	assert_true(el2 < 1500);
+	free(g);
+}
+
+/* A receive without a timeout, on a thread of its own. */
+struct s_waiting {
+	struct schakel_client *t;
+	struct s_got *g;
+	size_t handed;
+	int rc;
+};
+
+static void *
+s_receive_forever(void *arg)
+{
+	struct s_waiting *w = arg;
+
+	w->rc = schakel_receive(w->t, 1, -1, s_on_message, w->g, &w->handed);
+	return NULL;
+}
+
+/* Without a timeout a receive waits for the broker for as long as it
+ * takes (schakel.h), also when it cannot reach it at the start: down
+ * for 8 s, then a message comes (it gave up with UNAVAILABLE after
+ * five attempts, some 6.5 s, before).  The broker is started again by this thread:
+ * the harness has it end with the thread that started it. */
+static void
+t_receive_waits_for_broker(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL;
+	struct schakel_message m = hx_msg(HX_TYPE_ONE, "zaak-0901", "later");
+	struct schakel_receipt r;
+	struct s_waiting w = {.g = calloc(1, sizeof *w.g)};
+	pthread_t th;
+
+	assert_non_null(w.g);
+	assert_int_equal(hx_connect(h, HX_TEAM_A, 1000, &w.t), SCHAKEL_OK);
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	/* The connection is found gone. */
+	(void)schakel_receive(w.t, 0, 200, s_on_message, w.g, &w.handed);
+	assert_int_equal(pthread_create(&th, NULL, s_receive_forever, &w), 0);
+	/* Longer than five attempts with their backoff take. */
+	hx_sleep_ms(8000);
+	assert_int_equal(hx_start(h), 0);
+	s_connect(h, HX_SENDER, &a);
+	s_send_ok(a, &m, &r);
+	schakel_receipt_clear(&r);
+	schakel_close(&a);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	schakel_close(&w.t);
+	if (w.rc != SCHAKEL_OK)
+		fail_msg("receive: %s", schakel_errname(w.rc));
+	assert_int_equal(w.handed, 1);
+	assert_string_equal(w.g->m[0].payload, "later");
+	free(w.g);
 }
 
 /* A batch's Resolves go out together (one round trip); each message
@@ -1850,6 +1942,10 @@ main(int argc, char **argv)
 		t_tampered_at_rest, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_undecodable_at_rest, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_receive_broker_down, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_receive_waits_for_broker, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_broker_restart, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
