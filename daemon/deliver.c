@@ -824,6 +824,12 @@ deliver_ack(
 	    (strcmp(m.type, S_NOTICE_TYPE) == 0 ||
 		memcmp(m.id, a->message_id, STORE_ID_LEN) != 0))
 		return;
+	/* Not for this party (its sender knows seq and id from the
+	 * receipt), or no longer queued for it: nothing to do, and no
+	 * transaction of the broker's own (which waits for the writer) nor
+	 * a walk of the queue for it. */
+	if (x == NULL && !s_queued(b, s->party, a->store_seq))
+		return;
 	s->dirty = true;
 	if (schakel_err_retryable((int)a->code)) {
 		/* It stays in flight, its case waiting, until the timers
