@@ -886,6 +886,24 @@ s_inbox_take(struct schakel_client *c, struct codec_buf *raw, struct frame *f)
  * SCHAKEL_E_UNAVAILABLE (broker silent for three heartbeats since
  * `since`, or a socket error).
  */
+/* Frames handed over one at a time (those of a bundle, and those set
+ * aside while a request waited), the application working on each: what
+ * they made us send (acks) goes once it waited S_OUT_DELAY_MS, or at
+ * once after a handler that took that long (the next may take longer
+ * still), and a Ping when one is due, as if each frame had come alone.
+ * Called before the next is taken. */
+static int
+s_flush_due(struct schakel_client *c, uint64_t now)
+{
+	if (c->out.count > 0 &&
+	    (now - c->out_since_ms >= S_OUT_DELAY_MS ||
+		now - c->inbox_taken_ms >= S_OUT_DELAY_MS))
+		return s_send_out(c);
+	if (now - c->last_sent_ms >= c->heartbeat_ms)
+		return s_send_ping(c);
+	return SCHAKEL_OK;
+}
+
 static int
 s_pump(struct schakel_client *c, uint64_t since, int wait_ms,
     struct codec_buf *raw, struct frame *f)
@@ -900,22 +918,8 @@ s_pump(struct schakel_client *c, uint64_t since, int wait_ms,
 	until = s_mono_ms() + (uint64_t)(wait_ms > 0 ? wait_ms : 0);
 	for (;;) {
 		if (c->inbox.data != NULL) {
-			/* The frames of a bundle are handed over one at a
-			 * time, the application working on each: what they
-			 * made us send (acks) goes once it waited
-			 * S_OUT_DELAY_MS, or at once after a handler that
-			 * took that long (the next may take longer still),
-			 * and a Ping when one is due, as if each frame had
-			 * come alone. */
 			now = s_mono_ms();
-			if (c->out.count > 0 &&
-			    (now - c->out_since_ms >= S_OUT_DELAY_MS ||
-				now - c->inbox_taken_ms >= S_OUT_DELAY_MS))
-				rc = s_send_out(c);
-			else if (now - c->last_sent_ms >= c->heartbeat_ms)
-				rc = s_send_ping(c);
-			else
-				rc = SCHAKEL_OK;
+			rc = s_flush_due(c, now);
 			if (rc != SCHAKEL_OK)
 				return rc;
 			n = s_inbox_take(c, raw, f);
@@ -2287,6 +2291,11 @@ schakel_receive(struct schakel_client *c, size_t max, int timeout_ms,
 		}
 		kept = s_pending_pop(c, &raw);
 		if (kept) {
+			now = s_mono_ms();
+			if (c->sock != NULL &&
+			    s_flush_due(c, now) != SCHAKEL_OK)
+				s_sock_close(c);
+			c->inbox_taken_ms = now;
 			if (frame_decode(raw.data, raw.len, 0, &f) !=
 			    SCHAKEL_OK) {
 				codec_buf_clear(&raw);

@@ -754,6 +754,77 @@ t_undecodable_at_rest(void **state)
 	s_tampered(*state, true, SCHAKEL_E_MALFORMED);
 }
 
+/* What a handler of t_kept_acks sees: the first call works 300 ms, the
+ * second counts the DELIVERED notices the sender has by then. */
+struct s_kept {
+	size_t n;
+	struct schakel_client *sender;
+	struct s_notices ns;
+};
+
+static int
+s_kept_message(void *arg, const struct schakel_delivery *d)
+{
+	struct s_kept *k = arg;
+
+	(void)d;
+	if (++k->n == 1)
+		hx_sleep_ms(300);
+	else if (k->n == 2)
+		s_wait_notices(k->sender, &k->ns, 1, 1500);
+	return 0;
+}
+
+/* Deliveries that came while the recipient waited for an answer to a
+ * request are set aside and handed over by its next receive, one at a
+ * time: the Ack of one whose handler took 100 ms or more goes before
+ * the next handler call (schakel.h), as for deliveries read from the
+ * connection; the sender's DELIVERED notice for the first shows it
+ * during the second call.  (They waited for the end of the receive.) */
+static void
+t_kept_acks(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL, *t = NULL;
+	struct schakel_message m;
+	struct schakel_resolved res;
+	struct s_got *g = calloc(1, sizeof *g);
+	struct s_kept k = {0};
+	size_t handed;
+
+	assert_non_null(g);
+	s_connect(h, HX_SENDER, &a);
+	s_connect(h, HX_TEAM_A, &t);
+	/* team-a grants credit and goes to do something else. */
+	assert_int_equal(
+	    schakel_receive(t, 0, 100, s_on_message, g, &handed), SCHAKEL_OK);
+	for (int i = 0; i < 3; i++) {
+		char ref[16], text[16];
+
+		snprintf(ref, sizeof ref, "zaak-091%d", i);
+		snprintf(text, sizeof text, "apart %d", i);
+		m = hx_msg(HX_TYPE_ONE, ref, text);
+		m.notify_delivered = true;
+		s_send_ok(a, &m, NULL);
+	}
+	hx_sleep_ms(500);
+	/* A request (its answer does not matter): the deliveries that
+	 * came meanwhile are set aside. */
+	m = hx_msg(HX_TYPE_ONE, "zaak-0919", "x");
+	(void)schakel_resolve(t, &m, &res);
+	schakel_set_notice_handler(a, s_on_notice, &k.ns);
+	k.sender = a;
+	assert_int_equal(
+	    schakel_receive(t, 3, 5000, s_kept_message, &k, &handed),
+	    SCHAKEL_OK);
+	assert_int_equal(handed, 3);
+	assert_int_equal(k.ns.n, 1);
+	assert_int_equal(k.ns.v[0].kind, SCHAKEL_NOTICE_DELIVERED);
+	schakel_close(&t);
+	schakel_close(&a);
+	free(g);
+}
+
 /* (g) Notices to the sender: a message for a recipient that never
  * connects expires in its queue and the sender hears so (NON_DELIVERY,
  * EXPIRED) without the recipient coming back; a message sent with
@@ -1942,6 +2013,7 @@ main(int argc, char **argv)
 		t_tampered_at_rest, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_undecodable_at_rest, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(t_kept_acks, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_receive_broker_down, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
