@@ -57,7 +57,10 @@ struct schakel_client_opts {
 	 * 0600), so that a message delivered again because its Ack was lost
 	 * is recognised after a restart or a crash too, not only by this
 	 * client.  Each id is written and synced before its Ack (one
-	 * fdatasync a message).  One client at a time: a second client
+	 * fdatasync a message); when that fails (a full disk) the message
+	 * is acknowledged all the same, since not to would have it
+	 * delivered again for certain, and schakel_client_error says so
+	 * after schakel_receive.  One client at a time: a second client
 	 * with the same file is refused.  NULL or "": in memory only. */
 	const char *seen_file;
 };
