@@ -1651,17 +1651,23 @@ broker_reload(struct broker *b, struct diags *d)
 	}
 	s_startup_only(b, b->conf, c);
 	c->generation = b->conf->generation + 1;
-	/* Parties that are gone lose their connections; their queues stay. */
-	for (size_t i = 0; i < b->peers.cap; i++) {
-		struct session *s;
-		if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
-			continue;
-		s = b->peers.vals[i];
-		if (conf_party_by_id(c, s->party) == NULL && ndrop < 256)
-			drop[ndrop++] = s;
-	}
-	for (size_t i = 0; i < ndrop; i++)
-		broker_drop(b, drop[i], "removed from the configuration");
+	/* Parties that are gone lose their connections; their queues stay.
+	 * Collected, then dropped (a drop moves the map's entries), 256 at
+	 * a time until none is left. */
+	do {
+		ndrop = 0;
+		for (size_t i = 0; i < b->peers.cap && ndrop < 256; i++) {
+			struct session *s;
+			if (b->peers.keys == NULL || b->peers.keys[i] == NULL)
+				continue;
+			s = b->peers.vals[i];
+			if (conf_party_by_id(c, s->party) == NULL)
+				drop[ndrop++] = s;
+		}
+		for (size_t i = 0; i < ndrop; i++)
+			broker_drop(
+			    b, drop[i], "removed from the configuration");
+	} while (ndrop == 256);
 	router_destroy(&b->router);
 	conf_destroy(&b->conf);
 	free(b->parties);
