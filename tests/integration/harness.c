@@ -22,6 +22,7 @@
 
 #include <zmq.h>
 
+#include "env.h"
 #include "keys.h"
 #include "testutil.h"
 
@@ -395,6 +396,48 @@ hx_secret(struct hx *h, const char *party)
 
 	snprintf(path, sizeof path, "%s/keys/%s.key", h->dir, party);
 	return keys_secret_read(path, KEYS_PARTY, &ke);
+}
+
+int
+hx_envelope(struct hx *h, const uint8_t *id, const char *case_ref,
+    const char *payload, struct codec_buf *env)
+{
+	struct schakel_client *a = NULL;
+	struct schakel_message m = hx_msg(HX_TYPE_ONE, case_ref, payload);
+	struct schakel_resolved res;
+	struct keys_secret *sk = hx_secret(h, HX_SENDER);
+	struct env_draft *d = calloc(1, sizeof *d);
+	int rc = -1;
+
+	memset(env, 0, sizeof *env);
+	if (sk == NULL || d == NULL ||
+	    hx_connect(h, HX_SENDER, 5000, &a) != SCHAKEL_OK ||
+	    schakel_resolve(a, &m, &res) != SCHAKEL_OK || res.n_recipients != 1)
+		goto out;
+	if (id != NULL)
+		memcpy(d->hdr.id, id, ENV_ID_LEN);
+	else
+		env_new_id(d->hdr.id);
+	snprintf(d->hdr.sender, sizeof d->hdr.sender, "%s", HX_SENDER);
+	snprintf(d->hdr.type, sizeof d->hdr.type, "%s", HX_TYPE_ONE);
+	snprintf(d->hdr.case_ref, sizeof d->hdr.case_ref, "%s", case_ref);
+	snprintf(d->hdr.purpose, sizeof d->hdr.purpose, "%s", HX_PURPOSE);
+	snprintf(d->hdr.region, sizeof d->hdr.region, "GM0344");
+	d->hdr.created_ms = hx_wall_ms() / 1000 * 1000;
+	d->hdr.expires_ms = d->hdr.created_ms + 3600 * 1000;
+	d->n_recipients = 1;
+	snprintf(d->recipients[0].party_id, sizeof d->recipients[0].party_id,
+	    "%s", res.recipients[0].party_id);
+	memcpy(
+	    d->recipients[0].box_pk, res.recipients[0].box_key, ENV_BOX_PK_LEN);
+	d->payload = (const uint8_t *)payload;
+	d->payload_len = strlen(payload);
+	rc = env_build(d, 1, sk->sign_sk, env) == SCHAKEL_OK ? 0 : -1;
+out:
+	schakel_close(&a);
+	keys_secret_destroy(&sk);
+	free(d);
+	return rc;
 }
 
 void

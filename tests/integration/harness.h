@@ -112,6 +112,13 @@ hx_msg(const char *type, const char *case_ref, const char *payload);
  * INT_MAX); -1 when the payload is not one. */
 long hx_payload_num(const struct schakel_delivery *d, const char *prefix);
 
+/* An envelope from HX_SENDER to the recipient the rules give for
+ * HX_TYPE_ONE, built here (not by libschakel) so that a test can send
+ * it raw or alter it, into *env (codec_buf_clear it); with message id
+ * `id`, or a new one when id is NULL.  Returns 0 or -1. */
+int hx_envelope(struct hx *h, const uint8_t *id, const char *case_ref,
+    const char *payload, struct codec_buf *env);
+
 /* Reads DIR/keys/NAME.key (a party) into a secret; caller destroys. */
 struct keys_secret *hx_secret(struct hx *h, const char *party);
 

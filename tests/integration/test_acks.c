@@ -325,44 +325,6 @@ t_late_ack(void **state)
 	schakel_receipt_clear(&r1);
 }
 
-/* An envelope from the sender to team-a (HX_TYPE_ONE) with message id
- * `id`, built here so that a test can send it raw. */
-static void
-s_build_env(struct hx *h, const uint8_t id[ENV_ID_LEN], const char *case_ref,
-    const char *payload, struct codec_buf *env)
-{
-	struct schakel_client *a = NULL;
-	struct schakel_message m = hx_msg(HX_TYPE_ONE, case_ref, payload);
-	struct schakel_resolved res;
-	struct keys_secret *sk = hx_secret(h, HX_SENDER);
-	struct env_draft *d = calloc(1, sizeof *d);
-	struct timespec ts;
-
-	assert_non_null(sk);
-	assert_non_null(d);
-	assert_int_equal(hx_connect(h, HX_SENDER, 5000, &a), SCHAKEL_OK);
-	assert_int_equal(schakel_resolve(a, &m, &res), SCHAKEL_OK);
-	schakel_close(&a);
-	memcpy(d->hdr.id, id, ENV_ID_LEN);
-	snprintf(d->hdr.sender, sizeof d->hdr.sender, "%s", HX_SENDER);
-	snprintf(d->hdr.type, sizeof d->hdr.type, "%s", HX_TYPE_ONE);
-	snprintf(d->hdr.case_ref, sizeof d->hdr.case_ref, "%s", case_ref);
-	snprintf(d->hdr.purpose, sizeof d->hdr.purpose, "%s", HX_PURPOSE);
-	snprintf(d->hdr.region, sizeof d->hdr.region, "GM0344");
-	clock_gettime(CLOCK_REALTIME, &ts);
-	d->hdr.created_ms = (uint64_t)ts.tv_sec * 1000;
-	d->hdr.expires_ms = d->hdr.created_ms + 3600 * 1000;
-	d->n_recipients = 1;
-	snprintf(d->recipients[0].party_id, sizeof d->recipients[0].party_id,
-	    "%s", res.recipients[0].party_id);
-	memcpy(d->recipients[0].box_pk, res.recipients[0].box_key, 32);
-	d->payload = (const uint8_t *)payload;
-	d->payload_len = strlen(payload);
-	assert_int_equal(env_build(d, 1, sk->sign_sk, env), SCHAKEL_OK);
-	keys_secret_destroy(&sk);
-	free(d);
-}
-
 static void
 s_hello_frame(struct frame *f, const char *party, uint64_t corr)
 {
@@ -457,8 +419,8 @@ t_odd_frames(void **state)
 	uint64_t seq = 0;
 
 	env_new_id(id);
-	s_build_env(h, id, "zaak-rb4", "een", &e1);
-	s_build_env(h, id, "zaak-rb4", "anders", &e2);
+	assert_int_equal(hx_envelope(h, id, "zaak-rb4", "een", &e1), 0);
+	assert_int_equal(hx_envelope(h, id, "zaak-rb4", "anders", &e2), 0);
 	snd = hx_raw_connect(h, HX_SENDER);
 	assert_non_null(snd);
 	for (uint64_t c = 1; c <= 6; c++) {
@@ -581,6 +543,21 @@ s_rss_kib(pid_t pid)
 	return kib;
 }
 
+/* Under AddressSanitizer (the daemon built like the tests) the broker's
+ * memory says little: freed memory waits in the sanitizer's quarantine
+ * (256 MiB), shadow memory on top.  The bound is checked in the plain
+ * build (as in test_slow); there it is printed only. */
+#if defined(__SANITIZE_ADDRESS__)
+#define S_RSS_CHECKED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define S_RSS_CHECKED 0
+#endif
+#endif
+#ifndef S_RSS_CHECKED
+#define S_RSS_CHECKED 1
+#endif
+
 #define S_NCONN 100
 #define S_BUNDLES 40
 
@@ -637,7 +614,8 @@ t_refusals_many_connections(void **state)
 	 * party (BROKER_UNSENT_OUTSIDE, some 6 MiB of the broker's memory);
 	 * what remains is ZeroMQ's own, some 140 KiB a connection.  It was
 	 * 121-136 MiB when every frame was answered. */
-	assert_true(after - before < 48 * 1024L);
+	if (S_RSS_CHECKED)
+		assert_true(after - before < 48 * 1024L);
 }
 
 int

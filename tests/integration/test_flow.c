@@ -481,45 +481,6 @@ t_offline_recipient(void **state)
 	free(g);
 }
 
-/* An envelope from the sender to the recipient the rules give, built
- * here (not by libschakel) so a test can alter it: into *env. */
-static void
-s_build_env(struct hx *h, const char *case_ref, const char *payload,
-    struct codec_buf *env)
-{
-	struct schakel_client *a = NULL;
-	struct schakel_message m = hx_msg(HX_TYPE_ONE, case_ref, payload);
-	struct schakel_resolved res;
-	struct keys_secret *sk = hx_secret(h, HX_SENDER);
-	struct env_draft *d = calloc(1, sizeof *d);
-	struct timespec ts;
-
-	assert_non_null(sk);
-	assert_non_null(d);
-	s_connect(h, HX_SENDER, &a);
-	assert_int_equal(schakel_resolve(a, &m, &res), SCHAKEL_OK);
-	schakel_close(&a);
-
-	env_new_id(d->hdr.id);
-	snprintf(d->hdr.sender, sizeof d->hdr.sender, "%s", HX_SENDER);
-	snprintf(d->hdr.type, sizeof d->hdr.type, "%s", HX_TYPE_ONE);
-	snprintf(d->hdr.case_ref, sizeof d->hdr.case_ref, "%s", case_ref);
-	snprintf(d->hdr.purpose, sizeof d->hdr.purpose, "%s", HX_PURPOSE);
-	snprintf(d->hdr.region, sizeof d->hdr.region, "GM0344");
-	clock_gettime(CLOCK_REALTIME, &ts);
-	d->hdr.created_ms = (uint64_t)ts.tv_sec * 1000;
-	d->hdr.expires_ms = d->hdr.created_ms + 3600 * 1000;
-	d->n_recipients = 1;
-	snprintf(d->recipients[0].party_id, sizeof d->recipients[0].party_id,
-	    "%s", res.recipients[0].party_id);
-	memcpy(d->recipients[0].box_pk, res.recipients[0].box_key, 32);
-	d->payload = (const uint8_t *)payload;
-	d->payload_len = strlen(payload);
-	assert_int_equal(env_build(d, 1, sk->sign_sk, env), SCHAKEL_OK);
-	keys_secret_destroy(&sk);
-	free(d);
-}
-
 /* Submits `env` on a raw connection of the sender: 0 when it was
  * accepted, else the refusal's code. */
 static int
@@ -554,7 +515,7 @@ t_tampered_ciphertext(void **state)
 	size_t handed;
 
 	assert_non_null(g);
-	s_build_env(h, "zaak-0004", "geheim", &env);
+	assert_int_equal(hx_envelope(h, NULL, "zaak-0004", "geheim", &env), 0);
 	/* The ciphertext is the envelope's last field: its last byte is
 	 * part of the AEAD tag. */
 	env.data[env.len - 1] ^= 0x01;
@@ -708,7 +669,8 @@ s_tampered(struct hx *h, bool undecodable, int code)
 	size_t handed = 99;
 
 	assert_non_null(g);
-	s_build_env(h, "zaak-0014", "onderweg veranderd", &env);
+	assert_int_equal(
+	    hx_envelope(h, NULL, "zaak-0014", "onderweg veranderd", &env), 0);
 	assert_int_equal(s_submit_raw(h, &env), 0);
 	assert_int_equal(hx_stop(h, SIGTERM), 0);
 	if (undecodable) /* field 1 as a start-group tag: MALFORMED */
