@@ -118,6 +118,7 @@ struct schakel_client {
 	uint64_t corr;
 	uint64_t last_sent_ms; /* monotonic */
 	uint64_t last_heard_ms;
+	uint64_t opened_ms; /* when the connection was made */
 	uint32_t credit;    /* granted and not yet used, as far as we know */
 	int handshake_hint; /* last monitor event that explains a silence */
 
@@ -670,6 +671,7 @@ s_sock_open(struct schakel_client *c)
 	    ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED;
 
 	c->handshake_hint = 0;
+	c->opened_ms = s_mono_ms();
 	c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
 	if (c->sock == NULL)
 		return s_fail(c, SCHAKEL_E_INTERNAL,
@@ -2194,6 +2196,11 @@ s_notice(struct schakel_client *c, const struct frame_notice *n)
 		sn.time_ms = n->time_ms;
 		sn.code = (int)n->code;
 		c->notice_fn(c->notice_arg, &sn);
+		/* A handler that stopped the receive could not take it (its
+		 * output failed): it comes again later. */
+		if (c->stop)
+			return s_ack(c, n->store_seq, n->message_id,
+			    SCHAKEL_E_UNAVAILABLE);
 	}
 	return s_ack(c, n->store_seq, n->message_id, SCHAKEL_OK);
 }
@@ -2237,12 +2244,12 @@ int
 schakel_receive(struct schakel_client *c, size_t max, int timeout_ms,
     schakel_delivery_fn on_message, void *arg, size_t *handed_out)
 {
-	uint64_t deadline, now, since;
+	uint64_t deadline, now;
 	size_t handed = 0;
 	unsigned fails = 0;
 	struct codec_buf raw;
 	struct frame f;
-	bool kept;
+	bool kept, late_credit = false, drained = false;
 	int rc;
 
 	if (handed_out != NULL)
@@ -2265,7 +2272,6 @@ schakel_receive(struct schakel_client *c, size_t max, int timeout_ms,
 	if (rc != SCHAKEL_OK && s_final(rc))
 		goto out;
 	fails = rc != SCHAKEL_OK ? 1 : 0;
-	since = s_mono_ms();
 	c->stop = false;
 	while ((max == 0 || handed < max) && !c->stop) {
 		if (c->sock == NULL) {
@@ -2282,16 +2288,23 @@ schakel_receive(struct schakel_client *c, size_t max, int timeout_ms,
 					goto out;
 				continue;
 			}
-			since = s_mono_ms();
 		}
-		rc = s_credit(c, max, handed);
+		/* Credit as it is used up (a frame that could not be read
+		 * used one too), and once more at the deadline; after it
+		 * none: what was granted and has come is still handed over
+		 * (below), then the receive ends. */
+		now = s_mono_ms();
+		rc = SCHAKEL_OK;
+		if (now < deadline || !late_credit) {
+			rc = s_credit(c, max, handed);
+			late_credit = now >= deadline;
+		}
 		if (rc != SCHAKEL_OK) {
 			s_sock_close(c);
 			continue;
 		}
 		kept = s_pending_pop(c, &raw);
 		if (kept) {
-			now = s_mono_ms();
 			if (c->sock != NULL &&
 			    s_flush_due(c, now) != SCHAKEL_OK)
 				s_sock_close(c);
@@ -2302,11 +2315,18 @@ schakel_receive(struct schakel_client *c, size_t max, int timeout_ms,
 				continue;
 			}
 		} else {
-			now = s_mono_ms();
-			if (now >= deadline)
+			/* At the deadline, what has come already is taken
+			 * (with a timeout of 0 that is all a receive does),
+			 * until the connection has nothing more. */
+			if (now >= deadline && drained)
 				break;
-			rc = s_pump(c, since,
-			    deadline - now > (uint64_t)INT_MAX
+			/* Silence counts from the last frame heard on this
+			 * connection, not from this call: a caller that
+			 * receives briefly in a loop finds a broker that
+			 * stopped answering too. */
+			rc = s_pump(c, c->opened_ms,
+			    now >= deadline ? 0
+				: deadline - now > (uint64_t)INT_MAX
 				? INT_MAX
 				: (int)(deadline - now),
 			    &raw, &f);
@@ -2316,8 +2336,10 @@ schakel_receive(struct schakel_client *c, size_t max, int timeout_ms,
 				s_sock_close(c);
 				continue;
 			}
-			if (raw.data == NULL)
+			if (raw.data == NULL) {
+				drained = now >= deadline;
 				continue;
+			}
 			fails = 0;
 		}
 		rc = SCHAKEL_OK;

@@ -558,7 +558,7 @@ s_on_notice(void *arg, const struct schakel_notice *n)
 {
 	static const char *const kinds[] = {
 	    "unspecified", "delivered", "non_delivery", "dead_lettered"};
-	const struct s_recv *r = arg;
+	struct s_recv *r = arg;
 	const char *kind = (unsigned)n->kind < 4 ? kinds[n->kind] : "unknown";
 	char id[2 * SCHAKEL_ID_LEN + 1];
 
@@ -569,7 +569,8 @@ s_on_notice(void *arg, const struct schakel_notice *n)
 		s_json_str(n->recipient);
 		printf(",\"code\":\"%s\",\"time_ms\":%" PRIu64 "}\n",
 		    schakel_errname(n->code), n->time_ms);
-		fflush(stdout);
+		if (fflush(stdout) != 0 || ferror(stdout))
+			s_stop(r);
 	} else {
 		fprintf(stderr, "schakel: notice %s for %s to %s: %s\n", kind,
 		    id, n->recipient, schakel_errname(n->code));

@@ -250,7 +250,9 @@ int schakel_receive(struct schakel_client *c, size_t max, int timeout_ms,
  * takes no further message.  For a handler that cannot go on (its
  * output failed, its database went away): each message handed to it
  * after that would be refused and come again, its delivery count spent,
- * until dead-lettered.  A later schakel_receive starts afresh. */
+ * until dead-lettered.  A notice whose handler calls it is not
+ * acknowledged: it comes again later.  A later schakel_receive starts
+ * afresh. */
 void schakel_receive_stop(struct schakel_client *c);
 
 /* Sets the function called for notices during schakel_receive (NULL:

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <zmq.h>
@@ -1434,6 +1435,212 @@ t_receive_notices(void **state)
 	schakel_close(&c);
 }
 
+/* ---- receive: stop from a notice handler, short receives ---- */
+
+static uint64_t
+s_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A notice, then a delivery right behind it; the notice's handler calls
+ * schakel_receive_stop because it cannot go on.  What the client answers
+ * to the notice is recorded; then a second receive takes the delivery. */
+static int s_notice_answer = -1;
+
+static void
+s_script_stop_notice(struct fb *b)
+{
+	struct codec_buf m = {0}, r = {0};
+	struct frame f;
+
+	s_fb_welcome(b, NULL);
+	s_fb_message(b, b->sender, "gemeente", "na de notice", &m, &r);
+	s_fb_notice(b, 10, b->broker->sign_sk);
+	s_fb_deliver(b, 2, 1, &m, &r);
+	if (s_fb_recv(b, &f, 5000, NULL) == 0) {
+		s_notice_answer = f.kind == FRAME_ACK ? 0
+		    : f.kind == FRAME_NACK            ? (int)f.u.ack.code
+						      : -2;
+		frame_clear(&f);
+	}
+	s_fb_answer(b, 2, 0, "delivery after stop: expected Ack");
+	codec_buf_clear(&m);
+	codec_buf_clear(&r);
+}
+
+struct s_stopper {
+	struct schakel_client *c;
+	int notices;
+};
+
+static void
+s_notice_stop(void *arg, const struct schakel_notice *n)
+{
+	struct s_stopper *s = arg;
+
+	(void)n;
+	s->notices++;
+	schakel_receive_stop(s->c); /* e.g. its output failed */
+}
+
+static void
+t_stop_in_notice(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client *c = NULL;
+	struct s_stopper st = {0};
+	struct s_seen seen = {0};
+	char err[SCHAKEL_ERROR_MAX];
+	size_t handed = 99;
+	uint64_t t0, el;
+
+	s_start(b, s_script_stop_notice);
+	assert_int_equal(
+	    s_connect(b, "team-a", 2000, &c, err, sizeof err), SCHAKEL_OK);
+	st.c = c;
+	schakel_set_notice_handler(c, s_notice_stop, &st);
+	t0 = s_mono();
+	assert_int_equal(
+	    schakel_receive(c, 0, 4000, s_on_message, &seen, &handed),
+	    SCHAKEL_OK);
+	el = s_mono() - t0;
+	print_message("stop in a notice handler: receive returned after %llu "
+		      "ms, handed %zu, notices %d\n",
+	    (unsigned long long)el, handed, st.notices);
+	assert_true(el < 2000);
+	assert_int_equal(handed, 0);
+	assert_int_equal(st.notices, 1);
+	/* A later receive starts afresh and takes the delivery. */
+	assert_int_equal(
+	    schakel_receive(c, 1, 3000, s_on_message, &seen, &handed),
+	    SCHAKEL_OK);
+	assert_int_equal(handed, 1);
+	s_join(b);
+	schakel_close(&c);
+	/* Not acknowledged: a retryable Nack, so it comes again (it was
+	 * acknowledged, and lost, before). */
+	assert_int_equal(s_notice_answer, SCHAKEL_E_UNAVAILABLE);
+}
+
+/* A broker that says Welcome and then nothing (frozen, or its host
+ * gone with the connection half-open): heartbeat 1 s, so silence is to be
+ * found after 3 s.  Receives of 200 ms each, for 6 s. */
+static int s_hellos;
+
+static void
+s_script_silent(struct fb *b)
+{
+	struct frame f;
+	uint64_t until;
+
+	s_fb_welcome(b, NULL);
+	s_hellos = 0;
+	/* Not a word for 6 s; then count the Hellos that came meanwhile
+	 * (a reconnect says Hello again on a new connection). */
+	until = s_now_ms() + 6500;
+	while (s_now_ms() < until) {
+		zmq_pollitem_t it = {b->sock, 0, ZMQ_POLLIN, 0};
+		zmq_msg_t id, m;
+
+		if (zmq_poll(&it, 1, 50) <= 0)
+			continue;
+		zmq_msg_init(&id);
+		zmq_msg_init(&m);
+		zmq_msg_recv(&id, b->sock, 0);
+		zmq_msg_recv(&m, b->sock, 0);
+		if (frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), 0, &f) ==
+		    SCHAKEL_OK) {
+			if (f.kind == FRAME_HELLO)
+				s_hellos++;
+			frame_clear(&f);
+		}
+		zmq_msg_close(&id);
+		zmq_msg_close(&m);
+	}
+}
+
+static void
+t_silent_broker_short_receives(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client *c = NULL;
+	struct s_seen seen = {0};
+	char err[SCHAKEL_ERROR_MAX];
+	size_t handed;
+	uint64_t t0;
+	int calls = 0, not_ok = 0;
+
+	s_start(b, s_script_silent);
+	assert_int_equal(
+	    s_connect(b, "team-a", 2000, &c, err, sizeof err), SCHAKEL_OK);
+	t0 = s_mono();
+	while (s_mono() - t0 < 6000) {
+		int rc =
+		    schakel_receive(c, 0, 200, s_on_message, &seen, &handed);
+
+		calls++;
+		if (rc != SCHAKEL_OK || schakel_client_error(c)[0] != '\0')
+			not_ok++;
+	}
+	s_join(b);
+	print_message("silent broker, %d receives of 200 ms over 6 s: %d "
+		      "found anything wrong, %d new Hello(s)\n",
+	    calls, not_ok, s_hellos);
+	schakel_close(&c);
+	/* Expected: silence found after 3 heartbeats, a new connection. */
+	assert_true(not_ok > 0 || s_hellos > 0);
+}
+
+/* receive(timeout 0) as a poll: a delivery waiting on the connection. */
+static void
+s_script_poll(struct fb *b)
+{
+	struct codec_buf m = {0}, r = {0};
+
+	s_fb_welcome(b, NULL);
+	s_fb_message(b, b->sender, "gemeente", "wacht", &m, &r);
+	s_fb_deliver(b, 1, 1, &m, &r);
+	/* Whatever comes (Credit, Ack, a new Hello) for 3 s. */
+	{
+		struct frame f;
+
+		while (s_fb_recv(b, &f, 3000, NULL) == 0)
+			frame_clear(&f);
+	}
+	codec_buf_clear(&m);
+	codec_buf_clear(&r);
+}
+
+static void
+t_poll_timeout_zero(void **state)
+{
+	struct fb *b = *state;
+	struct schakel_client *c = NULL;
+	struct s_seen seen = {0};
+	char err[SCHAKEL_ERROR_MAX];
+	size_t handed, total = 0;
+
+	s_start(b, s_script_poll);
+	assert_int_equal(
+	    s_connect(b, "team-a", 2000, &c, err, sizeof err), SCHAKEL_OK);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(
+		    schakel_receive(c, 0, 0, s_on_message, &seen, &handed),
+		    SCHAKEL_OK);
+		total += handed;
+		usleep(100 * 1000);
+	}
+	print_message(
+	    "20 receives with timeout 0 over 2 s: %zu handed\n", total);
+	s_join(b);
+	schakel_close(&c);
+	assert_int_equal(total, 1);
+}
+
 int
 main(void)
 {
@@ -1455,7 +1662,12 @@ main(void)
 	    cmocka_unit_test(t_connect_wrong_sign_key),
 	    cmocka_unit_test(t_connect_nobody_there),
 	    cmocka_unit_test(t_connect_old_broker),
+	    cmocka_unit_test(t_stop_in_notice),
+	    cmocka_unit_test(t_silent_broker_short_receives),
+	    cmocka_unit_test(t_poll_timeout_zero),
 	};
 
+	if (getenv("CMOCKA_TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("CMOCKA_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

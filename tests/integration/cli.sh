@@ -160,6 +160,19 @@ set -e
 out=$("$schakel" receive -c "$dir/team-a.yaml" --count 1 --timeout 10 --json)
 echo "$out" | grep -q '"delivery_count":2,' || fail "after a full disk: $out"
 
+# A notice that cannot be written out is not acknowledged either: the
+# receive stops, exit 1, and the next one gets it.
+printf 'vierde' | "$schakel" send -c "$dir/gemeente.yaml" --type shv.melding.v1 \
+	--case zaak-3 --notify --payload - >/dev/null
+"$schakel" receive -c "$dir/team-a.yaml" --count 1 --timeout 10 >/dev/null 2>&1
+set +e
+"$schakel" receive -c "$dir/gemeente.yaml" --json --timeout 5 >/dev/full 2>/dev/null
+rc=$?
+set -e
+[ $rc -eq 1 ] || fail "notice into a full disk: exit $rc"
+out=$("$schakel" receive -c "$dir/gemeente.yaml" --json --timeout 3)
+echo "$out" | grep -q '"notice":"delivered"' || fail "the notice was lost: '$out'"
+
 # Refusals: exit 1 with "schakel: CODE: sentence".
 set +e
 err=$("$schakel" send -c "$dir/gemeente.yaml" --type shv.onbekend.v1 \
