@@ -419,6 +419,12 @@ s_dead_as(struct broker *b, const char *recipient, const struct store_msg *m,
 		    (unsigned long long)m->seq, store_error(b->store));
 		return;
 	}
+	/* Marked in the open group as taken off the queue, so that an Ack
+	 * of it later in this turn (s_marks) is not taken too: the broker's
+	 * transaction is not committed yet, and the queue as stored still
+	 * has it.  Applied after the dead letter, the mark's removal finds
+	 * nothing to remove. */
+	(void)group_ack(b->open, recipient, m->seq);
 	s_audit(b, expired ? AUDIT_EXPIRED : AUDIT_DEAD_LETTERED, recipient, m,
 	    code, 0);
 	b->stats.dead_lettered[code < 64 ? code : 0]++;

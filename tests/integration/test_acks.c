@@ -401,6 +401,77 @@ s_send_bundle(void *raw, struct frame_bundle *fb)
 	return rc;
 }
 
+/* The sender's notices, by kind. */
+struct s_notes {
+	int delivered, dead;
+};
+
+static void
+s_count_notice(void *arg, const struct schakel_notice *n)
+{
+	struct s_notes *ns = arg;
+
+	if (n->kind == SCHAKEL_NOTICE_DELIVERED)
+		ns->delivered++;
+	else if (n->kind == SCHAKEL_NOTICE_DEAD_LETTERED)
+		ns->dead++;
+}
+
+/* A permanent Nack and then an Ack of the same delivery in one bundle:
+ * the dead letter waits in the broker's transaction until the end of
+ * the turn, and the Ack found the message still queued as stored, so
+ * the sender heard both DEAD_LETTERED and DELIVERED.  The dead letter
+ * now marks the entry taken in the open group, and the Ack is not
+ * taken. */
+static void
+t_nack_then_ack(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL;
+	struct schakel_message m1 = hx_msg(HX_TYPE_ONE, "zaak-rb5", "twee");
+	struct schakel_receipt r1;
+	struct s_seen first = {0};
+	struct frame_bundle fb = {0};
+	struct s_notes ns = {0};
+	const uint8_t *p;
+	size_t n, handed;
+	int msgs = 0;
+	uint64_t end;
+	void *ra;
+
+	m1.notify_delivered = true;
+	assert_int_equal(hx_connect(h, HX_SENDER, 5000, &a), SCHAKEL_OK);
+	schakel_set_notice_handler(a, s_count_notice, &ns);
+	s_send_ok(a, &m1, &r1);
+	ra = hx_raw_connect(h, HX_TEAM_A);
+	assert_non_null(ra);
+	assert_int_equal(s_raw_credit(ra, 4), 0);
+	s_watch(ra, NULL, 700, &first);
+	assert_int_equal(first.n, 1);
+	for (int i = 0; i < 2; i++) {
+		struct frame f = {.kind = i == 0 ? FRAME_NACK : FRAME_ACK};
+		f.u.ack.store_seq = r1.store_seq;
+		memcpy(f.u.ack.message_id, r1.message_id, ENV_ID_LEN);
+		f.u.ack.code = i == 0 ? SCHAKEL_E_BAD_SIGNATURE : 0;
+		assert_int_equal(frame_bundle_add(&fb, &f), SCHAKEL_OK);
+	}
+	assert_true(frame_bundle_finish(&fb, &p, &n));
+	assert_int_equal(zmq_send(ra, p, n, 0), (int)n);
+	frame_bundle_free(&fb);
+	end = hx_mono_ms() + 2500;
+	while (hx_mono_ms() < end)
+		assert_int_equal(
+		    schakel_receive(a, 1, 200, s_no_message, &msgs, &handed),
+		    SCHAKEL_OK);
+	print_message("the sender heard DEAD_LETTERED %d, DELIVERED %d\n",
+	    ns.dead, ns.delivered);
+	hx_raw_close(&ra);
+	schakel_close(&a);
+	schakel_receipt_clear(&r1);
+	assert_int_equal(ns.dead, 1);
+	assert_int_equal(ns.delivered, 0);
+}
+
 /* Odd but well-formed traffic in bundles: the same envelope three times
  * around a Hello, another with the same id; credit of 0 and UINT32_MAX,
  * acks and nacks of nothing, of the same message 200 times, nack and ack
@@ -627,6 +698,8 @@ main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(
 		t_nack_on_other_connection, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(t_late_ack, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		t_nack_then_ack, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(t_odd_frames, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		t_refusals_many_connections, s_setup, s_teardown),
