@@ -464,8 +464,17 @@ s_finish(struct broker *b, struct group *g)
 			code = SCHAKEL_E_AUDIT_FAILED;
 		else
 			code = SCHAKEL_E_UNAVAILABLE;
-		if (code == SCHAKEL_E_STORE_FULL)
+		/* The next group takes no new message: what the full store
+		 * undid with this one (acknowledgements, delivery counts,
+		 * dead letters) is recorded again there and must not fail
+		 * again for the same new messages.  The writer applies a
+		 * group of its own again without them (group_again); a
+		 * group stored in the broker's own transaction cannot be,
+		 * as that holds writes made outside the group too. */
+		if (code == SCHAKEL_E_STORE_FULL) {
 			b->store_full = true;
+			b->open->refuse_puts = true;
+		}
 	}
 	/* A large group leaves LMDB's dirty pages, and the copies it pushed
 	 * out of the hot cache, freed but held by the allocator: given back
