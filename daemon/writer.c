@@ -52,6 +52,7 @@ s_run(struct writer *w, writer_apply_fn fn, writer_again_fn again, void *arg,
 	memset(res, 0, sizeof(*res));
 	res->commit_s = -1;
 	for (int attempt = 0;; attempt++) {
+		res->began = false; /* of this attempt */
 		rc = store_begin(w->store, &t);
 		if (rc != STORE_OK)
 			break;
