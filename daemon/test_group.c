@@ -1153,8 +1153,9 @@ test_writer(void **state)
  * the transaction with MDB_MAP_FULL.  The writer then applies the group
  * again without its new messages (group_again): each is refused with
  * STORE_FULL, and the acknowledgements and audit records recorded with
- * them are stored.  Rounds of 2,048 messages and 64 acks, as the
- * broker's groups, until three were applied again: no round may fail. */
+ * them are stored, the audit chain unbroken.  Rounds of 2,048 messages,
+ * audit records and 64 acks, as the broker's groups, until three were
+ * applied again: no round may fail. */
 #define S_FULL_MAP ((uint64_t)16 * 1024 * 1024)
 #define S_FULL_GROUP 2048
 static void
@@ -1164,7 +1165,8 @@ test_full_again(void **state)
 	struct store_opts o = {.map_size = S_FULL_MAP, .no_sync = true};
 	struct pending *p = calloc(S_FULL_GROUP, sizeof(*p));
 	static uint8_t env[S_ENV_LEN], rcpt[S_RCPT_LEN];
-	uint64_t seq = 0, acked = 0, rng = 88172645463325252ULL;
+	static struct s_log l;
+	uint64_t seq = 0, acked = 0, rng = 88172645463325252ULL, ev = 0;
 	int retried = 0, rounds = 0;
 	char err[256], sub[200];
 
@@ -1213,6 +1215,11 @@ test_full_again(void **state)
 			m->accepted_ms = S_T0;
 			m->expires_ms = S_T0 + r1 % 1000000000ULL;
 			m->case_until_ms = S_T0 + 10000000000ULL;
+			/* Audit records between the messages: applied
+			 * again, the chain must go on from where the group
+			 * began. */
+			if (i % 256 == 0)
+				s_audit(&e->g, ev++);
 			assert_int_equal(group_put(&e->g, &p[i]), SCHAKEL_OK);
 		}
 		/* Acks of the oldest still queued. */
@@ -1244,6 +1251,11 @@ test_full_again(void **state)
 		if (e->g.refuse_puts)
 			retried++;
 		group_reset(&e->g);
+		/* The stored chain verifies from its start, up to the head
+		 * the group left. */
+		(void)s_read_log(e, &l);
+		assert_false(l.undecodable);
+		assert_memory_equal(l.stored_head, e->head, AUDIT_HASH_LEN);
 		/* Every ack of the round is stored. */
 		if (nacks > 0) {
 			struct store_entry q;
@@ -1264,6 +1276,68 @@ test_full_again(void **state)
 	assert_true(retried > 0);
 	writer_destroy(&e->w);
 	free(p);
+}
+
+/* The writer's retry after the commit failed (as store_commit does on
+ * ENOSPC; simulated: the group applied whole, then STORE_FULL): the
+ * second attempt stores the ack and the audit records, refuses the
+ * message, and the chain goes on from the first group's head. */
+static int s_fail_calls;
+
+static int
+s_apply_fail_once(void *arg, struct store_txn *t)
+{
+	int rc = group_apply(arg, t);
+
+	if (rc == STORE_OK && s_fail_calls++ == 0)
+		return STORE_FULL;
+	return rc;
+}
+
+static void
+test_again_after_commit(void **state)
+{
+	struct s_env *e = *state;
+	static struct s_log l;
+	struct writer_result r;
+	struct store_entry qe;
+	char err[256];
+	struct pending *p0, *p1;
+	size_t n0, n = 9;
+
+	s_zero_head(e->head);
+	/* A first group, stored: the chain has something before. */
+	s_audit(&e->g, 0);
+	p0 = s_pending(e, 0, 1, 5001, s_two);
+	assert_int_equal(group_put(&e->g, p0), SCHAKEL_OK);
+	s_commit(e);
+	group_reset(&e->g);
+	n0 = s_read_log(e, &l);
+	assert_int_equal(n0, 2);
+	/* The second: audit, put, ack, audit; its commit fails once. */
+	s_audit(&e->g, 1);
+	p1 = s_pending(e, 1, 2, 5002, s_two);
+	assert_int_equal(group_put(&e->g, p1), SCHAKEL_OK);
+	assert_int_equal(group_ack(&e->g, "team-west", 1), SCHAKEL_OK);
+	s_audit(&e->g, 2);
+	e->w = writer_new(e->s, err, sizeof err);
+	assert_non_null(e->w);
+	s_fail_calls = 0;
+	writer_start(e->w, s_apply_fail_once, group_again, &e->g);
+	assert_true(writer_take(e->w, true, &r));
+	writer_destroy(&e->w);
+	assert_int_equal(r.rc, STORE_OK);
+	assert_int_equal(s_fail_calls, 2);
+	assert_int_equal(p1->code, SCHAKEL_E_STORE_FULL);
+	s_expect_absent(e, 2);
+	assert_int_equal(
+	    store_queue(e->s, "team-west", 0, &qe, 1, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(s_read_log(e, &l), n0 + 2);
+	assert_memory_equal(l.stored_head, e->head, AUDIT_HASH_LEN);
+	s_expect_event(&l, 2, 1);
+	s_expect_event(&l, 3, 2);
+	group_reset(&e->g);
 }
 
 int
@@ -1288,6 +1362,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_writer, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_full_again, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_again_after_commit, s_setup, s_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
