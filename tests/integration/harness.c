@@ -283,6 +283,18 @@ hx_yaml(void)
 	return s_yaml;
 }
 
+const char *
+hx_yaml_limits(const char *limits)
+{
+	static char yaml[sizeof s_yaml + 1024];
+	const char *hb = strstr(s_yaml, "heartbeat: 2s\n");
+
+	snprintf(yaml, sizeof yaml, "%.*s%s%s",
+	    (int)(hb + strlen("heartbeat: 2s\n") - s_yaml), s_yaml, limits,
+	    hb + strlen("heartbeat: 2s\n"));
+	return yaml;
+}
+
 struct hx *
 hx_new(const char *schakeld, const char *yaml)
 {

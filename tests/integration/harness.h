@@ -63,6 +63,25 @@ hx_new_env(const char *schakeld, const char *yaml, const char *const *env);
 /* The standard ecosystem's configuration text (static), for tests that
  * need a variant of it. */
 const char *hx_yaml(void);
+/* The standard ecosystem with `limits` (lines of broker.limits, each
+ * indented four spaces) added; static, so valid until the next call. */
+const char *hx_yaml_limits(const char *limits);
+
+/* Under AddressSanitizer (built with -Dsanitize=true, the daemon as the
+ * tests) the broker's memory says little: freed memory waits in the
+ * sanitizer's quarantine (256 MiB) and shadow memory comes on top.
+ * Bounds on it are checked in the plain build; there they are printed
+ * only. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HX_RSS_CHECKED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HX_RSS_CHECKED 0
+#endif
+#endif
+#ifndef HX_RSS_CHECKED
+#define HX_RSS_CHECKED 1
+#endif
 
 /* Stops the broker (SIGTERM, then waits), removes the folder, frees;
  * accepts NULL and sets *hp to NULL.  Returns the broker's exit status

@@ -28,24 +28,11 @@
 
 static const char *s_schakeld;
 
-static const char *
-s_limits_yaml(const char *limits)
-{
-	static char yaml[8192];
-	const char *std = hx_yaml(), *hb = strstr(std, "heartbeat: 2s");
-
-	if (hb == NULL)
-		return NULL;
-	snprintf(yaml, sizeof yaml, "%.*sheartbeat: 2s\n%s%s", (int)(hb - std),
-	    std, limits, hb + strlen("heartbeat: 2s\n"));
-	return yaml;
-}
-
 static int
 s_setup(void **state)
 {
 	const char *yaml =
-	    s_limits_yaml("    ack_timeout: 2s\n    max_deliveries: 4\n");
+	    hx_yaml_limits("    ack_timeout: 2s\n    max_deliveries: 4\n");
 	struct hx *h = yaml != NULL ? hx_new(s_schakeld, yaml) : NULL;
 
 	*state = h;
@@ -614,21 +601,6 @@ s_rss_kib(pid_t pid)
 	return kib;
 }
 
-/* Under AddressSanitizer (the daemon built like the tests) the broker's
- * memory says little: freed memory waits in the sanitizer's quarantine
- * (256 MiB), shadow memory on top.  The bound is checked in the plain
- * build (as in test_slow); there it is printed only. */
-#if defined(__SANITIZE_ADDRESS__)
-#define S_RSS_CHECKED 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define S_RSS_CHECKED 0
-#endif
-#endif
-#ifndef S_RSS_CHECKED
-#define S_RSS_CHECKED 1
-#endif
-
 #define S_NCONN 100
 #define S_BUNDLES 40
 
@@ -685,7 +657,7 @@ t_refusals_many_connections(void **state)
 	 * party (BROKER_UNSENT_OUTSIDE, some 6 MiB of the broker's memory);
 	 * what remains is ZeroMQ's own, some 140 KiB a connection.  It was
 	 * 121-136 MiB when every frame was answered. */
-	if (S_RSS_CHECKED)
+	if (HX_RSS_CHECKED)
 		assert_true(after - before < 48 * 1024L);
 }
 

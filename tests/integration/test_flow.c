@@ -841,25 +841,10 @@ t_notices(void **state)
 	free(g);
 }
 
-/* The standard ecosystem with `limits` (lines of broker.limits) added;
- * static, NULL when the standard one changed shape. */
-static const char *
-s_limits_yaml(const char *limits)
-{
-	static char yaml[8192];
-	const char *std = hx_yaml(), *hb = strstr(std, "heartbeat: 2s");
-
-	if (hb == NULL)
-		return NULL;
-	snprintf(yaml, sizeof yaml, "%.*sheartbeat: 2s\n%s%s", (int)(hb - std),
-	    std, limits, hb + strlen("heartbeat: 2s\n"));
-	return yaml;
-}
-
 static int
 s_setup_limits(void **state, const char *limits)
 {
-	const char *yaml = s_limits_yaml(limits);
+	const char *yaml = hx_yaml_limits(limits);
 	struct hx *h = yaml != NULL ? hx_new(s_schakeld, yaml) : NULL;
 
 	*state = h;
@@ -918,7 +903,7 @@ static int
 s_setup_failing_sync(void **state)
 {
 	return s_setup_sync_file(state,
-	    s_limits_yaml(
+	    hx_yaml_limits(
 		"    submit_rate: 1000000\n    submit_burst: 1000000\n"),
 	    "SLOWSYNC_MS=50", "SLOWSYNC_FAIL", "fail", s_fail_file,
 	    sizeof s_fail_file);
@@ -1778,7 +1763,7 @@ static const char *
 s_metrics_yaml(void)
 {
 	static char yaml[8192];
-	const char *lim = s_limits_yaml(
+	const char *lim = hx_yaml_limits(
 	    "    submit_rate: 1000000\n    submit_burst: 1000000\n");
 	const char *off = lim != NULL ? strstr(lim, "metrics: off") : NULL;
 

@@ -47,21 +47,6 @@ static const char *s_schakeld, *s_schakelctl;
 #define S_RSS_MAX_KIB (200 * 1024L)
 #define S_PLAIN_MAX_KIB (32 * 1024L)
 
-/* Under AddressSanitizer (built with -Dsanitize=true, the daemon as the
- * tests) the broker's memory says little: freed memory waits in the
- * sanitizer's quarantine (256 MiB) and shadow memory comes on top.  The
- * bounds are checked in the plain build; there it is printed only. */
-#if defined(__SANITIZE_ADDRESS__)
-#define S_RSS_CHECKED 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define S_RSS_CHECKED 0
-#endif
-#endif
-#ifndef S_RSS_CHECKED
-#define S_RSS_CHECKED 1
-#endif
-
 /* `text` with the first `from` replaced by `to`; owned. */
 static char *
 s_replace(const char *text, const char *from, const char *to)
@@ -383,7 +368,7 @@ s_flood(struct hx *h, enum s_flood_kind kind)
 
 	assert_int_equal(f.sent, S_FLOOD_BUNDLES);
 	assert_true(f.peak_kib > 0);
-	assert_true(!S_RSS_CHECKED ||
+	assert_true(!HX_RSS_CHECKED ||
 	    f.peak_kib < (kind == S_KIND_CONNECTIONS ? S_RSS_MAX_CONNS_KIB
 						     : S_RSS_MAX_KIB));
 	/* Without bundles each reply is a message, and the messages one
@@ -392,7 +377,7 @@ s_flood(struct hx *h, enum s_flood_kind kind)
 	 * at rest (a queue of 100,000 messages took 49 MiB). */
 	if (kind == S_KIND_PLAIN)
 		assert_true(
-		    !S_RSS_CHECKED || f.peak_kib - rest_kib < S_PLAIN_MAX_KIB);
+		    !HX_RSS_CHECKED || f.peak_kib - rest_kib < S_PLAIN_MAX_KIB);
 	assert_true(rounds >= 3);
 	assert_true(tu_file_has(log, "slow consumer: party=" S_FLOODER));
 	assert_true(tu_file_has(log, S_SLOW_LINE));
