@@ -820,9 +820,14 @@ deliver_ack(
 		s_ack(b, s, a, x);
 		return;
 	}
-	if (s_marks(b, s->party, a->store_seq, NULL) ||
-	    store_get(b->store, a->store_seq, &m, NULL, NULL) != STORE_OK)
-		return; /* acknowledged, not stored yet; or gone */
+	if (s_marks(b, s->party, a->store_seq, NULL)) {
+		/* Acknowledged or dead-lettered before, not stored yet. */
+		if (x != NULL)
+			s_remove(s, x);
+		return;
+	}
+	if (store_get(b->store, a->store_seq, &m, NULL, NULL) != STORE_OK)
+		return;
 	/* A Nack is checked like an Ack (s_ack), but one of a delivery in
 	 * flight here is taken by its seq alone: a recipient that cannot
 	 * decode the envelope does not know its id. */
