@@ -283,6 +283,27 @@ hx_yaml(void)
 	return s_yaml;
 }
 
+long
+hx_status_kib(pid_t pid, const char *field)
+{
+	char path[64], line[256];
+	size_t n = strlen(field);
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL)
+		if (strncmp(line, field, n) == 0) {
+			kib = strtol(line + n, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return kib;
+}
+
 const char *
 hx_yaml_limits(const char *limits)
 {

@@ -67,6 +67,10 @@ const char *hx_yaml(void);
  * indented four spaces) added; static, so valid until the next call. */
 const char *hx_yaml_limits(const char *limits);
 
+/* A figure in kB of /proc/PID/status, by its field ("VmRSS:",
+ * "RssAnon:", ...); -1 when it cannot be read. */
+long hx_status_kib(pid_t pid, const char *field);
+
 /* Under AddressSanitizer (built with -Dsanitize=true, the daemon as the
  * tests) the broker's memory says little: freed memory waits in the
  * sanitizer's quarantine (256 MiB) and shadow memory comes on top.

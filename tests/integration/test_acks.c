@@ -581,26 +581,6 @@ t_odd_frames(void **state)
 	}
 }
 
-static long
-s_rss_kib(pid_t pid)
-{
-	char path[64], line[256];
-	long kib = -1;
-	FILE *f;
-
-	snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
-	f = fopen(path, "r");
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof line, f) != NULL)
-		if (strncmp(line, "VmRSS:", 6) == 0) {
-			kib = strtol(line + 6, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return kib;
-}
-
 #define S_NCONN 100
 #define S_BUNDLES 40
 
@@ -629,7 +609,7 @@ t_refusals_many_connections(void **state)
 	assert_true(frame_bundle_finish(&fb, &msg, &len));
 	print_message("bundle of %d Pings: %zu bytes\n", FRAME_BUNDLE_MAX, len);
 	hx_sleep_ms(300);
-	before = s_rss_kib(h->pid);
+	before = hx_status_kib(h->pid, "VmRSS:");
 	for (int c = 0; c < S_NCONN; c++) {
 		socks[c] = hx_raw_open(h, HX_TEAM_B, NULL, 0, 1);
 		assert_non_null(socks[c]);
@@ -640,7 +620,7 @@ t_refusals_many_connections(void **state)
 	for (int i = 0; i < 40; i++) {
 		long kib;
 		hx_sleep_ms(250);
-		kib = s_rss_kib(h->pid);
+		kib = hx_status_kib(h->pid, "VmRSS:");
 		if (kib > after)
 			after = kib;
 	}

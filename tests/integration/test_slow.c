@@ -132,30 +132,9 @@ s_log_path(const struct hx *h, char *out, size_t len)
  * "RssAnon:", that part of it not mapped from files such as the
  * store's), or -1. */
 static long
-s_status_kib(pid_t pid, const char *field)
-{
-	char path[64], line[256];
-	size_t n = strlen(field);
-	long kib = -1;
-	FILE *f;
-
-	snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
-	f = fopen(path, "r");
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof line, f) != NULL)
-		if (strncmp(line, field, n) == 0) {
-			kib = strtol(line + n, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return kib;
-}
-
-static long
 s_rss_kib(pid_t pid)
 {
-	return s_status_kib(pid, "VmRSS:");
+	return hx_status_kib(pid, "VmRSS:");
 }
 
 /* Says Hello on a raw socket and waits for the Welcome. */
@@ -577,7 +556,7 @@ t_slow_reader(void **state)
 	until = hx_mono_ms() + 2000;
 	while (hx_mono_ms() < until) {
 		long kib = s_rss_kib(h->pid);
-		long anon = s_status_kib(h->pid, "RssAnon:");
+		long anon = hx_status_kib(h->pid, "RssAnon:");
 		peak_kib = kib > peak_kib ? kib : peak_kib;
 		peak_anon = anon > peak_anon ? anon : peak_anon;
 		hx_sleep_ms(20);
