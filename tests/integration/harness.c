@@ -431,6 +431,20 @@ hx_secret(struct hx *h, const char *party)
 	return keys_secret_read(path, KEYS_PARTY, &ke);
 }
 
+void
+hx_header(struct env_header *h, const char *sender, const char *type,
+    const char *case_ref)
+{
+	env_new_id(h->id);
+	snprintf(h->sender, sizeof h->sender, "%s", sender);
+	snprintf(h->type, sizeof h->type, "%s", type);
+	snprintf(h->case_ref, sizeof h->case_ref, "%s", case_ref);
+	snprintf(h->purpose, sizeof h->purpose, "%s", HX_PURPOSE);
+	snprintf(h->region, sizeof h->region, "GM0344");
+	h->created_ms = hx_wall_ms();
+	h->expires_ms = h->created_ms + 3600 * 1000;
+}
+
 int
 hx_envelope(struct hx *h, const uint8_t *id, const char *case_ref,
     const char *payload, struct codec_buf *env)
@@ -447,17 +461,9 @@ hx_envelope(struct hx *h, const uint8_t *id, const char *case_ref,
 	    hx_connect(h, HX_SENDER, 5000, &a) != SCHAKEL_OK ||
 	    schakel_resolve(a, &m, &res) != SCHAKEL_OK || res.n_recipients != 1)
 		goto out;
+	hx_header(&d->hdr, HX_SENDER, HX_TYPE_ONE, case_ref);
 	if (id != NULL)
 		memcpy(d->hdr.id, id, ENV_ID_LEN);
-	else
-		env_new_id(d->hdr.id);
-	snprintf(d->hdr.sender, sizeof d->hdr.sender, "%s", HX_SENDER);
-	snprintf(d->hdr.type, sizeof d->hdr.type, "%s", HX_TYPE_ONE);
-	snprintf(d->hdr.case_ref, sizeof d->hdr.case_ref, "%s", case_ref);
-	snprintf(d->hdr.purpose, sizeof d->hdr.purpose, "%s", HX_PURPOSE);
-	snprintf(d->hdr.region, sizeof d->hdr.region, "GM0344");
-	d->hdr.created_ms = hx_wall_ms() / 1000 * 1000;
-	d->hdr.expires_ms = d->hdr.created_ms + 3600 * 1000;
 	d->n_recipients = 1;
 	snprintf(d->recipients[0].party_id, sizeof d->recipients[0].party_id,
 	    "%s", res.recipients[0].party_id);

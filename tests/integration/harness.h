@@ -27,6 +27,7 @@
 #define HX_TYPE_ALL "shv.overleg.v1" /* routed to every team in GM0344 */
 
 struct keys_secret;
+struct env_header;
 
 struct hx {
 	void *zctx; /* for raw connections */
@@ -134,6 +135,12 @@ hx_msg(const char *type, const char *case_ref, const char *payload);
 /* The number n of a test's payload "PREFIX n" (text, n from 0 to
  * INT_MAX); -1 when the payload is not one. */
 long hx_payload_num(const struct schakel_delivery *d, const char *prefix);
+
+/* Fills a header for a hand-built envelope: a new id, `sender`, `type`,
+ * `case_ref`, purpose HX_PURPOSE, region GM0344, created now, expiring
+ * in an hour (the rest as it was). */
+void hx_header(struct env_header *h, const char *sender, const char *type,
+    const char *case_ref);
 
 /* An envelope from HX_SENDER to the recipient the rules give for
  * HX_TYPE_ONE, built here (not by libschakel) so that a test can send

@@ -158,15 +158,11 @@ static void
 s_draft(struct s_chaos *x, struct env_draft *d, size_t n, const char *type,
     const char *payload)
 {
+	char ref[16];
+
 	memset(d, 0, sizeof *d);
-	env_new_id(d->hdr.id);
-	snprintf(d->hdr.sender, sizeof d->hdr.sender, "outsider");
-	snprintf(d->hdr.type, sizeof d->hdr.type, "%s", type);
-	snprintf(d->hdr.case_ref, sizeof d->hdr.case_ref, "CHAOS-%zu", n % 7);
-	snprintf(d->hdr.purpose, sizeof d->hdr.purpose, "%s", HX_PURPOSE);
-	snprintf(d->hdr.region, sizeof d->hdr.region, "GM0344");
-	d->hdr.created_ms = hx_wall_ms();
-	d->hdr.expires_ms = d->hdr.created_ms + 3600 * 1000;
+	snprintf(ref, sizeof ref, "CHAOS-%zu", n % 7);
+	hx_header(&d->hdr, "outsider", type, ref);
 	snprintf(d->recipients[0].party_id, sizeof d->recipients[0].party_id,
 	    "team-b");
 	memcpy(d->recipients[0].box_pk, x->box_b, ENV_BOX_PK_LEN);

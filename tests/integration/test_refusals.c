@@ -283,14 +283,7 @@ s_draft(struct hx *h, const char *sender, const char *type,
 	struct env_draft *d = calloc(1, sizeof *d);
 
 	assert_non_null(d);
-	env_new_id(d->hdr.id);
-	snprintf(d->hdr.sender, sizeof d->hdr.sender, "%s", sender);
-	snprintf(d->hdr.type, sizeof d->hdr.type, "%s", type);
-	snprintf(d->hdr.case_ref, sizeof d->hdr.case_ref, "%s", case_ref);
-	snprintf(d->hdr.purpose, sizeof d->hdr.purpose, "%s", HX_PURPOSE);
-	snprintf(d->hdr.region, sizeof d->hdr.region, "GM0344");
-	d->hdr.created_ms = hx_wall_ms();
-	d->hdr.expires_ms = d->hdr.created_ms + 3600 * 1000;
+	hx_header(&d->hdr, sender, type, case_ref);
 	for (size_t i = 0; rcpts[i] != NULL; i++) {
 		struct keys_secret *k = hx_secret(h, rcpts[i]);
 
