@@ -504,36 +504,40 @@ hx_raw_send(void *sock, const struct frame *f)
 }
 
 int
+hx_raw_recv(void *sock, struct frame *f, int timeout_ms)
+{
+	uint64_t until = hx_mono_ms() + (uint64_t)timeout_ms, now;
+	zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+	zmq_msg_t m;
+	int rc = 0;
+
+	/* Interrupted or not: on until the time is up. */
+	while (rc <= 0 && (now = hx_mono_ms()) < until)
+		rc = zmq_poll(&it, 1, (long)(until - now));
+	if (rc <= 0)
+		return -1;
+	zmq_msg_init(&m);
+	rc = zmq_msg_recv(&m, sock, 0) >= 0 &&
+		frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), 0, f) ==
+		    SCHAKEL_OK
+	    ? 0
+	    : -1;
+	zmq_msg_close(&m);
+	return rc;
+}
+
+int
 hx_raw_request(
     void *sock, struct frame *req, struct frame *reply, int timeout_ms)
 {
-	struct codec_buf b = {0};
 	uint64_t until = hx_mono_ms() + (uint64_t)timeout_ms;
+	uint64_t now;
 
-	if (frame_encode(req, &b) != SCHAKEL_OK)
+	if (hx_raw_send(sock, req) != 0)
 		return -1;
-	if (zmq_send(sock, b.data, b.len, 0) != (int)b.len) {
-		codec_buf_clear(&b);
-		return -1;
-	}
-	codec_buf_clear(&b);
-	while (hx_mono_ms() < until) {
-		zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-		zmq_msg_t m;
-
-		if (zmq_poll(&it, 1, (long)(until - hx_mono_ms())) <= 0)
-			continue;
-		zmq_msg_init(&m);
-		if (zmq_msg_recv(&m, sock, 0) < 0) {
-			zmq_msg_close(&m);
+	while ((now = hx_mono_ms()) < until) {
+		if (hx_raw_recv(sock, reply, (int)(until - now)) != 0)
 			return -1;
-		}
-		if (frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), 0,
-			reply) != SCHAKEL_OK) {
-			zmq_msg_close(&m);
-			return -1;
-		}
-		zmq_msg_close(&m);
 		if (reply->corr_id == req->corr_id && reply->kind != FRAME_PING)
 			return 0;
 		frame_clear(reply);

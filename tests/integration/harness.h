@@ -116,6 +116,9 @@ void *hx_raw_open(
 void hx_raw_close(void **sock);
 /* Sends one frame and waits for nothing; 0 or -1. */
 int hx_raw_send(void *sock, const struct frame *f);
+/* Receives the next frame within timeout_ms into *f (frame_clear it):
+ * 0, or -1 when none came or it did not decode. */
+int hx_raw_recv(void *sock, struct frame *f, int timeout_ms);
 /* Sends `req` and waits up to timeout_ms for a reply with its corr_id
  * (answering Pings).  Returns 0 with *reply filled in (frame_clear it),
  * or -1. */

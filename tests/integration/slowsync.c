@@ -5,12 +5,14 @@
  * they do their work, as on a slow disk (only while the file
  * SLOWSYNC_WHILE names exists, when it is set), and while the file
  * SLOWSYNC_FAIL names exists they fail with EIO instead, as a failing
- * disk does.  The daemon has no hook for this; like the file size limit
+ * disk does (with ENOSPC, as a full one does, when SLOWSYNC_ERRNO is
+ * "ENOSPC").  The daemon has no hook for this; like the file size limit
  * of t_disk_full, the slowness and the failure come from outside.
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,7 +47,8 @@ s_failing(void)
 		errno = saved;
 		return 0;
 	}
-	errno = EIO;
+	f = getenv("SLOWSYNC_ERRNO");
+	errno = f != NULL && strcmp(f, "ENOSPC") == 0 ? ENOSPC : EIO;
 	return 1;
 }
 

@@ -103,8 +103,6 @@ s_watch(void *raw, void *keep, long ms, struct s_seen *seen)
 	uint64_t t0 = hx_mono_ms(), end = t0 + (uint64_t)ms, ping = 0;
 
 	while (hx_mono_ms() < end) {
-		zmq_pollitem_t it = {raw, 0, ZMQ_POLLIN, 0};
-		zmq_msg_t m;
 		struct frame f;
 
 		if (hx_mono_ms() >= ping) {
@@ -113,25 +111,15 @@ s_watch(void *raw, void *keep, long ms, struct s_seen *seen)
 				s_raw_ping(keep);
 			ping = hx_mono_ms() + 500;
 		}
-		if (zmq_poll(&it, 1, 100) <= 0)
+		if (hx_raw_recv(raw, &f, 100) != 0)
 			continue;
-		zmq_msg_init(&m);
-		if (zmq_msg_recv(&m, raw, 0) < 0) {
-			zmq_msg_close(&m);
-			continue;
+		if (f.kind == FRAME_DELIVER && seen->n < 32) {
+			seen->seq[seen->n] = f.u.deliver.store_seq;
+			seen->count[seen->n] = f.u.deliver.delivery_count;
+			seen->at_ms[seen->n] = hx_mono_ms() - t0;
+			seen->n++;
 		}
-		if (frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), 0, &f) ==
-		    SCHAKEL_OK) {
-			if (f.kind == FRAME_DELIVER && seen->n < 32) {
-				seen->seq[seen->n] = f.u.deliver.store_seq;
-				seen->count[seen->n] =
-				    f.u.deliver.delivery_count;
-				seen->at_ms[seen->n] = hx_mono_ms() - t0;
-				seen->n++;
-			}
-			frame_clear(&f);
-		}
-		zmq_msg_close(&m);
+		frame_clear(&f);
 	}
 }
 

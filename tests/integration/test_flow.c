@@ -481,16 +481,14 @@ t_offline_recipient(void **state)
 	free(g);
 }
 
-/* Submits `env` on a raw connection of the sender: 0 when it was
- * accepted, else the refusal's code. */
+/* Submits `env` on the raw connection `raw`: 0 when it was accepted,
+ * else the refusal's code. */
 static int
-s_submit_raw(struct hx *h, const struct codec_buf *env)
+s_submit_on(void *raw, const struct codec_buf *env)
 {
 	struct frame sub = {0}, rep = {0};
-	void *raw = hx_raw_connect(h, HX_SENDER);
 	int code;
 
-	assert_non_null(raw);
 	sub.corr_id = 7;
 	sub.kind = FRAME_SUBMIT;
 	sub.u.submit.data = env->data;
@@ -499,6 +497,18 @@ s_submit_raw(struct hx *h, const struct codec_buf *env)
 	assert_true(rep.kind == FRAME_ACCEPTED || rep.kind == FRAME_REFUSAL);
 	code = rep.kind == FRAME_REFUSAL ? (int)rep.u.refusal.code : 0;
 	frame_clear(&rep);
+	return code;
+}
+
+/* Submits `env` on a new raw connection of the sender, as s_submit_on. */
+static int
+s_submit_raw(struct hx *h, const struct codec_buf *env)
+{
+	void *raw = hx_raw_connect(h, HX_SENDER);
+	int code;
+
+	assert_non_null(raw);
+	code = s_submit_on(raw, env);
 	hx_raw_close(&raw);
 	return code;
 }
@@ -875,12 +885,13 @@ s_touch(const char *path)
 	assert_int_equal(fclose(f), 0);
 }
 
-/* A broker with `yaml` and slowsync.c's syncs taking `ms` (a SLOWSYNC_MS
- * setting), and `var` (SLOWSYNC_FAIL or SLOWSYNC_WHILE) naming the file
- * `file` (len bytes): `name` in the folder s_fail_dir, made here and
- * removed by s_teardown_failing_sync. */
+/* A broker with `yaml` and slowsync.c's `setting` (SLOWSYNC_MS=, how long
+ * its syncs take, or SLOWSYNC_ERRNO=, how they fail), and `var`
+ * (SLOWSYNC_FAIL or SLOWSYNC_WHILE) naming the file `file` (len bytes):
+ * `name` in the folder s_fail_dir, made here and removed by
+ * s_teardown_failing_sync. */
 static int
-s_setup_sync_file(void **state, const char *yaml, const char *ms,
+s_setup_sync_file(void **state, const char *yaml, const char *setting,
     const char *var, const char *name, char *file, size_t len)
 {
 	static char what[256];
@@ -890,7 +901,7 @@ s_setup_sync_file(void **state, const char *yaml, const char *ms,
 		return -1;
 	snprintf(file, len, "%s/%s", s_fail_dir, name);
 	snprintf(what, sizeof what, "%s=%s", var, file);
-	*state = hx_new_env(s_schakeld, yaml, s_slowsync_env(ms, what));
+	*state = hx_new_env(s_schakeld, yaml, s_slowsync_env(setting, what));
 	if (*state == NULL) {
 		/* No teardown follows a failed setup. */
 		(void)tu_rmrf(s_fail_dir);
@@ -907,6 +918,15 @@ s_setup_failing_sync(void **state)
 		"    submit_rate: 1000000\n    submit_burst: 1000000\n"),
 	    "SLOWSYNC_MS=50", "SLOWSYNC_FAIL", "fail", s_fail_file,
 	    sizeof s_fail_file);
+}
+
+/* Syncs fail at once with ENOSPC, as on a full disk, while s_fail_file
+ * exists. */
+static int
+s_setup_full_sync(void **state)
+{
+	return s_setup_sync_file(state, hx_yaml(), "SLOWSYNC_ERRNO=ENOSPC",
+	    "SLOWSYNC_FAIL", "fail", s_fail_file, sizeof s_fail_file);
 }
 
 static int
@@ -1555,6 +1575,98 @@ t_commit_fails(void **state)
 	schakel_close(&b);
 }
 
+/* Grants `n` credit on a raw connection and collects the Deliver seqs
+ * that come within `ms` (at most 8) into seqs; returns how many. */
+static size_t
+s_raw_take(void *raw, uint32_t n, int ms, uint64_t seqs[8])
+{
+	struct frame credit = {.kind = FRAME_CREDIT}, got;
+	size_t k = 0;
+	uint64_t end = hx_mono_ms() + (uint64_t)ms, now;
+
+	credit.u.credit = n;
+	assert_int_equal(hx_raw_send(raw, &credit), 0);
+	while (k < 8 && (now = hx_mono_ms()) < end) {
+		if (hx_raw_recv(raw, &got, (int)(end - now)) != 0)
+			continue;
+		if (got.kind == FRAME_DELIVER)
+			seqs[k++] = got.u.deliver.store_seq;
+		frame_clear(&got);
+	}
+	return k;
+}
+
+/* (m2) A turn the broker stores in its own transaction (an Ack whose
+ * message asked for a DELIVERED notice) meets a full disk (its sync
+ * fails with ENOSPC): what it decided is undone, and the group after it
+ * takes no new message (STORE_FULL, though the disk has room again), so
+ * that what was undone is stored first and a full store cannot fail the
+ * same way turn after turn.  The group after that takes messages again;
+ * the recipient gets the first message again (its Ack was undone), and
+ * the sender hears DELIVERED once, for the Ack that was stored. */
+static void
+t_full_after_direct(void **state)
+{
+	struct hx *h = *state;
+	struct schakel_client *a = NULL;
+	struct schakel_message m1 = hx_msg(HX_TYPE_ONE, "zaak-0041", "eerst");
+	struct schakel_receipt r1;
+	struct s_notices ns = {0};
+	struct codec_buf e2 = {0}, e3 = {0};
+	uint64_t seqs[8], end;
+	char log[320];
+	void *ra, *rs;
+	bool failed = false;
+
+	snprintf(log, sizeof log, "%s/schakeld.log", h->dir);
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	assert_int_equal(hx_start_logged(h, log), 0);
+	m1.notify_delivered = true;
+	s_connect(h, HX_SENDER, &a);
+	schakel_set_notice_handler(a, s_on_notice, &ns);
+	s_send_ok(a, &m1, &r1);
+	ra = hx_raw_connect(h, HX_TEAM_A);
+	assert_non_null(ra);
+	/* Connected and built now: a connection's Hello (hx_envelope's
+	 * too) records its session in the open group, which would then be
+	 * the group without messages. */
+	rs = hx_raw_connect(h, HX_SENDER);
+	assert_non_null(rs);
+	assert_int_equal(hx_envelope(h, NULL, "zaak-0042", "tweede", &e2), 0);
+	assert_int_equal(hx_envelope(h, NULL, "zaak-0043", "derde", &e3), 0);
+	assert_int_equal(s_raw_take(ra, 1, 1000, seqs), 1);
+	assert_int_equal(seqs[0], r1.store_seq);
+
+	s_touch(s_fail_file);
+	assert_int_equal(s_raw_ack(ra, &r1), 0);
+	end = hx_mono_ms() + 5000;
+	while (!(failed = tu_file_has(log, "store: commit failed")) &&
+	    hx_mono_ms() < end)
+		hx_sleep_ms(20);
+	assert_true(failed);
+	assert_int_equal(unlink(s_fail_file), 0);
+
+	assert_int_equal(s_submit_on(rs, &e2), SCHAKEL_E_STORE_FULL);
+	assert_int_equal(s_submit_on(rs, &e3), 0);
+
+	/* The first message again (its Ack was undone), then the third. */
+	assert_int_equal(s_raw_take(ra, 4, 1500, seqs), 2);
+	assert_int_equal(seqs[0], r1.store_seq);
+	assert_true(seqs[1] > r1.store_seq);
+	assert_int_equal(s_raw_ack(ra, &r1), 0);
+	s_wait_notices(a, &ns, 1, 5000);
+	s_wait_notices(a, &ns, 2, 1000);
+	assert_int_equal(ns.n, 1);
+	assert_int_equal(ns.v[0].kind, SCHAKEL_NOTICE_DELIVERED);
+	assert_memory_equal(ns.v[0].id, r1.message_id, SCHAKEL_ID_LEN);
+	hx_raw_close(&ra);
+	hx_raw_close(&rs);
+	schakel_close(&a);
+	schakel_receipt_clear(&r1);
+	codec_buf_clear(&e2);
+	codec_buf_clear(&e3);
+}
+
 /* The long case of t_long_case: more than 4,096 messages, the number of
  * entries a session once held back at most (the short case's messages
  * then waited behind a hundred of the long one's). */
@@ -1961,6 +2073,8 @@ main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(
 		t_undecodable_at_rest, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(t_kept_acks, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(t_full_after_direct,
+		s_setup_full_sync, s_teardown_failing_sync),
 	    cmocka_unit_test_setup_teardown(
 		t_receive_broker_down, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
