@@ -46,6 +46,12 @@
  * random: small dedup values keep the pages each group dirties there few;
  * receipts are written in seq order, at the end of their table. */
 #define S_DEDUPVAL_LEN 16
+/* The pages a put may make LMDB copy: it writes five tables out of key
+ * order (dedup and dedup_exp by id, expiry by time, cases and case_until
+ * by reference), a leaf page each at most; the branch pages above are
+ * shared by many.  test_fills_refusing_first checks the bound with
+ * random ids, cases and times. */
+#define S_PUT_COPIES 5
 #define S_MIN_MAP ((uint64_t)256 * 1024)
 #define S_RESERVE_MAX ((uint64_t)256 * 1024 * 1024)
 #define S_RESERVE_PAGES 64
@@ -78,9 +84,11 @@ struct s_txn {
 	uint64_t last_seq, put_max, last_audit;
 	uint8_t head[STORE_HASH_LEN];
 	bool audit_changed;
-	uint64_t high;   /* the map's high-water mark at begin, bytes */
-	uint64_t free_b; /* free bytes at begin; UINT64_MAX: not counted */
-	uint64_t added;  /* what this transaction's puts may take, bytes */
+	uint64_t high;    /* the map's high-water mark at begin, bytes */
+	uint64_t free_b;  /* free bytes at begin; UINT64_MAX: not counted */
+	uint64_t added;   /* what this transaction's puts may take, bytes */
+	uint64_t copied;  /* pages its puts may copy out of key order */
+	uint64_t index_b; /* those tables' bytes; UINT64_MAX: not counted */
 };
 
 /* ---- encoding --------------------------------------------------------- */
@@ -629,17 +637,24 @@ s_close(struct store *s)
 
 /* ---- space ------------------------------------------------------------ */
 
-/* Bytes in pages on the free list of the last commit; an LMDB code. */
+/* Bytes in pages on the free list that the next write transaction may
+ * use again; an LMDB code.  Those the last commit freed are not among
+ * them: LMDB keeps that commit's predecessor whole until the next one
+ * (a crash while it writes its meta page falls back to it). */
 static int
 s_free_bytes(struct s_env *e, uint64_t *out)
 {
 	MDB_txn *txn;
 	MDB_cursor *c;
 	MDB_val k, d;
+	MDB_envinfo info;
 	uint64_t pages = 0;
 	int rc;
 
 	*out = 0;
+	rc = mdb_env_info(e->env, &info);
+	if (rc != 0)
+		return rc;
 	rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
 	if (rc != 0)
 		return rc;
@@ -649,9 +664,11 @@ s_free_bytes(struct s_env *e, uint64_t *out)
 		return rc;
 	}
 	while ((rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) == 0) {
-		size_t n;
+		size_t n, freed_by = 0;
 
-		if (d.mv_size < sizeof n)
+		if (k.mv_size == sizeof freed_by)
+			memcpy(&freed_by, k.mv_data, sizeof freed_by);
+		if (d.mv_size < sizeof n || freed_by >= info.me_last_txnid)
 			continue;
 		memcpy(&n, d.mv_data, sizeof n); /* the list's length */
 		pages += n;
@@ -678,10 +695,47 @@ s_high(struct s_env *e, uint64_t *out)
 	return 0;
 }
 
-/* Whether `more` bytes fit below the map size less the reserve.  Pages
- * are counted only near the limit; `more` is a generous estimate. */
+/* What a transaction's puts may take: their own bytes, and the pages
+ * they copy where their keys do not come in order (an id, a case, an
+ * expiry time: a page each, copied whole, the old one free only after
+ * the commit).  Those copies cannot be more than the pages those tables
+ * had when it began, `cap` bytes at most. */
+static uint64_t
+s_taking(const struct s_txn *bt, uint64_t cap, uint64_t more, uint64_t pages)
+{
+	uint64_t copies = (bt->copied + pages) * bt->e->psize;
+
+	return bt->added + more + (copies < cap ? copies : cap);
+}
+
+/* The bytes in the pages of the tables a put writes out of key order, as
+ * `bt` sees them. */
 static int
-s_room(struct store_txn *t, uint64_t more, bool from_reserve)
+s_index_bytes(struct s_txn *bt, uint64_t *out)
+{
+	const MDB_dbi dbis[] = {bt->e->dedup, bt->e->dedup_exp, bt->e->expiry,
+	    bt->e->cases, bt->e->case_until};
+	uint64_t pages = 0;
+
+	for (size_t i = 0; i < sizeof dbis / sizeof dbis[0]; i++) {
+		MDB_stat st;
+		int rc = mdb_stat(bt->txn, dbis[i], &st);
+		if (rc != 0)
+			return rc;
+		pages += (uint64_t)st.ms_branch_pages + st.ms_leaf_pages +
+		    st.ms_overflow_pages;
+	}
+	*out = pages * bt->e->psize;
+	return 0;
+}
+
+/* Whether a put of `more` bytes that copies `pages` pages fits below the
+ * map size less the reserve.  Free pages are counted only near the
+ * limit; `more` is a generous estimate, the copies an upper bound, so
+ * that a transaction the check lets through does not fail for want of
+ * room (MDB_MAP_FULL): the refusal comes before, a put at a time. */
+static int
+s_room(struct store_txn *t, uint64_t more, uint64_t pages, bool from_reserve)
 {
 	struct s_txn *bt = t->be;
 	struct s_env *e = bt->e;
@@ -692,7 +746,7 @@ s_room(struct store_txn *t, uint64_t more, bool from_reserve)
 	if (rc != 0)
 		return s_fail(t->s, rc, "reading the map size");
 	limit = info.me_mapsize - (from_reserve ? e->reserve / 2 : e->reserve);
-	if (bt->high + bt->added + more <= limit)
+	if (bt->high + s_taking(bt, bt->high, more, pages) <= limit)
 		return STORE_OK;
 	if (bt->free_b == UINT64_MAX) {
 		rc = s_free_bytes(e, &bt->free_b);
@@ -701,13 +755,20 @@ s_room(struct store_txn *t, uint64_t more, bool from_reserve)
 			return s_fail(t->s, rc, "counting free pages");
 		}
 	}
+	if (bt->index_b == UINT64_MAX) {
+		rc = s_index_bytes(bt, &bt->index_b);
+		if (rc != 0) {
+			bt->index_b = UINT64_MAX;
+			return s_fail(t->s, rc, "counting index pages");
+		}
+	}
 	used = bt->high > bt->free_b ? bt->high - bt->free_b : 0;
-	if (used + bt->added + more <= limit)
+	if (used + s_taking(bt, bt->index_b, more, pages) <= limit)
 		return STORE_OK;
 	return store_fail(t->s, STORE_FULL,
 	    "the store is full: %llu of %llu bytes used, %llu kept back for "
 	    "deliveries",
-	    (unsigned long long)(used + bt->added),
+	    (unsigned long long)(used + s_taking(bt, bt->index_b, 0, 0)),
 	    (unsigned long long)info.me_mapsize,
 	    (unsigned long long)e->reserve);
 }
@@ -737,6 +798,7 @@ s_begin(struct store_txn *t)
 	bt->last_audit = e->last_audit;
 	memcpy(bt->head, e->head, STORE_HASH_LEN);
 	bt->free_b = UINT64_MAX;
+	bt->index_b = UINT64_MAX;
 	t->be = bt;
 	return STORE_OK;
 }
@@ -991,7 +1053,7 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 		return store_fail(t->s, STORE_ERROR,
 		    "message sequence %llu was not reserved in this transaction",
 		    (unsigned long long)m->seq);
-	rc = s_room(t, more, m->from_reserve);
+	rc = s_room(t, more, S_PUT_COPIES, m->from_reserve);
 	if (rc != STORE_OK)
 		return rc;
 
@@ -1075,6 +1137,7 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 	if (append)
 		bt->put_max = m->seq;
 	bt->added += more;
+	bt->copied += S_PUT_COPIES;
 	return STORE_OK;
 }
 
