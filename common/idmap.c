@@ -42,23 +42,55 @@ idmap_hash(const void *key, size_t len)
 	return s_hash(key, len);
 }
 
+/* The slot of the key with hash h, or the free slot where it would go. */
+static inline size_t
+s_find(const struct idmap *m, uint64_t h, const void *key, size_t len)
+{
+	size_t i;
+
+	for (i = h & (m->cap - 1); m->keys[i] != NULL;
+	     i = (i + 1) & (m->cap - 1))
+		if (m->hashes[i] == h && m->lens[i] == len &&
+		    memcmp(m->keys[i], key, len) == 0)
+			break;
+	return i;
+}
+
+static inline void
+s_set(struct idmap *m, size_t i, const void *key, uint64_t h, uint32_t len,
+    void *val)
+{
+	m->keys[i] = key;
+	m->hashes[i] = h;
+	m->lens[i] = len;
+	m->vals[i] = val;
+}
+
 static int
 s_grow(struct idmap *m)
 {
 	struct idmap n = {.cap = m->cap ? m->cap * 2 : 64};
 
 	n.keys = calloc(n.cap, sizeof(*n.keys));
+	n.hashes = calloc(n.cap, sizeof(*n.hashes));
 	n.lens = calloc(n.cap, sizeof(*n.lens));
 	n.vals = calloc(n.cap, sizeof(*n.vals));
-	if (n.keys == NULL || n.lens == NULL || n.vals == NULL) {
+	if (n.keys == NULL || n.hashes == NULL || n.lens == NULL ||
+	    n.vals == NULL) {
 		idmap_free(&n);
 		return -1;
 	}
+	/* Keys are all different: each goes to the first free slot. */
 	for (size_t i = 0; i < m->cap; i++) {
-		void *old;
-		if (m->keys[i] != NULL)
-			idmap_put(&n, m->keys[i], m->lens[i], m->vals[i], &old);
+		size_t j;
+		if (m->keys[i] == NULL)
+			continue;
+		for (j = m->hashes[i] & (n.cap - 1); n.keys[j] != NULL;
+		     j = (j + 1) & (n.cap - 1))
+			;
+		s_set(&n, j, m->keys[i], m->hashes[i], m->lens[i], m->vals[i]);
 	}
+	n.len = m->len;
 	idmap_free(m);
 	*m = n;
 	return 0;
@@ -67,20 +99,20 @@ s_grow(struct idmap *m)
 int
 idmap_put(struct idmap *m, const void *key, size_t len, void *val, void **old)
 {
+	uint64_t h;
 	size_t i;
 
+	if (len > UINT32_MAX)
+		return -1;
 	if ((m->len + 1) * 4 > m->cap * 3 && s_grow(m) != 0)
 		return -1;
-	for (i = s_hash(key, len) & (m->cap - 1); m->keys[i] != NULL;
-	     i = (i + 1) & (m->cap - 1)) {
-		if (m->lens[i] == len && memcmp(m->keys[i], key, len) == 0) {
-			*old = m->vals[i];
-			return 1;
-		}
+	h = s_hash(key, len);
+	i = s_find(m, h, key, len);
+	if (m->keys[i] != NULL) {
+		*old = m->vals[i];
+		return 1;
 	}
-	m->keys[i] = key;
-	m->lens[i] = len;
-	m->vals[i] = val;
+	s_set(m, i, key, h, (uint32_t)len, val);
 	m->len++;
 	return 0;
 }
@@ -88,19 +120,19 @@ idmap_put(struct idmap *m, const void *key, size_t len, void *val, void **old)
 void *
 idmap_get(const struct idmap *m, const void *key, size_t len)
 {
+	size_t i;
+
 	if (m->cap == 0)
 		return NULL;
-	for (size_t i = s_hash(key, len) & (m->cap - 1); m->keys[i] != NULL;
-	     i = (i + 1) & (m->cap - 1))
-		if (m->lens[i] == len && memcmp(m->keys[i], key, len) == 0)
-			return m->vals[i];
-	return NULL;
+	i = s_find(m, s_hash(key, len), key, len);
+	return m->keys[i] != NULL ? m->vals[i] : NULL;
 }
 
 void
 idmap_free(struct idmap *m)
 {
 	free(m->keys);
+	free(m->hashes);
 	free(m->lens);
 	free(m->vals);
 	memset(m, 0, sizeof(*m));
@@ -113,8 +145,8 @@ idmap_clear(struct idmap *m)
 		idmap_free(m);
 		return;
 	}
-	/* A slot is free when its key is NULL; lens and vals are written
-	 * with it. */
+	/* A slot is free when its key is NULL; the rest is written with
+	 * it. */
 	memset(m->keys, 0, m->cap * sizeof(*m->keys));
 	m->len = 0;
 }
@@ -127,29 +159,23 @@ idmap_del(struct idmap *m, const void *key, size_t len)
 
 	if (m->cap == 0)
 		return NULL;
-	for (i = s_hash(key, len) & (m->cap - 1); m->keys[i] != NULL;
-	     i = (i + 1) & (m->cap - 1))
-		if (m->lens[i] == len && memcmp(m->keys[i], key, len) == 0)
-			break;
+	i = s_find(m, s_hash(key, len), key, len);
 	if (m->keys[i] == NULL)
 		return NULL;
 	val = m->vals[i];
 	/* Shift later entries of the same probe run back into the hole. */
 	for (j = (i + 1) & (m->cap - 1); m->keys[j] != NULL;
 	     j = (j + 1) & (m->cap - 1)) {
-		size_t home = s_hash(m->keys[j], m->lens[j]) & (m->cap - 1);
+		size_t home = m->hashes[j] & (m->cap - 1);
 		/* Move j to i when its home is not in (i, j]. */
 		if ((j > i && (home <= i || home > j)) ||
 		    (j < i && (home <= i && home > j))) {
-			m->keys[i] = m->keys[j];
-			m->lens[i] = m->lens[j];
-			m->vals[i] = m->vals[j];
+			s_set(m, i, m->keys[j], m->hashes[j], m->lens[j],
+			    m->vals[j]);
 			i = j;
 		}
 	}
-	m->keys[i] = NULL;
-	m->lens[i] = 0;
-	m->vals[i] = NULL;
+	s_set(m, i, NULL, 0, 0, NULL);
 	m->len--;
 	return val;
 }

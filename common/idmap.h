@@ -10,15 +10,19 @@
 #include <stdint.h>
 
 struct idmap {
-	const void **keys;
-	size_t *lens;
+	const void **keys; /* NULL: a free slot */
+	/* Each slot's key hash and length: a probe compares keys only when
+	 * both match, and a key is never hashed again (growing,
+	 * deleting). */
+	uint64_t *hashes;
+	uint32_t *lens;
 	void **vals;
 	size_t cap;
 	size_t len;
 };
 
-/* Inserts key -> val.  Returns 0, 1 when the key was present (*old is set
- * and nothing changes), or -1 when out of memory. */
+/* Inserts key -> val (len below 4 GiB).  Returns 0, 1 when the key was
+ * present (*old is set and nothing changes), or -1 when out of memory. */
 int
 idmap_put(struct idmap *m, const void *key, size_t len, void *val, void **old);
 

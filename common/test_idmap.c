@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,63 @@ test_hash_spreads(void **state)
 /* A cleared map finds nothing and takes keys again; it keeps a table at
  * least a quarter full (the next group fills it without growing through
  * every size) and gives a sparser one back. */
+/* Random puts, gets and deletes on a pool of keys (prefixes of one
+ * another among them, so lengths matter), against a plain array: after
+ * each step the map holds exactly what the array says, through growth,
+ * wrap-around probe runs and backward shifts. */
+#define S_POOL 300
+static void
+test_random_against_array(void **state)
+{
+	static char keys[S_POOL][24];
+	static size_t lens[S_POOL];
+	static int vals[S_POOL];
+	bool in[S_POOL] = {false};
+	struct idmap m = {0};
+	uint64_t rng = 0x2545f4914f6cdd1dULL;
+	size_t count = 0;
+
+	(void)state;
+	for (int i = 0; i < S_POOL; i++) {
+		/* "k", "k1", "k12", ... and numbered keys. */
+		lens[i] = i < 12
+		    ? (size_t)snprintf(
+			  keys[i], sizeof keys[i], "k%.*s", i, "123456789012")
+		    : (size_t)snprintf(keys[i], sizeof keys[i], "key-%d", i);
+		vals[i] = i;
+	}
+	for (int step = 0; step < 200000; step++) {
+		int k, op;
+		void *old = NULL;
+		rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+		k = (int)(rng % S_POOL);
+		op = (int)((rng >> 32) % 3);
+		if (op == 0) {
+			int rc =
+			    idmap_put(&m, keys[k], lens[k], &vals[k], &old);
+			assert_int_equal(rc, in[k] ? 1 : 0);
+			if (rc == 1)
+				assert_ptr_equal(old, &vals[k]);
+			else
+				count++;
+			in[k] = true;
+		} else if (op == 1) {
+			void *v = idmap_del(&m, keys[k], lens[k]);
+			assert_ptr_equal(v, in[k] ? &vals[k] : NULL);
+			if (in[k])
+				count--;
+			in[k] = false;
+		}
+		assert_int_equal(m.len, count);
+		if (step % 997 == 0 || op == 1)
+			for (int i = 0; i < S_POOL; i++)
+				assert_ptr_equal(
+				    idmap_get(&m, keys[i], lens[i]),
+				    in[i] ? &vals[i] : NULL);
+	}
+	idmap_free(&m);
+}
+
 static void
 test_clear(void **state)
 {
@@ -143,6 +201,7 @@ main(void)
 	    cmocka_unit_test(test_put_get_del),
 	    cmocka_unit_test(test_hash_spreads),
 	    cmocka_unit_test(test_clear),
+	    cmocka_unit_test(test_random_against_array),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
