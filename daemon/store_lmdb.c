@@ -9,6 +9,8 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -350,12 +352,53 @@ s_check(struct store_txn *t)
 
 /* ---- opening ---------------------------------------------------------- */
 
+/* Makes the entries of directory `dir` durable (a file created in it,
+ * or renamed); errno on failure. */
 static int
-s_dir(struct store *s, const char *dir)
+s_sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc, saved;
+
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	saved = errno;
+	(void)close(fd);
+	errno = saved;
+	return rc;
+}
+
+/* Syncs the store directory, where LMDB may just have created its files,
+ * and its parent when the directory was made now: a crash soon after the
+ * first start must not lose a store whose commits were synced. */
+static int
+s_sync_dirs(struct store *s, const char *dir, bool made)
+{
+	char parent[4096];
+
+	if (s_sync_dir(dir) != 0)
+		return store_fail(s, STORE_ERROR,
+		    "cannot sync the store directory %s: %s", dir,
+		    strerror(errno));
+	if (!made)
+		return STORE_OK;
+	if (snprintf(parent, sizeof parent, "%s", dir) >= (int)sizeof parent)
+		return store_fail(
+		    s, STORE_ERROR, "the store directory's path is too long");
+	if (s_sync_dir(dirname(parent)) != 0)
+		return store_fail(s, STORE_ERROR,
+		    "cannot sync the folder of the store directory %s: %s", dir,
+		    strerror(errno));
+	return STORE_OK;
+}
+
+static int
+s_dir(struct store *s, const char *dir, bool *made)
 {
 	struct stat st;
 
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+	*made = mkdir(dir, 0700) == 0;
+	if (!*made && errno != EEXIST)
 		return store_fail(s, STORE_ERROR,
 		    "cannot create store directory %s: %s", dir,
 		    strerror(errno));
@@ -546,12 +589,13 @@ s_open(struct store *s, const struct store_opts *opts)
 	MDB_stat st;
 	const char *what = "creating the environment";
 	int dead, rc;
+	bool made;
 
 	if (opts->map_size < S_MIN_MAP)
 		return store_fail(s, STORE_ERROR,
 		    "the store map size must be at least %llu bytes",
 		    (unsigned long long)S_MIN_MAP);
-	rc = s_dir(s, opts->dir);
+	rc = s_dir(s, opts->dir, &made);
 	if (rc != STORE_OK)
 		return rc;
 	e = calloc(1, sizeof(*e));
@@ -571,6 +615,12 @@ s_open(struct store *s, const struct store_opts *opts)
 		what = opts->dir;
 		rc = mdb_env_open(e->env, opts->dir,
 		    MDB_NOTLS | (opts->no_sync ? MDB_NOSYNC : 0), 0600);
+	}
+	if (rc == 0 && !opts->no_sync &&
+	    s_sync_dirs(s, opts->dir, made) != STORE_OK) {
+		mdb_env_close(e->env);
+		free(e);
+		return STORE_ERROR;
 	}
 	if (rc == 0) {
 		what = "clearing stale readers";

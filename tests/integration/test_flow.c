@@ -1667,6 +1667,25 @@ t_full_after_direct(void **state)
 	codec_buf_clear(&e3);
 }
 
+/* (m3) The store directory is synced at every start (LMDB may just have
+ * created its files there): when that fails (slowsync.c fails every
+ * sync while s_fail_file exists), the broker does not start, and says
+ * why; once the disk is back it starts. */
+static void
+t_store_dir_synced(void **state)
+{
+	struct hx *h = *state;
+	char log[320];
+
+	snprintf(log, sizeof log, "%s/schakeld.log", h->dir);
+	assert_int_equal(hx_stop(h, SIGTERM), 0);
+	s_touch(s_fail_file);
+	assert_int_not_equal(hx_start_logged(h, log), 0);
+	assert_true(tu_file_has(log, "cannot sync the store directory"));
+	assert_int_equal(unlink(s_fail_file), 0);
+	assert_int_equal(hx_start_logged(h, log), 0);
+}
+
 /* The long case of t_long_case: more than 4,096 messages, the number of
  * entries a session once held back at most (the short case's messages
  * then waited behind a hundred of the long one's). */
@@ -2075,6 +2094,8 @@ main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(t_kept_acks, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(t_full_after_direct,
 		s_setup_full_sync, s_teardown_failing_sync),
+	    cmocka_unit_test_setup_teardown(t_store_dir_synced,
+		s_setup_failing_sync, s_teardown_failing_sync),
 	    cmocka_unit_test_setup_teardown(
 		t_receive_broker_down, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
