@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +24,7 @@
 
 #include "env.h"
 #include "frame.h"
+#include "fsdir.h"
 #include "keys.h"
 #include "merkle.h"
 #include "receipt.h"
@@ -369,24 +369,6 @@ s_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 	return 0;
 }
 
-/* Makes a new or renamed name in path's folder durable: 0 or -1. */
-static int
-s_fsync_dir(const char *path)
-{
-	char dir[PATH_MAX];
-	int fd, rc;
-
-	if (strlen(path) >= sizeof dir)
-		return -1;
-	memcpy(dir, path, strlen(path) + 1);
-	fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	rc = fsync(fd);
-	close(fd);
-	return rc;
-}
-
 /* Whether the `len` bytes a file begins with are what a crash may leave
  * of its header: a part of it, or zeros (delayed allocation). */
 static bool
@@ -434,7 +416,7 @@ s_seen_lock(struct schakel_client *c, const char *path, int flags)
 		     memcmp(head, s_seen_magic, sizeof head) != 0) &&
 	    (ftruncate(fd, 0) != 0 ||
 		s_pwrite_all(fd, s_seen_magic, sizeof head, 0) != 0 ||
-		fdatasync(fd) != 0 || s_fsync_dir(path) != 0))
+		fdatasync(fd) != 0 || fsdir_sync_parent(path) != 0))
 		why = strerror(errno);
 	if (why == NULL)
 		return fd;
@@ -545,7 +527,7 @@ s_seen_compact(struct schakel_client *c)
 	}
 	if (fdatasync(fd) != 0 || rename(tmp, s->path) != 0)
 		goto fail;
-	(void)s_fsync_dir(s->path);
+	(void)fsdir_sync_parent(s->path);
 	close(s->fd);
 	s->fd = fd;
 	s->in_file = s->count;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "fsdir.h"
 #include "text.h"
 
 #define S_PREFIX "audit-"
@@ -72,19 +73,6 @@ s_take(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 	return 0;
 }
 
-static int
-s_fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc;
-
-	if (fd < 0)
-		return -1;
-	rc = fsync(fd);
-	close(fd);
-	return rc;
-}
-
 const char *
 archive_name(const char *dir, uint64_t first, char *out, size_t len)
 {
@@ -115,15 +103,7 @@ archive_write(struct store *s, const char *dir, uint64_t cutoff_ms,
 	}
 	if (mkdir(dir, 0750) == 0) {
 		/* A new folder is kept only once its parent is flushed. */
-		char parent[4200];
-		char *slash;
-		text_copy(parent, sizeof parent, dir);
-		slash = strrchr(parent, '/');
-		if (slash == parent)
-			slash[1] = '\0';
-		else if (slash != NULL)
-			*slash = '\0';
-		if (s_fsync_dir(slash != NULL ? parent : ".") != 0) {
+		if (fsdir_sync_parent(dir) != 0) {
 			snprintf(r->err, sizeof r->err,
 			    "cannot flush the folder of %.400s: %s", dir,
 			    strerror(errno));
@@ -176,7 +156,7 @@ archive_write(struct store *s, const char *dir, uint64_t cutoff_ms,
 		r->n = 0;
 		return -1;
 	}
-	if (s_fsync_dir(dir) != 0) {
+	if (fsdir_sync(dir) != 0) {
 		snprintf(r->err, sizeof r->err,
 		    "cannot flush the folder %.400s: %s", dir, strerror(errno));
 		r->n = 0;

@@ -9,8 +9,6 @@
 
 #include <endian.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -19,6 +17,8 @@
 #include <unistd.h>
 
 #include <lmdb.h>
+
+#include "fsdir.h"
 
 /*
  * Layout (all integers big-endian, so keys sort by number):
@@ -352,40 +352,17 @@ s_check(struct store_txn *t)
 
 /* ---- opening ---------------------------------------------------------- */
 
-/* Makes the entries of directory `dir` durable (a file created in it,
- * or renamed); errno on failure. */
-static int
-s_sync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc, saved;
-
-	if (fd < 0)
-		return -1;
-	rc = fsync(fd);
-	saved = errno;
-	(void)close(fd);
-	errno = saved;
-	return rc;
-}
-
 /* Syncs the store directory, where LMDB may just have created its files,
  * and its parent when the directory was made now: a crash soon after the
  * first start must not lose a store whose commits were synced. */
 static int
 s_sync_dirs(struct store *s, const char *dir, bool made)
 {
-	char parent[4096];
-
-	if (s_sync_dir(dir) != 0)
+	if (fsdir_sync(dir) != 0)
 		return store_fail(s, STORE_ERROR,
 		    "cannot sync the store directory %s: %s", dir,
 		    strerror(errno));
-	if (!made)
-		return STORE_OK;
-	if (snprintf(parent, sizeof parent, "%s", dir) >= (int)sizeof parent)
-		return store_fail(
-		    s, STORE_ERROR, "the store directory's path is too long");
-	if (s_sync_dir(dirname(parent)) != 0)
+	if (made && fsdir_sync_parent(dir) != 0)
 		return store_fail(s, STORE_ERROR,
 		    "cannot sync the folder of the store directory %s: %s", dir,
 		    strerror(errno));
