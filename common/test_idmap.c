@@ -90,9 +90,6 @@ test_hash_spreads(void **state)
 	}
 }
 
-/* A cleared map finds nothing and takes keys again; it keeps a table at
- * least a quarter full (the next group fills it without growing through
- * every size) and gives a sparser one back. */
 /* Random puts, gets and deletes on a pool of keys (prefixes of one
  * another among them, so lengths matter), against a plain array: after
  * each step the map holds exactly what the array says, through growth,
@@ -150,6 +147,9 @@ test_random_against_array(void **state)
 	idmap_free(&m);
 }
 
+/* A cleared map finds nothing and takes keys again; it keeps a table at
+ * least a quarter full (the next group fills it without growing through
+ * every size) and gives a sparser one back. */
 static void
 test_clear(void **state)
 {

@@ -19,6 +19,7 @@
 #include <lmdb.h>
 
 #include "fsdir.h"
+#include "idmap.h"
 
 /*
  * Layout (all integers big-endian, so keys sort by number):
@@ -50,10 +51,14 @@
 #define S_DEDUPVAL_LEN 16
 /* The pages a put may make LMDB copy: it writes five tables out of key
  * order (dedup and dedup_exp by id, expiry by time, cases and case_until
- * by reference), a leaf page each at most; the branch pages above are
- * shared by many.  test_fills_refusing_first checks the bound with
- * random ids, cases and times. */
+ * by reference), a leaf page each at most, and the queue table by
+ * recipient, a leaf of the table and one of the recipient's own
+ * sub-tree for each recipient new to the transaction; the branch pages
+ * above are shared by many.
+ * test_fills_refusing_first and test_fills_many_recipients check the
+ * bound with random ids, cases, times and recipients. */
 #define S_PUT_COPIES 5
+#define S_QUEUE_COPIES 2
 #define S_MIN_MAP ((uint64_t)256 * 1024)
 #define S_RESERVE_MAX ((uint64_t)256 * 1024 * 1024)
 #define S_RESERVE_PAGES 64
@@ -90,6 +95,12 @@ struct s_txn {
 	uint64_t free_b;  /* free bytes at begin; UINT64_MAX: not counted */
 	uint64_t added;   /* what this transaction's puts may take, bytes */
 	uint64_t copied;  /* pages its puts may copy out of key order */
+	uint64_t qcopied; /* of those, in the queue table */
+	/* The recipients queued to in it, as a set of their names' hashes
+	 * (0 is a free slot): a recipient's pages are copied once a
+	 * transaction. */
+	uint64_t *rcpts;
+	size_t rcap, rlen;
 	uint64_t index_b; /* those tables' bytes; UINT64_MAX: not counted */
 };
 
@@ -664,12 +675,12 @@ s_close(struct store *s)
 
 /* ---- space ------------------------------------------------------------ */
 
-/* Bytes in pages on the free list that the next write transaction may
- * use again; an LMDB code.  Those the last commit freed are not among
- * them: LMDB keeps that commit's predecessor whole until the next one
- * (a crash while it writes its meta page falls back to it). */
+/* Bytes in pages on the free list; an LMDB code.  With `usable`, only
+ * those the next write transaction may use again: not those the last
+ * commit freed, as LMDB keeps that commit's predecessor whole until the
+ * next one (a crash while it writes its meta page falls back to it). */
 static int
-s_free_bytes(struct s_env *e, uint64_t *out)
+s_free_bytes(struct s_env *e, bool usable, uint64_t *out)
 {
 	MDB_txn *txn;
 	MDB_cursor *c;
@@ -695,7 +706,8 @@ s_free_bytes(struct s_env *e, uint64_t *out)
 
 		if (k.mv_size == sizeof freed_by)
 			memcpy(&freed_by, k.mv_data, sizeof freed_by);
-		if (d.mv_size < sizeof n || freed_by >= info.me_last_txnid)
+		if (d.mv_size < sizeof n ||
+		    (usable && freed_by >= info.me_last_txnid))
 			continue;
 		memcpy(&n, d.mv_data, sizeof n); /* the list's length */
 		pages += n;
@@ -722,21 +734,103 @@ s_high(struct s_env *e, uint64_t *out)
 	return 0;
 }
 
-/* What a transaction's puts may take: their own bytes, and the pages
- * they copy where their keys do not come in order (an id, a case, an
- * expiry time: a page each, copied whole, the old one free only after
- * the commit).  Those copies cannot be more than the pages those tables
- * had when it began, `cap` bytes at most. */
-static uint64_t
-s_taking(const struct s_txn *bt, uint64_t cap, uint64_t more, uint64_t pages)
-{
-	uint64_t copies = (bt->copied + pages) * bt->e->psize;
+/* What one put may take: its bytes, and the pages it may copy. */
+struct s_cost {
+	uint64_t bytes;
+	uint64_t pages;  /* in the five index tables */
+	uint64_t qpages; /* in the queue table */
+};
 
-	return bt->added + more + (copies < cap ? copies : cap);
+static uint64_t
+s_min(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
 }
 
-/* The bytes in the pages of the tables a put writes out of key order, as
- * `bt` sees them. */
+/* What a transaction's puts, and `c` with them, may take: their own
+ * bytes, and the pages they copy where their keys do not come in order
+ * (an id, a case, an expiry time, a recipient: a page each, copied
+ * whole, the old one free only after the commit).  Those copies cannot
+ * be more than the pages their tables had: the five index tables'
+ * `index_cap` bytes at most, the queue table's `all_cap` (everything in
+ * use; mdb_stat may not count a recipient's sub-tree). */
+static uint64_t
+s_taking(const struct s_txn *bt, uint64_t index_cap, uint64_t all_cap,
+    const struct s_cost *c)
+{
+	uint64_t ps = bt->e->psize;
+
+	return bt->added + c->bytes +
+	    s_min((bt->copied + c->pages) * ps, index_cap) +
+	    s_min((bt->qcopied + c->qpages) * ps, all_cap);
+}
+
+/* A recipient's name's hash, never 0 (a free slot of the set). */
+static uint64_t
+s_rcpt_hash(const char *name)
+{
+	uint64_t h = idmap_hash(name, strlen(name));
+
+	return h != 0 ? h : 1;
+}
+
+/* The slot of hash h in the set of recipients, or the free one for it. */
+static size_t
+s_rcpt_slot(const struct s_txn *bt, uint64_t h)
+{
+	size_t i = h & (bt->rcap - 1);
+
+	while (bt->rcpts[i] != 0 && bt->rcpts[i] != h)
+		i = (i + 1) & (bt->rcap - 1);
+	return i;
+}
+
+/* How many of m's recipients the transaction has not queued to yet. */
+static uint64_t
+s_rcpts_new(const struct s_txn *bt, const struct store_msg *m)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < m->n_recipients; i++)
+		n += bt->rcap == 0 ||
+		    bt->rcpts[s_rcpt_slot(bt, s_rcpt_hash(m->recipients[i]))] ==
+			0;
+	return n;
+}
+
+/* Notes m's recipients as queued to.  Out of memory, they are not: they
+ * count as new again, which errs on the safe side. */
+static void
+s_rcpts_note(struct s_txn *bt, const struct store_msg *m)
+{
+	for (size_t i = 0; i < m->n_recipients; i++) {
+		uint64_t h = s_rcpt_hash(m->recipients[i]);
+		size_t j;
+
+		if ((bt->rlen + 1) * 2 > bt->rcap) {
+			size_t cap = bt->rcap != 0 ? bt->rcap * 2 : 16;
+			uint64_t *old = bt->rcpts, *n = calloc(cap, sizeof *n);
+			size_t ocap = bt->rcap;
+			if (n == NULL)
+				return;
+			bt->rcpts = n;
+			bt->rcap = cap;
+			for (size_t k = 0; k < ocap; k++)
+				if (old[k] != 0)
+					bt->rcpts[s_rcpt_slot(bt, old[k])] =
+					    old[k];
+			free(old);
+		}
+		j = s_rcpt_slot(bt, h);
+		if (bt->rcpts[j] == 0) {
+			bt->rcpts[j] = h;
+			bt->rlen++;
+		}
+	}
+}
+
+/* The bytes in the pages of the five tables a put writes out of key
+ * order, as `bt` sees them. */
 static int
 s_index_bytes(struct s_txn *bt, uint64_t *out)
 {
@@ -756,13 +850,15 @@ s_index_bytes(struct s_txn *bt, uint64_t *out)
 	return 0;
 }
 
-/* Whether a put of `more` bytes that copies `pages` pages fits below the
- * map size less the reserve.  Free pages are counted only near the
- * limit; `more` is a generous estimate, the copies an upper bound, so
- * that a transaction the check lets through does not fail for want of
- * room (MDB_MAP_FULL): the refusal comes before, a put at a time. */
+/* Whether a put that takes `c` fits below the map size less the
+ * reserve.  Free pages are counted only near the limit; the bytes are a
+ * generous estimate, the copies an upper bound, so that a transaction
+ * the check lets through does not fail for want of room (MDB_MAP_FULL):
+ * the refusal comes before, a put at a time.  (A reader still on an
+ * older snapshot keeps its pages from the writer meanwhile: that the
+ * bound does not know.) */
 static int
-s_room(struct store_txn *t, uint64_t more, uint64_t pages, bool from_reserve)
+s_room(struct store_txn *t, const struct s_cost *c, bool from_reserve)
 {
 	struct s_txn *bt = t->be;
 	struct s_env *e = bt->e;
@@ -773,10 +869,10 @@ s_room(struct store_txn *t, uint64_t more, uint64_t pages, bool from_reserve)
 	if (rc != 0)
 		return s_fail(t->s, rc, "reading the map size");
 	limit = info.me_mapsize - (from_reserve ? e->reserve / 2 : e->reserve);
-	if (bt->high + s_taking(bt, bt->high, more, pages) <= limit)
+	if (bt->high + s_taking(bt, bt->high, bt->high, c) <= limit)
 		return STORE_OK;
 	if (bt->free_b == UINT64_MAX) {
-		rc = s_free_bytes(e, &bt->free_b);
+		rc = s_free_bytes(e, true, &bt->free_b);
 		if (rc != 0) {
 			bt->free_b = UINT64_MAX;
 			return s_fail(t->s, rc, "counting free pages");
@@ -790,12 +886,13 @@ s_room(struct store_txn *t, uint64_t more, uint64_t pages, bool from_reserve)
 		}
 	}
 	used = bt->high > bt->free_b ? bt->high - bt->free_b : 0;
-	if (used + s_taking(bt, bt->index_b, more, pages) <= limit)
+	if (used + s_taking(bt, bt->index_b, used, c) <= limit)
 		return STORE_OK;
 	return store_fail(t->s, STORE_FULL,
 	    "the store is full: %llu of %llu bytes used, %llu kept back for "
 	    "deliveries",
-	    (unsigned long long)(used + s_taking(bt, bt->index_b, 0, 0)),
+	    (unsigned long long)(used +
+		s_taking(bt, bt->index_b, used, &(struct s_cost){0})),
 	    (unsigned long long)info.me_mapsize,
 	    (unsigned long long)e->reserve);
 }
@@ -836,6 +933,7 @@ s_abort(struct store_txn *t)
 	struct s_txn *bt = t->be;
 
 	mdb_txn_abort(bt->txn);
+	free(bt->rcpts);
 	free(bt);
 	t->be = NULL;
 }
@@ -873,6 +971,7 @@ s_commit(struct store_txn *t)
 		e->last_audit = bt->last_audit;
 		memcpy(e->head, bt->head, STORE_HASH_LEN);
 	}
+	free(bt->rcpts);
 	free(bt);
 	t->be = NULL;
 	if (rc != 0)
@@ -1068,8 +1167,12 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 	uint8_t sk[8], qv[S_QVAL_LEN];
 	uint8_t xk[8 + STORE_ID_LEN];
 	size_t size = s_rec_size(m);
-	uint64_t more = 2 * (uint64_t)size + 2 * (uint64_t)m->receipt_len +
-	    128 * (m->n_recipients + 7);
+	const struct s_cost cost = {
+	    .bytes = 2 * (uint64_t)size + 2 * (uint64_t)m->receipt_len +
+		128 * (m->n_recipients + 7),
+	    .pages = S_PUT_COPIES,
+	    .qpages = S_QUEUE_COPIES * s_rcpts_new(bt, m),
+	};
 	MDB_val k = {sizeof sk, sk}, d, ik = {STORE_ID_LEN, (void *)m->id};
 	bool append = m->seq > bt->put_max;
 	int rc = s_check(t);
@@ -1080,7 +1183,7 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 		return store_fail(t->s, STORE_ERROR,
 		    "message sequence %llu was not reserved in this transaction",
 		    (unsigned long long)m->seq);
-	rc = s_room(t, more, S_PUT_COPIES, m->from_reserve);
+	rc = s_room(t, &cost, m->from_reserve);
 	if (rc != STORE_OK)
 		return rc;
 
@@ -1163,8 +1266,10 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 	}
 	if (append)
 		bt->put_max = m->seq;
-	bt->added += more;
-	bt->copied += S_PUT_COPIES;
+	bt->added += cost.bytes;
+	bt->copied += cost.pages;
+	bt->qcopied += cost.qpages;
+	s_rcpts_note(bt, m);
 	return STORE_OK;
 }
 
@@ -2160,7 +2265,9 @@ s_usage(struct store *s, uint64_t *used, uint64_t *size, uint64_t *limit)
 	int rc = mdb_env_info(e->env, &info);
 
 	if (rc == 0)
-		rc = s_free_bytes(e, &free_b);
+		/* All of them: those the last commit freed are usable
+		 * after the next, and an idle broker makes none. */
+		rc = s_free_bytes(e, false, &free_b);
 	if (rc != 0)
 		return s_fail(s, rc, "reading the store's size");
 	high = ((uint64_t)info.me_last_pgno + 1) * e->psize;

@@ -1148,33 +1148,37 @@ test_writer(void **state)
 }
 
 /* A store that fills (here the map): the room check counts, besides a
- * message's bytes, the pages its keys out of order (id, case, expiry)
- * may make LMDB copy, so the new messages of a group are refused with
- * STORE_FULL one at a time before the group could fail with
- * MDB_MAP_FULL, and the acknowledgements and audit records recorded
+ * message's bytes, the pages its keys out of order (id, case, expiry,
+ * recipient) may make LMDB copy, so the new messages of a group are
+ * refused with STORE_FULL one at a time before the group could fail
+ * with MDB_MAP_FULL, and the acknowledgements and audit records recorded
  * with them are stored, the audit chain unbroken.  Rounds of 2,048
  * messages with random ids, cases and expiry times (the most pages a
- * put can copy), audit records and 64 acks, as the broker's groups: no
+ * put can copy), audit records and acks, as the broker's groups: no
  * round may fail, nor need to be applied again without its messages
- * (group_again, the writer's fallback).  Counting bytes only, 35 of the
- * 40 rounds were; one page a put, 27; five, but counting as free the
- * pages the last commit freed (LMDB keeps them one commit more), 18. */
+ * (group_again, the writer's fallback). */
 #define S_FULL_ROUNDS 40
 #define S_FULL_MAP ((uint64_t)16 * 1024 * 1024)
 #define S_FULL_GROUP 2048
+
+/* The rounds of a fill: each message to `nrcpt` recipients, one name
+ * ("team-west", whose 64 oldest are acknowledged each round) when
+ * `names` is 0, else spread over that many names (no acks).  How many
+ * rounds refused messages and how many were applied again go to
+ * *refused and *retried. */
 static void
-test_fills_refusing_first(void **state)
+s_fill(
+    struct s_env *e, size_t nrcpt, unsigned names, int *refused, int *retried)
 {
-	struct s_env *e = *state;
 	struct store_opts o = {.map_size = S_FULL_MAP, .no_sync = true};
 	struct pending *p = calloc(S_FULL_GROUP, sizeof(*p));
 	static uint8_t env[S_ENV_LEN], rcpt[S_RCPT_LEN];
 	static struct s_log l;
 	uint64_t seq = 0, acked = 0, rng = 88172645463325252ULL, ev = 0;
-	int retried = 0, rounds = 0, refused = 0;
 	char err[256], sub[200];
 
 	assert_non_null(p);
+	*refused = *retried = 0;
 	/* A store of its own, small. */
 	snprintf(sub, sizeof sub, "%s/full", e->dir);
 	o.dir = sub;
@@ -1184,7 +1188,7 @@ test_fills_refusing_first(void **state)
 	e->w = writer_new(e->s, err, sizeof err);
 	assert_non_null(e->w);
 	s_zero_head(e->head);
-	for (; rounds < S_FULL_ROUNDS; rounds++) {
+	for (int rounds = 0; rounds < S_FULL_ROUNDS; rounds++) {
 		struct writer_result r;
 		int admitted = 0, full = 0, nacks = 0;
 
@@ -1206,11 +1210,22 @@ test_fills_refusing_first(void **state)
 			    "zaak-%016llx", (unsigned long long)r2);
 			snprintf(
 			    p[i].purpose, sizeof p[i].purpose, "schuldhulp");
-			m->n_recipients = 1;
-			snprintf(m->recipients[0], sizeof m->recipients[0],
-			    "team-west");
-			snprintf(m->agreements[0], sizeof m->agreements[0],
-			    "agreement-0");
+			m->n_recipients = nrcpt;
+			for (size_t j = 0; j < nrcpt; j++) {
+				if (names == 0)
+					snprintf(m->recipients[j],
+					    sizeof m->recipients[j],
+					    "team-west");
+				else
+					snprintf(m->recipients[j],
+					    sizeof m->recipients[j],
+					    "team-%04llx",
+					    (unsigned long long)((r1 +
+								     7919 * j) %
+						names));
+				snprintf(m->agreements[j],
+				    sizeof m->agreements[j], "agreement-0");
+			}
 			m->envelope = env;
 			m->envelope_len = sizeof env;
 			m->receipt = rcpt;
@@ -1226,7 +1241,7 @@ test_fills_refusing_first(void **state)
 			assert_int_equal(group_put(&e->g, &p[i]), SCHAKEL_OK);
 		}
 		/* Acks of the oldest still queued. */
-		for (; nacks < 64; nacks++) {
+		for (; names == 0 && nacks < 64; nacks++) {
 			struct store_entry q;
 			size_t n = 0;
 			assert_int_equal(
@@ -1251,10 +1266,11 @@ test_fills_refusing_first(void **state)
 				fail_msg(
 				    "round %d: code %d", rounds, p[i].code);
 		}
+		assert_int_equal(admitted + full, S_FULL_GROUP);
 		if (e->g.refuse_puts)
-			retried++;
+			(*retried)++;
 		if (full > 0)
-			refused++;
+			(*refused)++;
 		group_reset(&e->g);
 		/* The stored chain verifies from its start, up to the head
 		 * the group left. */
@@ -1273,11 +1289,36 @@ test_fills_refusing_first(void **state)
 	}
 	print_message("%d rounds, %d of them with messages refused, %d "
 		      "applied again without their messages\n",
-	    rounds, refused, retried);
-	assert_true(refused >= S_FULL_ROUNDS - 4);
-	assert_int_equal(retried, 0);
+	    S_FULL_ROUNDS, *refused, *retried);
 	writer_destroy(&e->w);
 	free(p);
+}
+
+/* One recipient, acknowledging.  Counting bytes only, 35 of the 40
+ * rounds were applied again; one page a put, 27; five, but counting as
+ * free the pages the last commit freed (LMDB keeps them one commit
+ * more), 18. */
+static void
+test_fills_refusing_first(void **state)
+{
+	int refused, retried;
+
+	s_fill(*state, 1, 0, &refused, &retried);
+	assert_true(refused >= S_FULL_ROUNDS - 4);
+	assert_int_equal(retried, 0);
+}
+
+/* Eight recipients a message out of 60,000 names: the queue table, keyed
+ * by recipient, is written out of key order too (a second reader's
+ * case; not counting it, 8 rounds were applied again). */
+static void
+test_fills_many_recipients(void **state)
+{
+	int refused, retried;
+
+	s_fill(*state, 8, 60000, &refused, &retried);
+	assert_true(refused >= S_FULL_ROUNDS - 4);
+	assert_int_equal(retried, 0);
 }
 
 /* The writer's retry after the commit failed (as store_commit does on
@@ -1364,6 +1405,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_writer, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_fills_refusing_first, s_setup, s_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_fills_many_recipients, s_setup, s_teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_again_after_commit, s_setup, s_teardown),
 	};
