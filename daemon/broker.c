@@ -171,9 +171,11 @@ s_check_space(struct broker *b)
 	}
 	if (b->store_full && !b->space_full_warned) {
 		log_warnx("store: full: new messages are refused with "
-			  "STORE_FULL (%u%% of what it may use is in use, and "
-			  "a message must leave room for its copies); raise "
-			  "broker.limits.map_size and restart",
+			  "STORE_FULL (%u%% of what it may use is in use; a "
+			  "message must leave room for the pages it copies, "
+			  "and pages freed by the last commit are used again "
+			  "only after the next); raise broker.limits.map_size "
+			  "and restart",
 		    pct);
 		b->space_full_warned = true;
 	} else if (!b->store_full && pct + S_SPACE_SLACK < s_space_levels[0]) {

@@ -53,8 +53,10 @@
  * order (dedup and dedup_exp by id, expiry by time, cases and case_until
  * by reference), a leaf page each at most, and the queue table by
  * recipient, a leaf of the table and one of the recipient's own
- * sub-tree for each recipient new to the transaction; the branch pages
- * above are shared by many.
+ * sub-tree for each recipient new to the transaction.  The branch pages
+ * above are shared by many puts (a recipient's own by those to it: a
+ * first put to a deep queue copies a page or two more, which the
+ * reserve covers many times over).
  * test_fills_refusing_first and test_fills_many_recipients check the
  * bound with random ids, cases, times and recipients. */
 #define S_PUT_COPIES 5
@@ -364,16 +366,17 @@ s_check(struct store_txn *t)
 /* ---- opening ---------------------------------------------------------- */
 
 /* Syncs the store directory, where LMDB may just have created its files,
- * and its parent when the directory was made now: a crash soon after the
+ * and its parent, where the directory may have been made (at this start
+ * or at one that failed before it got here): a crash soon after the
  * first start must not lose a store whose commits were synced. */
 static int
-s_sync_dirs(struct store *s, const char *dir, bool made)
+s_sync_dirs(struct store *s, const char *dir)
 {
 	if (fsdir_sync(dir) != 0)
 		return store_fail(s, STORE_ERROR,
 		    "cannot sync the store directory %s: %s", dir,
 		    strerror(errno));
-	if (made && fsdir_sync_parent(dir) != 0)
+	if (fsdir_sync_parent(dir) != 0)
 		return store_fail(s, STORE_ERROR,
 		    "cannot sync the folder of the store directory %s: %s", dir,
 		    strerror(errno));
@@ -381,12 +384,11 @@ s_sync_dirs(struct store *s, const char *dir, bool made)
 }
 
 static int
-s_dir(struct store *s, const char *dir, bool *made)
+s_dir(struct store *s, const char *dir)
 {
 	struct stat st;
 
-	*made = mkdir(dir, 0700) == 0;
-	if (!*made && errno != EEXIST)
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
 		return store_fail(s, STORE_ERROR,
 		    "cannot create store directory %s: %s", dir,
 		    strerror(errno));
@@ -577,13 +579,12 @@ s_open(struct store *s, const struct store_opts *opts)
 	MDB_stat st;
 	const char *what = "creating the environment";
 	int dead, rc;
-	bool made;
 
 	if (opts->map_size < S_MIN_MAP)
 		return store_fail(s, STORE_ERROR,
 		    "the store map size must be at least %llu bytes",
 		    (unsigned long long)S_MIN_MAP);
-	rc = s_dir(s, opts->dir, &made);
+	rc = s_dir(s, opts->dir);
 	if (rc != STORE_OK)
 		return rc;
 	e = calloc(1, sizeof(*e));
@@ -605,7 +606,7 @@ s_open(struct store *s, const struct store_opts *opts)
 		    MDB_NOTLS | (opts->no_sync ? MDB_NOSYNC : 0), 0600);
 	}
 	if (rc == 0 && !opts->no_sync &&
-	    s_sync_dirs(s, opts->dir, made) != STORE_OK) {
+	    s_sync_dirs(s, opts->dir) != STORE_OK) {
 		mdb_env_close(e->env);
 		free(e);
 		return STORE_ERROR;
