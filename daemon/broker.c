@@ -325,6 +325,8 @@ broker_destroy(struct broker **bp)
 	b = *bp;
 	submit_drop_waiting(b);
 	verify_pool_destroy(&b->verify);
+	while (b->nenv_spare > 0)
+		env_destroy(&b->env_spare[--b->nenv_spare]);
 	admin_destroy(&b->admin);
 	/* A group still in the writer's hands is finished unanswered. */
 	writer_destroy(&b->writer);

@@ -37,6 +37,7 @@
 #define BROKER_MAX_CREDIT 1024
 #define BROKER_MAX_INFLIGHT BROKER_MAX_CREDIT
 #define BROKER_DRAIN_MAX 2048 /* inbound frames handled per turn */
+#define BROKER_ENV_SPARE 128  /* decoded envelopes kept for reuse */
 /* Submissions taken in and not yet through their signature check. */
 #define BROKER_VERIFY_QUEUE BROKER_DRAIN_MAX
 /* Acknowledgements the open group takes, beyond those that the traffic
@@ -386,6 +387,10 @@ struct broker {
 	struct keys_secret *keys;
 	struct merkle_cache *cache;
 	struct verify_pool *verify; /* submissions waiting for their check */
+	/* Envelopes decoded and done with, kept for the next submissions
+	 * (submit.c): a bundle's worth and more. */
+	struct env *env_spare[BROKER_ENV_SPARE];
+	size_t nenv_spare;
 	/* A party may have several connections (a sending service and a
 	 * receiving one, say), each a session in `peers`; one of them
 	 * receives: the last to grant credit, in `sessions`. */

@@ -319,6 +319,30 @@ struct s_job {
 	uint8_t pk[CONF_KEY_BYTES]; /* the key it is being checked with */
 };
 
+/* An envelope to decode into: a spare one when there is. */
+static struct env *
+s_env_get(struct broker *b)
+{
+	if (b->nenv_spare > 0)
+		return b->env_spare[--b->nenv_spare];
+	return env_new();
+}
+
+/* Done with *ep: kept as a spare, or freed when there are enough. */
+static void
+s_env_put(struct broker *b, struct env **ep)
+{
+	if (*ep == NULL)
+		return;
+	if (b->nenv_spare == BROKER_ENV_SPARE) {
+		env_destroy(ep);
+		return;
+	}
+	env_reuse(*ep);
+	b->env_spare[b->nenv_spare++] = *ep;
+	*ep = NULL;
+}
+
 static void
 s_job_free(struct s_job **jp)
 {
@@ -379,12 +403,12 @@ submit_envelope(
 	sender = rc == SCHAKEL_OK ? conf_party_by_id(b->conf, who) : NULL;
 	if (sender != NULL) {
 		memcpy(job->pk, sender->sign_key, CONF_KEY_BYTES);
-		e = env_new();
+		e = s_env_get(b);
 		if (e != NULL &&
 		    verify_push(b->verify, e, job->buf, job->m.len, max,
 			job->pk, b->in_unit, job) == 0)
 			return;
-		env_destroy(&e);
+		s_env_put(b, &e);
 	}
 	rc = env_decode(job->buf, job->m.len, max, &e);
 	if (rc == SCHAKEL_OK)
@@ -570,7 +594,7 @@ s_verified(struct broker *b, struct s_job *job, struct env *e, int vrc,
 	g->npend++;
 	s_queue_add(b, rcpt, h->n_recipients);
 out:
-	env_destroy(&e);
+	s_env_put(b, &e);
 	s_job_free(&job);
 }
 
@@ -602,7 +626,7 @@ submit_drop_waiting(struct broker *b)
 		if (!verify_pop(b->verify, &e, &arg, &rc, NULL))
 			continue;
 		job = arg;
-		env_destroy(&e);
+		s_env_put(b, &e);
 		s_job_free(&job);
 	}
 }

@@ -371,6 +371,13 @@ s_input(const uint8_t *buf, size_t len, size_t max_len)
 	return SCHAKEL_OK;
 }
 
+void
+env_reuse(struct env *e)
+{
+	pb_release(&e->pb);
+	e->hdr.n_recipients = e->hdr.n_attrs = 0;
+}
+
 struct env *
 env_new(void)
 {
@@ -379,10 +386,8 @@ env_new(void)
 	 * clear what they count).  Safe to destroy as it is. */
 	struct env *e = malloc(sizeof(*e));
 
-	if (e != NULL) {
-		pb_release(&e->pb);
-		e->hdr.n_recipients = e->hdr.n_attrs = 0;
-	}
+	if (e != NULL)
+		env_reuse(e);
 	return e;
 }
 
