@@ -786,26 +786,28 @@ s_rcpt_slot(const struct s_txn *bt, uint64_t h)
 	return i;
 }
 
-/* How many of m's recipients the transaction has not queued to yet. */
+/* How many of m's recipients the transaction has not queued to yet;
+ * their hashes go to hs, for s_rcpts_note. */
 static uint64_t
-s_rcpts_new(const struct s_txn *bt, const struct store_msg *m)
+s_rcpts_new(const struct s_txn *bt, const struct store_msg *m,
+    uint64_t hs[STORE_MAX_RECIPIENTS])
 {
 	uint64_t n = 0;
 
-	for (size_t i = 0; i < m->n_recipients; i++)
-		n += bt->rcap == 0 ||
-		    bt->rcpts[s_rcpt_slot(bt, s_rcpt_hash(m->recipients[i]))] ==
-			0;
+	for (size_t i = 0; i < m->n_recipients; i++) {
+		hs[i] = s_rcpt_hash(m->recipients[i]);
+		n += bt->rcap == 0 || bt->rcpts[s_rcpt_slot(bt, hs[i])] == 0;
+	}
 	return n;
 }
 
-/* Notes m's recipients as queued to.  Out of memory, they are not: they
- * count as new again, which errs on the safe side. */
+/* Notes the `count` recipients of hashes hs as queued to.  Out of memory, they
+ * are not: they count as new again, which errs on the safe side. */
 static void
-s_rcpts_note(struct s_txn *bt, const struct store_msg *m)
+s_rcpts_note(struct s_txn *bt, const uint64_t *hs, size_t count)
 {
-	for (size_t i = 0; i < m->n_recipients; i++) {
-		uint64_t h = s_rcpt_hash(m->recipients[i]);
+	for (size_t i = 0; i < count; i++) {
+		uint64_t h = hs[i];
 		size_t j;
 
 		if ((bt->rlen + 1) * 2 > bt->rcap) {
@@ -1168,11 +1170,12 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 	uint8_t sk[8], qv[S_QVAL_LEN];
 	uint8_t xk[8 + STORE_ID_LEN];
 	size_t size = s_rec_size(m);
+	uint64_t hs[STORE_MAX_RECIPIENTS];
 	const struct s_cost cost = {
 	    .bytes = 2 * (uint64_t)size + 2 * (uint64_t)m->receipt_len +
 		128 * (m->n_recipients + 7),
 	    .pages = S_PUT_COPIES,
-	    .qpages = S_QUEUE_COPIES * s_rcpts_new(bt, m),
+	    .qpages = S_QUEUE_COPIES * s_rcpts_new(bt, m, hs),
 	};
 	MDB_val k = {sizeof sk, sk}, d, ik = {STORE_ID_LEN, (void *)m->id};
 	bool append = m->seq > bt->put_max;
@@ -1270,7 +1273,7 @@ s_put(struct store_txn *t, const struct store_msg *m, uint64_t until)
 	bt->added += cost.bytes;
 	bt->copied += cost.pages;
 	bt->qcopied += cost.qpages;
-	s_rcpts_note(bt, m);
+	s_rcpts_note(bt, hs, m->n_recipients);
 	return STORE_OK;
 }
 
